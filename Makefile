@@ -1,0 +1,53 @@
+# The whole set-up on a fresh machine with Python 3.11+, Java 17+ and Maven:
+#   make demo   — installs what is missing, starts the local stack, plays the seed story
+#   make test   — the same installs, then the unit, contract and integration tests
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+LIBS   := .cache/kafka-libs
+
+.PHONY: setup demo test unit bench lint schemas stack-up stack-down clean
+
+setup: $(VENV)/.installed $(LIBS)/.resolved
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# The official Apache Kafka jars, resolved by Maven from Maven Central (stack/pom.xml).
+$(LIBS)/.resolved: stack/pom.xml
+	mvn --quiet --batch-mode -f stack/pom.xml dependency:copy-dependencies \
+	    -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(LIBS)
+	touch $@
+
+demo: setup
+	$(BIN)/hub demo
+
+test: setup
+	$(BIN)/pytest
+
+unit: $(VENV)/.installed
+	$(BIN)/pytest tests/unit tests/contract
+
+bench: setup
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy hub schemas consumers producers
+
+schemas: $(VENV)/.installed
+	$(BIN)/python -m schemas.export
+
+stack-up: setup
+	$(BIN)/hub stack up
+
+stack-down: $(VENV)/.installed
+	$(BIN)/hub stack down
+
+clean:
+	-$(BIN)/hub stack down
+	rm -rf .cache $(VENV)

@@ -1,0 +1,1 @@
+"""One package per agency that keeps a synchronized view of permits."""

@@ -1,0 +1,386 @@
+"""The consumer runtime every agency view runs on.
+
+Guarantees, and where they come from:
+
+- A batch from Kafka is applied to the view in one Postgres transaction, and the offsets
+  it consumed are written in that same transaction (`hub_consumer_offsets`). On partition
+  assignment the consumer seeks to those stored offsets, so a crash, a redelivery or a
+  rebalance can neither apply an event twice nor skip one. Kafka's own committed offsets
+  are updated afterwards for operators' tools only; the hub never reads them back.
+- The offset rows are locked (`FOR UPDATE`) at the start of each batch and records below
+  the stored offset are dropped: a zombie instance that lost its partitions mid-batch
+  cannot apply what the new owner already applied.
+- A message that cannot be decoded, fails the schema, has an unknown type, has a key that
+  is not its subject, or makes the handler raise a non-transient error goes to the
+  group's dead-letter topic with the reason and its origin in headers. The dead letter is
+  acknowledged by Kafka before the offset moves past it, so nothing is lost.
+- Transient faults (Postgres or Kafka unreachable) are retried with backoff, never
+  dead-lettered, never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from hub.errors import is_transient, retry_transient
+from hub.kafka import DeadLetter, Producer, dead_letter_headers
+from hub.logging import get_logger
+from schemas import Codec, CloudEvent, DecodeError
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One Kafka record and the event decoded from it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    event: CloudEvent[Any]
+
+    def bind(self) -> dict[str, Any]:
+        """The log context of this delivery (no personal data)."""
+        return {
+            "event_id": str(self.event.id),
+            "event_type": self.event.type,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+        }
+
+
+BatchHandler = Callable[[asyncpg.Connection, Sequence[Delivery]], Awaitable[None]]
+"""Applies a batch of deliveries to a view inside the caller's transaction."""
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """What an agency service hands the runtime: its group, topics, codec and handler."""
+
+    group_id: str
+    topics: tuple[str, ...]
+    codec: Codec
+    apply: BatchHandler
+    dead_letter_topic: str
+
+
+@dataclass
+class ConsumerStats:
+    """Counters for tests, benchmarks and status output."""
+
+    batches: int = 0
+    applied: int = 0
+    skipped_below_stored: int = 0
+    dead_lettered: int = 0
+    last_commit_monotonic: float = field(default_factory=time.monotonic)
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, continue each partition from the offset stored in the view's database."""
+
+    def __init__(self, runtime: ViewConsumer) -> None:
+        self.runtime = runtime
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        return None  # Offsets live in the database; nothing to flush here.
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.runtime.seek_to_stored(list(assigned))
+
+
+class ViewConsumer:
+    """Runs one consumer-group member: fetch, decode, apply in one transaction, repeat."""
+
+    def __init__(
+        self,
+        spec: ConsumerSpec,
+        *,
+        bootstrap: str,
+        pool: asyncpg.Pool,
+        producer: Producer,
+        max_records: int = 2000,
+        timeout_ms: int = 100,
+        client_id: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.pool = pool
+        self.producer = producer
+        self.max_records = max_records
+        self.timeout_ms = timeout_ms
+        self.stats = ConsumerStats()
+        self.assigned: set[TopicPartition] = set()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=spec.group_id,
+            client_id=client_id or spec.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+            fetch_max_wait_ms=50,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            rebalance_timeout_ms=30_000,
+        )
+        self._stopping = asyncio.Event()
+        self.done = asyncio.Event()
+        """Set when `run` has returned or failed."""
+
+    # lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Consume until `stop()` is called or the task is cancelled."""
+        try:
+            await self._run()
+        finally:
+            self.done.set()
+
+    async def _run(self) -> None:
+        await retry_transient(f"{self.spec.group_id}: start kafka consumer", self._start)
+        self._consumer.subscribe(list(self.spec.topics), listener=_SeekToStoredOffsets(self))
+        log.info("consumer started", group=self.spec.group_id, topics=list(self.spec.topics))
+        try:
+            while not self._stopping.is_set():
+                batch = await self._consumer.getmany(
+                    timeout_ms=self.timeout_ms, max_records=self.max_records
+                )
+                if batch:
+                    await self.process(batch)
+        finally:
+            await self._consumer.stop()
+            log.info("consumer stopped", group=self.spec.group_id)
+
+    async def _start(self) -> None:
+        await self._consumer.start()
+
+    def stop(self) -> None:
+        """Ask the loop to finish after the batch in hand."""
+        self._stopping.set()
+
+    # assignment ------------------------------------------------------------------------
+
+    async def seek_to_stored(self, partitions: list[TopicPartition]) -> None:
+        """Seek each newly assigned partition to its stored offset (earliest if none)."""
+        self.assigned = set(self._consumer.assignment())
+        if not partitions:
+            return
+        stored = await retry_transient(
+            f"{self.spec.group_id}: read stored offsets", lambda: self._read_offsets(partitions)
+        )
+        for tp in partitions:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
+        log.info(
+            "partitions assigned",
+            group=self.spec.group_id,
+            partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in partitions),
+        )
+
+    async def _read_offsets(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
+        rows = await self.pool.fetch(
+            "SELECT topic, partition, next_offset FROM hub_consumer_offsets"
+            " WHERE group_id = $1 AND (topic, partition) IN"
+            " (SELECT * FROM unnest($2::text[], $3::int[]))",
+            self.spec.group_id,
+            [tp.topic for tp in partitions],
+            [tp.partition for tp in partitions],
+        )
+        return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+    # batches ---------------------------------------------------------------------------
+
+    async def process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Apply one fetched batch exactly once, retrying transient faults until it lands."""
+        deliveries, dead = self._decode(batch)
+        ends = {(tp.topic, tp.partition): records[-1].offset + 1 for tp, records in batch.items()}
+        starts = {(tp.topic, tp.partition): records[0].offset for tp, records in batch.items()}
+        ahead = await retry_transient(
+            f"{self.spec.group_id}: apply batch",
+            lambda: self._apply_batch(deliveries, dead, starts, ends),
+        )
+        for (topic, partition), stored in ahead.items():
+            # Another member already applied past this batch: continue from there.
+            tp = TopicPartition(topic, partition)
+            if tp in self._consumer.assignment():
+                self._consumer.seek(tp, stored)
+        self.stats.batches += 1
+        self.stats.last_commit_monotonic = time.monotonic()
+        await self._commit_to_kafka(ends, ahead)
+
+    def _decode(
+        self, batch: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> tuple[list[Delivery], list[DeadLetter]]:
+        deliveries: list[Delivery] = []
+        dead: list[DeadLetter] = []
+        decode = self.spec.codec.decode
+        for tp, records in batch.items():
+            for rec in records:
+                try:
+                    event = decode(rec.value)
+                except DecodeError as exc:
+                    dead.append(DeadLetter.of(rec, exc.failure.value, exc))
+                    continue
+                if rec.key is not None and rec.key.decode(errors="replace") != event.subject:
+                    mismatch = ValueError(
+                        f"message key {rec.key!r} is not the event's subject {event.subject!r}"
+                    )
+                    dead.append(DeadLetter.of(rec, "key_mismatch", mismatch))
+                    continue
+                deliveries.append(
+                    Delivery(tp.topic, tp.partition, rec.offset, rec.timestamp, event)
+                )
+        return deliveries, dead
+
+    async def _apply_batch(
+        self,
+        deliveries: list[Delivery],
+        dead: list[DeadLetter],
+        starts: dict[tuple[str, int], int],
+        ends: dict[tuple[str, int], int],
+    ) -> dict[tuple[str, int], int]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            stored = await self._lock_offsets(conn, list(ends))
+            ahead = {k: v for k, v in stored.items() if v >= ends[k]}
+            floor = {k: stored.get(k, starts[k]) for k in ends}
+            todo = [d for d in deliveries if d.offset >= floor[(d.topic, d.partition)]]
+            dead = [d for d in dead if d.offset >= floor[(d.topic, d.partition)]]
+            skipped = len(deliveries) - len(todo)
+            failed = await self._apply_isolating(conn, todo)
+            dead = dead + failed
+            if dead:
+                await self._send_dead_letters(dead)
+            advance = {k: v for k, v in ends.items() if k not in ahead}
+            await self._store_offsets(conn, advance)
+        self.stats.applied += len(todo) - len(failed)
+        self.stats.skipped_below_stored += skipped
+        self.stats.dead_lettered += len(dead)
+        return ahead
+
+    async def _apply_isolating(
+        self, conn: asyncpg.Connection, todo: list[Delivery]
+    ) -> list[DeadLetter]:
+        """Apply the whole batch; if a message breaks it, apply one by one to find which."""
+        if not todo:
+            return []
+        try:
+            async with conn.transaction():
+                await self.spec.apply(conn, todo)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning(
+                "batch failed, isolating the message at fault",
+                group=self.spec.group_id,
+                size=len(todo),
+                error_class=type(exc).__name__,
+            )
+        else:
+            return []
+        failed: list[DeadLetter] = []
+        for delivery in todo:
+            try:
+                async with conn.transaction():
+                    await self.spec.apply(conn, [delivery])
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                with structlog.contextvars.bound_contextvars(**delivery.bind()):
+                    log.error(
+                        "handler failed, dead-lettering",
+                        group=self.spec.group_id,
+                        error_class=type(exc).__name__,
+                        error=str(exc)[:500],
+                    )
+                failed.append(DeadLetter.of_delivery(delivery, "handler_error", exc))
+        return failed
+
+    async def _lock_offsets(
+        self, conn: asyncpg.Connection, keys: list[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
+        rows = await conn.fetch(
+            "SELECT topic, partition, next_offset FROM hub_consumer_offsets"
+            " WHERE group_id = $1 AND (topic, partition) IN"
+            " (SELECT * FROM unnest($2::text[], $3::int[]))"
+            " ORDER BY topic, partition FOR UPDATE",
+            self.spec.group_id,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+    async def _store_offsets(
+        self, conn: asyncpg.Connection, offsets: dict[tuple[str, int], int]
+    ) -> None:
+        if not offsets:
+            return
+        # GREATEST keeps the stored offset monotonic even against a late zombie write.
+        await conn.execute(
+            "INSERT INTO hub_consumer_offsets (group_id, topic, partition, next_offset)"
+            " SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)"
+            " ON CONFLICT (group_id, topic, partition) DO UPDATE"
+            " SET next_offset = GREATEST(hub_consumer_offsets.next_offset, EXCLUDED.next_offset),"
+            "     updated_at = now()",
+            self.spec.group_id,
+            [k[0] for k in offsets],
+            [k[1] for k in offsets],
+            list(offsets.values()),
+        )
+
+    async def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
+        now = datetime.now(UTC)
+        futures = [
+            await self.producer.send(
+                self.spec.dead_letter_topic,
+                key=d.key,
+                value=d.value,
+                headers=dead_letter_headers(d, self.spec.group_id, now),
+            )
+            for d in dead
+        ]
+        await asyncio.gather(*futures)
+        for d in dead:
+            log.warning(
+                "dead-lettered",
+                group=self.spec.group_id,
+                reason=d.reason,
+                topic=d.topic,
+                partition=d.partition,
+                offset=d.offset,
+                event_id=d.event_id,
+                event_type=d.event_type,
+                error_class=d.error_class,
+                error=d.error_message[:300],
+            )
+
+    async def _commit_to_kafka(
+        self, ends: dict[tuple[str, int], int], ahead: dict[tuple[str, int], int]
+    ) -> None:
+        """Mirror the stored offsets into Kafka so `kafka-consumer-groups` shows true lag."""
+        mine = self._consumer.assignment()
+        offsets = {
+            TopicPartition(t, p): ahead.get((t, p), o)
+            for (t, p), o in ends.items()
+            if TopicPartition(t, p) in mine
+        }
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except Exception as exc:  # informational only: the database holds the truth
+            log.debug("kafka offset mirror skipped", error_class=type(exc).__name__)

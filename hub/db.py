@@ -1,0 +1,43 @@
+"""Postgres pools and the hub's own tables in each agency database."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from hub.errors import retry_transient
+
+RUNTIME_DDL = """
+CREATE TABLE IF NOT EXISTS hub_consumer_offsets (
+    group_id    text        NOT NULL,
+    topic       text        NOT NULL,
+    partition   integer     NOT NULL,
+    next_offset bigint      NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (group_id, topic, partition)
+);
+"""
+"""Consumed offsets, written in the same transaction as the view change they produced."""
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
+    """A connection pool, retried while the server is still starting."""
+
+    async def connect() -> asyncpg.Pool:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, command_timeout=60
+        )
+        assert pool is not None
+        return pool
+
+    return await retry_transient(f"connect {dsn.rsplit('/', 1)[-1]}", connect)
+
+
+async def migrate(pool: asyncpg.Pool, *ddl: str) -> None:
+    """Create the tables a component needs; every statement is idempotent.
+
+    An advisory lock serialises concurrent starts of several instances.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('permit-hub migrate'))")
+        for statement in ddl:
+            await conn.execute(statement)

@@ -1,0 +1,194 @@
+"""`make demo`: the seed story on the local stack, with every agency's view side by side.
+
+Several foreigners go through notification letter, issue, extension, change and
+cancellation; a holder of a pre-integration physical permit stays legacy until the
+extension moves them onto the integrated standard. The run exits non-zero if any agency's
+view disagrees with the authority once the stream has settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from hub import bootstrap
+from hub.logging import get_logger
+from hub.projection import fetch_all
+from hub.settings import Settings
+from hub.stack.local import LocalStack
+from hub.views import Drift, drifts
+from producers.work_permit import Authority
+from schemas.permits import (
+    CancellationReason,
+    Category,
+    Employer,
+    Holder,
+    PermitRecord,
+    PermitStandard,
+    PermitStatus,
+)
+
+log = get_logger(__name__)
+
+ACME = Employer(name="Acme Precision (Beijing) Co., Ltd.", credit_code="91110105MA01ABCD3X",
+                province="Beijing", city="Beijing")
+HANSA = Employer(name="Hansa Automotive Systems (Shanghai) Co., Ltd.",
+                 credit_code="91310115MA1K4XYW8B", province="Shanghai", city="Shanghai")
+
+
+@dataclass(frozen=True)
+class Person:
+    """A foreigner in the story, and the employer that hires them."""
+
+    holder: Holder
+    employer: Employer
+    category: Category
+    position: str
+    months: int
+
+
+PEOPLE = (
+    Person(Holder(name="Anna Schmidt", sex="F", date_of_birth=date(1988, 3, 14),
+                  nationality="DE", passport_no="C4J7KL921", passport_expiry=date(2032, 5, 1)),
+           HANSA, Category.B, "Powertrain engineer", 12),
+    Person(Holder(name="Kenji Sato", sex="M", date_of_birth=date(1979, 11, 2),
+                  nationality="JP", passport_no="TZ1048837", passport_expiry=date(2031, 8, 20)),
+           ACME, Category.A, "Chief scientist", 36),
+    Person(Holder(name="Maria Garcia Lopez", sex="F", date_of_birth=date(1993, 6, 30),
+                  nationality="ES", passport_no="PAB204711", passport_expiry=date(2030, 1, 9)),
+           ACME, Category.B, "Product designer", 12),
+    Person(Holder(name="Ngozi Okafor", sex="F", date_of_birth=date(2001, 2, 17),
+                  nationality="NG", passport_no="A07734120", passport_expiry=date(2029, 4, 4)),
+           HANSA, Category.C, "Engineering intern", 6),
+)
+
+LEGACY_HOLDER = PermitRecord(
+    permit_no="110000201900012345",
+    status=PermitStatus.ACTIVE,
+    standard=PermitStandard.LEGACY,
+    holder=Holder(name="John Smith", sex="M", date_of_birth=date(1975, 9, 9), nationality="CA",
+                  passport_no="GA4431907", passport_expiry=date(2033, 3, 3)),
+    category=Category.B,
+    employer=ACME,
+    position="Senior English teacher",
+    approved_months=24,
+    issued_on=date(2024, 3, 1),
+    valid_from=date(2024, 3, 1),
+    valid_until=date(2026, 2, 28),
+)
+
+
+async def tell(auth: Authority, start: date) -> list[str]:
+    """Play the story through the authority's commands; return the permit numbers."""
+    d = start
+    anna, kenji, maria, ngozi = [
+        await auth.apply(holder=p.holder, employer=p.employer, category=p.category,
+                         position=p.position, approved_months=p.months, today=d)
+        for p in PEOPLE
+    ]
+    entry = d + timedelta(days=21)
+    for permit in (anna, kenji, maria, ngozi):
+        await auth.issue(permit.permit_no, valid_from=entry, today=entry)
+    # Anna: 60 days before the end she applies to extend by a year, then renews her passport.
+    anna_end = (await _record(auth, anna.permit_no)).valid_until
+    assert anna_end is not None
+    await auth.extend(anna.permit_no, new_valid_until=anna_end + timedelta(days=365),
+                      today=anna_end - timedelta(days=60))
+    await auth.change(anna.permit_no, passport_no="C9R2MN018", passport_expiry=date(2036, 4, 1))
+    # Kenji is promoted; Maria's contract ends; Ngozi's internship ends without extension.
+    await auth.change(kenji.permit_no, position="Vice president, research")
+    await auth.cancel(maria.permit_no, reason=CancellationReason.CONTRACT_ENDED,
+                      today=entry + timedelta(days=200))
+    ngozi_end = (await _record(auth, ngozi.permit_no)).valid_until
+    assert ngozi_end is not None
+    await auth.expire(ngozi.permit_no, today=ngozi_end + timedelta(days=1))
+    # John holds a physical permit from before the integration: "No Change, No Replacement".
+    john = await _legacy(auth)
+    return [anna.permit_no, kenji.permit_no, maria.permit_no, ngozi.permit_no, john]
+
+
+async def _legacy(auth: Authority) -> str:
+    existing = await auth.get(LEGACY_HOLDER.permit_no)
+    if existing is None:
+        await auth.register_legacy(LEGACY_HOLDER)
+        # Only his extension moves him onto the integrated standard.
+        await auth.extend(LEGACY_HOLDER.permit_no, new_valid_until=date(2028, 2, 28),
+                          today=date(2026, 1, 5))
+    return LEGACY_HOLDER.permit_no
+
+
+async def _record(auth: Authority, permit_no: str) -> PermitRecord:
+    found = await auth.get(permit_no)
+    assert found is not None
+    return found[0]
+
+
+async def settle(settings: Settings, timeout: float = 60.0) -> list[Drift]:
+    """Wait until every view agrees with the authority, or the timeout; return what differs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await drifts(settings)
+        if not found or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.2)
+
+
+async def side_by_side(settings: Settings, permit_nos: list[str]) -> str:
+    """A table of what the authority and each agency hold for these permits."""
+    async with bootstrap.authority(settings) as auth:
+        truth = {p: await auth.get(p) for p in permit_nos}
+    views = {}
+    for agency, package in bootstrap.CONSUMER_AGENCIES.items():
+        async with bootstrap.pool(settings, agency, max_size=1) as p:  # type: ignore[arg-type]
+            views[agency] = await fetch_all(p, package.PERMITS)
+    head = f"{'permit':<19}{'holder':<20}{'authority':<26}" + "".join(
+        f"{a:<26}" for a in views
+    )
+    lines = [head, "-" * len(head)]
+    for permit_no, found in truth.items():
+        if found is None:
+            continue
+        record, seq = found
+        cells = [f"{record.status.value} #{seq} ..{record.valid_until}"]
+        for view in views.values():
+            row = view.get(permit_no)
+            cells.append(f"{row['status']} #{row['sequence']} ..{row['valid_until']}"
+                         if row else "(missing)")
+        lines.append(f"{permit_no:<19}{record.holder.name[:18]:<20}"
+                     + "".join(f"{c:<26}" for c in cells))
+    standard = views["card"].get(LEGACY_HOLDER.permit_no)
+    if standard:
+        lines.append(f"\nlegacy holder {LEGACY_HOLDER.permit_no}: card shows standard "
+                     f"{standard['standard']!r} after {standard['last_event']}")
+    return "\n".join(lines)
+
+
+async def play(settings: Settings, *, keep_running: bool = True) -> int:
+    """Start the stack, run the services, tell the story, compare the views."""
+    stack = LocalStack(settings)
+    stack.up()
+    try:
+        await bootstrap.init_all(settings)
+        async with (
+            bootstrap.running_relay(settings),
+            bootstrap.running_consumer(settings, "card"),
+            bootstrap.running_consumer(settings, "public_security"),
+            bootstrap.running_consumer(settings, "social_insurance"),
+            bootstrap.authority(settings) as auth,
+        ):
+            permit_nos = await tell(auth, start=date(2025, 1, 6))
+            found = await settle(settings)
+            print(await side_by_side(settings, permit_nos))
+    finally:
+        if not keep_running:
+            stack.down()
+    if found:
+        print(f"\n{len(found)} disagreement(s) between the authority and the views:")
+        for drift in found[:50]:
+            print(f"  {drift}")
+        return 1
+    print("\nevery agency view agrees with the authority.")
+    print(f"try: .venv/bin/hub views show {permit_nos[0]} --json")
+    return 0

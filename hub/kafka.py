@@ -1,0 +1,184 @@
+"""Kafka pieces the hub shares: the idempotent producer, topic creation, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import ConsumerRecord
+
+from hub.errors import retry_transient
+from hub.logging import get_logger
+from schemas import topics
+
+if TYPE_CHECKING:
+    from hub.consumer import Delivery
+    from hub.settings import Settings
+
+log = get_logger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+DLQ_PREFIX = "dlq."
+"""Prefix of the headers a dead letter carries about its origin and failure."""
+
+
+class Producer:
+    """An idempotent producer (`acks=all`): Kafka drops the duplicates its own retries make."""
+
+    def __init__(self, bootstrap: str, *, client_id: str, linger_ms: int = 0) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id=client_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=linger_ms,
+            max_batch_size=256 * 1024,
+            request_timeout_ms=30_000,
+        )
+
+    async def start(self) -> None:
+        """Connect, retrying while the broker is not yet reachable."""
+        await retry_transient("start kafka producer", self._producer.start)
+
+    async def stop(self) -> None:
+        """Flush what is buffered and disconnect."""
+        await self._producer.stop()
+
+    async def send(
+        self, topic: str, *, key: bytes | None, value: bytes, headers: Headers | None = None
+    ) -> asyncio.Future[Any]:
+        """Queue one message; the returned future resolves when Kafka has acknowledged it."""
+        fut: asyncio.Future[Any] = await self._producer.send(
+            topic, value=value, key=key, headers=headers or []
+        )
+        return fut
+
+    async def send_and_wait(
+        self, topic: str, *, key: bytes | None, value: bytes, headers: Headers | None = None
+    ) -> Any:
+        """Send one message and wait for Kafka's acknowledgement."""
+        return await (await self.send(topic, key=key, value=value, headers=headers))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message the consumer could not process, with why and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes
+    headers: Headers
+    reason: str
+    error_class: str
+    error_message: str
+    event_id: str | None = None
+    event_type: str | None = None
+
+    @classmethod
+    def of(cls, rec: ConsumerRecord, reason: str, exc: BaseException) -> DeadLetter:
+        """A dead letter for a raw record that failed before it became an event."""
+        return cls(
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            timestamp_ms=rec.timestamp,
+            key=rec.key,
+            value=rec.value or b"",
+            headers=list(rec.headers or ()),
+            reason=reason,
+            error_class=type(exc).__name__,
+            error_message=str(exc),
+        )
+
+    @classmethod
+    def of_delivery(cls, d: Delivery, reason: str, exc: BaseException) -> DeadLetter:
+        """A dead letter for a decoded event its handler could not apply."""
+        return cls(
+            topic=d.topic,
+            partition=d.partition,
+            offset=d.offset,
+            timestamp_ms=d.timestamp_ms,
+            key=d.event.subject.encode(),
+            value=d.event.to_json(),
+            headers=[("content-type", b"application/cloudevents+json")],
+            reason=reason,
+            error_class=type(exc).__name__,
+            error_message=str(exc),
+            event_id=str(d.event.id),
+            event_type=d.event.type,
+        )
+
+
+def dead_letter_headers(d: DeadLetter, group_id: str, now: datetime) -> Headers:
+    """The original headers plus the failure and origin, as `dlq.*` headers."""
+    kept = [(k, v) for k, v in d.headers if not k.startswith(DLQ_PREFIX)]
+    redrives = next((v for k, v in d.headers if k == f"{DLQ_PREFIX}redrive.count"), None)
+    extra = {
+        "reason": d.reason,
+        "error.class": d.error_class,
+        "error.message": d.error_message[:2000],
+        "origin.topic": d.topic,
+        "origin.partition": str(d.partition),
+        "origin.offset": str(d.offset),
+        "origin.timestamp": str(d.timestamp_ms),
+        "group": group_id,
+        "time": now.isoformat(),
+    }
+    headers = kept + [(DLQ_PREFIX + k, v.encode()) for k, v in extra.items()]
+    if redrives is not None:
+        headers.append((f"{DLQ_PREFIX}redrive.count", redrives))
+    return headers
+
+
+CONSUMER_GROUPS = ("card", "public_security", "social_insurance")
+"""The agency consumer groups (before the settings' prefix)."""
+
+
+def hub_topics(settings: Settings) -> list[str]:
+    """Every topic the hub uses under these settings, dead-letter topics included."""
+    names = [settings.topic(t) for t in topics.ALL_TOPICS]
+    names += [topics.dead_letter_topic(settings.topic(g)) for g in CONSUMER_GROUPS]
+    return names
+
+
+async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
+    """Create the hub's topics that do not exist yet; return the names created."""
+    wanted = list(names) if names is not None else hub_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="hub-admin")
+    await retry_transient("start kafka admin", admin.start)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in wanted if n not in existing]
+        config = {"min.insync.replicas": str(settings.min_insync_replicas)}
+        new = [
+            NewTopic(n, settings.partitions, settings.replication_factor, topic_configs=config)
+            for n in missing
+        ]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # another process created them between our list and create
+            await _wait_for_metadata(admin, missing)
+        log.info("topics ready", created=missing, total=len(wanted))
+        return missing
+    finally:
+        await admin.close()
+
+
+async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    for _ in range(100):
+        if set(names) <= set(await admin.list_topics()):
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"topics not visible after creation: {names}")

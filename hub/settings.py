@@ -1,0 +1,83 @@
+"""Settings for every hub process, read once from `HUB_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Agency = Literal["workpermit", "card", "public_security", "social_insurance"]
+AGENCIES: tuple[Agency, ...] = ("workpermit", "card", "public_security", "social_insurance")
+
+
+class Settings(BaseSettings):
+    """Where the hub finds Kafka and Postgres, and how it names and sizes what it creates.
+
+    The same names are used by `docker-compose.yml`, so a setting means one thing everywhere.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", frozen=True, extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="host:port list of a running Kafka; unset means the local stack's broker",
+    )
+    kafka_port: int = Field(default=19092, description="local stack broker port")
+    kafka_controller_port: int = Field(default=19093, description="local stack controller port")
+    topic_prefix: str = Field(
+        default="", description="prefix of every topic and group, so two hubs can share a broker"
+    )
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(default=1, ge=1)
+
+    # Postgres
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql:// URL of a real server; unset means the embedded server. "
+        "Each agency gets its own database on it, named database_prefix + agency",
+    )
+    postgres_port: int = Field(default=15432, description="embedded server port")
+    database_prefix: str = Field(default="permithub_")
+
+    # Local state (jars, data directories, pid files)
+    home: Path = Field(default=Path(".cache"), description="where the local stack keeps its files")
+
+    # Consumer runtime
+    batch_max_records: int = Field(default=2000, ge=1)
+    batch_timeout_ms: int = Field(default=100, ge=0)
+
+    # Logging
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+
+    @property
+    def bootstrap(self) -> str:
+        """The Kafka bootstrap servers the hub's clients connect to."""
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    def server_url(self) -> str:
+        """URL of the Postgres server, with the maintenance database `postgres`."""
+        if self.database_url:
+            return self.database_url
+        return f"postgresql://postgres@127.0.0.1:{self.postgres_port}/postgres"
+
+    def database_name(self, agency: Agency) -> str:
+        """The name of one agency's own database."""
+        return f"{self.database_prefix}{agency}"
+
+    def dsn(self, agency: Agency) -> str:
+        """Connection URL of one agency's own database."""
+        base = self.server_url()
+        head, _, tail = base.partition("://")
+        rest, _, query = tail.partition("?")
+        authority = rest.split("/", 1)[0]
+        url = f"{head}://{authority}/{self.database_name(agency)}"
+        return f"{url}?{query}" if query else url
+
+    def topic(self, name: str) -> str:
+        """A topic or consumer-group name with this hub's prefix."""
+        return f"{self.topic_prefix}{name}"

@@ -1,0 +1,1 @@
+"""Publishing agency systems: each with its own store, outbox and relay."""

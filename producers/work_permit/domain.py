@@ -1,0 +1,194 @@
+"""The work-permit authority's decisions, as pure functions of a record and a command.
+
+Each function checks the rules of DOMAIN.md §2 and returns the event payload carrying the
+permit's new full record; the store wraps it in an envelope with the next sequence.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from schemas.permits import (
+    CancellationReason,
+    Category,
+    Employer,
+    FamilyMember,
+    FieldChange,
+    Holder,
+    LegacyPermitRegisteredData,
+    NotificationLetterIssuedData,
+    PermitCancelledData,
+    PermitChangedData,
+    PermitExpiredData,
+    PermitExtendedData,
+    PermitIssuedData,
+    PermitMigratedData,
+    PermitPayload,
+    PermitRecord,
+    PermitStandard,
+    PermitStatus,
+    add_months,
+)
+
+EXTENSION_WINDOW = (timedelta(days=30), timedelta(days=90))
+"""An extension is applied for 30-90 days before expiry (Tianjin guidelines)."""
+
+
+class PermitRuleViolation(ValueError):
+    """A command the rules do not allow, with the reason in words."""
+
+
+def _require_status(record: PermitRecord, *allowed: PermitStatus) -> None:
+    if record.status not in allowed:
+        names = ", ".join(s.value for s in allowed)
+        raise PermitRuleViolation(
+            f"permit {record.permit_no} is {record.status.value}; this needs {names}"
+        )
+
+
+def notification_letter(
+    *,
+    permit_no: str,
+    letter_no: str,
+    holder: Holder,
+    employer: Employer,
+    category: Category,
+    position: str,
+    approved_months: int,
+    family: tuple[FamilyMember, ...] = (),
+    today: date,
+) -> NotificationLetterIssuedData:
+    """Approve an overseas application: the notification letter is the permit's start."""
+    record = PermitRecord(
+        permit_no=permit_no,
+        status=PermitStatus.LETTER_ISSUED,
+        holder=holder,
+        category=category,
+        employer=employer,
+        position=position,
+        approved_months=approved_months,
+        letter_issued_on=today,
+        family=family,
+    )
+    return NotificationLetterIssuedData(permit=record, letter_no=letter_no)
+
+
+def issue(record: PermitRecord, *, valid_from: date, today: date) -> PermitIssuedData:
+    """Activate the permit after entry for its approved period."""
+    _require_status(record, PermitStatus.LETTER_ISSUED)
+    until = add_months(valid_from, record.approved_months) - timedelta(days=1)
+    until = min(until, record.holder.passport_expiry)
+    new = _evolve(record, status=PermitStatus.ACTIVE, issued_on=today,
+                  valid_from=valid_from, valid_until=until)
+    return PermitIssuedData(permit=new)
+
+
+def extend(record: PermitRecord, *, new_valid_until: date, today: date) -> PermitExtendedData:
+    """Extend an active permit, applied for 30-90 days before it expires."""
+    _require_status(record, PermitStatus.ACTIVE)
+    assert record.valid_until is not None
+    left = record.valid_until - today
+    if left < EXTENSION_WINDOW[0]:
+        raise PermitRuleViolation(
+            f"permit {record.permit_no} expires in {left.days} days; an extension must be "
+            "applied for at least 30 days before expiry"
+        )
+    if left > EXTENSION_WINDOW[1]:
+        raise PermitRuleViolation(
+            f"permit {record.permit_no} expires in {left.days} days; an extension can be "
+            "applied for at most 90 days before expiry"
+        )
+    if new_valid_until <= record.valid_until:
+        raise PermitRuleViolation("the new end must be after the current end")
+    new = _evolve(record, valid_until=new_valid_until, standard=PermitStandard.INTEGRATED)
+    return PermitExtendedData(permit=new, previous_valid_until=record.valid_until)
+
+
+def change(
+    record: PermitRecord,
+    *,
+    name: str | None = None,
+    passport_no: str | None = None,
+    passport_expiry: date | None = None,
+    position: str | None = None,
+    category: Category | None = None,
+) -> PermitChangedData:
+    """Change name, passport, position or category; a new employer is a new permit."""
+    _require_status(record, PermitStatus.LETTER_ISSUED, PermitStatus.ACTIVE)
+    holder_updates = {
+        k: v for k, v in
+        {"name": name, "passport_no": passport_no, "passport_expiry": passport_expiry}.items()
+        if v is not None and v != getattr(record.holder, k)
+    }
+    updates: dict[str, object] = {}
+    if position is not None and position != record.position:
+        updates["position"] = position
+    if category is not None and category != record.category:
+        updates["category"] = category
+    changes = tuple(
+        FieldChange(field=f"holder.{k}", old=str(getattr(record.holder, k)), new=str(v))  # type: ignore[arg-type]
+        for k, v in holder_updates.items()
+    ) + tuple(
+        FieldChange(field=k, old=str(getattr(record, k)), new=str(v))  # type: ignore[arg-type]
+        for k, v in updates.items()
+    )
+    if not changes:
+        raise PermitRuleViolation("the change request changes nothing")
+    holder = record.holder.model_copy(update=holder_updates)
+    new = _evolve(record, holder=Holder.model_validate(holder.model_dump()),
+                  standard=PermitStandard.INTEGRATED, **updates)
+    return PermitChangedData(permit=new, changes=changes)
+
+
+def cancel(record: PermitRecord, *, reason: CancellationReason, today: date) -> PermitCancelledData:
+    """Cancel a permit that is not already cancelled or expired."""
+    _require_status(record, PermitStatus.LETTER_ISSUED, PermitStatus.ACTIVE)
+    new = _evolve(record, status=PermitStatus.CANCELLED, cancelled_on=today,
+                  cancellation_reason=reason)
+    return PermitCancelledData(permit=new, reason=reason)
+
+
+def expire(record: PermitRecord, *, today: date) -> PermitExpiredData:
+    """Mark an active permit expired once its end has passed without extension."""
+    _require_status(record, PermitStatus.ACTIVE)
+    assert record.valid_until is not None
+    if today <= record.valid_until:
+        raise PermitRuleViolation(
+            f"permit {record.permit_no} is valid until {record.valid_until}; not expired on {today}"
+        )
+    return PermitExpiredData(permit=_evolve(record, status=PermitStatus.EXPIRED))
+
+
+def legacy(record: PermitRecord) -> LegacyPermitRegisteredData:
+    """Register a pre-integration physical permit exactly as it is."""
+    if record.standard is not PermitStandard.LEGACY:
+        raise PermitRuleViolation("a legacy registration needs standard=legacy")
+    return LegacyPermitRegisteredData(permit=record)
+
+
+def migrate(record: PermitRecord) -> PermitMigratedData:
+    """Move a legacy permit onto the integrated standard ("Reissue Electronic Work Permit")."""
+    _require_status(record, PermitStatus.ACTIVE)
+    if record.standard is not PermitStandard.LEGACY:
+        raise PermitRuleViolation(f"permit {record.permit_no} is already integrated")
+    new = _evolve(record, standard=PermitStandard.INTEGRATED)
+    return PermitMigratedData(permit=new, previous_standard=PermitStandard.LEGACY)
+
+
+def _evolve(record: PermitRecord, **updates: object) -> PermitRecord:
+    """A copy with updates, validated again so every rule holds on the new record."""
+    return PermitRecord.model_validate({**record.model_dump(), **updates})
+
+
+__all__ = [
+    "PermitPayload",
+    "PermitRuleViolation",
+    "cancel",
+    "change",
+    "expire",
+    "extend",
+    "issue",
+    "legacy",
+    "migrate",
+    "notification_letter",
+]

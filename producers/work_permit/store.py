@@ -1,0 +1,174 @@
+"""The work-permit authority's own database: permits and the transactional outbox.
+
+Every command locks the permit row, decides with `domain`, and writes the new record and
+its event in one transaction, so the permits table and the published stream never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import asyncpg
+
+from hub.outbox import OUTBOX_DDL, OutgoingMessage, enqueue
+from producers.work_permit import domain
+from schemas import topics
+from schemas.envelope import CloudEvent
+from schemas.permits import (
+    CancellationReason,
+    Category,
+    Employer,
+    FamilyMember,
+    Holder,
+    LegacyPermitRegistered,
+    NotificationLetterIssued,
+    PermitCancelled,
+    PermitChanged,
+    PermitExpired,
+    PermitExtended,
+    PermitIssued,
+    PermitMigrated,
+    PermitPayload,
+    PermitRecord,
+)
+
+AUTHORITY_DDL = """
+CREATE SEQUENCE IF NOT EXISTS permit_no_seq START 156000000000000001;
+CREATE TABLE IF NOT EXISTS permits (
+    permit_no  text        PRIMARY KEY,
+    sequence   integer     NOT NULL,
+    status     text        NOT NULL,
+    record     jsonb       NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+_EVENT_OF: dict[type[PermitPayload], type[CloudEvent[Any]]] = {
+    domain.NotificationLetterIssuedData: NotificationLetterIssued,
+    domain.PermitIssuedData: PermitIssued,
+    domain.PermitExtendedData: PermitExtended,
+    domain.PermitChangedData: PermitChanged,
+    domain.PermitCancelledData: PermitCancelled,
+    domain.PermitExpiredData: PermitExpired,
+    domain.LegacyPermitRegisteredData: LegacyPermitRegistered,
+    domain.PermitMigratedData: PermitMigrated,
+}
+
+
+class UnknownPermit(LookupError):
+    """No permit with this number exists at the authority."""
+
+
+class Authority:
+    """Commands of the work-permit authority, each one transaction with its event."""
+
+    def __init__(self, pool: asyncpg.Pool, *, topic: str = topics.PERMIT_EVENTS) -> None:
+        self.pool = pool
+        self.topic = topic
+
+    async def apply(
+        self,
+        *,
+        holder: Holder,
+        employer: Employer,
+        category: Category,
+        position: str,
+        approved_months: int,
+        family: tuple[FamilyMember, ...] = (),
+        today: date,
+    ) -> PermitRecord:
+        """Approve an overseas application: a new permit number and its notification letter."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            number = await conn.fetchval("SELECT nextval('permit_no_seq')")
+            permit_no = f"{number:018d}"
+            data = domain.notification_letter(
+                permit_no=permit_no, letter_no=f"NL{permit_no}", holder=holder,
+                employer=employer, category=category, position=position,
+                approved_months=approved_months, family=family, today=today,
+            )
+            await self._write(conn, data, sequence=1, insert=True)
+        return data.permit
+
+    async def register_legacy(self, record: PermitRecord) -> PermitRecord:
+        """Register a pre-integration physical permit under its existing number."""
+        data = domain.legacy(record)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._write(conn, data, sequence=1, insert=True)
+        return data.permit
+
+    async def issue(self, permit_no: str, *, valid_from: date, today: date) -> PermitRecord:
+        """Activate a permit after entry."""
+        return await self._command(permit_no, lambda r: domain.issue(r, valid_from=valid_from,
+                                                                        today=today))
+
+    async def extend(self, permit_no: str, *, new_valid_until: date, today: date) -> PermitRecord:
+        """Extend an active permit."""
+        return await self._command(
+            permit_no, lambda r: domain.extend(r, new_valid_until=new_valid_until, today=today)
+        )
+
+    async def change(self, permit_no: str, **fields: Any) -> PermitRecord:
+        """Change name, passport, position or category."""
+        return await self._command(permit_no, lambda r: domain.change(r, **fields))
+
+    async def cancel(
+        self, permit_no: str, *, reason: CancellationReason, today: date
+    ) -> PermitRecord:
+        """Cancel a permit."""
+        return await self._command(permit_no, lambda r: domain.cancel(r, reason=reason,
+                                                                         today=today))
+
+    async def expire(self, permit_no: str, *, today: date) -> PermitRecord:
+        """Mark a permit expired."""
+        return await self._command(permit_no, lambda r: domain.expire(r, today=today))
+
+    async def migrate(self, permit_no: str) -> PermitRecord:
+        """Move a legacy permit onto the integrated standard."""
+        return await self._command(permit_no, domain.migrate)
+
+    async def get(self, permit_no: str) -> tuple[PermitRecord, int] | None:
+        """The authority's record of one permit and its sequence, if it exists."""
+        row = await self.pool.fetchrow(
+            "SELECT record, sequence FROM permits WHERE permit_no = $1", permit_no
+        )
+        if row is None:
+            return None
+        return PermitRecord.model_validate_json(row["record"]), row["sequence"]
+
+    async def all(self) -> dict[str, tuple[PermitRecord, int]]:
+        """Every permit the authority holds, by number, with its sequence."""
+        rows = await self.pool.fetch("SELECT permit_no, record, sequence FROM permits")
+        return {
+            r["permit_no"]: (PermitRecord.model_validate_json(r["record"]), r["sequence"])
+            for r in rows
+        }
+
+    async def _command(
+        self, permit_no: str, decide: Callable[[PermitRecord], PermitPayload]
+    ) -> PermitRecord:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT record, sequence FROM permits WHERE permit_no = $1 FOR UPDATE", permit_no
+            )
+            if row is None:
+                raise UnknownPermit(f"no permit {permit_no}")
+            data = decide(PermitRecord.model_validate_json(row["record"]))
+            await self._write(conn, data, sequence=row["sequence"] + 1, insert=False)
+        return data.permit
+
+    async def _write(
+        self, conn: asyncpg.Connection, data: PermitPayload, *, sequence: int, insert: bool
+    ) -> None:
+        record = data.permit
+        sql = (
+            "INSERT INTO permits (permit_no, sequence, status, record) VALUES ($1, $2, $3, $4)"
+            if insert
+            else "UPDATE permits SET sequence = $2, status = $3, record = $4, updated_at = now()"
+            " WHERE permit_no = $1"
+        )
+        await conn.execute(sql, record.permit_no, sequence, record.status.value,
+                           record.model_dump_json())
+        event = _EVENT_OF[type(data)].create(subject=record.permit_no, sequence=sequence, data=data)
+        await enqueue(conn, [OutgoingMessage.of_event(self.topic, event)])

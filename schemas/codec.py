@@ -1,0 +1,73 @@
+"""Turning Kafka message values into typed events, with a reason when that fails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Annotated, Any, Union
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from schemas.envelope import CloudEvent
+
+
+class DecodeFailure(StrEnum):
+    """Why a message could not become an event; each is a dead-letter reason."""
+
+    UNDECODABLE = "undecodable"
+    UNKNOWN_TYPE = "unknown_type"
+    SCHEMA = "schema_violation"
+
+
+class DecodeError(Exception):
+    """A message value that is not a valid event of a known type."""
+
+    def __init__(self, failure: DecodeFailure, detail: str) -> None:
+        super().__init__(f"{failure}: {detail}")
+        self.failure = failure
+        self.detail = detail
+
+
+_TAG_ERRORS = {"union_tag_invalid"}  # a `type` no model claims; a missing one is a schema error
+
+
+class Codec:
+    """Decodes the event types one consumer understands, in one validation pass."""
+
+    def __init__(self, event_types: Iterable[type[CloudEvent[Any]]]) -> None:
+        types = tuple(event_types)
+        if not types:
+            raise ValueError("a codec needs at least one event type")
+        self.types = {t.EVENT_TYPE: t for t in types}
+        union: Any = types[0] if len(types) == 1 else Union[types]  # noqa: UP007
+        self._adapter: TypeAdapter[CloudEvent[Any]] = TypeAdapter(
+            Annotated[union, Field(discriminator="type")] if len(types) > 1 else union
+        )
+
+    def decode(self, value: bytes | None) -> CloudEvent[Any]:
+        """The event in `value`, or a DecodeError saying why there is none."""
+        if not value:
+            raise DecodeError(DecodeFailure.UNDECODABLE, "empty message value")
+        try:
+            return self._adapter.validate_json(value)
+        except ValidationError as exc:
+            raise _classify(exc) from None
+
+
+def _classify(exc: ValidationError) -> DecodeError:
+    errors = exc.errors(include_url=False, include_input=False)
+    kinds = {e["type"] for e in errors}
+    if kinds & {"json_invalid", "json_type"}:
+        return DecodeError(DecodeFailure.UNDECODABLE, _summary(errors))
+    if kinds & _TAG_ERRORS:
+        return DecodeError(DecodeFailure.UNKNOWN_TYPE, _summary(errors))
+    return DecodeError(DecodeFailure.SCHEMA, _summary(errors))
+
+
+def _summary(errors: list[Any], limit: int = 5) -> str:
+    parts = []
+    for err in errors[:limit]:
+        where = ".".join(str(p) for p in err["loc"][1:] if p != "function-after") or "message"
+        parts.append(f"{where}: {err['msg']}")
+    more = len(errors) - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

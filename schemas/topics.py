@@ -1,0 +1,26 @@
+"""Topic names of the hub: one module, so every side spells them the same way."""
+
+from __future__ import annotations
+
+PERMIT_EVENTS = "workpermit.permit-events.v1"
+CARD_REQUESTS = "card.requests.v1"
+CARD_EVENTS = "card.card-events.v1"
+PUBLIC_SECURITY_REQUESTS = "publicsecurity.requests.v1"
+RESIDENCE_EVENTS = "publicsecurity.residence-events.v1"
+SOCIAL_INSURANCE_REQUESTS = "socialinsurance.requests.v1"
+INSURANCE_EVENTS = "socialinsurance.insurance-events.v1"
+
+ALL_TOPICS: tuple[str, ...] = (
+    PERMIT_EVENTS,
+    CARD_REQUESTS,
+    CARD_EVENTS,
+    PUBLIC_SECURITY_REQUESTS,
+    RESIDENCE_EVENTS,
+    SOCIAL_INSURANCE_REQUESTS,
+    INSURANCE_EVENTS,
+)
+
+
+def dead_letter_topic(group_id: str) -> str:
+    """The dead-letter topic of one consumer group."""
+    return f"{group_id}.dlq"
