@@ -19,7 +19,7 @@ AUTHORITY_SOURCE = "/cn/mohrss/work-permit"
 _TYPE = "cn.mohrss.workpermit."
 
 MAX_VALIDITY_MONTHS = 60
-"""Five years: the longest period the authority approves (category A, DOMAIN.md §2)."""
+"""Five years: the longest period one approval or extension grants (category A, DOMAIN.md §2)."""
 
 
 def _iso_country(code: str) -> str:
@@ -131,7 +131,7 @@ class PermitRecord(Contract):
     def _check_validity(self) -> PermitRecord:
         if (self.valid_from is None) != (self.valid_until is None):
             raise ValueError("valid_from and valid_until are given together or not at all")
-        if self.status is not PermitStatus.LETTER_ISSUED and self.valid_until is None:
+        if self.status in (PermitStatus.ACTIVE, PermitStatus.EXPIRED) and self.valid_until is None:
             raise ValueError(f"a permit with status {self.status} needs valid_from/valid_until")
         if self.status is PermitStatus.CANCELLED and self.cancelled_on is None:
             raise ValueError("a cancelled permit needs cancelled_on")
@@ -147,9 +147,6 @@ def _check_period(valid_from: date, valid_until: date, passport_expiry: date) ->
         raise ValueError(
             f"valid_until {valid_until} is beyond the passport's expiry {passport_expiry}"
         )
-    limit = add_months(valid_from, MAX_VALIDITY_MONTHS)
-    if valid_until > limit:
-        raise ValueError(f"validity from {valid_from} to {valid_until} exceeds five years")
 
 
 def add_months(day: date, months: int) -> date:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from schemas.permits import (
+    MAX_VALIDITY_MONTHS,
     CancellationReason,
     Category,
     Employer,
@@ -100,6 +101,8 @@ def extend(record: PermitRecord, *, new_valid_until: date, today: date) -> Permi
         )
     if new_valid_until <= record.valid_until:
         raise PermitRuleViolation("the new end must be after the current end")
+    if new_valid_until > add_months(record.valid_until, MAX_VALIDITY_MONTHS):
+        raise PermitRuleViolation("an extension grants at most five years")
     new = _evolve(record, valid_until=new_valid_until, standard=PermitStandard.INTEGRATED)
     return PermitExtendedData(permit=new, previous_valid_until=record.valid_until)
 

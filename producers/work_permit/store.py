@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS permits (
 );
 """
 
-_EVENT_OF: dict[type[PermitPayload], type[CloudEvent[Any]]] = {
+EVENT_OF: dict[type[PermitPayload], type[CloudEvent[Any]]] = {
     domain.NotificationLetterIssuedData: NotificationLetterIssued,
     domain.PermitIssuedData: PermitIssued,
     domain.PermitExtendedData: PermitExtended,
@@ -170,5 +170,5 @@ class Authority:
         )
         await conn.execute(sql, record.permit_no, sequence, record.status.value,
                            record.model_dump_json())
-        event = _EVENT_OF[type(data)].create(subject=record.permit_no, sequence=sequence, data=data)
+        event = EVENT_OF[type(data)].create(subject=record.permit_no, sequence=sequence, data=data)
         await enqueue(conn, [OutgoingMessage.of_event(self.topic, event)])

@@ -62,13 +62,6 @@ def test_validity_never_goes_beyond_the_passport() -> None:
         active_record(holder=holder(passport_expiry=date(2025, 6, 1)))
 
 
-def test_validity_never_exceeds_five_years() -> None:
-    """A validity longer than five years is refused."""
-    with pytest.raises(ValidationError, match="exceeds five years"):
-        active_record(valid_from=date(2025, 1, 1), valid_until=date(2030, 1, 2),
-                      approved_months=60)
-
-
 def test_validity_ends_after_it_starts() -> None:
     """valid_until before valid_from is refused."""
     with pytest.raises(ValidationError, match="is not after valid_from"):

@@ -1,0 +1,99 @@
+"""`hub stack up|down|status`: run the local Kafka node and Postgres server."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from hub.settings import Settings
+from hub.stack.local import STACK_ERRORS, LocalStack
+
+__all__ = ["stack_app"]
+
+stack_app = typer.Typer(
+    help="Start, stop and inspect the local Kafka broker and Postgres server.",
+    no_args_is_help=True,
+)
+_NAMES = {"kafka": "Kafka", "postgres": "Postgres"}
+
+
+@stack_app.command()
+def up() -> None:
+    """Start the local Kafka and Postgres (what already runs is left alone) and wait for them."""
+    stack = LocalStack(Settings())
+    before = stack.status()
+    started = time.monotonic()
+    try:
+        stack.up()
+    except STACK_ERRORS as error:
+        _fail(str(error))
+    after = stack.status()
+    for part in ("kafka", "postgres"):
+        typer.echo(_up_message(part, before[part], after[part]))
+    typer.echo(f"Agency databases: {', '.join(after['postgres']['databases'])}")
+    typer.echo(f"Ready in {time.monotonic() - started:.1f} s.")
+
+
+def _up_message(part: str, before: dict[str, Any], after: dict[str, Any]) -> str:
+    name = _NAMES[part]
+    if not after["managed"]:
+        return f"{name}: external, {_address(after)} (not started here)"
+    verb = "already running" if before["running"] else "started"
+    return f"{name}: {verb}, {_address(after)} (pid {after['pid']})"
+
+
+@stack_app.command()
+def down() -> None:
+    """Stop the local Kafka and Postgres started by `hub stack up`."""
+    stack = LocalStack(Settings())
+    before = stack.status()
+    try:
+        stack.down()
+    except STACK_ERRORS as error:
+        _fail(str(error))
+    for part in ("kafka", "postgres"):
+        typer.echo(_down_message(part, before[part]))
+
+
+def _down_message(part: str, before: dict[str, Any]) -> str:
+    name = _NAMES[part]
+    if not before["managed"]:
+        return f"{name}: external, left alone"
+    if before["running"]:
+        return f"{name}: stopped (was pid {before['pid']})"
+    return f"{name}: was not running"
+
+
+@stack_app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="print the status as JSON")] = False,
+) -> None:
+    """Show whether the local Kafka and Postgres run, with their pids and addresses."""
+    report = LocalStack(Settings()).status()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(f"{'part':<10}{'state':<17}{'pid':<9}address")
+    for part in ("kafka", "postgres"):
+        entry = report[part]
+        pid = str(entry.get("pid") or "-")
+        typer.echo(f"{part:<10}{_state(entry):<17}{pid:<9}{_address(entry)}")
+    typer.echo(f"home: {report['home']}")
+
+
+def _state(entry: dict[str, Any]) -> str:
+    if not entry["managed"]:
+        return "external"
+    return "running" if entry["running"] else "stopped"
+
+
+def _address(entry: dict[str, Any]) -> str:
+    return str(entry.get("bootstrap") or entry.get("url"))
+
+
+def _fail(message: str) -> NoReturn:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)

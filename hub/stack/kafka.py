@@ -1,0 +1,432 @@
+"""A single-node KRaft Kafka (broker and controller in one JVM) run from the official jars."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+
+__all__ = ["KafkaNode", "KafkaNodeError", "new_cluster_id"]
+
+# The official start script uses 1G; half of that is plenty for a test broker on 2 cores,
+# and fixed -Xms avoids heap resizing pauses during benchmarks.
+JVM_OPTS: tuple[str, ...] = (
+    "-Xmx512m",
+    "-Xms512m",
+    "-server",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-Djava.awt.headless=true",
+)
+# The storage tool is a short-lived command; a small heap starts faster.
+TOOL_JVM_OPTS: tuple[str, ...] = ("-Xmx256m", "-XX:+UseSerialGC", "-Djava.awt.headless=true")
+
+# Loggers that print one line per partition, segment, thread or metadata change at INFO,
+# and the full config dumps (AbstractConfig); WARN still shows unknown-config warnings.
+NOISY_LOGGERS: tuple[str, ...] = (
+    "kafka.controller",
+    "kafka.coordinator",
+    "kafka.log",
+    "kafka.request.logger",
+    "kafka.server.metadata",
+    "kafka.cluster",
+    "state.change.logger",
+    "org.apache.kafka.controller",
+    "org.apache.kafka.coordinator",
+    "org.apache.kafka.image",
+    "org.apache.kafka.metadata",
+    "org.apache.kafka.raft",
+    "org.apache.kafka.snapshot",
+    "org.apache.kafka.storage",
+    "org.apache.kafka.server",
+    "org.apache.kafka.clients",
+    "org.apache.kafka.common.utils.AppInfoParser",
+    "kafka.server.ReplicaFetcherManager",
+    "kafka.server.ReplicaAlterLogDirsManager",
+    "kafka.server.ReplicaManager",
+    # Inner classes: log4j's hierarchy splits on dots only, so `$` names are given whole.
+    "kafka.server.ClientQuotaManager$ThrottledChannelReaper",
+    "kafka.server.ReplicaManager$LogDirFailureHandler",
+    "kafka.server.NodeToControllerRequestThread",
+    "kafka.server.NodeToControllerChannelManagerImpl",
+    "kafka.network",
+    "org.apache.kafka.queue",
+    "org.apache.kafka.common",
+)
+
+
+class KafkaNodeError(RuntimeError):
+    """The local Kafka node could not be configured, started, reached or stopped."""
+
+
+class KafkaNode:
+    """One KRaft Kafka process (process.roles=broker,controller) with its own data directory.
+
+    All state lives in `data_dir` (config, log dirs, pid file, logs), so a node built from
+    the same arguments in another process re-attaches to a running broker via its pid file.
+    """
+
+    def __init__(self, libs_dir: Path, data_dir: Path, port: int, controller_port: int) -> None:
+        self.libs_dir = libs_dir.resolve()
+        self.data_dir = data_dir.resolve()
+        self.port = port
+        self.controller_port = controller_port
+        # Kept only in the process that spawned the JVM, to reap it (no zombie).
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    # Paths -----------------------------------------------------------------------------
+
+    @property
+    def properties_file(self) -> Path:
+        """The broker's server.properties."""
+        return self.data_dir / "server.properties"
+
+    @property
+    def log4j_file(self) -> Path:
+        """The log4j2 configuration the JVM is started with."""
+        return self.data_dir / "log4j2.properties"
+
+    @property
+    def log_dir(self) -> Path:
+        """Kafka's partition data (log.dirs)."""
+        return self.data_dir / "data"
+
+    @property
+    def server_log(self) -> Path:
+        """The broker's own log, written by log4j2."""
+        return self.data_dir / "logs" / "server.log"
+
+    @property
+    def console_log(self) -> Path:
+        """The JVM's stdout and stderr (crashes before log4j2 is up land here)."""
+        return self.data_dir / "logs" / "console.log"
+
+    @property
+    def pid_file(self) -> Path:
+        """Where the running JVM's pid is recorded, for other processes to find it."""
+        return self.data_dir / "kafka.pid"
+
+    @property
+    def bootstrap(self) -> str:
+        """host:port that clients connect to."""
+        return f"127.0.0.1:{self.port}"
+
+    # Configuration ---------------------------------------------------------------------
+
+    def configure(self) -> None:
+        """Write server.properties and the log4j2 configuration into the data directory."""
+        self._check_libs()
+        self.server_log.parent.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.properties_file.write_text(self._server_properties())
+        self.log4j_file.write_text(self._log4j_properties())
+
+    def _check_libs(self) -> None:
+        if not self.libs_dir.is_dir() or not any(self.libs_dir.glob("*.jar")):
+            raise KafkaNodeError(
+                f"The Kafka jars are missing from {self.libs_dir}; run `make setup` first."
+            )
+
+    def _server_properties(self) -> str:
+        listeners = (
+            f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+        )
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            # `format --standalone` reads the controller from the advertised CONTROLLER
+            # listener, so both listeners are advertised.
+            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "listeners": listeners,
+            "advertised.listeners": listeners,
+            "inter.broker.listener.name": "PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.log_dir),
+            # Topics are created explicitly by `hub topics create`; a typo must fail loudly.
+            "auto.create.topics.enable": "false",
+            # One node: internal topics cannot have more replicas than brokers.
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            # Consumers of a fresh group start at once instead of after 3 s.
+            "group.initial.rebalance.delay.ms": "0",
+            # Defaults assume a server; on 2 cores extra threads only add context switches.
+            "num.network.threads": "2",
+            "num.io.threads": "4",
+            "background.threads": "2",
+            "num.replica.fetchers": "1",
+            "num.recovery.threads.per.data.dir": "1",
+            "log.cleaner.threads": "1",
+            "group.coordinator.threads": "1",
+            "share.coordinator.threads": "1",
+        }
+        return "".join(f"{key}={value}\n" for key, value in props.items())
+
+    def _log4j_properties(self) -> str:
+        log = self.server_log
+        lines = [
+            "status = warn",
+            "name = permithub-kafka",
+            "appender.file.type = RollingFile",
+            "appender.file.name = FILE",
+            f"appender.file.fileName = {log}",
+            f"appender.file.filePattern = {log}.%i",
+            "appender.file.layout.type = PatternLayout",
+            "appender.file.layout.pattern = [%d] %p %m (%c)%n",
+            "appender.file.policies.type = Policies",
+            "appender.file.policies.size.type = SizeBasedTriggeringPolicy",
+            "appender.file.policies.size.size = 20MB",
+            "appender.file.strategy.type = DefaultRolloverStrategy",
+            "appender.file.strategy.max = 3",
+            "rootLogger.level = INFO",
+            "rootLogger.appenderRef.file.ref = FILE",
+        ]
+        for index, name in enumerate(NOISY_LOGGERS):
+            lines += [f"logger.n{index}.name = {name}", f"logger.n{index}.level = WARN"]
+        return "\n".join(lines) + "\n"
+
+    # Storage ---------------------------------------------------------------------------
+
+    def is_formatted(self) -> bool:
+        """Whether the log directory already holds a formatted KRaft storage."""
+        return (self.log_dir / "meta.properties").exists()
+
+    def format(self) -> None:
+        """Format the storage with a random cluster id (only the first time; later a no-op)."""
+        if self.is_formatted():
+            return
+        if not self.properties_file.exists():
+            self.configure()
+        command = [
+            "java",
+            *TOOL_JVM_OPTS,
+            f"-Dlog4j2.configurationFile={self.log4j_file}",
+            "-cp",
+            self._classpath(),
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "--ignore-formatted",
+            "-t",
+            new_cluster_id(),
+            "-c",
+            str(self.properties_file),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise KafkaNodeError(
+                f"Formatting Kafka storage in {self.log_dir} failed:\n"
+                f"{result.stdout}{result.stderr}"
+            )
+
+    def _classpath(self) -> str:
+        return f"{self.libs_dir}/*"
+
+    # Process ---------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of this node's running JVM, or None when it is not running."""
+        process = self._process()
+        return process.pid if process is not None else None
+
+    def is_running(self) -> bool:
+        """Whether this node's JVM is alive (found via the pid file, so from any process)."""
+        return self._process() is not None
+
+    def _process(self) -> psutil.Process | None:
+        pid = self._read_pid()
+        if pid is None:
+            return None
+        try:
+            process = psutil.Process(pid)
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+            # A recycled pid must not be taken for our broker: match the config path.
+            cmdline = process.cmdline()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+        if "kafka.Kafka" in cmdline and str(self.properties_file) in cmdline:
+            return process
+        return None
+
+    def _read_pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def start(self) -> None:
+        """Spawn the broker JVM detached from this process; a no-op if it already runs."""
+        if self.is_running():
+            self._check_running_port()
+            return
+        # Rewritten on every start so the files always match this object's ports.
+        self.configure()
+        self.format()
+        _ensure_port_free(self.port, "Kafka broker")
+        _ensure_port_free(self.controller_port, "Kafka controller")
+        self.console_log.parent.mkdir(parents=True, exist_ok=True)
+        with self.console_log.open("ab") as console:
+            # A new session: Ctrl+C in the terminal that ran `hub stack up` must not stop it.
+            self._popen = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.data_dir,
+            )
+        self.pid_file.write_text(f"{self._popen.pid}\n")
+
+    def _check_running_port(self) -> None:
+        # A broker started earlier with other ports keeps them; say so instead of timing out.
+        expected = f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+        if expected not in self.properties_file.read_text():
+            raise KafkaNodeError(
+                f"The Kafka node in {self.data_dir} already runs with other ports "
+                f"(see {self.properties_file}); stop it first with `hub stack down`."
+            )
+
+    def _command(self) -> list[str]:
+        return [
+            "java",
+            *JVM_OPTS,
+            f"-Dkafka.logs.dir={self.server_log.parent}",
+            f"-Dlog4j2.configurationFile={self.log4j_file}",
+            "-cp",
+            self._classpath(),
+            "kafka.Kafka",
+            str(self.properties_file),
+        ]
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Block until the broker answers a metadata request; raise with its log tail if not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.is_running():
+                raise KafkaNodeError(f"Kafka exited during start-up.\n{self.log_tail()}")
+            if _port_open(self.port) and _answers_metadata(self.bootstrap):
+                return
+            if time.monotonic() > deadline:
+                raise KafkaNodeError(
+                    f"Kafka did not answer on {self.bootstrap} within {timeout:.0f} s.\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop the broker cleanly (SIGTERM), SIGKILL it after `timeout` s, wait for exit."""
+        process = self._process()
+        if process is not None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(signal.SIGTERM)
+            if not _wait_gone(process, timeout):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+                _wait_gone(process, 10)
+        self._forget()
+
+    def kill(self) -> None:
+        """SIGKILL the broker without a clean shutdown (for crash tests), and wait for exit."""
+        process = self._process()
+        if process is not None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+            _wait_gone(process, 10)
+        self._forget()
+
+    def _forget(self) -> None:
+        self.pid_file.unlink(missing_ok=True)
+        if self._popen is not None:
+            # Reap our own child so it does not linger as a zombie.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._popen.wait(timeout=1)
+            self._popen = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the broker log and of the JVM console, for error messages."""
+        parts = []
+        for path in (self.server_log, self.console_log):
+            if path.exists():
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                if tail:
+                    parts.append(f"--- {path} ---\n" + "\n".join(tail))
+        return "\n".join(parts) or f"(no log output in {self.server_log.parent})"
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: URL-safe base64 of 16 bytes, unpadded, not starting with '-'."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # Kafka's own Uuid.randomUuid() rejects ids starting with '-' (they parse as options).
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def _ensure_port_free(port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the server does: connections in TIME_WAIT from an earlier run must not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise KafkaNodeError(
+                f"Port {port} for the {what} is already in use by another program."
+            ) from error
+
+
+def _port_open(port: int) -> bool:
+    # A plain TCP probe first keeps aiokafka from logging a connection error per attempt.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_gone(process: psutil.Process, timeout: float) -> bool:
+    try:
+        # psutil reaps the process if it is our child and polls otherwise.
+        process.wait(timeout=timeout)
+    except psutil.TimeoutExpired:
+        return False
+    except psutil.NoSuchProcess:
+        pass
+    return True
+
+
+def _answers_metadata(bootstrap: str) -> bool:
+    # A thread of its own gives the probe a fresh event loop, so wait_ready() also works
+    # when called from async code (where asyncio.run would refuse to nest).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, _describe_cluster(bootstrap)).result()
+
+
+async def _describe_cluster(bootstrap: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    try:
+        await admin.start()
+        cluster = await admin.describe_cluster()
+    except (TimeoutError, KafkaError, OSError):
+        return False
+    finally:
+        await admin.close()
+    # The broker registers with its controller after its listener opens; until then the
+    # metadata names no broker and topic creation would fail.
+    return bool(cluster.get("brokers"))

@@ -1,0 +1,126 @@
+"""The local stack: one Kafka node and one Postgres server under the hub's home directory."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from hub.settings import AGENCIES, Settings
+from hub.stack.kafka import KafkaNode, KafkaNodeError
+from hub.stack.postgres import EmbeddedPostgres, PostgresServerError, ensure_databases_sync
+
+__all__ = ["STACK_ERRORS", "LocalStack", "redact_url"]
+
+# What `up`/`down` raise for problems a user can act on (ports, missing jars, logs).
+STACK_ERRORS: tuple[type[Exception], ...] = (KafkaNodeError, PostgresServerError)
+
+
+class LocalStack:
+    """The Kafka node and Postgres server a Settings describes, started and stopped together.
+
+    A part whose setting points elsewhere (kafka_bootstrap, database_url) is not managed
+    here; on an external Postgres only the agency databases are created.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # Absolute, because the paths end up in server.properties and pid files that other
+        # processes (and the JVM, whose working directory differs) read.
+        self.home = settings.home.resolve()
+        self.stack_dir = self.home / "stack"
+        self.libs_dir = self.home / "kafka-libs"
+        self.kafka: KafkaNode | None = None
+        self.postgres: EmbeddedPostgres | None = None
+        if settings.kafka_bootstrap is None:
+            self.kafka = KafkaNode(
+                libs_dir=self.libs_dir,
+                data_dir=self.stack_dir / "kafka",
+                port=settings.kafka_port,
+                controller_port=settings.kafka_controller_port,
+            )
+        if settings.database_url is None:
+            self.postgres = EmbeddedPostgres(self.stack_dir / "postgres", settings.postgres_port)
+
+    def database_names(self) -> list[str]:
+        """The four agency databases this stack provides."""
+        return [self.settings.database_name(agency) for agency in AGENCIES]
+
+    def up(self) -> None:
+        """Start what is not running yet, wait until both answer, create the databases."""
+        if self.kafka is not None:
+            # The JVM boots in the background while Postgres starts.
+            self.kafka.start()
+        if self.postgres is not None:
+            self.postgres.start()
+            self.postgres.wait_ready()
+        self._ensure_databases()
+        if self.kafka is not None:
+            self.kafka.wait_ready()
+
+    def _ensure_databases(self) -> None:
+        url = self.settings.server_url()
+        try:
+            ensure_databases_sync(url, self.database_names())
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise PostgresServerError(
+                f"Could not create the agency databases on {redact_url(url)}: {error}"
+            ) from error
+
+    def down(self) -> None:
+        """Stop the Kafka node, then the Postgres server (only the parts managed here)."""
+        # Kafka first: the hub's consumers commit to it and would otherwise log errors.
+        if self.kafka is not None:
+            self.kafka.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+    def status(self) -> dict[str, Any]:
+        """Whether each part runs, with pid and address, as a JSON-ready dict."""
+        return {
+            "home": str(self.home),
+            "kafka": self._kafka_status(),
+            "postgres": self._postgres_status(),
+        }
+
+    def _kafka_status(self) -> dict[str, Any]:
+        if self.kafka is None:
+            return {"managed": False, "running": None, "bootstrap": self.settings.bootstrap}
+        return {
+            "managed": True,
+            "running": self.kafka.is_running(),
+            "pid": self.kafka.pid,
+            "port": self.kafka.port,
+            "controller_port": self.kafka.controller_port,
+            "bootstrap": self.kafka.bootstrap,
+            "data_dir": str(self.kafka.data_dir),
+            "log": str(self.kafka.server_log),
+        }
+
+    def _postgres_status(self) -> dict[str, Any]:
+        databases = self.database_names()
+        if self.postgres is None:
+            url = redact_url(self.settings.server_url())
+            return {"managed": False, "running": None, "url": url, "databases": databases}
+        return {
+            "managed": True,
+            "running": self.postgres.is_running(),
+            "pid": self.postgres.pid,
+            "port": self.postgres.port,
+            "url": self.postgres.url,
+            "databases": databases,
+            "data_dir": str(self.postgres.data_dir),
+            "log": str(self.postgres.log_file),
+        }
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by `***`, for messages and status output."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
