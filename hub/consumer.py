@@ -121,10 +121,52 @@ class ViewConsumer:
         self.timeout_ms = timeout_ms
         self.stats = ConsumerStats()
         self.assigned: set[TopicPartition] = set()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=spec.group_id,
-            client_id=client_id or spec.group_id,
+        self.bootstrap = bootstrap
+        self.client_id = client_id or spec.group_id
+        self._consumer = self._new_kafka_consumer()
+        self._stopping = asyncio.Event()
+        self.done = asyncio.Event()
+        """Set when `run` has returned or failed."""
+        self._pending_mirror: dict[tuple[str, int], int] = {}
+        self._mirror_task: asyncio.Task[None] | None = None
+
+    # lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Consume until `stop()` is called or the task is cancelled."""
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("consumer failed", group=self.spec.group_id)
+            raise
+        finally:
+            self.done.set()
+
+    async def _run(self) -> None:
+        await retry_transient(f"{self.spec.group_id}: start kafka consumer", self._start)
+        log.info("consumer started", group=self.spec.group_id, topics=list(self.spec.topics))
+        try:
+            while not self._stopping.is_set():
+                batch = await self._consumer.getmany(
+                    timeout_ms=self.timeout_ms, max_records=self.max_records
+                )
+                if batch:
+                    await self.process(batch)
+                elif self._stuck():
+                    await self._restart_kafka_consumer()
+        finally:
+            if self._mirror_task is not None:
+                self._mirror_task.cancel()
+            await self._consumer.stop()
+            log.info("consumer stopped", group=self.spec.group_id)
+
+    def _new_kafka_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.spec.group_id,
+            client_id=self.client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -135,36 +177,63 @@ class ViewConsumer:
             heartbeat_interval_ms=1_000,
             rebalance_timeout_ms=30_000,
         )
-        self._stopping = asyncio.Event()
-        self.done = asyncio.Event()
-        """Set when `run` has returned or failed."""
-
-    # lifecycle -------------------------------------------------------------------------
-
-    async def run(self) -> None:
-        """Consume until `stop()` is called or the task is cancelled."""
-        try:
-            await self._run()
-        finally:
-            self.done.set()
-
-    async def _run(self) -> None:
-        await retry_transient(f"{self.spec.group_id}: start kafka consumer", self._start)
-        self._consumer.subscribe(list(self.spec.topics), listener=_SeekToStoredOffsets(self))
-        log.info("consumer started", group=self.spec.group_id, topics=list(self.spec.topics))
-        try:
-            while not self._stopping.is_set():
-                batch = await self._consumer.getmany(
-                    timeout_ms=self.timeout_ms, max_records=self.max_records
-                )
-                if batch:
-                    await self.process(batch)
-        finally:
-            await self._consumer.stop()
-            log.info("consumer stopped", group=self.spec.group_id)
 
     async def _start(self) -> None:
         await self._consumer.start()
+        self._consumer.subscribe(list(self.spec.topics), listener=_SeekToStoredOffsets(self))
+        self._unhealthy_since: float | None = None
+
+    def _stuck(self) -> bool:
+        """True when the member has been outside its group for longer than a session.
+
+        aiokafka can stay in that state for good after a broker restart (aio-libs/aiokafka
+        #1154); its only sign is the coordinator's private `_rejoin_needed_fut`.
+        """
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        rejoin = getattr(coordinator, "_rejoin_needed_fut", None)
+        generation = getattr(coordinator, "generation", 0)
+        # An idle member of a group with more members than partitions is healthy: it has a
+        # generation and no rejoin pending, only an empty assignment.
+        outside = (rejoin is not None and rejoin.done()) or generation < 0
+        if not outside:
+            self._unhealthy_since = None
+            return False
+        now = time.monotonic()
+        if self._unhealthy_since is None:
+            self._unhealthy_since = now
+        return now - self._unhealthy_since > self.STUCK_AFTER_S
+
+    STUCK_AFTER_S = 30.0
+
+    def diagnostics(self) -> dict[str, Any]:
+        """The Kafka client's group state, for operators and failing tests."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        rejoin = getattr(coordinator, "_rejoin_needed_fut", None)
+        subscription = getattr(getattr(self._consumer, "_subscription", None), "subscription", None)
+        assignment = getattr(subscription, "assignment", None)
+        positions = {}
+        for tp in self._consumer.assignment():
+            state = assignment.state_value(tp) if assignment is not None else None
+            positions[f"{tp.topic}:{tp.partition}"] = (
+                state.position if state is not None and state.has_valid_position else None
+            )
+        return {
+            "group": self.spec.group_id,
+            "generation": getattr(coordinator, "generation", None),
+            "coordinator": getattr(coordinator, "coordinator_id", None),
+            "rejoin_pending": bool(rejoin is not None and rejoin.done()),
+            "positions": positions,
+            "stats": self.stats,
+        }
+
+    async def _restart_kafka_consumer(self) -> None:
+        """Replace the Kafka client; safe at any time because offsets live in the database."""
+        log.warning("kafka consumer stuck outside its group, recreating it",
+                    group=self.spec.group_id, stuck_for_s=self.STUCK_AFTER_S)
+        await self._consumer.stop()
+        self.assigned = set()
+        self._consumer = self._new_kafka_consumer()
+        await retry_transient(f"{self.spec.group_id}: restart kafka consumer", self._start)
 
     def stop(self) -> None:
         """Ask the loop to finish after the batch in hand."""
@@ -180,12 +249,18 @@ class ViewConsumer:
         stored = await retry_transient(
             f"{self.spec.group_id}: read stored offsets", lambda: self._read_offsets(partitions)
         )
+        fresh = [tp for tp in partitions if (tp.topic, tp.partition) not in stored]
+        if fresh:
+            # Ask for the log starts ourselves and seek to them, rather than seek_to_beginning:
+            # aiokafka's own reset is not retried if the broker drops mid-request, which leaves
+            # the partition without a position for good.
+            starts = await retry_transient(
+                f"{self.spec.group_id}: read log start offsets",
+                lambda: self._consumer.beginning_offsets(fresh),
+            )
+            stored.update({(tp.topic, tp.partition): off for tp, off in starts.items()})
         for tp in partitions:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, offset)
+            self._consumer.seek(tp, stored[(tp.topic, tp.partition)])
         log.info(
             "partitions assigned",
             group=self.spec.group_id,
@@ -221,7 +296,7 @@ class ViewConsumer:
                 self._consumer.seek(tp, stored)
         self.stats.batches += 1
         self.stats.last_commit_monotonic = time.monotonic()
-        await self._commit_to_kafka(ends, ahead)
+        self._mirror_to_kafka(ends, ahead)
 
     def _decode(
         self, batch: dict[TopicPartition, list[ConsumerRecord]]
@@ -368,19 +443,32 @@ class ViewConsumer:
                 error=d.error_message[:300],
             )
 
-    async def _commit_to_kafka(
+    def _mirror_to_kafka(
         self, ends: dict[tuple[str, int], int], ahead: dict[tuple[str, int], int]
     ) -> None:
-        """Mirror the stored offsets into Kafka so `kafka-consumer-groups` shows true lag."""
+        """Mirror the stored offsets into Kafka so `kafka-consumer-groups` shows true lag.
+
+        Informational only, so it never blocks the batch loop: a commit can wait a long time
+        for a coordinator during a broker restart. At most one is in flight; the next batch
+        carries newer offsets anyway.
+        """
+        self._pending_mirror.update(
+            {(t, p): ahead.get((t, p), o) for (t, p), o in ends.items()}
+        )
+        if self._mirror_task is None or self._mirror_task.done():
+            self._mirror_task = asyncio.create_task(self._mirror_once())
+
+    async def _mirror_once(self) -> None:
         mine = self._consumer.assignment()
         offsets = {
-            TopicPartition(t, p): ahead.get((t, p), o)
-            for (t, p), o in ends.items()
+            TopicPartition(t, p): o
+            for (t, p), o in self._pending_mirror.items()
             if TopicPartition(t, p) in mine
         }
+        self._pending_mirror.clear()
         if not offsets:
             return
         try:
-            await self._consumer.commit(offsets)
-        except Exception as exc:  # informational only: the database holds the truth
+            await asyncio.wait_for(self._consumer.commit(offsets), timeout=10)
+        except Exception as exc:  # the database holds the truth; Kafka's copy may lag
             log.debug("kafka offset mirror skipped", error_class=type(exc).__name__)

@@ -366,7 +366,14 @@ class KafkaNode:
                 tail = path.read_text(errors="replace").splitlines()[-lines:]
                 if tail:
                     parts.append(f"--- {path} ---\n" + "\n".join(tail))
-        return "\n".join(parts) or f"(no log output in {self.server_log.parent})"
+        text = "\n".join(parts) or f"(no log output in {self.server_log.parent})"
+        if "StaticLoggerBinder" in text:
+            # slf4j-api 1.7 (Kafka's) found no 1.x binding, so the broker logged nothing.
+            text += (
+                "\n(Kafka's logging is off: the jars need org.apache.logging.log4j:"
+                "log4j-slf4j-impl, the binding for slf4j 1.7, not log4j-slf4j2-impl.)"
+            )
+        return text
 
 
 def new_cluster_id() -> str:

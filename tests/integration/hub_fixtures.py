@@ -6,14 +6,21 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
+from hub import bootstrap
 from hub.bootstrap import init_all
+from hub.lag import partitions_of
+from hub.projection import fetch_all
 from hub.settings import Settings
+from schemas import CONTENT_TYPE, CloudEvent, topics
 
-__all__ = ["eventually", "hub_settings"]
+__all__ = ["hub_settings"]
 
 
 @pytest.fixture
@@ -30,11 +37,69 @@ async def hub_settings(stack_settings: Settings) -> AsyncIterator[Settings]:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 60.0, what: str = "condition"
+    check: Callable[[], Awaitable[bool]],
+    *,
+    timeout: float = 60.0,
+    what: str = "condition",
+    explain: Callable[[], Awaitable[str]] | None = None,
 ) -> None:
     """Wait until `check()` is true, failing the test with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not await check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            detail = f": {await explain()}" if explain else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
         await asyncio.sleep(0.1)
+
+
+async def publish(settings: Settings, events: Iterable[CloudEvent[Any]]) -> int:
+    """Produce events to the permit topic as the authority's relay would; return how many."""
+    topic = settings.topic(topics.PERMIT_EVENTS)
+    headers = [("content-type", CONTENT_TYPE.encode())]
+    async with bootstrap.producer(settings, "test-publisher", linger_ms=5) as prod:
+        futures = [
+            await prod.send(topic, key=e.subject.encode(), value=e.to_json(), headers=headers)
+            for e in events
+        ]
+        await asyncio.gather(*futures)
+    return len(futures)
+
+
+def expected_rows(
+    events: Iterable[CloudEvent[Any]], handler: Callable[[Any], tuple[Any, ...]]
+) -> dict[str, dict[str, Any]]:
+    """What a view must hold after these events: the newest row per permit."""
+    newest: dict[str, CloudEvent[Any]] = {}
+    for e in events:
+        if e.subject not in newest or e.sequence > newest[e.subject].sequence:
+            newest[e.subject] = e
+    return {k: handler(e)._asdict() for k, e in newest.items()}  # type: ignore[attr-defined]
+
+
+async def view_rows(settings: Settings, agency: str) -> dict[str, dict[str, Any]]:
+    """A view's rows without the bookkeeping column applied_at."""
+    package = bootstrap.CONSUMER_AGENCIES[agency]
+    async with bootstrap.pool(settings, agency, max_size=1) as p:  # type: ignore[arg-type]
+        rows = await fetch_all(p, package.PERMITS)
+    return {k: {c: v for c, v in r.items() if c != "applied_at"} for k, r in rows.items()}
+
+
+async def read_topic(settings: Settings, topic: str, timeout: float = 5.0) -> list[ConsumerRecord]:
+    """Every record currently in a topic, in partition order."""
+    reader = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    await reader.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in await partitions_of(reader, topic)]
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        ends = await reader.end_offsets(tps)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout
+        while [tp for tp, end in ends.items() if await reader.position(tp) < end]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} to its end")
+            for recs in (await reader.getmany(timeout_ms=200)).values():
+                records.extend(recs)
+        return records
+    finally:
+        await reader.stop()

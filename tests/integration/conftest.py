@@ -1,0 +1,2 @@
+from tests.integration.hub_fixtures import *  # noqa: F403
+from tests.integration.stack_fixtures import *  # noqa: F403

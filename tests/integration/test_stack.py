@@ -1,0 +1,138 @@
+"""The local stack's Kafka node and Postgres server, as started by the session fixtures."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import UnknownTopicOrPartitionError
+
+from hub.settings import AGENCIES, Settings
+from hub.stack.kafka import KafkaNode
+from hub.stack.postgres import EmbeddedPostgres
+from tests.integration.stack_fixtures import RunningStack
+
+pytestmark = pytest.mark.integration
+
+CONSUME_TIMEOUT_S = 20
+
+
+async def _create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value)
+    finally:
+        await producer.stop()
+
+
+async def _consume(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    received: list[bytes] = []
+    try:
+        async with asyncio.timeout(CONSUME_TIMEOUT_S):
+            while len(received) < count:
+                batches = await consumer.getmany(timeout_ms=500)
+                received += [record.value for records in batches.values() for record in records]
+    finally:
+        await consumer.stop()
+    return received
+
+
+def _unique_topic(settings: Settings, name: str) -> str:
+    return settings.topic(f"{name}-{secrets.token_hex(3)}")
+
+
+async def test_broker_creates_writes_and_reads_a_topic(stack_settings: Settings) -> None:
+    """A topic created on the broker takes messages and gives them back in order."""
+    bootstrap = stack_settings.bootstrap
+    topic = _unique_topic(stack_settings, "stack-roundtrip")
+    values = [f"message {n}".encode() for n in range(5)]
+
+    await _create_topic(bootstrap, topic)
+    await _produce(bootstrap, topic, values)
+
+    assert await _consume(bootstrap, topic, len(values)) == values
+
+
+async def test_broker_does_not_auto_create_topics(stack_settings: Settings) -> None:
+    """Writing to a topic nobody created fails, and the topic still does not exist."""
+    bootstrap = stack_settings.bootstrap
+    topic = _unique_topic(stack_settings, "nobody")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    await producer.start()
+    try:
+        with pytest.raises(UnknownTopicOrPartitionError):
+            await producer.send_and_wait(topic, b"x")
+    finally:
+        await producer.stop()
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        assert topic not in await admin.list_topics()
+    finally:
+        await admin.close()
+
+
+async def test_postgres_has_every_agency_database(stack_settings: Settings) -> None:
+    """Postgres answers, and each agency's own database exists and accepts connections."""
+    for agency in AGENCIES:
+        connection = await asyncpg.connect(stack_settings.dsn(agency))
+        try:
+            name = await connection.fetchval("SELECT current_database()")
+        finally:
+            await connection.close()
+        assert name == stack_settings.database_name(agency)
+
+
+def test_nodes_reattach_from_another_handle(running_stack: RunningStack) -> None:
+    """New handles on the same data directories see the running servers and their pids."""
+    kafka = running_stack.kafka
+    postgres = running_stack.postgres
+    kafka_again = KafkaNode(kafka.libs_dir, kafka.data_dir, kafka.port, kafka.controller_port)
+    postgres_again = EmbeddedPostgres(postgres.data_dir, postgres.port)
+
+    assert kafka_again.is_running()
+    assert kafka_again.pid == kafka.pid is not None
+    assert postgres_again.is_running()
+    assert postgres_again.pid == postgres.pid is not None
+
+
+async def test_kafka_keeps_messages_across_a_clean_restart(
+    kafka_node: KafkaNode, stack_settings: Settings
+) -> None:
+    """A node stopped cleanly and started on the same data still holds a topic's messages."""
+    bootstrap = stack_settings.bootstrap
+    topic = _unique_topic(stack_settings, "stack-restart")
+    values = [f"kept {n}".encode() for n in range(10)]
+    await _create_topic(bootstrap, topic, partitions=3)
+    await _produce(bootstrap, topic, values)
+    old_pid = kafka_node.pid
+
+    await asyncio.to_thread(kafka_node.stop)
+    assert not kafka_node.is_running()
+    # Kafka writes this marker only at the end of an orderly shutdown.
+    assert (kafka_node.log_dir / ".kafka_cleanshutdown").exists()
+    await asyncio.to_thread(kafka_node.start)
+    await asyncio.to_thread(kafka_node.wait_ready)
+
+    assert kafka_node.pid not in (None, old_pid)
+    assert sorted(await _consume(bootstrap, topic, len(values))) == sorted(values)
