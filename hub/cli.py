@@ -153,9 +153,17 @@ def demo(
     ] = True,
 ) -> None:
     """Start the local stack and play the seed story; exit non-zero if any view disagrees."""
+    import logging
+    import os
+
     from hub.demo import play
 
-    _run(play(_settings(), keep_running=keep_running))
+    settings = Settings()
+    # The story's table is the output; keep the services' routine lines out of its way.
+    level = os.environ.get("HUB_LOG_LEVEL", "WARNING")
+    configure_logging(settings.log_format, level)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    _run(play(settings, keep_running=keep_running))
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ view disagrees with the authority once the stream has settled.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -65,7 +66,7 @@ PEOPLE = (
 )
 
 LEGACY_HOLDER = PermitRecord(
-    permit_no="110000201900012345",
+    permit_no="110000201900000000",  # each run registers him under a number of its own
     status=PermitStatus.ACTIVE,
     standard=PermitStandard.LEGACY,
     holder=Holder(name="John Smith", sex="M", date_of_birth=date(1975, 9, 9), nationality="CA",
@@ -110,13 +111,26 @@ async def tell(auth: Authority, start: date) -> list[str]:
 
 
 async def _legacy(auth: Authority) -> str:
-    existing = await auth.get(LEGACY_HOLDER.permit_no)
-    if existing is None:
-        await auth.register_legacy(LEGACY_HOLDER)
-        # Only his extension moves him onto the integrated standard.
-        await auth.extend(LEGACY_HOLDER.permit_no, new_valid_until=date(2028, 2, 28),
-                          today=date(2026, 1, 5))
-    return LEGACY_HOLDER.permit_no
+    # A number of its own on every run, so a second demo on the same stack tells it again.
+    while True:
+        permit_no = f"110000{random.randrange(10**12):012d}"
+        if await auth.get(permit_no) is None:
+            break
+    await auth.register_legacy(LEGACY_HOLDER.model_copy(update={"permit_no": permit_no}))
+    return permit_no
+
+
+async def extend_legacy(auth: Authority, permit_no: str) -> None:
+    """Only the legacy holder's extension moves him onto the integrated standard."""
+    await auth.extend(permit_no, new_valid_until=date(2028, 2, 28), today=date(2026, 1, 5))
+
+
+async def card_standard(settings: Settings, permit_no: str) -> str | None:
+    """The standard the card service shows for a permit."""
+    async with bootstrap.pool(settings, "card", max_size=1) as p:
+        value: str | None = await p.fetchval(
+            "SELECT standard FROM card_permits WHERE permit_no = $1", permit_no)
+        return value
 
 
 async def _record(auth: Authority, permit_no: str) -> PermitRecord:
@@ -158,10 +172,6 @@ async def side_by_side(settings: Settings, permit_nos: list[str]) -> str:
                          if row else "(missing)")
         lines.append(f"{permit_no:<19}{record.holder.name[:18]:<20}"
                      + "".join(f"{c:<26}" for c in cells))
-    standard = views["card"].get(LEGACY_HOLDER.permit_no)
-    if standard:
-        lines.append(f"\nlegacy holder {LEGACY_HOLDER.permit_no}: card shows standard "
-                     f"{standard['standard']!r} after {standard['last_event']}")
     return "\n".join(lines)
 
 
@@ -180,7 +190,15 @@ async def play(settings: Settings, *, keep_running: bool = True) -> int:
         ):
             permit_nos = await tell(auth, start=date(2025, 1, 6))
             found = await settle(settings)
+            john = permit_nos[-1]
+            before = await card_standard(settings, john)
+            await extend_legacy(auth, john)
+            found = await settle(settings)
+            after = await card_standard(settings, john)
             print(await side_by_side(settings, permit_nos))
+            print(f"\n{LEGACY_HOLDER.holder.name}'s physical permit {john}:"
+                  f" the card showed standard {before!r}; after his extension, {after!r}"
+                  " (No Change, No Replacement)")
     finally:
         if not keep_running:
             stack.down()

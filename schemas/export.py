@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from schemas.envelope import CloudEvent
-from schemas.permits import PERMIT_EVENT_TYPES
+from schemas.registry import ALL_EVENT_TYPES
 
 SCHEMA_DIR = Path(__file__).parent / "json"
-EVENT_TYPES: tuple[type[CloudEvent[Any]], ...] = PERMIT_EVENT_TYPES
+EVENT_TYPES: tuple[type[CloudEvent[Any]], ...] = ALL_EVENT_TYPES
 
 
 def schema_path(event_type: type[CloudEvent[Any]]) -> Path:
