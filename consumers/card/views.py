@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncpg
+
 from consumers.card.handlers import CardPermit
 from hub.projection import ViewTable
 
@@ -24,3 +26,10 @@ CREATE TABLE IF NOT EXISTS card_permits (
 """
 
 PERMITS = ViewTable("card_permits", CardPermit._fields)
+
+
+class CardView:
+    """The Social Security Card service's reads and writes of its own database, inside the batch transaction."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncpg
+
 from consumers.public_security.handlers import CheckedPermit
 from hub.projection import ViewTable
 
@@ -23,3 +25,10 @@ CREATE TABLE IF NOT EXISTS ps_permits (
 """
 
 PERMITS = ViewTable("ps_permits", CheckedPermit._fields)
+
+
+class PublicSecurityView:
+    """The public security (entry-exit)'s reads and writes of its own database, inside the batch transaction."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncpg
+
 from consumers.social_insurance.handlers import InsuredPermit
 from hub.projection import ViewTable
 
@@ -22,3 +24,10 @@ CREATE TABLE IF NOT EXISTS si_permits (
 """
 
 PERMITS = ViewTable("si_permits", InsuredPermit._fields)
+
+
+class SocialInsuranceView:
+    """The social insurance's reads and writes of its own database, inside the batch transaction."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn

@@ -1,0 +1,155 @@
+"""Routing a batch of deliveries to an agency's plain handlers, inside the batch transaction.
+
+Two kinds of work, in the order the events arrived:
+
+- **projections** turn an event into a view row; consecutive ones are merged in bulk
+  (`ViewTable.upsert_latest`), the fast path of a rebuild;
+- **handlers** are plain async functions `(event, view) -> [Emit, ...]` that decide an
+  outcome against the agency's own view. Their outcomes are written to the agency's
+  outbox in the same transaction, each with the next `sequence` of its subject, so an
+  outcome is published if and only if the decision is committed.
+
+Each event reaches a handler at most once: its id is recorded in `hub_handled_events` in
+the same transaction, so a redelivered or republished request yields no second outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+from pydantic import BaseModel
+
+from hub.consumer import BatchHandler, Delivery
+from hub.outbox import OutgoingMessage, enqueue
+from hub.projection import ViewTable
+from schemas.envelope import CloudEvent
+
+V = TypeVar("V")
+
+DISPATCH_DDL = """
+CREATE TABLE IF NOT EXISTS hub_handled_events (
+    event_id   uuid        PRIMARY KEY,
+    event_type text        NOT NULL,
+    handled_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS hub_subject_sequences (
+    source  text    NOT NULL,
+    subject text    NOT NULL,
+    last    integer NOT NULL,
+    PRIMARY KEY (source, subject)
+);
+"""
+"""Handled event ids (idempotency) and the last sequence this agency gave each subject."""
+
+
+@dataclass(frozen=True)
+class Emit:
+    """An outcome a handler decided: its event type, subject and payload."""
+
+    event_type: type[CloudEvent[Any]]
+    subject: str
+    data: BaseModel
+
+
+Handler = Callable[[Any, V], Awaitable[Sequence[Emit]]]
+"""A plain decision function: the event and the agency's view in, outcomes out."""
+
+
+@dataclass
+class Router(Generic[V]):
+    """An agency's routing table from event types to projections and handlers."""
+
+    outcome_topic: str
+    view_factory: Callable[[asyncpg.Connection], V]
+    projections: dict[str, tuple[ViewTable, Callable[[Any], tuple[Any, ...] | None]]] = field(
+        default_factory=dict
+    )
+    handlers: dict[str, list[Handler[V]]] = field(default_factory=dict)
+
+    def project(
+        self,
+        event_types: Sequence[type[CloudEvent[Any]]],
+        table: ViewTable,
+        row: Callable[[Any], tuple[Any, ...] | None],
+    ) -> None:
+        """Keep `table` up to date from these event types with the row function `row`."""
+        for t in event_types:
+            self.projections[t.EVENT_TYPE] = (table, row)
+
+    def on(self, event_type: type[CloudEvent[Any]], handler: Handler[V]) -> None:
+        """Call `handler` for each event of this type (after any projection of it)."""
+        self.handlers.setdefault(event_type.EVENT_TYPE, []).append(handler)
+
+    def batch_handler(self) -> BatchHandler:
+        """The runtime's view of this router: apply a batch in the caller's transaction."""
+
+        async def apply(conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
+            await self.apply(conn, deliveries)
+
+        return apply
+
+    async def apply(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
+        """Apply projections in bulk and handlers one by one, keeping the arrival order."""
+        pending: dict[str, list[tuple[Any, ...]]] = {}
+        tables: dict[str, ViewTable] = {}
+        view: V | None = None
+        for d in deliveries:
+            projection = self.projections.get(d.event.type)
+            if projection is not None:
+                table, row_of = projection
+                row = row_of(d.event)
+                if row is not None:
+                    pending.setdefault(table.name, []).append(row)
+                    tables[table.name] = table
+            handlers = self.handlers.get(d.event.type)
+            if not handlers:
+                continue
+            # A handler must see every earlier event of the batch applied to the view.
+            await _flush(conn, tables, pending)
+            if not await _first_time(conn, d.event):
+                continue
+            if view is None:
+                view = self.view_factory(conn)
+            emits: list[Emit] = []
+            for handler in handlers:
+                emits.extend(await handler(d.event, view))
+            await self._emit(conn, emits)
+        await _flush(conn, tables, pending)
+
+    async def _emit(self, conn: asyncpg.Connection, emits: Sequence[Emit]) -> None:
+        messages = []
+        for e in emits:
+            sequence = await conn.fetchval(
+                "INSERT INTO hub_subject_sequences (source, subject, last) VALUES ($1, $2, 1)"
+                " ON CONFLICT (source, subject) DO UPDATE"
+                " SET last = hub_subject_sequences.last + 1 RETURNING last",
+                e.event_type.SOURCE,
+                e.subject,
+            )
+            event = e.event_type.create(subject=e.subject, sequence=sequence, data=e.data)
+            messages.append(OutgoingMessage.of_event(self.outcome_topic, event))
+        await enqueue(conn, messages)
+
+
+async def _flush(
+    conn: asyncpg.Connection,
+    tables: dict[str, ViewTable],
+    pending: dict[str, list[tuple[Any, ...]]],
+) -> None:
+    for name, rows in pending.items():
+        if rows:
+            await tables[name].upsert_latest(conn, rows)
+    pending.clear()
+
+
+async def _first_time(conn: asyncpg.Connection, event: CloudEvent[Any]) -> bool:
+    inserted = await conn.fetchval(
+        "INSERT INTO hub_handled_events (event_id, event_type) VALUES ($1, $2)"
+        " ON CONFLICT DO NOTHING RETURNING true",
+        event.id,
+        event.type,
+    )
+    return bool(inserted)
