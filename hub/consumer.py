@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from hub.errors import is_transient, retry_transient
-from hub.kafka import DeadLetter, Producer, dead_letter_headers
+from hub.kafka import DeadLetter, Producer, dead_letter_destination, dead_letter_headers
 from hub.logging import get_logger
 from schemas import Codec, CloudEvent, DecodeError
 
@@ -49,6 +49,7 @@ class Delivery:
     offset: int
     timestamp_ms: int
     event: CloudEvent[Any]
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     def bind(self) -> dict[str, Any]:
         """The log context of this delivery (no personal data)."""
@@ -184,7 +185,7 @@ class ViewConsumer:
         self._unhealthy_since: float | None = None
 
     def _stuck(self) -> bool:
-        """True when the member has been outside its group for longer than a session.
+        """True when the member has been outside its group, or without partitions, too long.
 
         aiokafka can stay in that state for good after a broker restart (aio-libs/aiokafka
         #1154); its only sign is the coordinator's private `_rejoin_needed_fut`.
@@ -192,18 +193,22 @@ class ViewConsumer:
         coordinator = getattr(self._consumer, "_coordinator", None)
         rejoin = getattr(coordinator, "_rejoin_needed_fut", None)
         generation = getattr(coordinator, "generation", 0)
-        # An idle member of a group with more members than partitions is healthy: it has a
-        # generation and no rejoin pending, only an empty assignment.
         outside = (rejoin is not None and rejoin.done()) or generation < 0
-        if not outside:
+        # A member can also sit in its group with nothing assigned after a rebalance that
+        # raced a broker restart. That is legitimate only with more members than
+        # partitions (a wasted instance), so it earns a longer grace before a restart.
+        idle = not self._consumer.assignment()
+        if not outside and not idle:
             self._unhealthy_since = None
             return False
         now = time.monotonic()
         if self._unhealthy_since is None:
             self._unhealthy_since = now
-        return now - self._unhealthy_since > self.STUCK_AFTER_S
+        limit = self.STUCK_AFTER_S if outside else self.IDLE_AFTER_S
+        return now - self._unhealthy_since > limit
 
     STUCK_AFTER_S = 30.0
+    IDLE_AFTER_S = 60.0
 
     def diagnostics(self) -> dict[str, Any]:
         """The Kafka client's group state, for operators and failing tests."""
@@ -228,8 +233,9 @@ class ViewConsumer:
 
     async def _restart_kafka_consumer(self) -> None:
         """Replace the Kafka client; safe at any time because offsets live in the database."""
-        log.warning("kafka consumer stuck outside its group, recreating it",
-                    group=self.spec.group_id, stuck_for_s=self.STUCK_AFTER_S)
+        log.warning("kafka consumer outside its group or without partitions, recreating it"
+                    " (more instances than partitions leave one idle)",
+                    group=self.spec.group_id)
         await self._consumer.stop()
         self.assigned = set()
         self._consumer = self._new_kafka_consumer()
@@ -288,6 +294,7 @@ class ViewConsumer:
         ahead = await retry_transient(
             f"{self.spec.group_id}: apply batch",
             lambda: self._apply_batch(deliveries, dead, starts, ends),
+            on_retry=self.pool.expire_connections,
         )
         for (topic, partition), stored in ahead.items():
             # Another member already applied past this batch: continue from there.
@@ -318,7 +325,8 @@ class ViewConsumer:
                     dead.append(DeadLetter.of(rec, "key_mismatch", mismatch))
                     continue
                 deliveries.append(
-                    Delivery(tp.topic, tp.partition, rec.offset, rec.timestamp, event)
+                    Delivery(tp.topic, tp.partition, rec.offset, rec.timestamp, event,
+                             tuple(rec.headers or ()))
                 )
         return deliveries, dead
 
@@ -421,7 +429,7 @@ class ViewConsumer:
         now = datetime.now(UTC)
         futures = [
             await self.producer.send(
-                self.spec.dead_letter_topic,
+                dead_letter_destination(d, self.spec.dead_letter_topic),
                 key=d.key,
                 value=d.value,
                 headers=dead_letter_headers(d, self.spec.group_id, now),

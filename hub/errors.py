@@ -20,6 +20,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,  # "connection is closed", pool closing under us
+    asyncpg.InternalClientError,  # protocol state broken by a connection cut mid-operation
     asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     asyncpg.exceptions.TransactionRollbackError,  # serialization failure, deadlock
@@ -58,10 +59,16 @@ class Backoff:
         await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
 
 
-async def retry_transient(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+async def retry_transient(
+    what: str,
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    on_retry: Callable[[], Awaitable[None]] | None = None,
+) -> T:
     """Run `attempt` until it succeeds, retrying transient faults with backoff forever.
 
     Non-transient errors propagate at once: they belong to the caller to route.
+    `on_retry` runs before each new attempt (e.g. to drop pooled connections).
     """
     backoff = Backoff()
     while True:
@@ -78,3 +85,5 @@ async def retry_transient(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
                 attempt=backoff.attempt + 1,
             )
             await backoff.wait()
+            if on_retry is not None:
+                await on_retry()
