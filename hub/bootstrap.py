@@ -61,7 +61,9 @@ async def init_all(settings: Settings) -> None:
 
 
 @contextlib.asynccontextmanager
-async def producer(settings: Settings, client_id: str, *, linger_ms: int = 0) -> AsyncIterator[Producer]:
+async def producer(
+    settings: Settings, client_id: str, *, linger_ms: int = 0
+) -> AsyncIterator[Producer]:
     """A started idempotent producer, stopped (and flushed) on exit."""
     p = Producer(settings.bootstrap, client_id=client_id, linger_ms=linger_ms)
     await p.start()
@@ -72,7 +74,9 @@ async def producer(settings: Settings, client_id: str, *, linger_ms: int = 0) ->
 
 
 @contextlib.asynccontextmanager
-async def pool(settings: Settings, agency: Agency, *, max_size: int = 4) -> AsyncIterator[asyncpg.Pool]:
+async def pool(
+    settings: Settings, agency: Agency, *, max_size: int = 4
+) -> AsyncIterator[asyncpg.Pool]:
     """A pool on one agency's database, closed on exit."""
     p = await create_pool(settings.dsn(agency), max_size=max_size)
     try:
@@ -107,8 +111,12 @@ async def running_consumer(
     spec = CONSUMER_AGENCIES[agency].consumer_spec(settings)
     async with pool(settings, agency) as p, producer(settings, f"{spec.group_id}-dlq") as prod:  # type: ignore[arg-type]
         runtime = ViewConsumer(
-            spec, bootstrap=settings.bootstrap, pool=p, producer=prod,
-            max_records=settings.batch_max_records, timeout_ms=settings.batch_timeout_ms,
+            spec,
+            bootstrap=settings.bootstrap,
+            pool=p,
+            producer=prod,
+            max_records=settings.batch_max_records,
+            timeout_ms=settings.batch_timeout_ms,
             client_id=client_id,
         )
         task = asyncio.create_task(runtime.run(), name=f"consumer-{agency}")
@@ -120,7 +128,9 @@ async def running_consumer(
 
 
 @contextlib.asynccontextmanager
-async def running_relay(settings: Settings, agency: Agency = "workpermit") -> AsyncIterator[OutboxRelay]:
+async def running_relay(
+    settings: Settings, agency: Agency = "workpermit"
+) -> AsyncIterator[OutboxRelay]:
     """The outbox relay of one agency's database, relaying in the background until exit."""
     async with producer(settings, f"{agency}-relay") as prod:
         relay = OutboxRelay(settings.dsn(agency), prod)
@@ -132,9 +142,9 @@ async def running_relay(settings: Settings, agency: Agency = "workpermit") -> As
             await _finish(task)
 
 
-async def _finish(task: asyncio.Task[None], timeout: float = 15.0) -> None:
+async def _finish(task: asyncio.Task[None], grace: float = 15.0) -> None:
     try:
-        await asyncio.wait_for(asyncio.shield(task), timeout)
+        await asyncio.wait_for(asyncio.shield(task), grace)
     except TimeoutError:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -45,7 +45,7 @@ def _settings() -> Settings:
     return settings
 
 
-def _run(coro: Coroutine[Any, Any, int | None]) -> None:
+def _run(coro: Coroutine[Any, Any, int | None] | Coroutine[Any, Any, None]) -> None:
     code = asyncio.run(coro)
     raise typer.Exit(code or 0)
 
@@ -58,7 +58,7 @@ def init() -> None:
     async def go() -> None:
         await init_all(_settings())
 
-    _run(go())  # type: ignore[arg-type]
+    _run(go())
 
 
 @topics_app.command("create")
@@ -102,7 +102,7 @@ def run(component: Component) -> None:
             async with bootstrap.running_consumer(settings, component.value) as consumer:
                 await _until(stop, consumer.done)
 
-    _run(go())  # type: ignore[arg-type]
+    _run(go())
 
 
 async def _until(*events: asyncio.Event) -> None:

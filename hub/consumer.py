@@ -32,10 +32,11 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from hub.db import Connection
 from hub.errors import is_transient, retry_transient
 from hub.kafka import DeadLetter, Producer, dead_letter_destination, dead_letter_headers
 from hub.logging import get_logger
-from schemas import Codec, CloudEvent, DecodeError
+from schemas import CloudEvent, Codec, DecodeError
 
 log = get_logger(__name__)
 
@@ -62,7 +63,7 @@ class Delivery:
         }
 
 
-BatchHandler = Callable[[asyncpg.Connection, Sequence[Delivery]], Awaitable[None]]
+BatchHandler = Callable[[Connection, Sequence[Delivery]], Awaitable[None]]
 """Applies a batch of deliveries to a view inside the caller's transaction."""
 
 
@@ -356,7 +357,7 @@ class ViewConsumer:
         return ahead
 
     async def _apply_isolating(
-        self, conn: asyncpg.Connection, todo: list[Delivery]
+        self, conn: Connection, todo: list[Delivery]
     ) -> list[DeadLetter]:
         """Apply the whole batch; if a message breaks it, apply one by one to find which."""
         if not todo:
@@ -384,7 +385,7 @@ class ViewConsumer:
                 if is_transient(exc):
                     raise
                 with structlog.contextvars.bound_contextvars(**delivery.bind()):
-                    log.error(
+                    log.error(  # noqa: TRY400 - the error is routed with its message, no trace
                         "handler failed, dead-lettering",
                         group=self.spec.group_id,
                         error_class=type(exc).__name__,
@@ -394,7 +395,7 @@ class ViewConsumer:
         return failed
 
     async def _lock_offsets(
-        self, conn: asyncpg.Connection, keys: list[tuple[str, int]]
+        self, conn: Connection, keys: list[tuple[str, int]]
     ) -> dict[tuple[str, int], int]:
         rows = await conn.fetch(
             "SELECT topic, partition, next_offset FROM hub_consumer_offsets"
@@ -408,7 +409,7 @@ class ViewConsumer:
         return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
     async def _store_offsets(
-        self, conn: asyncpg.Connection, offsets: dict[tuple[str, int], int]
+        self, conn: Connection, offsets: dict[tuple[str, int], int]
     ) -> None:
         if not offsets:
             return

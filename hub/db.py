@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, TypeAlias
+
 import asyncpg
 
 from hub.errors import retry_transient
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
+else:
+    Connection = asyncpg.Connection
+"""A connection, whether opened directly or borrowed from a pool."""
 
 RUNTIME_DDL = """
 CREATE TABLE IF NOT EXISTS hub_consumer_offsets (

@@ -33,10 +33,18 @@ from schemas.permits import (
 
 log = get_logger(__name__)
 
-ACME = Employer(name="Acme Precision (Beijing) Co., Ltd.", credit_code="91110105MA01ABCD3X",
-                province="Beijing", city="Beijing")
-HANSA = Employer(name="Hansa Automotive Systems (Shanghai) Co., Ltd.",
-                 credit_code="91310115MA1K4XYW8B", province="Shanghai", city="Shanghai")
+ACME = Employer(
+    name="Acme Precision (Beijing) Co., Ltd.",
+    credit_code="91110105MA01ABCD3X",
+    province="Beijing",
+    city="Beijing",
+)
+HANSA = Employer(
+    name="Hansa Automotive Systems (Shanghai) Co., Ltd.",
+    credit_code="91310115MA1K4XYW8B",
+    province="Shanghai",
+    city="Shanghai",
+)
 
 
 @dataclass(frozen=True)
@@ -51,26 +59,76 @@ class Person:
 
 
 PEOPLE = (
-    Person(Holder(name="Anna Schmidt", sex="F", date_of_birth=date(1988, 3, 14),
-                  nationality="DE", passport_no="C4J7KL921", passport_expiry=date(2032, 5, 1)),
-           HANSA, Category.B, "Powertrain engineer", 12),
-    Person(Holder(name="Kenji Sato", sex="M", date_of_birth=date(1979, 11, 2),
-                  nationality="JP", passport_no="TZ1048837", passport_expiry=date(2031, 8, 20)),
-           ACME, Category.A, "Chief scientist", 36),
-    Person(Holder(name="Maria Garcia Lopez", sex="F", date_of_birth=date(1993, 6, 30),
-                  nationality="ES", passport_no="PAB204711", passport_expiry=date(2030, 1, 9)),
-           ACME, Category.B, "Product designer", 12),
-    Person(Holder(name="Ngozi Okafor", sex="F", date_of_birth=date(2001, 2, 17),
-                  nationality="NG", passport_no="A07734120", passport_expiry=date(2029, 4, 4)),
-           HANSA, Category.C, "Engineering intern", 6),
+    Person(
+        Holder(
+            name="Anna Schmidt",
+            sex="F",
+            date_of_birth=date(1988, 3, 14),
+            nationality="DE",
+            passport_no="C4J7KL921",
+            passport_expiry=date(2032, 5, 1),
+        ),
+        HANSA,
+        Category.B,
+        "Powertrain engineer",
+        12,
+    ),
+    Person(
+        Holder(
+            name="Kenji Sato",
+            sex="M",
+            date_of_birth=date(1979, 11, 2),
+            nationality="JP",
+            passport_no="TZ1048837",
+            passport_expiry=date(2031, 8, 20),
+        ),
+        ACME,
+        Category.A,
+        "Chief scientist",
+        36,
+    ),
+    Person(
+        Holder(
+            name="Maria Garcia Lopez",
+            sex="F",
+            date_of_birth=date(1993, 6, 30),
+            nationality="ES",
+            passport_no="PAB204711",
+            passport_expiry=date(2030, 1, 9),
+        ),
+        ACME,
+        Category.B,
+        "Product designer",
+        12,
+    ),
+    Person(
+        Holder(
+            name="Ngozi Okafor",
+            sex="F",
+            date_of_birth=date(2001, 2, 17),
+            nationality="NG",
+            passport_no="A07734120",
+            passport_expiry=date(2029, 4, 4),
+        ),
+        HANSA,
+        Category.C,
+        "Engineering intern",
+        6,
+    ),
 )
 
 LEGACY_HOLDER = PermitRecord(
     permit_no="110000201900000000",  # each run registers him under a number of its own
     status=PermitStatus.ACTIVE,
     standard=PermitStandard.LEGACY,
-    holder=Holder(name="John Smith", sex="M", date_of_birth=date(1975, 9, 9), nationality="CA",
-                  passport_no="GA4431907", passport_expiry=date(2033, 3, 3)),
+    holder=Holder(
+        name="John Smith",
+        sex="M",
+        date_of_birth=date(1975, 9, 9),
+        nationality="CA",
+        passport_no="GA4431907",
+        passport_expiry=date(2033, 3, 3),
+    ),
     category=Category.B,
     employer=ACME,
     position="Senior English teacher",
@@ -85,8 +143,14 @@ async def tell(auth: Authority, start: date) -> list[str]:
     """Play the story through the authority's commands; return the permit numbers."""
     d = start
     anna, kenji, maria, ngozi = [
-        await auth.apply(holder=p.holder, employer=p.employer, category=p.category,
-                         position=p.position, approved_months=p.months, today=d)
+        await auth.apply(
+            holder=p.holder,
+            employer=p.employer,
+            category=p.category,
+            position=p.position,
+            approved_months=p.months,
+            today=d,
+        )
         for p in PEOPLE
     ]
     entry = d + timedelta(days=21)
@@ -95,13 +159,17 @@ async def tell(auth: Authority, start: date) -> list[str]:
     # Anna: 60 days before the end she applies to extend by a year, then renews her passport.
     anna_end = (await _record(auth, anna.permit_no)).valid_until
     assert anna_end is not None
-    await auth.extend(anna.permit_no, new_valid_until=anna_end + timedelta(days=365),
-                      today=anna_end - timedelta(days=60))
+    await auth.extend(
+        anna.permit_no,
+        new_valid_until=anna_end + timedelta(days=365),
+        today=anna_end - timedelta(days=60),
+    )
     await auth.change(anna.permit_no, passport_no="C9R2MN018", passport_expiry=date(2036, 4, 1))
     # Kenji is promoted; Maria's contract ends; Ngozi's internship ends without extension.
     await auth.change(kenji.permit_no, position="Vice president, research")
-    await auth.cancel(maria.permit_no, reason=CancellationReason.CONTRACT_ENDED,
-                      today=entry + timedelta(days=200))
+    await auth.cancel(
+        maria.permit_no, reason=CancellationReason.CONTRACT_ENDED, today=entry + timedelta(days=200)
+    )
     ngozi_end = (await _record(auth, ngozi.permit_no)).valid_until
     assert ngozi_end is not None
     await auth.expire(ngozi.permit_no, today=ngozi_end + timedelta(days=1))
@@ -129,7 +197,8 @@ async def card_standard(settings: Settings, permit_no: str) -> str | None:
     """The standard the card service shows for a permit."""
     async with bootstrap.pool(settings, "card", max_size=1) as p:
         value: str | None = await p.fetchval(
-            "SELECT standard FROM card_permits WHERE permit_no = $1", permit_no)
+            "SELECT standard FROM card_permits WHERE permit_no = $1", permit_no
+        )
         return value
 
 
@@ -139,9 +208,9 @@ async def _record(auth: Authority, permit_no: str) -> PermitRecord:
     return found[0]
 
 
-async def settle(settings: Settings, timeout: float = 60.0) -> list[Drift]:
+async def settle(settings: Settings, within: float = 60.0) -> list[Drift]:
     """Wait until every view agrees with the authority, or the timeout; return what differs."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         found = await drifts(settings)
         if not found or time.monotonic() > deadline:
@@ -157,9 +226,7 @@ async def side_by_side(settings: Settings, permit_nos: list[str]) -> str:
     for agency, package in bootstrap.CONSUMER_AGENCIES.items():
         async with bootstrap.pool(settings, agency, max_size=1) as p:  # type: ignore[arg-type]
             views[agency] = await fetch_all(p, package.PERMITS)
-    head = f"{'permit':<19}{'holder':<20}{'authority':<26}" + "".join(
-        f"{a:<26}" for a in views
-    )
+    head = f"{'permit':<19}{'holder':<20}{'authority':<26}" + "".join(f"{a:<26}" for a in views)
     lines = [head, "-" * len(head)]
     for permit_no, found in truth.items():
         if found is None:
@@ -168,10 +235,12 @@ async def side_by_side(settings: Settings, permit_nos: list[str]) -> str:
         cells = [f"{record.status.value} #{seq} ..{record.valid_until}"]
         for view in views.values():
             row = view.get(permit_no)
-            cells.append(f"{row['status']} #{row['sequence']} ..{row['valid_until']}"
-                         if row else "(missing)")
-        lines.append(f"{permit_no:<19}{record.holder.name[:18]:<20}"
-                     + "".join(f"{c:<26}" for c in cells))
+            cells.append(
+                f"{row['status']} #{row['sequence']} ..{row['valid_until']}" if row else "(missing)"
+            )
+        lines.append(
+            f"{permit_no:<19}{record.holder.name[:18]:<20}" + "".join(f"{c:<26}" for c in cells)
+        )
     return "\n".join(lines)
 
 
@@ -196,9 +265,11 @@ async def play(settings: Settings, *, keep_running: bool = True) -> int:
             found = await settle(settings)
             after = await card_standard(settings, john)
             print(await side_by_side(settings, permit_nos))
-            print(f"\n{LEGACY_HOLDER.holder.name}'s physical permit {john}:"
-                  f" the card showed standard {before!r}; after his extension, {after!r}"
-                  " (No Change, No Replacement)")
+            print(
+                f"\n{LEGACY_HOLDER.holder.name}'s physical permit {john}:"
+                f" the card showed standard {before!r}; after his extension, {after!r}"
+                " (No Change, No Replacement)"
+            )
     finally:
         if not keep_running:
             stack.down()

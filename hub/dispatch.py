@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-import asyncpg
 from pydantic import BaseModel
 
 from hub.consumer import BatchHandler, Delivery
+from hub.db import Connection
 from hub.outbox import OutgoingMessage, enqueue
 from hub.projection import ViewTable
 from schemas.envelope import CloudEvent
@@ -63,7 +63,7 @@ class Router(Generic[V]):
     """An agency's routing table from event types to projections and handlers."""
 
     outcome_topic: str
-    view_factory: Callable[[asyncpg.Connection], V]
+    view_factory: Callable[[Connection], V]
     projections: dict[str, tuple[ViewTable, Callable[[Any], tuple[Any, ...] | None]]] = field(
         default_factory=dict
     )
@@ -86,12 +86,12 @@ class Router(Generic[V]):
     def batch_handler(self) -> BatchHandler:
         """The runtime's view of this router: apply a batch in the caller's transaction."""
 
-        async def apply(conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
+        async def apply(conn: Connection, deliveries: Sequence[Delivery]) -> None:
             await self.apply(conn, deliveries)
 
         return apply
 
-    async def apply(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
+    async def apply(self, conn: Connection, deliveries: Sequence[Delivery]) -> None:
         """Apply projections in bulk and handlers one by one, keeping the arrival order."""
         pending: dict[str, list[tuple[Any, ...]]] = {}
         tables: dict[str, ViewTable] = {}
@@ -119,7 +119,7 @@ class Router(Generic[V]):
             await self._emit(conn, emits)
         await _flush(conn, tables, pending)
 
-    async def _emit(self, conn: asyncpg.Connection, emits: Sequence[Emit]) -> None:
+    async def _emit(self, conn: Connection, emits: Sequence[Emit]) -> None:
         messages = []
         for e in emits:
             sequence = await conn.fetchval(
@@ -135,7 +135,7 @@ class Router(Generic[V]):
 
 
 async def _flush(
-    conn: asyncpg.Connection,
+    conn: Connection,
     tables: dict[str, ViewTable],
     pending: dict[str, list[tuple[Any, ...]]],
 ) -> None:
@@ -145,7 +145,7 @@ async def _flush(
     pending.clear()
 
 
-async def _first_time(conn: asyncpg.Connection, event: CloudEvent[Any]) -> bool:
+async def _first_time(conn: Connection, event: CloudEvent[Any]) -> bool:
     inserted = await conn.fetchval(
         "INSERT INTO hub_handled_events (event_id, event_type) VALUES ($1, $2)"
         " ON CONFLICT DO NOTHING RETURNING true",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,12 @@ Headers = list[tuple[str, bytes]]
 
 DLQ_PREFIX = "dlq."
 """Prefix of the headers a dead letter carries about its origin and failure."""
+
+REDRIVE_COUNT = "dlq.redrive.count"
+"""Header counting how often `hub dlq redrive` sent a message back to its origin topic."""
+
+REDRIVE_LIMIT = 3
+"""A dead letter redriven more often than this goes to quarantine: a loop guard."""
 
 
 class Producer:
@@ -110,13 +117,35 @@ class DeadLetter:
             timestamp_ms=d.timestamp_ms,
             key=d.event.subject.encode(),
             value=d.event.to_json(),
-            headers=[("content-type", b"application/cloudevents+json")],
+            headers=[("content-type", b"application/cloudevents+json"),
+                     *((k, v) for k, v in d.headers if k == REDRIVE_COUNT)],
             reason=reason,
             error_class=type(exc).__name__,
             error_message=str(exc),
             event_id=str(d.event.id),
             event_type=d.event.type,
         )
+
+    @property
+    def redrive_count(self) -> int:
+        """How often this message was redriven before it failed again (0 if never)."""
+        raw = next((v for k, v in self.headers if k == REDRIVE_COUNT), b"0")
+        try:
+            return int(raw)
+        except ValueError:
+            return REDRIVE_LIMIT + 1  # a mangled counter must not reopen the loop
+
+
+def quarantine_topic(dead_letter_topic: str) -> str:
+    """Where a group's dead letters go once they were redriven more than REDRIVE_LIMIT times."""
+    return f"{dead_letter_topic}.quarantine"
+
+
+def dead_letter_destination(d: DeadLetter, dead_letter_topic: str) -> str:
+    """The group's dead-letter topic, or its quarantine for a message that keeps failing."""
+    if d.redrive_count > REDRIVE_LIMIT:
+        return quarantine_topic(dead_letter_topic)
+    return dead_letter_topic
 
 
 def dead_letter_headers(d: DeadLetter, group_id: str, now: datetime) -> Headers:
@@ -147,8 +176,8 @@ CONSUMER_GROUPS = ("card", "public_security", "social_insurance")
 def hub_topics(settings: Settings) -> list[str]:
     """Every topic the hub uses under these settings, dead-letter topics included."""
     names = [settings.topic(t) for t in topics.ALL_TOPICS]
-    names += [topics.dead_letter_topic(settings.topic(g)) for g in CONSUMER_GROUPS]
-    return names
+    dead_letters = [topics.dead_letter_topic(settings.topic(g)) for g in CONSUMER_GROUPS]
+    return names + dead_letters + [quarantine_topic(t) for t in dead_letters]
 
 
 async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
@@ -165,10 +194,9 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
             for n in missing
         ]
         if new:
-            try:
+            # Another process may have created them between our list and create.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # another process created them between our list and create
             await _wait_for_metadata(admin, missing)
         log.info("topics ready", created=missing, total=len(wanted))
         return missing

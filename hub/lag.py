@@ -31,11 +31,7 @@ async def end_offsets(settings: Settings, topic_names: list[str]) -> dict[TopicP
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [
-            TopicPartition(t, p)
-            for t in topic_names
-            for p in await partitions_of(consumer, t)
-        ]
+        tps = [TopicPartition(t, p) for t in topic_names for p in await partitions_of(consumer, t)]
         return dict(await consumer.end_offsets(tps)) if tps else {}
     finally:
         await consumer.stop()
@@ -45,7 +41,7 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
     """The partition numbers of a topic, refreshing metadata if the client has none yet."""
     known = consumer.partitions_for_topic(topic)
     if not known:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh call
+        await consumer._client.force_metadata_update()
         known = consumer.partitions_for_topic(topic)
     if not known:
         raise LookupError(f"topic {topic!r} does not exist")
@@ -63,7 +59,9 @@ async def agency_lag(settings: Settings, agency: str) -> list[PartitionLag]:
         )
     stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
     return [
-        PartitionLag(spec.group_id, tp.topic, tp.partition, stored.get((tp.topic, tp.partition)), end)
+        PartitionLag(
+            spec.group_id, tp.topic, tp.partition, stored.get((tp.topic, tp.partition)), end
+        )
         for tp, end in sorted(ends.items())
     ]
 

@@ -12,12 +12,15 @@ standbys. NOTIFY wakes the active relay as soon as a transaction commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
+from hub.db import Connection
 from hub.errors import Backoff, is_transient
 from hub.kafka import Headers, Producer
 from hub.logging import get_logger
@@ -49,12 +52,13 @@ class OutgoingMessage:
     headers: Headers
 
     @classmethod
-    def of_event(cls, topic: str, event: CloudEvent[object]) -> OutgoingMessage:
+    def of_event(cls, topic: str, event: CloudEvent[Any]) -> OutgoingMessage:
         """A structured-mode CloudEvent keyed by its subject."""
-        return cls(topic, event.subject.encode(), event.to_json(), [("content-type", CONTENT_TYPE.encode())])
+        headers = [("content-type", CONTENT_TYPE.encode())]
+        return cls(topic, event.subject.encode(), event.to_json(), headers)
 
 
-async def enqueue(conn: asyncpg.Connection, messages: Sequence[OutgoingMessage]) -> None:
+async def enqueue(conn: Connection, messages: Sequence[OutgoingMessage]) -> None:
     """Write messages to the outbox inside the caller's transaction, and wake the relay."""
     if not messages:
         return
@@ -106,12 +110,15 @@ class OutboxRelay:
                 if not is_transient(exc):
                     raise
                 self.active.clear()
-                log.warning("outbox relay lost a connection, retrying",
-                            error_class=type(exc).__name__, error=str(exc)[:300])
+                log.warning(
+                    "outbox relay lost a connection, retrying",
+                    error_class=type(exc).__name__,
+                    error=str(exc)[:300],
+                )
                 await backoff.wait()
 
     async def _run_connected(self) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(self.dsn)
+        conn: Connection = await asyncpg.connect(self.dsn)
         try:
             await self._become_active(conn)
             if self._stopping.is_set():
@@ -127,7 +134,7 @@ class OutboxRelay:
             self.active.clear()
             await conn.close(timeout=5)
 
-    async def _become_active(self, conn: asyncpg.Connection) -> None:
+    async def _become_active(self, conn: Connection) -> None:
         announced = False
         while not self._stopping.is_set():
             if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.LOCK_KEY):
@@ -140,14 +147,12 @@ class OutboxRelay:
     def _on_notify(self, *_args: object) -> None:
         self._wake.set()
 
-    async def _sleep_until_woken(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
+    async def _sleep_until_woken(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
         self._wake.clear()
 
-    async def _relay_once(self, conn: asyncpg.Connection) -> int:
+    async def _relay_once(self, conn: Connection) -> int:
         self._wake.clear()
         rows = await conn.fetch(
             "SELECT id, topic, key, value, headers FROM hub_outbox ORDER BY id LIMIT $1",
@@ -165,7 +170,8 @@ class OutboxRelay:
             )
         await asyncio.gather(*futures)
         # Only what Kafka acknowledged is deleted; a crash before this line re-sends.
-        await conn.execute("DELETE FROM hub_outbox WHERE id = ANY($1::bigint[])",
-                           [r["id"] for r in rows])
+        await conn.execute(
+            "DELETE FROM hub_outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+        )
         self.published += len(rows)
         return len(rows)

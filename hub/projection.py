@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from hub.consumer import BatchHandler, Delivery
+from hub.db import Connection
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ class ViewTable:
         """The primary-key column."""
         return self.columns[0]
 
-    async def upsert_latest(self, conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Merge rows into the table; a row older than or equal to the stored one changes nothing."""
+    async def upsert_latest(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Merge rows into the table; a row not newer than the stored one changes nothing."""
         if not rows:
             return
         seq = self.columns.index("sequence")
@@ -45,7 +46,8 @@ class ViewTable:
         staging = f"_staging_{self.name}"
         cols = ", ".join(self.columns)
         await conn.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {self.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            f"CREATE TEMP TABLE IF NOT EXISTS {staging}"
+            f" (LIKE {self.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
         await conn.copy_records_to_table(staging, records=newest.values(), columns=self.columns)
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns[1:])
@@ -61,20 +63,22 @@ class ViewTable:
 def projection(table: ViewTable, handler: Callable[[Any], tuple[Any, ...] | None]) -> BatchHandler:
     """A batch handler that maps each event to a row with `handler` and merges the rows."""
 
-    async def apply(conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
+    async def apply(conn: Connection, deliveries: Sequence[Delivery]) -> None:
         rows = [row for d in deliveries if (row := handler(d.event)) is not None]
         await table.upsert_latest(conn, rows)
 
     return apply
 
 
-async def fetch_one(conn: asyncpg.Connection | asyncpg.Pool, table: ViewTable, key: Any) -> dict[str, Any] | None:
+async def fetch_one(
+    conn: Connection | asyncpg.Pool, table: ViewTable, key: Any
+) -> dict[str, Any] | None:
     """One row of a view as a dict, or None."""
     row = await conn.fetchrow(f"SELECT * FROM {table.name} WHERE {table.key} = $1", key)
     return dict(row) if row is not None else None
 
 
-async def fetch_all(conn: asyncpg.Connection | asyncpg.Pool, table: ViewTable) -> dict[Any, dict[str, Any]]:
+async def fetch_all(conn: Connection | asyncpg.Pool, table: ViewTable) -> dict[Any, dict[str, Any]]:
     """Every row of a view, by key."""
     rows = await conn.fetch(f"SELECT * FROM {table.name}")
     return {r[table.key]: dict(r) for r in rows}

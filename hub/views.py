@@ -37,8 +37,10 @@ class Drift:
     view: Any
 
     def __str__(self) -> str:
-        return (f"{self.agency}: permit {self.permit_no} {self.field}: "
-                f"authority={self.authority!r} view={self.view!r}")
+        return (
+            f"{self.agency}: permit {self.permit_no} {self.field}: "
+            f"authority={self.authority!r} view={self.view!r}"
+        )
 
 
 async def collect(settings: Settings, permit_no: str) -> dict[str, dict[str, Any] | None]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pycountry
 from pydantic import AfterValidator, Field, model_validator
@@ -283,7 +283,7 @@ PermitEvent = (
     | PermitMigrated
 )
 
-PERMIT_EVENT_TYPES: tuple[type[CloudEvent[PermitPayload]], ...] = (
+PERMIT_EVENT_TYPES: tuple[type[CloudEvent[Any]], ...] = (
     NotificationLetterIssued,
     PermitIssued,
     PermitExtended,

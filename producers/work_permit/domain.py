@@ -79,8 +79,13 @@ def issue(record: PermitRecord, *, valid_from: date, today: date) -> PermitIssue
     _require_status(record, PermitStatus.LETTER_ISSUED)
     until = add_months(valid_from, record.approved_months) - timedelta(days=1)
     until = min(until, record.holder.passport_expiry)
-    new = _evolve(record, status=PermitStatus.ACTIVE, issued_on=today,
-                  valid_from=valid_from, valid_until=until)
+    new = _evolve(
+        record,
+        status=PermitStatus.ACTIVE,
+        issued_on=today,
+        valid_from=valid_from,
+        valid_until=until,
+    )
     return PermitIssuedData(permit=new)
 
 
@@ -119,8 +124,12 @@ def change(
     """Change name, passport, position or category; a new employer is a new permit."""
     _require_status(record, PermitStatus.LETTER_ISSUED, PermitStatus.ACTIVE)
     holder_updates = {
-        k: v for k, v in
-        {"name": name, "passport_no": passport_no, "passport_expiry": passport_expiry}.items()
+        k: v
+        for k, v in {
+            "name": name,
+            "passport_no": passport_no,
+            "passport_expiry": passport_expiry,
+        }.items()
         if v is not None and v != getattr(record.holder, k)
     }
     updates: dict[str, object] = {}
@@ -129,25 +138,29 @@ def change(
     if category is not None and category != record.category:
         updates["category"] = category
     changes = tuple(
-        FieldChange(field=f"holder.{k}", old=str(getattr(record.holder, k)), new=str(v))  # type: ignore[arg-type]
+        FieldChange(field=f"holder.{k}", old=str(getattr(record.holder, k)), new=str(v))
         for k, v in holder_updates.items()
     ) + tuple(
-        FieldChange(field=k, old=str(getattr(record, k)), new=str(v))  # type: ignore[arg-type]
-        for k, v in updates.items()
+        FieldChange(field=k, old=str(getattr(record, k)), new=str(v)) for k, v in updates.items()
     )
     if not changes:
         raise PermitRuleViolation("the change request changes nothing")
     holder = record.holder.model_copy(update=holder_updates)
-    new = _evolve(record, holder=Holder.model_validate(holder.model_dump()),
-                  standard=PermitStandard.INTEGRATED, **updates)
+    new = _evolve(
+        record,
+        holder=Holder.model_validate(holder.model_dump()),
+        standard=PermitStandard.INTEGRATED,
+        **updates,
+    )
     return PermitChangedData(permit=new, changes=changes)
 
 
 def cancel(record: PermitRecord, *, reason: CancellationReason, today: date) -> PermitCancelledData:
     """Cancel a permit that is not already cancelled or expired."""
     _require_status(record, PermitStatus.LETTER_ISSUED, PermitStatus.ACTIVE)
-    new = _evolve(record, status=PermitStatus.CANCELLED, cancelled_on=today,
-                  cancellation_reason=reason)
+    new = _evolve(
+        record, status=PermitStatus.CANCELLED, cancelled_on=today, cancellation_reason=reason
+    )
     return PermitCancelledData(permit=new, reason=reason)
 
 
@@ -184,6 +197,14 @@ def _evolve(record: PermitRecord, **updates: object) -> PermitRecord:
 
 
 __all__ = [
+    "LegacyPermitRegisteredData",
+    "NotificationLetterIssuedData",
+    "PermitCancelledData",
+    "PermitChangedData",
+    "PermitExpiredData",
+    "PermitExtendedData",
+    "PermitIssuedData",
+    "PermitMigratedData",
     "PermitPayload",
     "PermitRuleViolation",
     "cancel",

@@ -12,7 +12,8 @@ from typing import Any
 
 import asyncpg
 
-from hub.outbox import OUTBOX_DDL, OutgoingMessage, enqueue
+from hub.db import Connection
+from hub.outbox import OutgoingMessage, enqueue
 from producers.work_permit import domain
 from schemas import topics
 from schemas.envelope import CloudEvent
@@ -84,9 +85,15 @@ class Authority:
             number = await conn.fetchval("SELECT nextval('permit_no_seq')")
             permit_no = f"{number:018d}"
             data = domain.notification_letter(
-                permit_no=permit_no, letter_no=f"NL{permit_no}", holder=holder,
-                employer=employer, category=category, position=position,
-                approved_months=approved_months, family=family, today=today,
+                permit_no=permit_no,
+                letter_no=f"NL{permit_no}",
+                holder=holder,
+                employer=employer,
+                category=category,
+                position=position,
+                approved_months=approved_months,
+                family=family,
+                today=today,
             )
             await self._write(conn, data, sequence=1, insert=True)
         return data.permit
@@ -100,8 +107,9 @@ class Authority:
 
     async def issue(self, permit_no: str, *, valid_from: date, today: date) -> PermitRecord:
         """Activate a permit after entry."""
-        return await self._command(permit_no, lambda r: domain.issue(r, valid_from=valid_from,
-                                                                        today=today))
+        return await self._command(
+            permit_no, lambda r: domain.issue(r, valid_from=valid_from, today=today)
+        )
 
     async def extend(self, permit_no: str, *, new_valid_until: date, today: date) -> PermitRecord:
         """Extend an active permit."""
@@ -117,8 +125,9 @@ class Authority:
         self, permit_no: str, *, reason: CancellationReason, today: date
     ) -> PermitRecord:
         """Cancel a permit."""
-        return await self._command(permit_no, lambda r: domain.cancel(r, reason=reason,
-                                                                         today=today))
+        return await self._command(
+            permit_no, lambda r: domain.cancel(r, reason=reason, today=today)
+        )
 
     async def expire(self, permit_no: str, *, today: date) -> PermitRecord:
         """Mark a permit expired."""
@@ -159,7 +168,7 @@ class Authority:
         return data.permit
 
     async def _write(
-        self, conn: asyncpg.Connection, data: PermitPayload, *, sequence: int, insert: bool
+        self, conn: Connection, data: PermitPayload, *, sequence: int, insert: bool
     ) -> None:
         record = data.permit
         sql = (
@@ -168,7 +177,8 @@ class Authority:
             else "UPDATE permits SET sequence = $2, status = $3, record = $4, updated_at = now()"
             " WHERE permit_no = $1"
         )
-        await conn.execute(sql, record.permit_no, sequence, record.status.value,
-                           record.model_dump_json())
+        await conn.execute(
+            sql, record.permit_no, sequence, record.status.value, record.model_dump_json()
+        )
         event = EVENT_OF[type(data)].create(subject=record.permit_no, sequence=sequence, data=data)
         await enqueue(conn, [OutgoingMessage.of_event(self.topic, event)])
