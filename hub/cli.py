@@ -15,6 +15,7 @@ import typer
 
 from hub.logging import configure_logging
 from hub.settings import Settings
+from hub.ops.cli import dlq_app, lag, reconcile
 from hub.stack.cli import stack_app
 
 app = typer.Typer(
@@ -27,6 +28,9 @@ topics_app = typer.Typer(help="The hub's Kafka topics.", no_args_is_help=True)
 views_app = typer.Typer(help="What each agency holds.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(views_app, name="views")
+app.add_typer(dlq_app, name="dlq", help="Dead letters per consumer group: list, show, redrive.")
+app.command("lag")(lag)
+app.command("reconcile")(reconcile)
 
 
 class Component(StrEnum):

@@ -1,0 +1,211 @@
+"""The ops commands' command line: `lag`, `reconcile` and the `dlq` group, mounted by `hub.cli`.
+
+Exit codes: 0 fine, 1 the check found something (lag over a limit, drift, a failed
+redrive), 2 the operator named something that does not exist (nothing was changed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+import structlog
+import typer
+
+from hub.logging import configure_logging
+from hub.ops._common import BadTarget, json_default
+from hub.settings import Settings
+
+T = TypeVar("T")
+
+AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+Groups = Annotated[
+    list[str] | None,
+    typer.Argument(help="agency names or consumer group ids; every agency when omitted"),
+]
+
+
+def settings() -> Settings:
+    """Settings from the `HUB_*` environment, with logging (to stderr) configured once."""
+    found = Settings()
+    if not structlog.is_configured():
+        # Routine info lines would bury the command's output; warnings still show.
+        configure_logging(found.log_format, "WARNING")
+    return found
+
+
+def run(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+    """Run one command's async work; a named thing that does not exist exits 2."""
+    try:
+        return asyncio.run(work(settings()))
+    except BadTarget as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def emit_json(payload: Any) -> None:
+    """Print one JSON document for scripts."""
+    typer.echo(json.dumps(payload, default=json_default, indent=2, sort_keys=True))
+
+
+def lag(groups: Groups = None, as_json: AsJson = False) -> None:
+    """Per group and partition: stored and Kafka-committed offsets, log end, lag, oldest age."""
+    from hub.ops.lag import lag_report
+
+    rows = run(lambda s: lag_report(s, groups))
+    now = datetime.now(UTC)
+    if as_json:
+        emit_json([r.as_dict(now) for r in rows])
+        return
+    header = f"{'GROUP':<28} {'TOPIC':<40} {'P':>3} {'STORED':>8} {'KAFKA':>8} {'END':>8}"
+    typer.echo(f"{header} {'LAG':>7} OLDEST-UNPROCESSED")
+    for r in rows:
+        age = r.age_seconds(now)
+        typer.echo(
+            f"{r.group:<28} {r.topic:<40} {r.partition:>3} {_dash(r.stored):>8} "
+            f"{_dash(r.kafka_committed):>8} {r.log_end:>8} {r.lag:>7} "
+            f"{'-' if age is None else f'{age:.1f}s ago'}"
+        )
+
+
+def _dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def reconcile(
+    agencies: Annotated[
+        list[str] | None, typer.Argument(help="agency views to check; all when omitted")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Compare each agency view with the authority's records; exit 1 if any drift is found."""
+    from hub.ops.reconcile import drift_dict
+    from hub.ops.reconcile import reconcile as find_drifts
+
+    found = run(lambda s: find_drifts(s, agencies))
+    if as_json:
+        emit_json([drift_dict(d) for d in found])
+    else:
+        for d in found:
+            typer.echo(str(d))
+        typer.echo(f"{len(found)} drift(s)" if found else "no drift: every view agrees", err=True)
+    raise typer.Exit(1 if found else 0)
+
+
+dlq_app = typer.Typer(
+    help="A consumer group's dead letters: list them, show one, redrive them after a fix.",
+    no_args_is_help=True,
+)
+Group = Annotated[str, typer.Argument(help="agency name or consumer group id")]
+Quarantine = Annotated[
+    bool, typer.Option("--quarantine", help="the group's quarantine topic instead of its DLQ")
+]
+
+
+@dlq_app.command("list")
+def dlq_list(group: Group, quarantine: Quarantine = False, as_json: AsJson = False) -> None:
+    """Every dead letter of a group with its reason and origin, and the counts per reason."""
+    from hub.ops.dlq import dlq_topic_of, read_all, reason_counts
+    from hub.ops.redrive import redrive_log
+
+    async def work(s: Settings) -> tuple[str, list[Any], set[str]]:
+        _, _, topic = dlq_topic_of(s, group, quarantine=quarantine)
+        messages = await read_all(s, topic)
+        log = await redrive_log(s, group)
+        sent = {f"{r['dlq_partition']}:{r['dlq_offset']}" for r in log
+                if r["result"] == "sent" and r["dlq_topic"] == topic}
+        return topic, messages, sent
+
+    topic, messages, sent = run(work)
+    rows = [{**m.summary(), "redriven": m.ref in sent} for m in messages]
+    if as_json:
+        emit_json({"topic": topic, "total": len(rows), "by_reason": reason_counts(messages),
+                   "messages": rows})
+        return
+    typer.echo(f"{topic}: {len(rows)} dead letter(s)")
+    for reason, count in reason_counts(messages).items():
+        typer.echo(f"  {count:>6}  {reason}")
+    for r in rows:
+        mark = " (redriven)" if r["redriven"] else ""
+        typer.echo(f"{r['ref']:>10}  {r['reason'] or '-':<18} {r['origin'] or '-':<50} "
+                   f"{r['event_type'] or '-'}  redrives={r['redrive_count']}{mark}\n"
+                   f"{'':>12}{r['error_class']}: {(r['error_message'] or '')[:120]}")
+
+
+@dlq_app.command("show")
+def dlq_show(
+    group: Group,
+    ref: Annotated[str, typer.Argument(help="partition:offset in the DLQ topic, e.g. 0:42")],
+    quarantine: Quarantine = False,
+    as_json: AsJson = False,
+) -> None:
+    """One dead letter with all its headers, its key and its value."""
+    from hub.ops.dlq import dlq_topic_of, read_one
+
+    async def work(s: Settings) -> dict[str, Any]:
+        _, _, topic = dlq_topic_of(s, group, quarantine=quarantine)
+        return (await read_one(s, topic, ref)).detail()
+
+    detail = run(work)
+    if as_json:
+        emit_json(detail)
+        return
+    for key in ("topic", "ref", "reason", "origin", "event_type", "redrive_count", "timestamp",
+                "key", "error_class", "error_message"):
+        typer.echo(f"{key:<14} {detail[key]}")
+    typer.echo("headers:")
+    for name, value in detail["headers"]:
+        typer.echo(f"  {name}: {value}")
+    typer.echo("value:")
+    typer.echo(json.dumps(detail["value"], indent=2, ensure_ascii=False))
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    group: Group,
+    refs: Annotated[
+        list[str] | None, typer.Argument(help="partition:offset of each dead letter to redrive")
+    ] = None,
+    redrive_all: Annotated[bool, typer.Option("--all", help="every dead letter")] = False,
+    reason: Annotated[
+        str | None, typer.Option(help="only dead letters with this dlq.reason")
+    ] = None,
+    again: Annotated[bool, typer.Option(help="also those already redriven once")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="show what would be sent; send and record nothing")
+    ] = False,
+    quarantine: Quarantine = False,
+    as_json: AsJson = False,
+) -> None:
+    """Send dead letters back to their origin topic with the redrive count +1; record each."""
+    from hub.ops.redrive import Redrive, redrive
+
+    if bool(refs) == redrive_all:
+        typer.echo("error: name dead letters as partition:offset, or give --all", err=True)
+        raise typer.Exit(2)
+
+    async def work(s: Settings) -> list[Redrive]:
+        progress = None if as_json or not sys.stderr.isatty() else _progress
+        return await redrive(s, group, refs or None, reason=reason, again=again,
+                             dry_run=dry_run, quarantine=quarantine, on_progress=progress)
+
+    done = run(work)
+    if as_json:
+        emit_json([asdict(r) for r in done])
+    else:
+        for r in done:
+            to = f" -> offset {r.target_offset}" if r.target_offset is not None else ""
+            typer.echo(f"{r.result:<8} {r.ref:>10} {r.reason or '-':<18} -> {r.origin}{to}"
+                       f" (redrive {r.redrive_count}){' ' + r.error if r.error else ''}")
+        typer.echo(f"{len(done)} dead letter(s){' (dry run)' if dry_run else ''}", err=True)
+    raise typer.Exit(1 if any(r.result == "failed" for r in done) else 0)
+
+
+def _progress(done: int, total: int) -> None:
+    """A one-line progress counter on the terminal."""
+    typer.echo(f"\rredriving {done}/{total}", nl=done == total, err=True)
