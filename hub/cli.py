@@ -15,6 +15,7 @@ import typer
 
 from hub.logging import configure_logging
 from hub.settings import Settings
+from consumers.card.cli import card_app, qr_app
 from hub.ops.cli import dlq_app, lag, reconcile
 from hub.stack.cli import stack_app
 
@@ -29,6 +30,8 @@ views_app = typer.Typer(help="What each agency holds.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(views_app, name="views")
 app.add_typer(dlq_app, name="dlq", help="Dead letters per consumer group: list, show, redrive.")
+app.add_typer(qr_app, name="qr", help="Verify a permit QR code from a PNG image.")
+app.add_typer(card_app, name="card", help="Work-permit services through the e-card.")
 app.command("lag")(lag)
 app.command("reconcile")(reconcile)
 
@@ -103,8 +106,12 @@ def run(component: Component) -> None:
             async with bootstrap.running_relay(settings) as relay:
                 await _until(stop, relay.done)
         else:
-            async with bootstrap.running_consumer(settings, component.value) as consumer:
-                await _until(stop, consumer.done)
+            # An agency's process also relays its own outbox: its outcomes reach Kafka.
+            async with (
+                bootstrap.running_consumer(settings, component.value) as consumer,
+                bootstrap.running_relay(settings, component.value) as relay,  # type: ignore[arg-type]
+            ):
+                await _until(stop, consumer.done, relay.done)
 
     _run(go())
 

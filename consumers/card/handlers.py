@@ -1,32 +1,58 @@
-"""What the Social Security Card service does with the permit lifecycle.
+"""What the Social Security Card service does with each event it consumes.
+
+- Permit lifecycle → the card's copy of the permit (`card_permit`), and a
+  PermitNotificationSent to the e-card holder on each change (`notify_permit_change`).
+- ECardRegistrationRequested → ECardIssued with the permit's information and a QR token,
+  or ECardRejected with a reason the person can act on (`register_ecard`).
+- SocialSecurityNumberIssued → PhysicalCardIssued, the SSN linked to the e-card
+  (`issue_physical_card`).
+- ExpiryReminderSweepRequested → PermitNotificationSent to every e-card holder whose
+  permit ends within 30 days (`send_expiry_reminders`).
 
 The card shows the permit's information (DOMAIN.md §1): holder, nationality, category,
-employer, position, validity and status. A legacy permit is shown as it is.
+employer, position, validity and status. A legacy permit is shown as it is, and gets no
+e-card (so no QR code and no notifications) until it is extended, changed or migrated.
 """
 
 from __future__ import annotations
 
-from datetime import date
-from typing import NamedTuple
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
-from schemas.permits import PermitEvent
+from consumers.card import _rules
+from consumers.card.records import CardPermit, ECard, Notice, PhysicalCard
+from hub.dispatch import Emit
+from hub.logging import get_logger
+from schemas.card import (
+    EXPIRY_REMINDER_DAYS,
+    ECardIssued,
+    ECardIssuedData,
+    ECardRegistrationRequested,
+    ECardRejected,
+    ECardRejectedData,
+    ECardRejectionReason,
+    ExpiryReminderSweepRequested,
+    NotificationKind,
+    PermitNotificationSent,
+    PermitNotificationSentData,
+    PhysicalCardIssued,
+    PhysicalCardIssuedData,
+    QrReference,
+    VerificationResult,
+)
+from schemas.permits import PermitEvent, PermitStatus
+from schemas.social_insurance import SocialSecurityNumberIssued
+
+if TYPE_CHECKING:
+    from consumers.card.issuer import QrIssuer
+    from consumers.card.views import CardView
+
+log = get_logger(__name__)
+R = ECardRejectionReason
 
 
-class CardPermit(NamedTuple):
-    """A permit as the card service keeps it."""
-
-    permit_no: str
-    sequence: int
-    status: str
-    standard: str
-    holder_name: str
-    nationality: str
-    category: str
-    employer_name: str
-    position: str
-    valid_from: date | None
-    valid_until: date | None
-    last_event: str
+class CardConflict(ValueError):
+    """An event that would give a permit a second card or SSN: dead-lettered with this text."""
 
 
 def card_permit(event: PermitEvent) -> CardPermit:
@@ -46,3 +72,188 @@ def card_permit(event: PermitEvent) -> CardPermit:
         valid_until=p.valid_until,
         last_event=event.type.rsplit(".", 1)[-1],
     )
+
+
+# e-card registration --------------------------------------------------------------------
+
+
+async def register_ecard(
+    event: ECardRegistrationRequested, view: CardView, *, issuer: QrIssuer
+) -> list[Emit]:
+    """Issue the e-card with the permit's information and a QR token, or say why not.
+
+    Checks in this order, so a failed face check reveals nothing about the permit:
+    verification, the permit (by number or SSN), the name, the permit's status and
+    standard, an existing e-card. 'Today' is the request's time, in China.
+    """
+    req = event.data
+    if not await view.claim_request(req.request_id, event.id, event.subject):
+        log.warning("e-card request already answered; no second outcome",
+                    request_id=str(req.request_id), event_id=str(event.id))
+        return []
+    if req.verification.result is not VerificationResult.PASSED:
+        return await _reject(event, view, R.VERIFICATION_FAILED, req.permit_no)
+    permit_no = req.permit_no
+    if permit_no is None:
+        assert req.ssn is not None  # the contract requires one of the two
+        permit_no = await view.permit_no_of_ssn(req.ssn)
+    permit = await view.permit(permit_no) if permit_no is not None else None
+    if permit is None:
+        unknown = R.UNKNOWN_PERMIT if req.permit_no is not None else R.UNKNOWN_SSN
+        return await _reject(event, view, unknown, permit_no)
+    if not _rules.names_match(req.name, permit.holder_name):
+        return await _reject(event, view, R.NAME_MISMATCH, permit_no, permit)
+    refusal = _rules.permit_refusal(permit, _rules.china_date(event.time))
+    if refusal is not None:
+        return await _reject(event, view, refusal, permit_no, permit)
+    existing = await view.ecard(permit.permit_no)
+    if existing is not None:
+        return await _reject(event, view, R.ALREADY_REGISTERED, permit_no, permit,
+                             existing.card_id)
+    return await _issue(event, view, permit, issuer)
+
+
+async def _reject(
+    event: ECardRegistrationRequested, view: CardView, reason: ECardRejectionReason,
+    permit_no: str | None, permit: CardPermit | None = None, card_id: str | None = None,
+) -> list[Emit]:
+    req = event.data
+    await view.settle_request(req.request_id, "rejected", reason.value)
+    # An unknown SSN names no permit: the rejection keeps the request's subject (the SSN).
+    shown_no = permit_no if reason is not R.UNKNOWN_SSN else None
+    data = ECardRejectedData(
+        request_id=req.request_id, reason=reason, permit_no=shown_no,
+        message=_rules.rejection_message(reason, shown_no, permit, card_id),
+    )
+    log.info("e-card rejected", request_id=str(req.request_id), reason=reason.value)
+    return [Emit(ECardRejected, shown_no or event.subject, data)]
+
+
+async def _issue(
+    event: ECardRegistrationRequested, view: CardView, permit: CardPermit, issuer: QrIssuer
+) -> list[Emit]:
+    req = event.data
+    card_id = _rules.card_id_for(permit.permit_no, req.request_id)
+    physical = await view.physical_card(permit.permit_no)
+    ssn = physical.ssn if physical is not None else None
+    card = ECard(permit.permit_no, card_id, req.request_id, ssn, event.time, permit.sequence)
+    if not await view.add_ecard(card):
+        # A request by SSN and one by permit number can race on two partitions: the
+        # table's key decides, and the loser is told the card exists.
+        winner = await view.ecard(permit.permit_no)
+        return await _reject(event, view, R.ALREADY_REGISTERED, permit.permit_no, permit,
+                             winner.card_id if winner else None)
+    if ssn is not None:
+        await view.link_ssn(permit.permit_no, ssn, card_id)
+    token, claims = issuer.issue(permit.permit_no, card_id)
+    await view.record_token(token, claims, "ecard_issued")
+    await view.settle_request(req.request_id, "issued", None)
+    assert claims.key_id is not None
+    data = ECardIssuedData(
+        request_id=req.request_id, card_id=card_id, permit=_rules.permit_info(permit), ssn=ssn,
+        qr=QrReference(token=token, key_id=claims.key_id, issued_at=claims.issued_at,
+                       expires_at=claims.expires_at),
+        issued_at=event.time,
+    )
+    log.info("e-card issued", request_id=str(req.request_id), card_id=card_id)
+    emits = [Emit(ECardIssued, permit.permit_no, data)]
+    return emits + await _remind_if_due(view, permit, card_id, _rules.china_date(event.time),
+                                        trigger="ECardRegistrationRequested")
+
+
+# physical card --------------------------------------------------------------------------
+
+
+async def issue_physical_card(event: SocialSecurityNumberIssued, view: CardView) -> list[Emit]:
+    """Issue the physical card for the new SSN and link the SSN to the e-card, if any.
+
+    The card is issued even when the permit has not reached this view yet (the topics are
+    not ordered with each other) or is legacy: the SSN is social insurance's decision; the
+    e-card link is then made when the e-card is issued. A second SSN for the permit, or an
+    SSN already on another permit's card, is a conflict: dead-lettered, never a second card.
+    """
+    d = event.data
+    if d.permit_no != event.subject:
+        raise CardConflict(f"subject {event.subject!r} is not the permit number {d.permit_no!r}")
+    held = await view.physical_card(d.permit_no)
+    if held is not None and held.ssn == d.ssn:
+        log.info("physical card already issued for this SSN; nothing to do",
+                 card_no=held.card_no, event_id=str(event.id))
+        return []
+    if held is not None:
+        raise CardConflict(f"permit {d.permit_no} already has a physical card for another SSN")
+    other = await view.permit_no_of_ssn(d.ssn)
+    if other is not None:
+        raise CardConflict(f"the SSN is already on the physical card of permit {other}")
+    ecard = await view.ecard(d.permit_no)
+    card = PhysicalCard(d.permit_no, d.ssn, _rules.physical_card_no(d.ssn), d.issued_on,
+                        ecard.card_id if ecard else None)
+    await view.add_physical_card(card)
+    if ecard is not None:
+        await view.link_ssn(d.permit_no, d.ssn, ecard.card_id)
+    data = PhysicalCardIssuedData(permit_no=d.permit_no, ssn=d.ssn, card_no=card.card_no,
+                                  issued_on=d.issued_on, ecard_id=card.ecard_id)
+    return [Emit(PhysicalCardIssued, d.permit_no, data)]
+
+
+# notifications --------------------------------------------------------------------------
+
+
+async def notify_permit_change(event: PermitEvent, view: CardView) -> list[Emit]:
+    """Tell the e-card holder about each change of the permit (once per permit event).
+
+    Only permits with an e-card are notified: the e-card is the channel. Only events after
+    the one the card was issued on, or last notified, are news; an older one sends nothing.
+    """
+    p = event.data.permit
+    ecard = await view.ecard(p.permit_no)
+    if ecard is None or not await view.mark_notified(p.permit_no, event.sequence):
+        return []
+    today = _rules.china_date(event.time)
+    trigger = event.type.rsplit(".", 1)[-1]
+    message = _rules.status_message(event)
+    notice = Notice(p.permit_no, f"status:{event.sequence}", ecard.card_id,
+                    NotificationKind.STATUS_CHANGED.value, trigger, today, message)
+    emits = []
+    if await view.record_notice(notice):
+        emits.append(Emit(PermitNotificationSent, p.permit_no, PermitNotificationSentData(
+            permit_no=p.permit_no, card_id=ecard.card_id, kind=NotificationKind.STATUS_CHANGED,
+            trigger=trigger, status=p.status, valid_until=p.valid_until, message=message,
+            notified_on=today,
+        )))
+    return emits + await _remind_if_due(view, card_permit(event), ecard.card_id, today,
+                                        trigger=trigger)
+
+
+async def send_expiry_reminders(event: ExpiryReminderSweepRequested, view: CardView) -> list[Emit]:
+    """Remind every e-card holder whose active permit ends within 30 days of the sweep's day.
+
+    One reminder per permit and validity period: a later sweep, or an event that already
+    reminded, sends nothing more until an extension gives the permit a new end.
+    """
+    today = event.data.as_of
+    due = await view.carded_permits_ending(today, today + timedelta(days=EXPIRY_REMINDER_DAYS))
+    emits: list[Emit] = []
+    for permit, ecard in due:
+        emits += await _remind_if_due(view, permit, ecard.card_id, today,
+                                      trigger="ExpiryReminderSweepRequested")
+    log.info("expiry reminder sweep", as_of=today.isoformat(), due=len(due), sent=len(emits))
+    return emits
+
+
+async def _remind_if_due(
+    view: CardView, permit: CardPermit, card_id: str, today: date, *, trigger: str
+) -> list[Emit]:
+    left = _rules.days_left(permit, today)
+    if left is None:
+        return []
+    message = _rules.reminder_message(permit, left)
+    notice = Notice(permit.permit_no, f"expiry:{permit.valid_until}", card_id,
+                    NotificationKind.EXPIRY_REMINDER.value, trigger, today, message)
+    if not await view.record_notice(notice):
+        return []
+    return [Emit(PermitNotificationSent, permit.permit_no, PermitNotificationSentData(
+        permit_no=permit.permit_no, card_id=card_id, kind=NotificationKind.EXPIRY_REMINDER,
+        trigger=trigger, status=PermitStatus(permit.status), valid_until=permit.valid_until,
+        days_left=left, message=message, notified_on=today,
+    ))]

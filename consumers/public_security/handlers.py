@@ -1,15 +1,47 @@
-"""What public security (entry-exit administration) does with the permit lifecycle.
+"""What public security (entry-exit administration) does with the permit lifecycle and its requests.
 
-It checks permits when deciding work-type residence permits (DOMAIN.md §2): the holder's
-identity and passport, the employer's place of work, and the permit's status and validity.
+- Every permit event keeps its view of the permit (`checked_permit`).
+- `ResidencePermitApplied` → `ResidencePermitIssued`, `ResidencePermitExtended` or
+  `ResidencePermitRejected` (rules in `rules.py`, DOMAIN.md §2 public security).
+- `PermitCancelled` → `ResidencePermitCancellationRequired` for the residence permit on it.
+- `PermitExtended` → `ResidencePermitExtensionAvailable`: the holder may apply to extend the
+  residence permit up to the new end; nothing changes until that application is decided.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from schemas.permits import PermitEvent
+from consumers.public_security import rules
+from consumers.public_security.tokens import TokenCheck
+from hub.dispatch import Emit
+from hub.logging import get_logger
+from schemas.permits import PermitCancelled, PermitEvent, PermitExtended
+from schemas.public_security import (
+    PresentedPermitNo,
+    PresentedQrToken,
+    ResidencePermitApplied,
+    ResidencePermitAppliedData,
+    ResidencePermitCancellationRequired,
+    ResidencePermitCancellationRequiredData,
+    ResidencePermitExtended,
+    ResidencePermitExtendedData,
+    ResidencePermitExtensionAvailable,
+    ResidencePermitExtensionAvailableData,
+    ResidencePermitIssued,
+    ResidencePermitIssuedData,
+    ResidencePermitRejected,
+    ResidencePermitRejectedData,
+    ResidenceRejection,
+)
+
+if TYPE_CHECKING:
+    from consumers.public_security.views import PublicSecurityView
+
+log = get_logger(__name__)
 
 
 class CheckedPermit(NamedTuple):
@@ -18,6 +50,7 @@ class CheckedPermit(NamedTuple):
     permit_no: str
     sequence: int
     status: str
+    standard: str
     holder_name: str
     nationality: str
     passport_no: str
@@ -35,6 +68,7 @@ def checked_permit(event: PermitEvent) -> CheckedPermit:
         permit_no=p.permit_no,
         sequence=event.sequence,
         status=p.status.value,
+        standard=p.standard.value,
         holder_name=p.holder.name,
         nationality=p.holder.nationality,
         passport_no=p.holder.passport_no,
@@ -44,3 +78,124 @@ def checked_permit(event: PermitEvent) -> CheckedPermit:
         valid_until=p.valid_until,
         cancelled_on=p.cancelled_on,
     )
+
+
+class RequestMismatch(ValueError):
+    """A request whose envelope and data disagree: a front-door bug, dead-lettered."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What public security's handlers need beyond the event and the view."""
+
+    check_token: TokenCheck
+    cancellation_deadline_days: int | None = None
+    """DOMAIN.md §2 [U]: no national deadline is known; None publishes 'promptly'."""
+
+
+async def on_application(
+    event: ResidencePermitApplied, view: PublicSecurityView, policy: Policy
+) -> Sequence[Emit]:
+    """Decide an application for a work-type residence permit, and store the decision."""
+    app: ResidencePermitAppliedData = event.data
+    permit_no = event.subject
+    if isinstance(app.presented, PresentedPermitNo) and app.presented.permit_no != permit_no:
+        raise RequestMismatch(
+            f"subject {permit_no!r} is not the presented permit number {app.presented.permit_no!r}")
+    if await view.decided(app.application_id) is not None:
+        return await _refuse(event, view, rules.Refuse(
+            ResidenceRejection.DUPLICATE_APPLICATION,
+            f"application {app.application_id} was already decided; that decision stands"))
+    refused = None
+    if isinstance(app.presented, PresentedQrToken):
+        # The signature first: a forged token learns nothing about the permit.
+        refused = policy.check_token(app.presented, permit_no)
+    permit = await view.permit(permit_no)
+    refused = refused or rules.check_permit(
+        permit, permit_no, by_token=isinstance(app.presented, PresentedQrToken))
+    if refused is not None:
+        return await _refuse(event, view, refused)
+    assert permit is not None
+    residence = await view.residence(permit_no)
+    decision = rules.decide(app, permit, residence)
+    if isinstance(decision, rules.Refuse):
+        return await _refuse(event, view, decision)
+    if isinstance(decision, rules.Grant):
+        return await _grant(event, view, decision)
+    assert residence is not None
+    return await _extend(event, view, decision, residence.residence_permit_no)
+
+
+async def _refuse(
+    event: ResidencePermitApplied, view: PublicSecurityView, refusal: rules.Refuse
+) -> Sequence[Emit]:
+    app = event.data
+    await view.record(event.id, event.subject, app, outcome="rejected",
+                      reason=refusal.reason.value, message=refusal.message)
+    log.info("residence permit application rejected", application_id=app.application_id,
+             reason=refusal.reason.value)
+    return [Emit(ResidencePermitRejected, event.subject, ResidencePermitRejectedData(
+        application_id=app.application_id, permit_no=event.subject, reason=refusal.reason,
+        message=refusal.message))]
+
+
+async def _grant(
+    event: ResidencePermitApplied, view: PublicSecurityView, grant: rules.Grant
+) -> Sequence[Emit]:
+    app = event.data
+    number = await view.issue(event.subject, app.application_id, grant.valid_from,
+                              grant.valid_until)
+    await view.record(event.id, event.subject, app, outcome="issued", residence_permit_no=number)
+    return [Emit(ResidencePermitIssued, event.subject, ResidencePermitIssuedData(
+        application_id=app.application_id, permit_no=event.subject, residence_permit_no=number,
+        valid_from=grant.valid_from, valid_until=grant.valid_until,
+        limited_by_work_permit=grant.limited_by_work_permit, verified_by=app.presented.kind))]
+
+
+async def _extend(
+    event: ResidencePermitApplied, view: PublicSecurityView, extension: rules.Extend, number: str
+) -> Sequence[Emit]:
+    app = event.data
+    await view.extend(number, extension.valid_until)
+    await view.record(event.id, event.subject, app, outcome="extended", residence_permit_no=number)
+    return [Emit(ResidencePermitExtended, event.subject, ResidencePermitExtendedData(
+        application_id=app.application_id, permit_no=event.subject, residence_permit_no=number,
+        previous_valid_until=extension.previous_valid_until, valid_until=extension.valid_until,
+        limited_by_work_permit=extension.limited_by_work_permit))]
+
+
+async def on_permit_cancelled(
+    event: PermitCancelled, view: PublicSecurityView, policy: Policy
+) -> Sequence[Emit]:
+    """A cancelled work permit requires the residence permit on it to be cancelled."""
+    record = event.data.permit
+    residence = await view.residence(record.permit_no)
+    if residence is None or residence.status != "issued":
+        return []  # no residence permit was issued on it: nothing to cancel
+    assert record.cancelled_on is not None
+    deadline = rules.cancel_by(record.cancelled_on, policy.cancellation_deadline_days)
+    await view.require_cancellation(residence.residence_permit_no, deadline)
+    return [Emit(ResidencePermitCancellationRequired, record.permit_no,
+                 ResidencePermitCancellationRequiredData(
+                     permit_no=record.permit_no,
+                     residence_permit_no=residence.residence_permit_no,
+                     work_permit_cancelled_on=record.cancelled_on, cancel_by=deadline))]
+
+
+async def on_permit_extended(event: PermitExtended, view: PublicSecurityView) -> Sequence[Emit]:
+    """A longer work permit opens an extension of the residence permit, on application."""
+    record = event.data.permit
+    residence = await view.residence(record.permit_no)
+    if residence is None or record.valid_until is None:
+        return []
+    window = rules.extension_window(residence, record.valid_until)
+    if window is None:
+        return []
+    may_extend_until, apply_by = window
+    await view.offer_extension(residence.residence_permit_no, may_extend_until)
+    return [Emit(ResidencePermitExtensionAvailable, record.permit_no,
+                 ResidencePermitExtensionAvailableData(
+                     permit_no=record.permit_no,
+                     residence_permit_no=residence.residence_permit_no,
+                     current_valid_until=residence.valid_until,
+                     may_extend_until=may_extend_until, apply_by=apply_by))]

@@ -1,17 +1,22 @@
-"""The public security (entry-exit) view of permits: its table in the agency's own database."""
+"""Public security's own database: its view of permits, its applications, its residence permits."""
 
 from __future__ import annotations
 
-import asyncpg
+from datetime import date
+from uuid import UUID
 
 from consumers.public_security.handlers import CheckedPermit
+from consumers.public_security.rules import PermitFacts, ResidenceFacts
+from hub.db import Connection
 from hub.projection import ViewTable
+from schemas.public_security import ResidencePermitAppliedData
 
 DDL = """
 CREATE TABLE IF NOT EXISTS ps_permits (
     permit_no       text PRIMARY KEY,
     sequence        integer NOT NULL,
     status          text NOT NULL,
+    standard        text NOT NULL,
     holder_name     text NOT NULL,
     nationality     char(2) NOT NULL,
     passport_no     text NOT NULL,
@@ -22,13 +27,127 @@ CREATE TABLE IF NOT EXISTS ps_permits (
     cancelled_on    date,
     applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- Databases made before the residence-permit procedures lack the column: NULL (unknown)
+-- until the permit's next event fills in its real value.
+ALTER TABLE ps_permits ADD COLUMN IF NOT EXISTS standard text;
+
+CREATE SEQUENCE IF NOT EXISTS ps_residence_permit_no_seq;
+
+-- One residence permit per work permit; an extension moves its end, a work-permit
+-- cancellation marks it. Rows are never deleted.
+CREATE TABLE IF NOT EXISTS ps_residence_permits (
+    residence_permit_no       text PRIMARY KEY,
+    permit_no                 text NOT NULL UNIQUE,
+    application_id            text NOT NULL,
+    valid_from                date NOT NULL,
+    valid_until               date NOT NULL,
+    status                    text NOT NULL
+        CHECK (status IN ('issued', 'cancellation_required')),
+    extension_available_until date,
+    cancel_by                 date,
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+-- Every application received and its decision, one row per submission (event id).
+CREATE TABLE IF NOT EXISTS ps_applications (
+    event_id            uuid PRIMARY KEY,
+    application_id      text NOT NULL,
+    permit_no           text NOT NULL,
+    purpose             text NOT NULL,
+    presented           text NOT NULL,
+    entry_date          date,
+    applied_on          date NOT NULL,
+    requested_until     date NOT NULL,
+    outcome             text NOT NULL CHECK (outcome IN ('issued', 'extended', 'rejected')),
+    reason              text,
+    message             text,
+    residence_permit_no text,
+    decided_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+-- One decision per application id; later submissions of it are recorded as duplicates.
+CREATE UNIQUE INDEX IF NOT EXISTS ps_applications_decided
+    ON ps_applications (application_id) WHERE reason IS DISTINCT FROM 'duplicate_application';
 """
 
 PERMITS = ViewTable("ps_permits", CheckedPermit._fields)
 
 
 class PublicSecurityView:
-    """The public security (entry-exit)'s reads and writes of its own database, inside the batch transaction."""
+    """Public security's reads and writes of its own database, inside the batch transaction."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
+
+    async def permit(self, permit_no: str) -> PermitFacts | None:
+        """The work permit as public security's view holds it."""
+        row = await self.conn.fetchrow(
+            "SELECT permit_no, status, standard, valid_from, valid_until FROM ps_permits"
+            " WHERE permit_no = $1", permit_no)
+        return PermitFacts(**dict(row)) if row is not None else None
+
+    async def residence(self, permit_no: str) -> ResidenceFacts | None:
+        """The residence permit issued on this work permit, locked for this decision."""
+        row = await self.conn.fetchrow(
+            "SELECT residence_permit_no, status, valid_from, valid_until FROM ps_residence_permits"
+            " WHERE permit_no = $1 FOR UPDATE", permit_no)
+        return ResidenceFacts(**dict(row)) if row is not None else None
+
+    async def decided(self, application_id: str) -> str | None:
+        """The outcome already given to this application id, if any."""
+        outcome: str | None = await self.conn.fetchval(
+            "SELECT coalesce(reason, outcome) FROM ps_applications WHERE application_id = $1"
+            " AND reason IS DISTINCT FROM 'duplicate_application'", application_id)
+        return outcome
+
+    async def record(
+        self,
+        event_id: UUID,
+        permit_no: str,
+        app: ResidencePermitAppliedData,
+        *,
+        outcome: str,
+        reason: str | None = None,
+        message: str | None = None,
+        residence_permit_no: str | None = None,
+    ) -> None:
+        """Store an application and its decision."""
+        await self.conn.execute(
+            "INSERT INTO ps_applications (event_id, application_id, permit_no, purpose,"
+            " presented, entry_date, applied_on, requested_until, outcome, reason, message,"
+            " residence_permit_no) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            event_id, app.application_id, permit_no, app.purpose.value, app.presented.kind,
+            app.entry_date, app.applied_on, app.requested_until, outcome, reason, message,
+            residence_permit_no)
+
+    async def issue(
+        self, permit_no: str, application_id: str, valid_from: date, valid_until: date
+    ) -> str:
+        """Store a new residence permit; return the number public security gave it."""
+        number: int = await self.conn.fetchval("SELECT nextval('ps_residence_permit_no_seq')")
+        residence_permit_no = f"RP{number:010d}"
+        await self.conn.execute(
+            "INSERT INTO ps_residence_permits (residence_permit_no, permit_no, application_id,"
+            " valid_from, valid_until, status) VALUES ($1, $2, $3, $4, $5, 'issued')",
+            residence_permit_no, permit_no, application_id, valid_from, valid_until)
+        return residence_permit_no
+
+    async def extend(self, residence_permit_no: str, valid_until: date) -> None:
+        """Move a residence permit's end after an extension was granted."""
+        await self.conn.execute(
+            "UPDATE ps_residence_permits SET valid_until = $2, extension_available_until = NULL,"
+            " updated_at = clock_timestamp() WHERE residence_permit_no = $1",
+            residence_permit_no, valid_until)
+
+    async def offer_extension(self, residence_permit_no: str, until: date) -> None:
+        """Note that the holder may now apply to extend up to `until`."""
+        await self.conn.execute(
+            "UPDATE ps_residence_permits SET extension_available_until = $2,"
+            " updated_at = clock_timestamp() WHERE residence_permit_no = $1",
+            residence_permit_no, until)
+
+    async def require_cancellation(self, residence_permit_no: str, cancel_by: date | None) -> None:
+        """Mark a residence permit whose work permit was cancelled."""
+        await self.conn.execute(
+            "UPDATE ps_residence_permits SET status = 'cancellation_required', cancel_by = $2,"
+            " updated_at = clock_timestamp() WHERE residence_permit_no = $1",
+            residence_permit_no, cancel_by)

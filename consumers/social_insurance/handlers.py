@@ -1,16 +1,57 @@
-"""What the social insurance agency does with the permit lifecycle.
+"""What the social insurance agency does with the permit lifecycle, e-cards and its requests.
 
-It registers foreign employees: it needs the employer (credit code), the nationality (for
-bilateral-agreement exemptions), the issue date (the employer's 30-day deadline) and the
-permit's status and validity (DOMAIN.md §2, social insurance).
+- Every permit event keeps its view of the permit (`insured_permit`); a notification
+  letter and an e-card are remembered so that requests may name the permit by them.
+- `InsuranceRegistrationRequested` → `InsuranceRegistered` (+ `SocialSecurityNumberIssued`
+  the first time the person is seen), `InsuranceRegistrationReferred` (manual review) or
+  `InsuranceRegistrationRejected` (rules in `rules.py`, DOMAIN.md §2 social insurance).
+- `PermitCancelled` / `PermitExpired` → `InsuranceSuspended`: the account is kept.
+- `PermitChanged` with a new passport → the person's new passport key names the same SSN.
 """
 
 from __future__ import annotations
 
-from datetime import date
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, NamedTuple
 
-from schemas.permits import PermitEvent
+from consumers.social_insurance import identity, rules
+from consumers.social_insurance.agreements import Agreements
+from hub.dispatch import Emit
+from hub.logging import get_logger
+from schemas.card import ECardIssued
+from schemas.permits import (
+    CancellationReason,
+    NotificationLetterIssued,
+    PermitCancelled,
+    PermitChanged,
+    PermitEvent,
+    PermitExpired,
+)
+from schemas.social_insurance import (
+    ByECard,
+    ByLetterNo,
+    ByPermitNo,
+    InsuranceRegistered,
+    InsuranceRegisteredData,
+    InsuranceRegistrationReferred,
+    InsuranceRegistrationReferredData,
+    InsuranceRegistrationRejected,
+    InsuranceRegistrationRejectedData,
+    InsuranceRegistrationRequested,
+    InsuranceRejection,
+    InsuranceSuspended,
+    InsuranceSuspendedData,
+    SocialSecurityNumberIssued,
+    SocialSecurityNumberIssuedData,
+    SuspensionCause,
+)
+
+if TYPE_CHECKING:
+    from consumers.social_insurance.views import SocialInsuranceView
+
+log = get_logger(__name__)
 
 
 class InsuredPermit(NamedTuple):
@@ -19,8 +60,11 @@ class InsuredPermit(NamedTuple):
     permit_no: str
     sequence: int
     status: str
+    standard: str
     holder_name: str
     nationality: str
+    passport_no: str
+    date_of_birth: date
     employer_credit_code: str
     employer_name: str
     issued_on: date | None
@@ -35,11 +79,215 @@ def insured_permit(event: PermitEvent) -> InsuredPermit:
         permit_no=p.permit_no,
         sequence=event.sequence,
         status=p.status.value,
+        standard=p.standard.value,
         holder_name=p.holder.name,
         nationality=p.holder.nationality,
+        passport_no=p.holder.passport_no,
+        date_of_birth=p.holder.date_of_birth,
         employer_credit_code=p.employer.credit_code,
         employer_name=p.employer.name,
         issued_on=p.issued_on,
         valid_from=p.valid_from,
         valid_until=p.valid_until,
     )
+
+
+class RequestMismatch(ValueError):
+    """A request whose envelope and data disagree: a front-door bug, dead-lettered."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the handlers need beyond the event and the view."""
+
+    agreements: Agreements
+    new_ssn: Callable[[], str] = identity.new_ssn
+
+
+# Requests -------------------------------------------------------------------------------
+
+
+async def on_registration_requested(
+    event: InsuranceRegistrationRequested, view: SocialInsuranceView, policy: Policy
+) -> Sequence[Emit]:
+    """Decide a registration request, and store the decision."""
+    request = event.data
+    if _reference_text(request.reference) != event.subject:
+        raise RequestMismatch(f"subject {event.subject!r} is not the request's reference")
+    resolved = await _resolve(request.reference, view)
+    if await view.decided(request.request_id) is not None:
+        return await _reject(event, view, resolved if isinstance(resolved, str) else None,
+                             rules.Refuse(InsuranceRejection.DUPLICATE_REQUEST,
+                                          f"request {request.request_id} was already decided;"
+                                          " that decision stands"))
+    if isinstance(resolved, rules.Refuse):
+        return await _reject(event, view, None, resolved)
+    permit = await view.permit(resolved)
+    if permit is None:
+        return await _reject(event, view, None, rules.Refuse(
+            InsuranceRejection.PERMIT_UNKNOWN,
+            f"permit {resolved} is not known to the social insurance agency; check the "
+            "number, or submit again once the permit has been issued"))
+    if isinstance(request.reference, ByECard) and permit.standard == "legacy":
+        return await _reject(event, view, None, _unknown_card(request.reference.card_id))
+    decision = rules.decide(
+        request, permit, policy.agreements,
+        registered=await view.registration_in_force(resolved) is not None,
+        in_review=await view.review_pending(resolved))
+    if isinstance(decision, rules.Refuse):
+        return await _reject(event, view, resolved, decision)
+    if isinstance(decision, rules.Refer):
+        return await _refer(event, view, resolved, decision)
+    return await _register(event, view, resolved, decision, policy)
+
+
+async def _resolve(
+    reference: ByPermitNo | ByLetterNo | ByECard, view: SocialInsuranceView
+) -> str | rules.Refuse:
+    if isinstance(reference, ByPermitNo):
+        return reference.permit_no
+    if isinstance(reference, ByLetterNo):
+        found = await view.permit_of_letter(reference.letter_no)
+        return found or rules.Refuse(
+            InsuranceRejection.LETTER_UNKNOWN,
+            f"no work permit is known for notification letter {reference.letter_no}")
+    return await view.permit_of_card(reference.card_id) or _unknown_card(reference.card_id)
+
+
+def _unknown_card(card_id: str) -> rules.Refuse:
+    return rules.Refuse(
+        InsuranceRejection.ECARD_UNKNOWN,
+        f"no e-card {card_id} shows a work permit here; a pre-integration permit has no "
+        "e-card until it is extended, changed or migrated, so give its permit number")
+
+
+def _reference_text(reference: ByPermitNo | ByLetterNo | ByECard) -> str:
+    if isinstance(reference, ByPermitNo):
+        return reference.permit_no
+    if isinstance(reference, ByLetterNo):
+        return reference.letter_no
+    return reference.card_id
+
+
+async def _reject(
+    event: InsuranceRegistrationRequested,
+    view: SocialInsuranceView,
+    permit_no: str | None,
+    refusal: rules.Refuse,
+) -> Sequence[Emit]:
+    request = event.data
+    await view.record(event.id, request, event.subject, permit_no, outcome="rejected",
+                      reason=refusal.reason.value, message=refusal.message)
+    log.info("insurance registration rejected", request_id=request.request_id,
+             reason=refusal.reason.value)
+    return [Emit(InsuranceRegistrationRejected, permit_no or event.subject,
+                 InsuranceRegistrationRejectedData(
+                     request_id=request.request_id, reference=event.subject,
+                     permit_no=permit_no, reason=refusal.reason, message=refusal.message))]
+
+
+async def _refer(
+    event: InsuranceRegistrationRequested,
+    view: SocialInsuranceView,
+    permit_no: str,
+    referral: rules.Refer,
+) -> Sequence[Emit]:
+    request = event.data
+    await view.record(event.id, request, event.subject, permit_no, outcome="referred",
+                      reason=referral.reason.value, message=referral.message)
+    return [Emit(InsuranceRegistrationReferred, permit_no, InsuranceRegistrationReferredData(
+        request_id=request.request_id, permit_no=permit_no, agreement=referral.agreement,
+        reason=referral.reason, message=referral.message))]
+
+
+async def _register(
+    event: InsuranceRegistrationRequested,
+    view: SocialInsuranceView,
+    permit_no: str,
+    registration: rules.Register,
+    policy: Policy,
+) -> Sequence[Emit]:
+    request = event.data
+    keys = await _person_keys(view, permit_no)
+    ssn, new = await view.account_for(keys, permit_no, request.requested_on, policy.new_ssn)
+    await view.register(request, permit_no, ssn, registration.cover,
+                        deadline=registration.deadline, late=registration.late)
+    await view.record(event.id, request, event.subject, permit_no, outcome="registered")
+    emits = [Emit(InsuranceRegistered, permit_no, InsuranceRegisteredData(
+        request_id=request.request_id, permit_no=permit_no, ssn=ssn,
+        requester=request.requester, employer_credit_code=request.employer_credit_code,
+        insured=registration.cover.insured, exempt=registration.cover.exempt,
+        agreement=registration.cover.agreement, registered_on=request.requested_on,
+        deadline=registration.deadline, late=registration.late))]
+    if new:
+        emits.append(Emit(SocialSecurityNumberIssued, permit_no, SocialSecurityNumberIssuedData(
+            permit_no=permit_no, ssn=ssn, issued_on=request.requested_on)))
+    return emits
+
+
+async def _person_keys(view: SocialInsuranceView, permit_no: str) -> list[str]:
+    keys = [identity.permit_key(permit_no)]
+    holder = await view.holder_keys(permit_no)
+    if holder is not None:  # unknown only in a view made before these columns existed
+        keys.append(identity.passport_key(*holder))
+    return keys
+
+
+# Permit lifecycle and e-cards -----------------------------------------------------------
+
+
+async def on_letter_issued(
+    event: NotificationLetterIssued, view: SocialInsuranceView
+) -> Sequence[Emit]:
+    """Remember the letter, so that a request may name the permit by it."""
+    await view.remember_letter(event.data.letter_no, event.data.permit.permit_no)
+    return []
+
+
+async def on_ecard_issued(event: ECardIssued, view: SocialInsuranceView) -> Sequence[Emit]:
+    """Remember the e-card, so that a request may name the permit by it."""
+    await view.remember_card(event.data.card_id, event.data.permit.permit_no)
+    return []
+
+
+async def on_permit_cancelled(event: PermitCancelled, view: SocialInsuranceView) -> Sequence[Emit]:
+    """A cancelled permit suspends its registration; the account is kept."""
+    record = event.data.permit
+    assert record.cancelled_on is not None
+    return await _suspend(view, record.permit_no, record.cancelled_on,
+                          SuspensionCause.PERMIT_CANCELLED, event.data.reason)
+
+
+async def on_permit_expired(event: PermitExpired, view: SocialInsuranceView) -> Sequence[Emit]:
+    """An expired permit (an automatic cancellation) suspends its registration too."""
+    record = event.data.permit
+    assert record.valid_until is not None
+    return await _suspend(view, record.permit_no, record.valid_until + timedelta(days=1),
+                          SuspensionCause.PERMIT_EXPIRED, None)
+
+
+async def _suspend(
+    view: SocialInsuranceView,
+    permit_no: str,
+    on: date,
+    cause: SuspensionCause,
+    reason: CancellationReason | None,
+) -> Sequence[Emit]:
+    ssn = await view.suspend(permit_no, on, cause.value)
+    if ssn is None:
+        return []  # never registered: nothing to suspend
+    return [Emit(InsuranceSuspended, permit_no, InsuranceSuspendedData(
+        permit_no=permit_no, ssn=ssn, suspended_on=on, cause=cause, cancellation_reason=reason))]
+
+
+async def on_permit_changed(event: PermitChanged, view: SocialInsuranceView) -> Sequence[Emit]:
+    """A renewed passport becomes another key of the same person (the SSN stays)."""
+    if not any(c.field == "holder.passport_no" for c in event.data.changes):
+        return []
+    record = event.data.permit
+    ssn = await view.registration_in_force(record.permit_no)
+    if ssn is not None:
+        holder = record.holder
+        await view.add_keys(ssn, [identity.passport_key(holder.nationality, holder.passport_no,
+                                                        holder.date_of_birth)])
+    return []

@@ -1,19 +1,27 @@
-"""The social insurance view of permits: its table in the agency's own database."""
+"""The social insurance agency's own database: its view of permits, accounts, registrations."""
 
 from __future__ import annotations
 
-import asyncpg
+from collections.abc import Callable, Sequence
+from datetime import date
+from uuid import UUID
 
 from consumers.social_insurance.handlers import InsuredPermit
+from consumers.social_insurance.rules import Cover, PermitFacts
+from hub.db import Connection
 from hub.projection import ViewTable
+from schemas.social_insurance import InsuranceRegistrationRequestedData
 
 DDL = """
 CREATE TABLE IF NOT EXISTS si_permits (
     permit_no            text PRIMARY KEY,
     sequence             integer NOT NULL,
     status               text NOT NULL,
+    standard             text NOT NULL,
     holder_name          text NOT NULL,
     nationality          char(2) NOT NULL,
+    passport_no          text NOT NULL,
+    date_of_birth        date NOT NULL,
     employer_credit_code text NOT NULL,
     employer_name        text NOT NULL,
     issued_on            date,
@@ -21,13 +29,242 @@ CREATE TABLE IF NOT EXISTS si_permits (
     valid_until          date,
     applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- Databases made before the registration procedure lack these columns: NULL (unknown)
+-- until the permit's next event fills in their real values. Never a made-up default: a
+-- passport key of made-up values could join two people under one SSN.
+ALTER TABLE si_permits ADD COLUMN IF NOT EXISTS standard text;
+ALTER TABLE si_permits ADD COLUMN IF NOT EXISTS passport_no text;
+ALTER TABLE si_permits ADD COLUMN IF NOT EXISTS date_of_birth date;
+
+-- How requests may name a permit besides its number.
+CREATE TABLE IF NOT EXISTS si_letters (
+    letter_no text PRIMARY KEY,
+    permit_no text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS si_ecards (
+    card_id   text PRIMARY KEY,
+    permit_no text NOT NULL
+);
+
+-- One account per person, never deleted: a permit's end suspends it.
+CREATE TABLE IF NOT EXISTS si_accounts (
+    ssn               text PRIMARY KEY,
+    status            text NOT NULL CHECK (status IN ('active', 'suspended')),
+    opened_on         date NOT NULL,
+    current_permit_no text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+-- The person's keys (hashed, see identity.py), each naming one account.
+CREATE TABLE IF NOT EXISTS si_person_keys (
+    person_key text PRIMARY KEY,
+    ssn        text NOT NULL REFERENCES si_accounts (ssn)
+);
+
+-- One registration per permit in force; a suspended one stays as history.
+CREATE TABLE IF NOT EXISTS si_registrations (
+    request_id           text PRIMARY KEY,
+    permit_no            text NOT NULL,
+    ssn                  text NOT NULL REFERENCES si_accounts (ssn),
+    requester            text NOT NULL,
+    employer_credit_code text NOT NULL,
+    insured              text[] NOT NULL,
+    exempt               text[] NOT NULL,
+    agreement            char(2),
+    registered_on        date NOT NULL,
+    deadline             date NOT NULL,
+    late                 boolean NOT NULL,
+    status               text NOT NULL CHECK (status IN ('active', 'suspended')),
+    suspended_on         date,
+    suspension_cause     text
+);
+CREATE UNIQUE INDEX IF NOT EXISTS si_registrations_in_force
+    ON si_registrations (permit_no) WHERE status = 'active';
+
+-- Every request received and its decision, one row per submission (event id).
+CREATE TABLE IF NOT EXISTS si_requests (
+    event_id       uuid PRIMARY KEY,
+    request_id     text NOT NULL,
+    requester      text NOT NULL,
+    reference_kind text NOT NULL,
+    reference      text NOT NULL,
+    permit_no      text,
+    requested_on   date NOT NULL,
+    certificate    boolean NOT NULL,
+    outcome        text NOT NULL CHECK (outcome IN ('registered', 'rejected', 'referred')),
+    reason         text,
+    message        text,
+    decided_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+-- One decision per request id; later submissions of it are recorded as duplicates.
+CREATE UNIQUE INDEX IF NOT EXISTS si_requests_decided
+    ON si_requests (request_id) WHERE reason IS DISTINCT FROM 'duplicate_request';
 """
 
 PERMITS = ViewTable("si_permits", InsuredPermit._fields)
 
 
-class SocialInsuranceView:
-    """The social insurance's reads and writes of its own database, inside the batch transaction."""
+class AmbiguousPerson(ValueError):
+    """A person's keys name two accounts: an operator must merge them, nothing is guessed."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+
+class SocialInsuranceView:
+    """The agency's reads and writes of its own database, inside the batch transaction."""
+
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
+
+    # the permits and how requests name them ----------------------------------------------
+
+    async def permit(self, permit_no: str) -> PermitFacts | None:
+        """The permit as the agency's view holds it."""
+        row = await self.conn.fetchrow(
+            "SELECT permit_no, status, standard, nationality, employer_credit_code, issued_on,"
+            " valid_from FROM si_permits WHERE permit_no = $1", permit_no)
+        return PermitFacts(**dict(row)) if row is not None else None
+
+    async def holder_keys(self, permit_no: str) -> tuple[str, str, date] | None:
+        """Nationality, passport number and date of birth of the permit's holder, if known."""
+        row = await self.conn.fetchrow(
+            "SELECT nationality, passport_no, date_of_birth FROM si_permits WHERE permit_no = $1"
+            " AND passport_no IS NOT NULL AND date_of_birth IS NOT NULL", permit_no)
+        return (row[0], row[1], row[2]) if row is not None else None
+
+    async def permit_of_letter(self, letter_no: str) -> str | None:
+        """The permit a notification letter was issued for."""
+        found: str | None = await self.conn.fetchval(
+            "SELECT permit_no FROM si_letters WHERE letter_no = $1", letter_no)
+        return found
+
+    async def permit_of_card(self, card_id: str) -> str | None:
+        """The permit an e-card shows."""
+        found: str | None = await self.conn.fetchval(
+            "SELECT permit_no FROM si_ecards WHERE card_id = $1", card_id)
+        return found
+
+    async def remember_letter(self, letter_no: str, permit_no: str) -> None:
+        """Record which permit a notification letter names."""
+        await self.conn.execute(
+            "INSERT INTO si_letters (letter_no, permit_no) VALUES ($1, $2)"
+            " ON CONFLICT (letter_no) DO NOTHING", letter_no, permit_no)
+
+    async def remember_card(self, card_id: str, permit_no: str) -> None:
+        """Record which permit an e-card shows."""
+        await self.conn.execute(
+            "INSERT INTO si_ecards (card_id, permit_no) VALUES ($1, $2)"
+            " ON CONFLICT (card_id) DO NOTHING", card_id, permit_no)
+
+    # requests and registrations -------------------------------------------------------
+
+    async def decided(self, request_id: str) -> str | None:
+        """The outcome already given to this request id, if any."""
+        found: str | None = await self.conn.fetchval(
+            "SELECT outcome FROM si_requests WHERE request_id = $1"
+            " AND reason IS DISTINCT FROM 'duplicate_request'", request_id)
+        return found
+
+    async def registration_in_force(self, permit_no: str) -> str | None:
+        """The SSN of the permit's registration in force, if any."""
+        found: str | None = await self.conn.fetchval(
+            "SELECT ssn FROM si_registrations WHERE permit_no = $1 AND status = 'active'",
+            permit_no)
+        return found
+
+    async def review_pending(self, permit_no: str) -> bool:
+        """True when a request for this permit waits in manual review."""
+        return bool(await self.conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM si_requests WHERE permit_no = $1"
+            " AND outcome = 'referred')", permit_no))
+
+    async def record(
+        self,
+        event_id: UUID,
+        request: InsuranceRegistrationRequestedData,
+        reference: str,
+        permit_no: str | None,
+        *,
+        outcome: str,
+        reason: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Store a request and its decision."""
+        await self.conn.execute(
+            "INSERT INTO si_requests (event_id, request_id, requester, reference_kind,"
+            " reference, permit_no, requested_on, certificate, outcome, reason, message)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            event_id, request.request_id, request.requester.value, request.reference.kind,
+            reference, permit_no, request.requested_on, request.certificate_of_coverage,
+            outcome, reason, message)
+
+    async def register(
+        self,
+        request: InsuranceRegistrationRequestedData,
+        permit_no: str,
+        ssn: str,
+        cover: Cover,
+        *,
+        deadline: date,
+        late: bool,
+    ) -> None:
+        """Store a registration in force, and make its account active on this permit."""
+        await self.conn.execute(
+            "INSERT INTO si_registrations (request_id, permit_no, ssn, requester,"
+            " employer_credit_code, insured, exempt, agreement, registered_on, deadline, late,"
+            " status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active')",
+            request.request_id, permit_no, ssn, request.requester.value,
+            request.employer_credit_code, [i.value for i in cover.insured],
+            [i.value for i in cover.exempt], cover.agreement, request.requested_on, deadline,
+            late)
+        await self.conn.execute(
+            "UPDATE si_accounts SET status = 'active', current_permit_no = $2,"
+            " updated_at = clock_timestamp() WHERE ssn = $1", ssn, permit_no)
+
+    async def suspend(self, permit_no: str, on: date, cause: str) -> str | None:
+        """Suspend the permit's registration in force; return its SSN, or None if none."""
+        ssn: str | None = await self.conn.fetchval(
+            "UPDATE si_registrations SET status = 'suspended', suspended_on = $2,"
+            " suspension_cause = $3 WHERE permit_no = $1 AND status = 'active' RETURNING ssn",
+            permit_no, on, cause)
+        if ssn is not None:
+            await self.conn.execute(
+                "UPDATE si_accounts SET status = 'suspended', updated_at = clock_timestamp()"
+                " WHERE ssn = $1 AND NOT EXISTS (SELECT 1 FROM si_registrations"
+                " WHERE ssn = $1 AND status = 'active')", ssn)
+        return ssn
+
+    # accounts and the person's keys ---------------------------------------------------
+
+    async def account_for(
+        self, keys: Sequence[str], permit_no: str, today: date, new_ssn: Callable[[], str]
+    ) -> tuple[str, bool]:
+        """The person's SSN, opening an account if none of `keys` is known; True if new.
+
+        A transaction lock per key serialises two registrations of one person that arrive
+        on different partitions, so the second sees the first's account.
+        """
+        for key in sorted(keys):
+            await self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+        rows = await self.conn.fetch(
+            "SELECT DISTINCT ssn FROM si_person_keys WHERE person_key = ANY($1::text[])",
+            list(keys))
+        if len(rows) > 1:
+            raise AmbiguousPerson(f"the holder of permit {permit_no} matches {len(rows)} accounts")
+        created = not rows
+        ssn = rows[0]["ssn"] if rows else await self._open_account(permit_no, today, new_ssn)
+        await self.add_keys(ssn, keys)
+        return ssn, created
+
+    async def add_keys(self, ssn: str, keys: Sequence[str]) -> None:
+        """Let these keys name the account too."""
+        await self.conn.executemany(
+            "INSERT INTO si_person_keys (person_key, ssn) VALUES ($1, $2)"
+            " ON CONFLICT (person_key) DO NOTHING", [(k, ssn) for k in keys])
+
+    async def _open_account(self, permit_no: str, today: date, new_ssn: Callable[[], str]) -> str:
+        while True:
+            ssn = new_ssn()
+            opened = await self.conn.fetchval(
+                "INSERT INTO si_accounts (ssn, status, opened_on, current_permit_no)"
+                " VALUES ($1, 'active', $2, $3) ON CONFLICT (ssn) DO NOTHING RETURNING true",
+                ssn, today, permit_no)
+            if opened:
+                return ssn

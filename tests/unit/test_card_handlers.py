@@ -1,0 +1,550 @@
+"""The card service's decisions as plain function calls against an in-memory view.
+
+`MemoryCardView` keeps the same rows as `consumers.card.views.CardView` with the same
+uniqueness rules (one e-card per permit, one physical card per permit and per SSN, one
+notice per dedup key, one answer per request id); the integration tests run the same
+decisions on Postgres.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from consumers.card import documents, handlers
+from consumers.card.issuer import QrIssuer, SigningKey
+from consumers.card.records import CardPermit, ECard, Notice, PhysicalCard
+from consumers.card.requests import registration_request, sweep_request
+from consumers.card.service import codec
+from hub.dispatch import Emit
+from hub.permit_token import Claims, key_id, verify
+from producers.work_permit import domain
+from schemas import DecodeError, DecodeFailure
+from schemas.card import (
+    ECardIssued,
+    ECardIssuedData,
+    ECardRejected,
+    ECardRejectedData,
+    ECardRejectionReason,
+    ExpiryReminderSweepRequested,
+    NotificationKind,
+    PermitNotificationSent,
+    PermitNotificationSentData,
+    PhysicalCardIssued,
+    PhysicalCardIssuedData,
+)
+from schemas.permits import (
+    CancellationReason,
+    LegacyPermitRegistered,
+    NotificationLetterIssued,
+    PermitCancelled,
+    PermitChanged,
+    PermitEvent,
+    PermitExtended,
+    PermitIssued,
+    PermitMigrated,
+    PermitPayload,
+    PermitRecord,
+    PermitStandard,
+    PermitStatus,
+)
+from schemas.social_insurance import SocialSecurityNumberIssued, SocialSecurityNumberIssuedData
+from tests.factories import active_record, holder
+
+if TYPE_CHECKING:
+    from consumers.card.views import CardView
+
+R = ECardRejectionReason
+NOW = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 09:00 in China, 2 March 2026
+TODAY = date(2026, 3, 2)
+PERMIT = "156000000000000001"
+NAME = "Anna Schmidt"
+
+
+class MemoryCardView:
+    """The card view's port, in memory, with the database's uniqueness rules."""
+
+    def __init__(self) -> None:
+        self.permits: dict[str, CardPermit] = {}
+        self.ecards: dict[str, ECard] = {}
+        self.requests: dict[uuid.UUID, tuple[uuid.UUID, str, str | None, str | None]] = {}
+        self.tokens: list[tuple[str, Claims, str]] = []
+        self.physical: dict[str, PhysicalCard] = {}
+        self.notices: dict[tuple[str, str], Notice] = {}
+
+    def project(self, event: PermitEvent) -> None:
+        row = handlers.card_permit(event)
+        held = self.permits.get(row.permit_no)
+        if held is None or held.sequence < row.sequence:
+            self.permits[row.permit_no] = row
+
+    async def permit(self, permit_no: str) -> CardPermit | None:
+        return self.permits.get(permit_no)
+
+    async def permit_no_of_ssn(self, ssn: str) -> str | None:
+        return next((c.permit_no for c in self.physical.values() if c.ssn == ssn), None)
+
+    async def claim_request(self, request_id: uuid.UUID, event_id: uuid.UUID, subject: str) -> bool:
+        if request_id in self.requests:
+            return False
+        self.requests[request_id] = (event_id, subject, None, None)
+        return True
+
+    async def settle_request(self, request_id: uuid.UUID, outcome: str, reason: str | None) -> None:
+        event_id, subject, _, _ = self.requests[request_id]
+        self.requests[request_id] = (event_id, subject, outcome, reason)
+
+    async def ecard(self, permit_no: str) -> ECard | None:
+        return self.ecards.get(permit_no)
+
+    async def add_ecard(self, card: ECard) -> bool:
+        if card.permit_no in self.ecards:
+            return False
+        self.ecards[card.permit_no] = card
+        return True
+
+    async def with_ecards(self, permit_nos: Iterable[str]) -> set[str]:
+        return set(permit_nos) & set(self.ecards)
+
+    async def mark_notified(self, permit_no: str, sequence: int) -> bool:
+        card = self.ecards.get(permit_no)
+        if card is None or card.notified_sequence >= sequence:
+            return False
+        self.ecards[permit_no] = card._replace(notified_sequence=sequence)
+        return True
+
+    async def link_ssn(self, permit_no: str, ssn: str, card_id: str) -> None:
+        if permit_no in self.ecards:
+            self.ecards[permit_no] = self.ecards[permit_no]._replace(ssn=ssn)
+        if permit_no in self.physical:
+            self.physical[permit_no] = self.physical[permit_no]._replace(ecard_id=card_id)
+
+    async def record_token(self, token: str, claims: Claims, purpose: str) -> None:
+        self.tokens.append((token, claims, purpose))
+
+    async def physical_card(self, permit_no: str) -> PhysicalCard | None:
+        return self.physical.get(permit_no)
+
+    async def add_physical_card(self, card: PhysicalCard) -> bool:
+        if card.permit_no in self.physical or await self.permit_no_of_ssn(card.ssn):
+            return False
+        self.physical[card.permit_no] = card
+        return True
+
+    async def record_notice(self, notice: Notice) -> bool:
+        key = (notice.permit_no, notice.dedup_key)
+        if key in self.notices:
+            return False
+        self.notices[key] = notice
+        return True
+
+    async def carded_permits_ending(
+        self, first: date, last: date
+    ) -> list[tuple[CardPermit, ECard]]:
+        return sorted(
+            ((p, self.ecards[n]) for n, p in self.permits.items()
+             if n in self.ecards and p.status == "active" and p.valid_until is not None
+             and first <= p.valid_until <= last),
+            key=lambda pair: (pair[0].valid_until, pair[0].permit_no),
+        )
+
+
+_PRIVATE = Ed25519PrivateKey.generate()
+KEY = SigningKey(_PRIVATE, key_id(_PRIVATE.public_key()))
+ISSUER = QrIssuer(KEY, clock=lambda: NOW)
+
+
+def record(**overrides: Any) -> PermitRecord:
+    fields: dict[str, Any] = {
+        "holder": holder(name=NAME), "issued_on": date(2025, 6, 1),
+        "valid_from": date(2025, 6, 1), "valid_until": date(2026, 5, 31),
+    }
+    return active_record(PERMIT, **(fields | overrides))
+
+
+def permit_event(event_type: type[Any], data: PermitPayload, sequence: int,
+                 at: datetime = NOW) -> PermitEvent:
+    event: PermitEvent = event_type.create(subject=data.permit.permit_no, sequence=sequence,
+                                           data=data, time=at)
+    return event
+
+
+def view_with(rec: PermitRecord | None = None, sequence: int = 2) -> MemoryCardView:
+    view = MemoryCardView()
+    if rec is not None:
+        view.project(permit_event(PermitIssued, domain.PermitIssuedData(permit=rec), sequence))
+    return view
+
+
+async def register(view: MemoryCardView, name: str = NAME, **kw: Any) -> list[Emit]:
+    kw.setdefault("permit_no", PERMIT)
+    event = registration_request(name, at=NOW, **kw)
+    return await handlers.register_ecard(event, port(view), issuer=ISSUER)
+
+
+def port(view: MemoryCardView) -> CardView:
+    """The in-memory view where the handlers expect the database's (same methods)."""
+    return cast("CardView", view)
+
+
+async def physical(event: SocialSecurityNumberIssued, view: MemoryCardView) -> list[Emit]:
+    return await handlers.issue_physical_card(event, port(view))
+
+
+async def notify(event: PermitEvent, view: MemoryCardView) -> list[Emit]:
+    return await handlers.notify_permit_change(event, port(view))
+
+
+async def sweep(event: ExpiryReminderSweepRequested, view: MemoryCardView) -> list[Emit]:
+    return await handlers.send_expiry_reminders(event, port(view))
+
+
+def only(emits: list[Emit], event_type: type[Any]) -> Any:
+    assert [e.event_type for e in emits] == [event_type], emits
+    return emits[0].data
+
+
+def rejection(emits: list[Emit]) -> ECardRejectedData:
+    data = only(emits, ECardRejected)
+    assert isinstance(data, ECardRejectedData)
+    return data
+
+
+# registration ---------------------------------------------------------------------------
+
+
+async def test_a_matching_request_gets_an_ecard_with_the_permit_and_a_valid_qr_token() -> None:
+    """Name as in the passport + permit number + passed face check → ECardIssued."""
+    view = view_with(record())
+    emits = await register(view)
+    data = only(emits, ECardIssued)
+    assert isinstance(data, ECardIssuedData)
+    assert emits[0].subject == PERMIT
+    assert data.permit.holder_name == NAME
+    assert data.permit.valid_until == date(2026, 5, 31)
+    claims = verify(data.qr.token, {KEY.kid: KEY.private_key.public_key()}, NOW)
+    assert (claims.permit_no, claims.card_id) == (PERMIT, data.card_id)
+    assert view.ecards[PERMIT].card_id == data.card_id
+    assert [purpose for _, _, purpose in view.tokens] == ["ecard_issued"]
+
+
+async def test_the_name_is_compared_as_a_passport_would_print_it() -> None:
+    """Case, accents and punctuation do not make a mismatch; other letters do."""
+    view = view_with(record(holder=holder(name="Maria Garcia-Lopez")))
+    assert only(await register(view, "  MARÍA garcía lopez "), ECardIssued)
+    other = view_with(record(holder=holder(name="Maria Garcia-Lopez")))
+    assert rejection(await register(other, "Mario Garcia Lopez")).reason is R.NAME_MISMATCH
+
+
+async def test_a_letter_stage_permit_can_register() -> None:
+    """The notification letter's QR code registers the e-SSC: no need to wait for issue."""
+    letter = domain.notification_letter(
+        permit_no=PERMIT, letter_no="L1", holder=holder(name=NAME), employer=record().employer,
+        category=record().category, position="Engineer", approved_months=12, today=TODAY)
+    view = MemoryCardView()
+    view.project(permit_event(NotificationLetterIssued, letter, 1))
+    data = only(await register(view), ECardIssued)
+    assert data.permit.status is PermitStatus.LETTER_ISSUED
+
+
+def _cancelled() -> PermitRecord:
+    return domain.cancel(record(), reason=CancellationReason.CONTRACT_ENDED, today=TODAY).permit
+
+
+@pytest.mark.parametrize(("setup", "request_kw", "reason"), [
+    (record, {"verified": False}, R.VERIFICATION_FAILED),
+    (None, {}, R.UNKNOWN_PERMIT),
+    (record, {"permit_no": None, "ssn": "SSN-UNKNOWN-1"}, R.UNKNOWN_SSN),
+    (record, {"name": "Someone Else"}, R.NAME_MISMATCH),
+    (_cancelled, {}, R.PERMIT_CANCELLED),
+    (lambda: record(status=PermitStatus.EXPIRED), {}, R.PERMIT_EXPIRED),
+    (lambda: record(valid_until=TODAY - timedelta(days=1)), {}, R.PERMIT_EXPIRED),
+    (lambda: record(standard=PermitStandard.LEGACY), {}, R.LEGACY_NOT_MIGRATED),
+], ids=["verification-failed", "unknown-permit", "unknown-ssn", "name-mismatch", "cancelled",
+        "expired-status", "expired-by-date", "legacy"])
+async def test_each_refusal_has_its_reason_and_a_message_to_act_on(
+    setup: Any, request_kw: dict[str, Any], reason: ECardRejectionReason
+) -> None:
+    """Every way a registration fails gives its own reason code and a non-empty message."""
+    view = view_with(setup() if setup else None)
+    name = request_kw.pop("name", NAME)
+    data = rejection(await register(view, name, **request_kw))
+    assert data.reason is reason
+    assert len(data.message) > 40
+    assert view.ecards == {}
+    assert NAME not in data.message  # the holder's name is never revealed to the requester
+
+
+async def test_a_failed_face_check_reveals_nothing_about_the_permit() -> None:
+    """Face verification is checked first: an unknown permit and a known one answer alike."""
+    known = rejection(await register(view_with(record()), verified=False))
+    unknown = rejection(await register(view_with(None), verified=False))
+    assert known.reason is unknown.reason is R.VERIFICATION_FAILED
+    assert known.message == unknown.message
+
+
+async def test_a_second_registration_for_the_permit_is_refused_as_already_registered() -> None:
+    """One e-card per permit: a new request names the card that exists."""
+    view = view_with(record())
+    card_id = only(await register(view), ECardIssued).card_id
+    data = rejection(await register(view))
+    assert data.reason is R.ALREADY_REGISTERED
+    assert card_id in data.message
+    assert len(view.ecards) == 1
+
+
+async def test_a_resubmitted_request_id_gets_no_second_outcome() -> None:
+    """The same request id in a new event is answered already: nothing more is published."""
+    view = view_with(record())
+    rid = uuid.uuid4()
+    assert only(await register(view, request_id=rid), ECardIssued)
+    assert await register(view, request_id=rid) == []
+    assert view.requests[rid][2:] == ("issued", None)
+
+
+async def test_registration_by_ssn_finds_the_permit_and_links_the_ssn() -> None:
+    """After the SSN was issued, registering with it finds the permit; the card carries it."""
+    view = view_with(record())
+    await physical(ssn_issued("SSN0000001"), view)
+    data = only(await register(view, permit_no=None, ssn="SSN0000001"), ECardIssued)
+    assert data.permit.permit_no == PERMIT
+    assert data.ssn == "SSN0000001"
+    assert view.physical[PERMIT].ecard_id == data.card_id
+
+
+async def test_an_unknown_ssn_rejection_is_keyed_by_the_ssn_it_named() -> None:
+    """No permit is known, so the rejection's subject is the request's subject."""
+    emits = await register(view_with(None), permit_no=None, ssn="SSN0000404")
+    assert emits[0].subject == "SSN0000404"
+    assert rejection(emits).permit_no is None
+
+
+async def test_a_permit_ending_within_30_days_is_reminded_at_registration() -> None:
+    """Registering 20 days before the end issues the card and the expiry reminder at once."""
+    view = view_with(record(valid_until=TODAY + timedelta(days=20)))
+    emits = await register(view)
+    assert [e.event_type for e in emits] == [ECardIssued, PermitNotificationSent]
+    assert emits[1].data.days_left == 20  # type: ignore[attr-defined]
+
+
+# legacy: "No Change, No Replacement" ----------------------------------------------------
+
+
+def legacy_view() -> MemoryCardView:
+    view = MemoryCardView()
+    legacy = record(standard=PermitStandard.LEGACY, valid_until=date(2026, 6, 30))
+    view.project(permit_event(LegacyPermitRegistered,
+                              domain.LegacyPermitRegisteredData(permit=legacy), 1))
+    return view
+
+
+async def test_a_legacy_permit_gets_no_ecard_but_keeps_its_physical_card_rights() -> None:
+    """Before the line: registration is refused with legacy_not_migrated; the SSN still
+    gets a physical card (honoured as it is), linked to no e-card."""
+    view = legacy_view()
+    assert rejection(await register(view)).reason is R.LEGACY_NOT_MIGRATED
+    card = only(await physical(ssn_issued("SSN0000002"), view),
+                PhysicalCardIssued)
+    assert card.ecard_id is None
+
+
+@pytest.mark.parametrize("move", ["extend", "change", "migrate"])
+async def test_an_extension_change_or_migration_opens_the_ecard(move: str) -> None:
+    """After the line: once the authority's event makes the permit integrated, it registers."""
+    view = legacy_view()
+    assert rejection(await register(view)).reason is R.LEGACY_NOT_MIGRATED
+    held = view.permits[PERMIT]
+    current = record(standard=PermitStandard.LEGACY, valid_until=held.valid_until)
+    data: PermitPayload
+    if move == "extend":
+        data = domain.extend(current, new_valid_until=date(2027, 6, 30), today=date(2026, 5, 1))
+    elif move == "change":
+        data = domain.change(current, position="Lead engineer")
+    else:
+        data = domain.migrate(current)
+    event_type = {"extend": PermitExtended, "change": PermitChanged,
+                  "migrate": PermitMigrated}[move]
+    view.project(permit_event(event_type, data, 2))
+    assert only(await register(view), ECardIssued).permit.standard is PermitStandard.INTEGRATED
+
+
+# physical card --------------------------------------------------------------------------
+
+
+def ssn_issued(ssn: str, permit_no: str = PERMIT) -> SocialSecurityNumberIssued:
+    event = SocialSecurityNumberIssued.create(
+        subject=permit_no, sequence=1,
+        data=SocialSecurityNumberIssuedData(permit_no=permit_no, ssn=ssn, issued_on=TODAY))
+    assert isinstance(event, SocialSecurityNumberIssued)
+    return event
+
+
+async def test_an_ssn_gives_a_physical_card_linked_to_the_ecard() -> None:
+    """SocialSecurityNumberIssued → PhysicalCardIssued; the e-card now carries the SSN."""
+    view = view_with(record())
+    card_id = only(await register(view), ECardIssued).card_id
+    data = only(await physical(ssn_issued("SSN0000003"), view),
+                PhysicalCardIssued)
+    assert isinstance(data, PhysicalCardIssuedData)
+    assert (data.ssn, data.ecard_id) == ("SSN0000003", card_id)
+    assert view.ecards[PERMIT].ssn == "SSN0000003"
+
+
+async def test_the_same_ssn_again_issues_no_second_card() -> None:
+    """A republished SocialSecurityNumberIssued (new event id) changes nothing."""
+    view = view_with(record())
+    assert only(await physical(ssn_issued("SSN0000004"), view),
+                PhysicalCardIssued)
+    assert await physical(ssn_issued("SSN0000004"), view) == []
+    assert len(view.physical) == 1
+
+
+async def test_a_second_ssn_for_a_permit_is_a_conflict_not_a_second_card() -> None:
+    """A different SSN for the same permit raises (the runtime dead-letters it)."""
+    view = view_with(record())
+    await physical(ssn_issued("SSN0000005"), view)
+    with pytest.raises(handlers.CardConflict, match="another SSN"):
+        await physical(ssn_issued("SSN0000006"), view)
+
+
+async def test_an_ssn_already_on_another_permits_card_is_a_conflict() -> None:
+    """One SSN, one physical card."""
+    view = view_with(record())
+    await physical(ssn_issued("SSN0000007"), view)
+    with pytest.raises(handlers.CardConflict, match="already on the physical card"):
+        await physical(
+            ssn_issued("SSN0000007", "156000000000000009"), view)
+
+
+# notifications --------------------------------------------------------------------------
+
+
+async def test_each_change_of_a_carded_permit_is_notified_once() -> None:
+    """An extension after registration is news; the same event again is not."""
+    view = view_with(record())
+    await register(view)
+    ext = permit_event(PermitExtended, domain.extend(record(), new_valid_until=date(2027, 5, 31),
+                                                     today=date(2026, 4, 1)), 3)
+    view.project(ext)
+    data = only(await notify(ext, view), PermitNotificationSent)
+    assert isinstance(data, PermitNotificationSentData)
+    assert (data.kind, data.trigger) == (NotificationKind.STATUS_CHANGED, "PermitExtended")
+    assert "2027-05-31" in data.message
+    assert await notify(ext, view) == []
+
+
+async def test_events_before_the_card_and_permits_without_one_are_not_notified() -> None:
+    """The card shows the permit as of its issue; a permit without an e-card has no channel."""
+    view = view_with(record(), sequence=2)
+    await register(view)
+    issued_again = permit_event(PermitIssued, domain.PermitIssuedData(permit=record()), 2)
+    assert await notify(issued_again, view) == []
+    bare = view_with(record())
+    cancel = permit_event(PermitCancelled, domain.cancel(
+        record(), reason=CancellationReason.REVOKED, today=TODAY), 3)
+    assert await notify(cancel, bare) == []
+
+
+async def test_a_cancellation_tells_the_holder_the_qr_code_is_void() -> None:
+    """Status change to cancelled: the notice says so."""
+    view = view_with(record())
+    await register(view)
+    cancel = permit_event(PermitCancelled, domain.cancel(
+        record(), reason=CancellationReason.REVOKED, today=TODAY), 3)
+    view.project(cancel)
+    data = only(await notify(cancel, view), PermitNotificationSent)
+    assert data.status is PermitStatus.CANCELLED
+    assert "no longer valid" in data.message
+
+
+async def test_the_sweep_reminds_once_per_validity_period_within_30_days() -> None:
+    """30 days before the end: reminded; a later sweep: not again; 31 days: not yet."""
+    view = view_with(record(valid_until=date(2026, 5, 31)))
+    await register(view)
+    assert await sweep(sweep_request(date(2026, 4, 30)), view) == []
+    data = only(await sweep(sweep_request(date(2026, 5, 1)), view), PermitNotificationSent)
+    assert (data.kind, data.days_left) == (NotificationKind.EXPIRY_REMINDER, 30)
+    assert await sweep(sweep_request(date(2026, 5, 10)), view) == []
+
+
+async def test_an_extension_gives_the_new_end_its_own_reminder() -> None:
+    """The reminder is per end date: after an extension, the new end is reminded in time."""
+    view = view_with(record(valid_until=date(2026, 5, 31)))
+    await register(view)
+    assert await sweep(sweep_request(date(2026, 5, 1)), view)
+    ext = domain.extend(record(), new_valid_until=date(2027, 5, 31), today=date(2026, 4, 1))
+    view.project(permit_event(PermitExtended, ext, 3))
+    data = only(await sweep(sweep_request(date(2027, 5, 2)), view), PermitNotificationSent)
+    assert data.valid_until == date(2027, 5, 31)
+
+
+# bad input: the contract refuses it before any handler -------------------------------------
+
+
+@pytest.mark.parametrize(("mutate", "needle"), [
+    (lambda b: b["data"].pop("name"), "name"),
+    (lambda b: b["data"].pop("verification"), "verification"),
+    (lambda b: b["data"].update(ssn="SSN0000001"), "exactly one of permit_no or ssn"),
+    (lambda b: b["data"].update(permit_no="12345", ssn=None), "permit_no"),
+    (lambda b: b.update(subject="156000000000000002"), "subject must be"),
+    (lambda b: b["data"]["verification"].update(result="maybe"), "result"),
+    (lambda b: b["data"].update(request_id="not-a-uuid"), "request_id"),
+], ids=["no-name", "no-verification", "both-ids", "bad-permit-no", "subject-mismatch",
+        "bad-result", "bad-request-id"])
+def test_a_malformed_request_is_a_schema_violation_with_the_field_named(
+    mutate: Any, needle: str
+) -> None:
+    """Missing or wrong fields fail decoding (→ DLQ with the reason), naming the field."""
+    body = registration_request(NAME, permit_no=PERMIT, at=NOW).model_dump(mode="json")
+    mutate(body)
+    with pytest.raises(DecodeError) as caught:
+        codec().decode(json.dumps(body).encode())
+    assert caught.value.failure is DecodeFailure.SCHEMA
+    assert needle in caught.value.detail
+
+
+def test_the_card_codec_reads_every_contract_type_and_refuses_unknown_ones() -> None:
+    """Shared topics carry types the card ignores: decoded, not dead-lettered; a type no
+    one defined is."""
+    assert "cn.mohrss.socialinsurance.InsuranceRegistered" in codec().types
+    body = registration_request(NAME, permit_no=PERMIT, at=NOW).model_dump(mode="json")
+    body["type"] = "cn.example.Unknown"
+    with pytest.raises(DecodeError) as caught:
+        codec().decode(json.dumps(body).encode())
+    assert caught.value.failure is DecodeFailure.UNKNOWN_TYPE
+
+
+# work-permit services via the e-card -----------------------------------------------------
+
+
+async def test_a_legacy_permit_is_queried_as_it_is_but_gets_no_qr_code() -> None:
+    """Honoured as it is: its information is shown, marked legacy; no QR until migrated."""
+    view = legacy_view()
+    document = await documents.query_permit(port(view), PERMIT, TODAY)
+    assert document["permit"]["standard"] == "legacy"
+    assert (document["qr_available"], document["qr_unavailable_reason"]) == (
+        False, "legacy_not_migrated")
+    with pytest.raises(documents.ServiceRefused) as refused:
+        await documents.issue_qr(port(view), PERMIT, ISSUER, TODAY)
+    assert refused.value.reason == "legacy_not_migrated"
+
+
+async def test_a_download_signs_a_fresh_token_only_for_a_valid_carded_permit() -> None:
+    """With an e-card: a new recorded token; cancelled or without a card: refused."""
+    view = view_with(record())
+    with pytest.raises(documents.ServiceRefused, match="no_ecard"):
+        await documents.issue_qr(port(view), PERMIT, ISSUER, TODAY)
+    card_id = only(await register(view), ECardIssued).card_id
+    _, claims = await documents.issue_qr(port(view), PERMIT, ISSUER, TODAY)
+    assert claims.card_id == card_id
+    assert [purpose for _, _, purpose in view.tokens] == ["ecard_issued", "download"]
+    view.project(permit_event(PermitCancelled, domain.cancel(
+        record(), reason=CancellationReason.REVOKED, today=TODAY), 3))
+    with pytest.raises(documents.ServiceRefused, match="permit_cancelled"):
+        await documents.issue_qr(port(view), PERMIT, ISSUER, TODAY)
