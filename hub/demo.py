@@ -15,6 +15,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from hub import bootstrap
+from hub.demo_procedures import (
+    Casebook,
+    apply_for_everything,
+    casebook,
+    register_john_again,
+    synced,
+)
 from hub.logging import get_logger
 from hub.projection import fetch_all
 from hub.settings import Settings
@@ -103,6 +110,20 @@ PEOPLE = (
     ),
     Person(
         Holder(
+            name="Kim Min-jun",
+            sex="M",
+            date_of_birth=date(1985, 5, 21),
+            nationality="KR",
+            passport_no="M12345678",
+            passport_expiry=date(2033, 9, 30),
+        ),
+        HANSA,
+        Category.B,
+        "Battery chemist",
+        12,
+    ),
+    Person(
+        Holder(
             name="Ngozi Okafor",
             sex="F",
             date_of_birth=date(2001, 2, 17),
@@ -139,58 +160,54 @@ LEGACY_HOLDER = PermitRecord(
 )
 
 
-async def tell(auth: Authority, start: date) -> list[str]:
-    """Play the story through the authority's commands; return the permit numbers."""
-    d = start
-    anna, kenji, maria, ngozi = [
-        await auth.apply(
-            holder=p.holder,
-            employer=p.employer,
-            category=p.category,
-            position=p.position,
-            approved_months=p.months,
-            today=d,
-        )
-        for p in PEOPLE
-    ]
-    entry = d + timedelta(days=21)
-    for permit in (anna, kenji, maria, ngozi):
-        await auth.issue(permit.permit_no, valid_from=entry, today=entry)
+async def open_permits(auth: Authority, start: date) -> dict[str, PermitRecord]:
+    """Letters, then issue after entry; and John's pre-2024 physical permit, registered as is."""
+    keys = ("anna", "kenji", "maria", "minjun", "ngozi")
+    people = {}
+    for key, p in zip(keys, PEOPLE, strict=True):
+        people[key] = await auth.apply(holder=p.holder, employer=p.employer, category=p.category,
+                                       position=p.position, approved_months=p.months, today=start)
+    entry = start + timedelta(days=21)
+    for key in keys:
+        people[key] = await auth.issue(people[key].permit_no, valid_from=entry, today=entry)
+    people["john"] = await _legacy(auth)
+    return people
+
+
+async def consequences(auth: Authority, people: dict[str, PermitRecord]) -> None:
+    """Extension, change, cancellation and expiry, each with its consequences downstream."""
+    anna, kenji, maria, ngozi, john = (people[k] for k in ("anna", "kenji", "maria", "ngozi",
+                                                           "john"))
     # Anna: 60 days before the end she applies to extend by a year, then renews her passport.
-    anna_end = (await _record(auth, anna.permit_no)).valid_until
-    assert anna_end is not None
-    await auth.extend(
-        anna.permit_no,
-        new_valid_until=anna_end + timedelta(days=365),
-        today=anna_end - timedelta(days=60),
-    )
+    assert anna.valid_until is not None
+    await auth.extend(anna.permit_no, new_valid_until=anna.valid_until + timedelta(days=365),
+                      today=anna.valid_until - timedelta(days=60))
     await auth.change(anna.permit_no, passport_no="C9R2MN018", passport_expiry=date(2036, 4, 1))
     # Kenji is promoted; Maria's contract ends; Ngozi's internship ends without extension.
     await auth.change(kenji.permit_no, position="Vice president, research")
-    await auth.cancel(
-        maria.permit_no, reason=CancellationReason.CONTRACT_ENDED, today=entry + timedelta(days=200)
-    )
-    ngozi_end = (await _record(auth, ngozi.permit_no)).valid_until
-    assert ngozi_end is not None
-    await auth.expire(ngozi.permit_no, today=ngozi_end + timedelta(days=1))
-    # John holds a physical permit from before the integration: "No Change, No Replacement".
-    john = await _legacy(auth)
-    return [anna.permit_no, kenji.permit_no, maria.permit_no, ngozi.permit_no, john]
+    assert maria.valid_from is not None
+    assert ngozi.valid_until is not None
+    await auth.cancel(maria.permit_no, reason=CancellationReason.CONTRACT_ENDED,
+                      today=maria.valid_from + timedelta(days=200))
+    await auth.expire(ngozi.permit_no, today=ngozi.valid_until + timedelta(days=1))
+    # Only John's extension moves him onto the integrated standard.
+    assert john.valid_until is not None
+    await auth.extend(john.permit_no, new_valid_until=john.valid_until + timedelta(days=730),
+                      today=john.valid_until - timedelta(days=60))
 
 
-async def _legacy(auth: Authority) -> str:
+async def _legacy(auth: Authority) -> PermitRecord:
     # A number of its own on every run, so a second demo on the same stack tells it again.
     while True:
         permit_no = f"110000{random.randrange(10**12):012d}"
         if await auth.get(permit_no) is None:
             break
-    await auth.register_legacy(LEGACY_HOLDER.model_copy(update={"permit_no": permit_no}))
-    return permit_no
-
-
-async def extend_legacy(auth: Authority, permit_no: str) -> None:
-    """Only the legacy holder's extension moves him onto the integrated standard."""
-    await auth.extend(permit_no, new_valid_until=date(2028, 2, 28), today=date(2026, 1, 5))
+    today = date.today()
+    record = LEGACY_HOLDER.model_copy(update={
+        "permit_no": permit_no, "issued_on": today - timedelta(days=500),
+        "valid_from": today - timedelta(days=500), "valid_until": today + timedelta(days=200),
+    })
+    return await auth.register_legacy(PermitRecord.model_validate(record.model_dump()))
 
 
 async def card_standard(settings: Settings, permit_no: str) -> str | None:
@@ -200,12 +217,6 @@ async def card_standard(settings: Settings, permit_no: str) -> str | None:
             "SELECT standard FROM card_permits WHERE permit_no = $1", permit_no
         )
         return value
-
-
-async def _record(auth: Authority, permit_no: str) -> PermitRecord:
-    found = await auth.get(permit_no)
-    assert found is not None
-    return found[0]
 
 
 async def settle(settings: Settings, within: float = 60.0) -> list[Drift]:
@@ -248,28 +259,42 @@ async def play(settings: Settings, *, keep_running: bool = True) -> int:
     """Start the stack, run the services, tell the story, compare the views."""
     stack = LocalStack(settings)
     stack.up()
+    out_dir = settings.home / "demo"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    book = Casebook()
     try:
         await bootstrap.init_all(settings)
         async with (
             bootstrap.running_relay(settings),
+            bootstrap.running_relay(settings, "card"),
+            bootstrap.running_relay(settings, "public_security"),
+            bootstrap.running_relay(settings, "social_insurance"),
             bootstrap.running_consumer(settings, "card"),
             bootstrap.running_consumer(settings, "public_security"),
             bootstrap.running_consumer(settings, "social_insurance"),
             bootstrap.authority(settings) as auth,
         ):
-            permit_nos = await tell(auth, start=date(2025, 1, 6))
-            found = await settle(settings)
-            john = permit_nos[-1]
+            people = await open_permits(auth, start=date.today() - timedelta(days=30))
+            john = people["john"].permit_no
+            await synced(settings)
+            await apply_for_everything(settings, people, date.today() - timedelta(days=9),
+                                       out_dir, book)
             before = await card_standard(settings, john)
-            await extend_legacy(auth, john)
-            found = await settle(settings)
+            await consequences(auth, people)
+            await synced(settings)
+            await register_john_again(settings, people["john"])
             after = await card_standard(settings, john)
+            found = await settle(settings)
+            permit_nos = [p.permit_no for p in people.values()]
             print(await side_by_side(settings, permit_nos))
-            print(
-                f"\n{LEGACY_HOLDER.holder.name}'s physical permit {john}:"
-                f" the card showed standard {before!r}; after his extension, {after!r}"
-                " (No Change, No Replacement)"
-            )
+            print("\nEach agency's records:\n" + await casebook(settings, book))
+            print(f"\n{LEGACY_HOLDER.holder.name}'s physical permit {john}: the card showed"
+                  f" standard {before!r}; after his extension, {after!r}"
+                  " (No Change, No Replacement)")
+            png = book.qr_png.resolve() if book.qr_png else "-"
+            print(f"\nAnna's permit with its QR code: {png}"
+                  f"\n  scanned by public security: {book.qr_verdict}"
+                  f"\n  check it yourself: .venv/bin/hub qr verify {book.qr_png}")
     finally:
         if not keep_running:
             stack.down()

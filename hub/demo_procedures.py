@@ -1,0 +1,207 @@
+"""The seed's procedures in the demo: e-card with a permit QR code, residence permit by QR
+scan, social insurance and SSN, physical card, and the consequences of extension and
+cancellation, as front-door requests to each agency and the outcomes they publish."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from consumers.card import qr
+from consumers.card.cli import permit_download, verify_image
+from consumers.card.requests import registration_request
+from hub import bootstrap
+from hub.lag import caught_up
+from hub.settings import Settings
+from schemas import CONTENT_TYPE, CloudEvent, topics
+from schemas.public_security import (
+    PresentedPermitNo,
+    PresentedQrToken,
+    ResidencePermitApplied,
+    ResidencePermitAppliedData,
+)
+from schemas.social_insurance import (
+    ByECard,
+    ByLetterNo,
+    ByPermitNo,
+    InsuranceRegistrationRequested,
+    InsuranceRegistrationRequestedData,
+    Requester,
+)
+
+AGENCIES = ("card", "public_security", "social_insurance")
+
+
+@dataclass
+class Casebook:
+    """What the story asked each agency for, to report it side by side at the end."""
+
+    names: dict[str, str] = field(default_factory=dict)
+    qr_png: Path | None = None
+    qr_verdict: str = ""
+
+
+async def send(settings: Settings, topic: str, events: Iterable[CloudEvent[Any]]) -> None:
+    """Publish requests as a front-door system would: keyed by subject, CloudEvents JSON."""
+    headers = [("content-type", CONTENT_TYPE.encode())]
+    async with bootstrap.producer(settings, "front-door") as prod:
+        for e in events:
+            await prod.send_and_wait(
+                settings.topic(topic), key=e.subject.encode(), value=e.to_json(), headers=headers
+            )
+
+
+async def synced(settings: Settings, within: float = 60.0) -> None:
+    """Wait until every agency has applied everything on its topics (outcomes included)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        async with bootstrap.pool(settings, "workpermit", max_size=1) as p:
+            pending = await p.fetchval("SELECT count(*) FROM hub_outbox")
+        done = [await caught_up(settings, a) for a in AGENCIES]
+        outboxes = 0
+        for a in AGENCIES:
+            async with bootstrap.pool(settings, a, max_size=1) as p:  # type: ignore[arg-type]
+                outboxes += await p.fetchval("SELECT count(*) FROM hub_outbox")
+        if pending == 0 and outboxes == 0 and all(done):
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("the agencies did not settle")
+
+
+def _apply(no: str, app_id: str, presented: Any, entry: date, until: date) -> CloudEvent[Any]:
+    data = ResidencePermitAppliedData(
+        application_id=app_id, presented=presented, entry_date=entry,
+        applied_on=entry + timedelta(days=5), requested_until=until,
+    )
+    return ResidencePermitApplied.create(subject=no, sequence=1, data=data)
+
+
+def _insure(subject: str, req_id: str, reference: Any, employer: str, on: date,
+            certificate: bool = False, requester: Requester = Requester.EMPLOYER) -> Any:
+    data = InsuranceRegistrationRequestedData(
+        request_id=req_id, requester=requester, reference=reference,
+        employer_credit_code=employer, requested_on=on, certificate_of_coverage=certificate,
+    )
+    return InsuranceRegistrationRequested.create(subject=subject, sequence=1, data=data)
+
+
+async def apply_for_everything(
+    settings: Settings, people: dict[str, Any], entry: date, out_dir: Path, book: Casebook
+) -> None:
+    """e-cards, the QR scan at the entry-exit counter, and social insurance registrations."""
+    anna, kenji, maria, minjun, john = (people[k] for k in ("anna", "kenji", "maria", "minjun",
+                                                            "john"))
+    book.names = {p.permit_no: p.holder.name for p in people.values()}
+    await send(settings, topics.CARD_REQUESTS, [
+        registration_request(p.holder.name, permit_no=p.permit_no)
+        for p in (anna, kenji, maria, minjun, john)
+    ] + [registration_request("Someone Else", permit_no=kenji.permit_no)])
+    await synced(settings)
+    # Anna downloads her permit with its QR code; the counter scans the PNG.
+    book.qr_png = out_dir / f"permit-{anna.permit_no}.png"
+    await permit_download(settings, anna.permit_no, png=book.qr_png)
+    verdict = await verify_image(settings, book.qr_png, view="public_security")
+    book.qr_verdict = f"{'accepted' if verdict.accepted else 'refused'} ({verdict.reason})"
+    token = await asyncio.to_thread(qr.decode_png, book.qr_png)
+    now = datetime.now(UTC)
+    year = entry + timedelta(days=365)
+    maria_card = await _card_id(settings, maria.permit_no)
+    await send(settings, topics.PUBLIC_SECURITY_REQUESTS, [
+        _apply(anna.permit_no, f"EXC-{anna.permit_no}",
+               PresentedQrToken(token=token, scanned_at=now), entry, year),
+        _apply(maria.permit_no, f"EXC-{maria.permit_no}",
+               PresentedPermitNo(permit_no=maria.permit_no), entry, year),
+        _apply(john.permit_no, f"EXC-{john.permit_no}",
+               PresentedPermitNo(permit_no=john.permit_no), date.today() - timedelta(days=10),
+               date.today() + timedelta(days=365)),
+    ])
+    on = entry + timedelta(days=10)
+    requests = [
+        _insure(anna.permit_no, f"SI-{anna.permit_no}", ByPermitNo(permit_no=anna.permit_no),
+                anna.employer.credit_code, on, certificate=True),
+        _insure(f"NL{kenji.permit_no}", f"SI-{kenji.permit_no}",
+                ByLetterNo(letter_no=f"NL{kenji.permit_no}"), kenji.employer.credit_code, on,
+                requester=Requester.FOREIGNER),
+        _insure(minjun.permit_no, f"SI-{minjun.permit_no}",
+                ByPermitNo(permit_no=minjun.permit_no), minjun.employer.credit_code, on,
+                certificate=True),
+    ]
+    if maria_card:
+        requests.append(_insure(maria_card, f"SI-{maria.permit_no}", ByECard(card_id=maria_card),
+                                maria.employer.credit_code, on))
+    await send(settings, topics.SOCIAL_INSURANCE_REQUESTS, requests)
+    await synced(settings)
+
+
+async def register_john_again(settings: Settings, john: Any) -> None:
+    """After his extension moved him onto the integrated standard, John asks again."""
+    await send(settings, topics.CARD_REQUESTS,
+               [registration_request(john.holder.name, permit_no=john.permit_no)])
+    await synced(settings)
+
+
+async def _card_id(settings: Settings, permit_no: str) -> str | None:
+    async with bootstrap.pool(settings, "card", max_size=1) as p:
+        value: str | None = await p.fetchval(
+            "SELECT card_id FROM card_ecards WHERE permit_no = $1", permit_no)
+        return value
+
+
+async def casebook(settings: Settings, book: Casebook) -> str:
+    """Each person's records at each agency, one block per person."""
+    nos = list(book.names)
+    async with bootstrap.pool(settings, "card", max_size=1) as p:
+        cards = {r["permit_no"]: r for r in await p.fetch(
+            "SELECT permit_no, card_id, ssn FROM card_ecards WHERE permit_no = ANY($1)", nos)}
+        refusals = {r["subject"]: r["reason"] for r in await p.fetch(
+            "SELECT subject, reason FROM card_requests WHERE outcome = 'rejected'"
+            " AND subject = ANY($1) ORDER BY decided_at", nos)}
+        physical = {r["permit_no"]: r["card_no"] for r in await p.fetch(
+            "SELECT permit_no, card_no FROM card_physical_cards WHERE permit_no = ANY($1)", nos)}
+        notices = {r["permit_no"]: r["n"] for r in await p.fetch(
+            "SELECT permit_no, count(*) AS n FROM card_notifications WHERE permit_no = ANY($1)"
+            " GROUP BY permit_no", nos)}
+    async with bootstrap.pool(settings, "public_security", max_size=1) as p:
+        residence = {r["permit_no"]: r for r in await p.fetch(
+            "SELECT * FROM ps_residence_permits WHERE permit_no = ANY($1)", nos)}
+        ps_refused = {r["permit_no"]: r["reason"] for r in await p.fetch(
+            "SELECT permit_no, reason FROM ps_applications WHERE outcome = 'rejected'"
+            " AND permit_no = ANY($1)", nos)}
+    async with bootstrap.pool(settings, "social_insurance", max_size=1) as p:
+        insured = {r["permit_no"]: r for r in await p.fetch(
+            "SELECT * FROM si_registrations WHERE permit_no = ANY($1)", nos)}
+        si_other = {r["permit_no"]: (r["outcome"], r["reason"]) for r in await p.fetch(
+            "SELECT permit_no, outcome, reason FROM si_requests WHERE outcome <> 'registered'"
+            " AND permit_no = ANY($1)", nos)}
+    lines = []
+    for no, name in book.names.items():
+        card = cards.get(no)
+        refused = refusals.get(no)
+        if card:
+            ecard = f"e-card {card['card_id']}" + (f" (a request refused: {refused})" if refused
+                                                    else "")
+        else:
+            ecard = f"e-card refused: {refused}" if refused else "e-card: not requested"
+        if no in physical:
+            ecard += f", physical card {physical[no]}"
+        if notices.get(no):
+            ecard += f", {notices[no]} notice(s)"
+        rp = residence.get(no)
+        ps = (f"residence permit {rp['residence_permit_no']}"
+              f" {rp['valid_from']}..{rp['valid_until']}"
+              f" [{rp['status']}]" + (f" may extend to {rp['extension_available_until']}"
+                                      if rp["extension_available_until"] else "")
+              if rp else f"residence permit: {ps_refused.get(no, 'not applied')}")
+        reg = insured.get(no)
+        si = (f"insured {','.join(reg['insured'])} exempt {','.join(reg['exempt']) or '-'}"
+              f" ssn {reg['ssn']} [{reg['status']}]" if reg
+              else "insurance: " + ("/".join(str(x) for x in si_other[no] if x)
+                                    if no in si_other else "not requested"))
+        lines.append(f"{name} ({no})\n  card:             {ecard}\n"
+                     f"  public security:  {ps}\n  social insurance: {si}")
+    return "\n".join(lines)
