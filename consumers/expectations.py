@@ -30,12 +30,15 @@ from typing import Any
 from schemas.compat import alternatives, covers, resolve, types_of, values_of, writer_view
 from schemas.permits import PERMIT_EVENT_TYPES
 
-Reads = Mapping[str, str]
+Reads = dict[str, str]
 """JSON path → the type read there."""
 
 ENVELOPE: Reads = {"id": "string(uuid)", "type": "string", "subject": "string"}
 """What the runtime reads of every message it hands a handler: the key must equal `subject`
-(hub/consumer.py), and `id` and `type` make each event handled once (hub/dispatch.py)."""
+(hub/consumer.py), and `id` and `type` make each event handled once (hub/dispatch.py). An
+absent `id` is not coped with: the envelope model would invent a fresh one at each decode,
+so the same bytes republished or redriven from a dead-letter topic (a new offset) would be
+handled a second time."""
 
 # card -------------------------------------------------------------------------------------
 
@@ -43,7 +46,7 @@ _CARD_PERMIT: Reads = {  # handlers.card_permit, and _rules on the row it makes
     "sequence": "integer",
     "data.permit.permit_no": "string",
     "data.permit.status": "string{active,cancelled,expired}",
-    "data.permit.standard": "string{legacy}",
+    "data.permit.standard": "string{legacy}?",  # absent: the model's default, integrated
     "data.permit.holder.name": "string",
     "data.permit.holder.nationality": "string",
     "data.permit.category": "string",
@@ -52,7 +55,9 @@ _CARD_PERMIT: Reads = {  # handlers.card_permit, and _rules on the row it makes
     "data.permit.valid_from": "string(date)?",
     "data.permit.valid_until": "string(date)?",
 }
-_CARD_NOTICE: Reads = {"time": "string(date-time)"}  # handlers.notify_permit_change
+# handlers.notify_permit_change: 'today' in China. Absent, the envelope model takes the
+# decoding time: a tolerable approximation (CloudEvents makes `time` optional).
+_CARD_NOTICE: Reads = {"time": "string(date-time)?"}
 _CARD_STATUS_MESSAGE: Mapping[str, Reads] = {  # _rules.status_message, per event type
     "PermitChanged": {"data.changes[].field": "string"},
     "PermitCancelled": {"data.permit.cancelled_on": "string(date)?"},
@@ -69,7 +74,7 @@ def _card() -> dict[str, Reads]:
                     if name in _CARD_NOTIFIED else {})
         reads[name] = {**ENVELOPE, **_CARD_PERMIT, **notified}
     reads["ECardRegistrationRequested"] = ENVELOPE | {  # handlers.register_ecard
-        "time": "string(date-time)",
+        "time": "string(date-time)?",
         "data.request_id": "string(uuid)",
         "data.name": "string",
         "data.permit_no": "string?",
@@ -93,7 +98,7 @@ _PS_PERMIT: Reads = {  # handlers.checked_permit, and rules.check_permit on the 
     "sequence": "integer",
     "data.permit.permit_no": "string",
     "data.permit.status": "string{letter_issued,cancelled,expired}",
-    "data.permit.standard": "string{legacy}",
+    "data.permit.standard": "string{legacy}?",
     "data.permit.holder.name": "string",
     "data.permit.holder.nationality": "string",
     "data.permit.holder.passport_no": "string",
@@ -113,6 +118,7 @@ def _public_security() -> dict[str, Reads]:
     reads["ResidencePermitApplied"] = ENVELOPE | {  # on_application, rules.decide, view.record
         "data.application_id": "string",
         "data.purpose": "string{first,extension}?",
+        # the decoder picks the alternative by `kind` (a discriminator): absent, it fails
         "data.presented.kind": "string{permit_no,qr_token}",
         "data.presented.permit_no": "string?",
         "data.presented.token": "string?",
@@ -130,7 +136,7 @@ _SI_PERMIT: Reads = {  # handlers.insured_permit, and rules.check_permit on the 
     "sequence": "integer",
     "data.permit.permit_no": "string",
     "data.permit.status": "string{letter_issued,cancelled,expired}",
-    "data.permit.standard": "string{legacy}",
+    "data.permit.standard": "string{legacy}?",
     "data.permit.holder.name": "string",
     "data.permit.holder.nationality": "string",
     "data.permit.holder.passport_no": "string",
@@ -157,7 +163,7 @@ def _social_insurance() -> dict[str, Reads]:
     reads["InsuranceRegistrationRequested"] = ENVELOPE | {  # on_registration_requested, rules
         "data.request_id": "string",
         "data.requester": "string",
-        "data.reference.kind": "string{permit_no,letter_no,ecard}",
+        "data.reference.kind": "string{permit_no,letter_no,ecard}",  # a discriminator, too
         "data.reference.permit_no": "string?",
         "data.reference.letter_no": "string?",
         "data.reference.card_id": "string?",
@@ -210,7 +216,7 @@ class Expectation:
 
 
 def unmet(document: Mapping[str, Any], path: str, spec: str) -> list[str]:
-    """Why the writer view of `document` does not provide what `path: spec` reads (empty: it does)."""
+    """Why the writer view of `document` fails what `path: spec` reads (empty: it does not)."""
     want = Expectation.parse(path, spec)
     doc = writer_view(document)
     leaves, always = _walk(doc, path)
@@ -223,7 +229,7 @@ def unmet(document: Mapping[str, Any], path: str, spec: str) -> list[str]:
             problems += [] if leaf is False else [f"{path} may be any value"]
             continue
         types = types_of(leaf)
-        if types == {"null"}:
+        if types == frozenset({"null"}):
             nullable = True
         elif types is None:
             problems.append(f"{path} may be any type, read as {spec}")

@@ -18,6 +18,7 @@ from hub.settings import Settings
 from consumers.card.cli import card_app, qr_app
 from hub.ops.cli import dlq_app, lag, reconcile
 from hub.stack.cli import stack_app
+from schemas.cli import schemas_app
 
 app = typer.Typer(
     help="Permit Hub: the work-permit lifecycle between agencies, over Kafka.",
@@ -32,6 +33,7 @@ app.add_typer(views_app, name="views")
 app.add_typer(dlq_app, name="dlq", help="Dead letters per consumer group: list, show, redrive.")
 app.add_typer(qr_app, name="qr", help="Verify a permit QR code from a PNG image.")
 app.add_typer(card_app, name="card", help="Work-permit services through the e-card.")
+app.add_typer(schemas_app, name="schemas", help="The contract: compatibility of event schemas.")
 app.command("lag")(lag)
 app.command("reconcile")(reconcile)
 

@@ -10,7 +10,8 @@ For each event type of the contract it checks that
   on the command line), so that rewriting a published version in place is checked too;
 - no committed version is newer than the model's `VERSION`.
 
-Each problem is one line (or one JSON object with `--json`); the exit status is 1 if any.
+Each problem is one line (or one JSON object with `--json`); the exit status is 1 if there
+is any, 2 if the compatibility file or `--base` names something that does not exist.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class Problem:
     """One reason the check fails, about one event type."""
 
     event: str
-    kind: str  # stale | unregistered | ahead | incompatible | config
+    kind: str  # stale | unregistered | ahead | incompatible
     message: str
     violation: Violation | None = None
 
@@ -115,6 +116,16 @@ def at_revision(path: Path, revision: str) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
+def verify_revision(revision: str, where: Path = SCHEMA_DIR) -> None:
+    """Raise ValueError unless `revision` names a commit of the repository at `where`."""
+    try:
+        subprocess.run(["git", "-C", str(where), "rev-parse", "--verify", "--quiet",
+                        f"{revision}^{{commit}}"], capture_output=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        raise ValueError(f"--base {revision!r} is not a git revision here (outside a git "
+                         "checkout, pass --base '')") from None
+
+
 def check_all(
     event_types: Iterable[type[CloudEvent[Any]]] = ALL_EVENT_TYPES,
     *,
@@ -125,9 +136,12 @@ def check_all(
     """Every problem of the given event types' schemas; empty when all is well."""
     types = list(event_types)
     policies = policies or load_policies()
-    names = {t.__name__ for t in types}
-    problems = [Problem(name, "config", f"{COMPATIBILITY_FILE.name} names an unknown event type")
-                for name in policies.types if name not in names]
+    unknown = sorted(set(policies.types) - {t.__name__ for t in types})
+    if unknown:
+        raise ValueError(f"{COMPATIBILITY_FILE.name} names unknown event types: {unknown}")
+    if base:
+        verify_revision(base, schema_dir)
+    problems: list[Problem] = []
     for event_type in types:
         problems += check_type(event_type, policies.of(event_type.__name__), schema_dir, base)
     return problems
@@ -185,11 +199,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(*, as_json: bool = False, base: str | None = "HEAD") -> int:
-    """Check every event type of the registry, print the report, return the exit status."""
+    """Check every event type of the registry and print the report: exit status 0 when all
+    is well, 1 when the check found something, 2 when the compatibility file or `--base`
+    names something that does not exist."""
     try:
         problems = check_all(base=base or None)
-    except ValueError as exc:  # a wrong compatibility file
-        problems = [Problem("compatibility.toml", "config", str(exc))]
+    except ValueError as exc:
+        print(f"schemas check: {exc}", file=sys.stderr)
+        return 2
     print(report(problems, len(ALL_EVENT_TYPES), as_json=as_json),
           file=sys.stdout if as_json or not problems else sys.stderr)
     return 1 if problems else 0

@@ -94,7 +94,12 @@ class Views(StrEnum):
 
 @dataclass(frozen=True)
 class Difference:
-    """One way the reader's schema differs from the writer's, at an instance path."""
+    """One way the reader's schema differs from the writer's, at an instance path.
+
+    `kind` is the rule (Confluent's name where it has one), `path` where in the message
+    (`data.permit.holder.name`, `[]` for array items), `detail` the writer's side, then the
+    reader's.
+    """
 
     kind: str
     path: str
@@ -341,8 +346,6 @@ class _Comparison:
             if fitting:
                 best: list[Difference] = min(fitting, key=len)
                 found += best
-            elif len(trials) == 1:
-                found += trials[0]
             else:
                 closest = min(trials, key=lambda t: sum(not d.compatible for d in t))
                 why = next(d for d in closest if not d.compatible)
@@ -415,15 +418,17 @@ class _Single:
                             f"accepts {' | '.join(sorted(rt))}", False)
             return rt
         lost = frozenset(t for t in wt if not covers(rt, t))
+        # a writer's numbers the reader takes only when they are integers: narrowed, not lost
+        kept = wt - lost | (frozenset({"integer"}) if "number" in lost and "integer" in rt
+                            else frozenset())
         shown = f"writer {' | '.join(sorted(wt))}, reader {' | '.join(sorted(rt))}"
-        if lost == wt:
+        if not kept:
             yield self.diff("TYPE_CHANGED", shown, False)
-            return frozenset()
-        if lost:
+        elif lost:
             yield self.diff("TYPE_NARROWED", shown, False)
         elif rt - wt:
             yield self.diff("TYPE_EXTENDED", shown, True)
-        return wt - lost
+        return kept
 
     def _values(self, wv: list[Any] | None) -> Iterator[Difference]:
         rv = values_of(self.r)
@@ -453,7 +458,9 @@ class _Single:
 
     def _unsupported(self) -> Iterator[Difference]:
         for key in sorted((self.w.keys() | self.r.keys()) - _UNDERSTOOD - ANNOTATIONS):
-            if not _same_value(self.w.get(key), self.r.get(key)):
+            if key not in self.r:  # every keyword constrains: without it the reader takes more
+                yield self.diff("UNSUPPORTED_KEYWORD_REMOVED", f"`{key}` dropped", True)
+            elif not _same_value(self.w.get(key), self.r[key]):
                 yield self.diff("UNSUPPORTED_KEYWORD_CHANGED", f"`{key}` changed; the checker "
                                 "does not reason about it, so it counts as incompatible", False)
 

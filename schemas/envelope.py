@@ -16,6 +16,12 @@ SCHEMA_URN = "urn:permit-hub:schema"
 D = TypeVar("D", bound=BaseModel)
 
 
+def _require_kind(schema: dict[str, Any]) -> None:
+    required = schema.setdefault("required", [])
+    if "kind" not in required:
+        required.insert(0, "kind")
+
+
 class Contract(BaseModel):
     """Base of every payload model: immutable, and tolerant of fields it does not know.
 
@@ -24,6 +30,16 @@ class Contract(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+
+class Variant(Contract):
+    """One alternative of a union told apart by `kind`.
+
+    `kind` has a default so Python code need not repeat it, but on the wire it is
+    required: the decoder cannot pick the alternative without it, so the schema says so.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_require_kind)
 
 
 class CloudEvent(Contract, Generic[D]):
@@ -38,7 +54,9 @@ class CloudEvent(Contract, Generic[D]):
     VERSION: ClassVar[int] = 1
 
     specversion: str = Field(default="1.0", pattern=r"^1\.0$")
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, description="unique per event")
+    # Required on the wire (CloudEvents 1.0): a reader must never invent an id, or a
+    # republished message would look new to the handlers' idempotency check.
+    id: uuid.UUID = Field(description="unique per event")
     source: str = Field(min_length=1, description="the publishing agency, a URI reference")
     type: str
     time: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
@@ -58,6 +76,7 @@ class CloudEvent(Contract, Generic[D]):
     @classmethod
     def create(cls, *, subject: str, sequence: int, data: D, **extra: Any) -> CloudEvent[D]:
         """A new event of this type, with a fresh id and the current time."""
+        extra.setdefault("id", uuid.uuid4())
         return cls(
             source=cls.SOURCE,
             type=cls.EVENT_TYPE,

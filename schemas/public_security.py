@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
-from schemas.envelope import CloudEvent, Contract
+from schemas.envelope import CloudEvent, Contract, Variant
 from schemas.permits import PermitNo
 
 PUBLIC_SECURITY_SOURCE = "/cn/mps/entry-exit"
@@ -46,14 +46,14 @@ class ApplicationPurpose(StrEnum):
     EXTENSION = "extension"
 
 
-class PresentedPermitNo(Contract):
+class PresentedPermitNo(Variant):
     """The applicant gave the work-permit number (notification letter or permit)."""
 
     kind: Literal["permit_no"] = "permit_no"
     permit_no: PermitNo
 
 
-class PresentedQrToken(Contract):
+class PresentedQrToken(Variant):
     """The officer scanned the permit QR code on the applicant's e-SSC."""
 
     kind: Literal["qr_token"] = "qr_token"

@@ -19,7 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from schemas.card import CardId
-from schemas.envelope import CloudEvent, Contract
+from schemas.envelope import CloudEvent, Contract, Variant
 from schemas.permits import CancellationReason, CountryCode, CreditCode, PermitNo
 
 SOCIAL_INSURANCE_SOURCE = "/cn/mohrss/social-insurance"
@@ -57,21 +57,21 @@ class Requester(StrEnum):
     FOREIGNER = "foreigner"
 
 
-class ByPermitNo(Contract):
+class ByPermitNo(Variant):
     """The request names the work-permit number."""
 
     kind: Literal["permit_no"] = "permit_no"
     permit_no: PermitNo
 
 
-class ByLetterNo(Contract):
+class ByLetterNo(Variant):
     """The request names the Notification Letter of Foreigner's Work Permit."""
 
     kind: Literal["letter_no"] = "letter_no"
     letter_no: str = Field(min_length=1, max_length=40)
 
 
-class ByECard(Contract):
+class ByECard(Variant):
     """The request names the foreigner's electronic social security card."""
 
     kind: Literal["ecard"] = "ecard"

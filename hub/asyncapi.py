@@ -1,0 +1,238 @@
+"""The hub's AsyncAPI 3.0 document, generated from the code: `python -m hub.asyncapi [--check]`.
+
+A FastStream `KafkaBroker` that is never started describes the whole hub:
+
+- one subscriber per consumer group and topic, from each agency's `consumer_spec` (its
+  group id, its topics, and the event types its codec accepts from that topic);
+- one publisher per topic the hub's parts publish to: the permit lifecycle, each agency's
+  outcomes, the requests of the front doors (`PUBLICATIONS`), and each group's dead letters.
+
+FastStream renders the channels, operations, messages and Kafka channel bindings; `_enrich`
+adds what FastStream 0.7 leaves out: the Kafka operation binding with each subscriber's
+group id, the message key (the CloudEvent subject), the CloudEvents content type and the
+dead-letter headers, and drops the `correlation_id` header FastStream assumes and the hub
+does not send. The document is JSON (YAML would need PyYAML, which the hub does not use
+otherwise); `tests/contract/test_asyncapi.py` fails when `docs/asyncapi.json` is out of date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+from pydantic import Field
+
+from hub.bootstrap import CONSUMER_AGENCIES
+from hub.settings import Settings
+from schemas import topics
+from schemas.card import CARD_OUTCOME_TYPES, CARD_REQUEST_TYPES
+from schemas.codec import DecodeFailure
+from schemas.envelope import CONTENT_TYPE, CloudEvent
+from schemas.permits import PERMIT_EVENT_TYPES
+from schemas.public_security import PUBLIC_SECURITY_REQUEST_TYPES, RESIDENCE_EVENT_TYPES
+from schemas.social_insurance import INSURANCE_EVENT_TYPES, SOCIAL_INSURANCE_REQUEST_TYPES
+
+DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.json"
+BINDING_VERSION = "0.4.0"  # the Kafka bindings version FastStream writes on channels
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A topic the hub's parts publish to, and the event types it carries."""
+
+    topic: str
+    event_types: tuple[type[CloudEvent[Any]], ...]
+    description: str
+
+
+PUBLICATIONS: tuple[Publication, ...] = (
+    Publication(topics.PERMIT_EVENTS, PERMIT_EVENT_TYPES,
+                "The permit lifecycle: the work-permit authority's outbox relay publishes "
+                "each permit's full record with every change."),
+    Publication(topics.CARD_REQUESTS, CARD_REQUEST_TYPES,
+                "Requests to the Social Security Card service: e-card registrations from the "
+                "e-SSC app and the scheduler's daily expiry-reminder sweep."),
+    Publication(topics.CARD_EVENTS, CARD_OUTCOME_TYPES,
+                "The card service's outcomes, from its outbox."),
+    Publication(topics.PUBLIC_SECURITY_REQUESTS, PUBLIC_SECURITY_REQUEST_TYPES,
+                "Residence-permit applications from the entry-exit counter system."),
+    Publication(topics.RESIDENCE_EVENTS, RESIDENCE_EVENT_TYPES,
+                "Public security's decisions on residence permits, from its outbox."),
+    Publication(topics.SOCIAL_INSURANCE_REQUESTS, SOCIAL_INSURANCE_REQUEST_TYPES,
+                "Insurance registration requests from the social insurance front door."),
+    Publication(topics.INSURANCE_EVENTS, INSURANCE_EVENT_TYPES,
+                "The social insurance agency's outcomes, from its outbox."),
+)
+"""Every topic of `schemas.topics` with what it carries."""
+
+DEAD_LETTER_HEADERS: dict[str, str] = {
+    "dlq.reason": "why: " + ", ".join([*(f.value for f in DecodeFailure), "key_mismatch",
+                                        "handler_error"]),
+    "dlq.error.class": "the exception's class",
+    "dlq.error.message": "the exception's message (at most 2000 characters)",
+    "dlq.origin.topic": "where the message was read",
+    "dlq.origin.partition": "its partition",
+    "dlq.origin.offset": "its offset",
+    "dlq.origin.timestamp": "its Kafka timestamp, ms since the epoch",
+    "dlq.group": "the consumer group that gave up on it",
+    "dlq.time": "when, ISO 8601",
+}
+"""What `hub.kafka.dead_letter_headers` adds to the original headers."""
+
+
+@dataclass(frozen=True)
+class _Described:
+    broker: KafkaBroker
+    groups: dict[str, str]  # subscriber title → group id
+    dead_letters: frozenset[str]  # publisher titles of dead-letter topics
+
+
+def describe(settings: Settings) -> _Described:
+    """The broker that describes the hub under these settings (never connected)."""
+    broker = KafkaBroker(
+        settings.bootstrap,
+        description="The local stack's broker (`hub stack up`); HUB_KAFKA_BOOTSTRAP names a "
+        "real cluster. Every message is a CloudEvents 1.0 JSON event in structured mode.",
+    )
+    carried = {settings.topic(p.topic): p.event_types for p in PUBLICATIONS}
+    groups: dict[str, str] = {}
+    dead_letters: set[str] = set()
+    for agency, package in CONSUMER_AGENCIES.items():
+        spec = package.consumer_spec(settings)
+        accepted = tuple(spec.codec.types.values())
+        for topic in spec.topics:
+            types = tuple(t for t in accepted if t in carried.get(topic, accepted))
+            title = f"{topic}:{spec.group_id}"
+            groups[title] = spec.group_id
+            broker.subscriber(
+                topic, group_id=spec.group_id, title=title,
+                description=f"The {agency} agency's consumer group `{spec.group_id}` accepts "
+                f"{', '.join(t.__name__ for t in types)}; what it cannot process goes to "
+                f"`{spec.dead_letter_topic}`.",
+            )(_receiver(types))
+        title = f"{spec.dead_letter_topic}:publish"
+        dead_letters.add(title)
+        broker.publisher(
+            spec.dead_letter_topic, title=title, schema=bytes,
+            description=f"Messages the `{spec.group_id}` group could not process: the "
+            "original key, value and headers, plus `dlq.*` headers saying why and where from.",
+        )
+    for p in PUBLICATIONS:
+        sources = sorted({t.SOURCE for t in p.event_types})
+        broker.publisher(
+            settings.topic(p.topic), title=f"{settings.topic(p.topic)}:publish",
+            schema=_union(p.event_types),
+            description=f"{p.description} Sources: {', '.join(sources)}.",
+        )
+    return _Described(broker, groups, frozenset(dead_letters))
+
+
+def _union(types: Sequence[type[CloudEvent[Any]]]) -> Any:
+    if len(types) == 1:
+        return types[0]
+    return Annotated[Union[tuple(types)], Field(discriminator="type")]  # noqa: UP007
+
+
+def _receiver(types: Sequence[type[CloudEvent[Any]]]) -> Callable[..., Coroutine[Any, Any, None]]:
+    async def receive(event: Any) -> None:  # describes the message; never called
+        raise NotImplementedError
+
+    receive.__annotations__ = {"event": _union(types), "return": None}
+    return receive
+
+
+def document() -> dict[str, Any]:
+    """The AsyncAPI 3.0 document, as JSON data."""
+    with tempfile.TemporaryDirectory() as home:  # the card service makes its key under home
+        settings = Settings(
+            home=Path(home), topic_prefix="", kafka_bootstrap=None,
+            kafka_port=Settings.model_fields["kafka_port"].default,
+        )
+        described = describe(settings)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spec = AsyncAPI(
+            described.broker, title="Permit Hub", version=_version(), schema_version="3.0.0",
+            description="Foreigner's work permits between the work-permit authority, the "
+            "Social Security Card service, public security and the social insurance agency.",
+        ).to_specification()
+    overwritten = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    if overwritten:  # FastStream keeps one of two same-named channels: say so, never lose one
+        raise RuntimeError("; ".join(overwritten))
+    doc: dict[str, Any] = spec.to_jsonable()
+    _enrich(doc, described)
+    return doc
+
+
+def _version() -> str:
+    try:
+        return metadata.version("permit-hub")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def _enrich(doc: dict[str, Any], described: _Described) -> None:
+    for key, operation in doc.get("operations", {}).items():
+        group = described.groups.get(key)
+        if operation.get("action") == "receive" and group is not None:
+            operation["bindings"] = {"kafka": {
+                "groupId": {"type": "string", "enum": [group]},
+                "bindingVersion": BINDING_VERSION,
+            }}
+    dead = {f"{t}:Message" for t in described.dead_letters}
+    for name, message in doc.get("components", {}).get("messages", {}).items():
+        message.pop("correlationId", None)
+        if name in dead:
+            key = "the original message's key"
+            message["contentType"] = "application/octet-stream"
+            message["headers"] = _headers(DEAD_LETTER_HEADERS)
+        else:
+            key = "the CloudEvent's subject (the permit number, or the request's subject)"
+            message["contentType"] = CONTENT_TYPE
+            message["headers"] = _headers({"content-type": CONTENT_TYPE}, const=True)
+        message["bindings"] = {"kafka": {"key": {"type": "string", "description": key},
+                                         "bindingVersion": BINDING_VERSION}}
+
+
+def _headers(headers: dict[str, str], *, const: bool = False) -> dict[str, Any]:
+    properties = {k: {"type": "string", "const": v} if const else {"type": "string",
+                                                                      "description": v}
+                  for k, v in headers.items()}
+    return {"type": "object", "properties": properties}
+
+
+def render() -> str:
+    """The document as committed text."""
+    return json.dumps(document(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write docs/asyncapi.json, or with --check fail if it is out of date."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="fail if the file is out of date")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        if not DOCUMENT.exists() or DOCUMENT.read_text() != text:
+            print(f"out of date: {DOCUMENT} (run `python -m hub.asyncapi`)", file=sys.stderr)
+            return 1
+        return 0
+    DOCUMENT.parent.mkdir(parents=True, exist_ok=True)
+    DOCUMENT.write_text(text)
+    print(DOCUMENT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
