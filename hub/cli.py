@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
-from hub.logging import configure_logging
-from hub.settings import Settings
 from consumers.card.cli import card_app, qr_app
+from hub.logging import configure_logging
 from hub.ops.cli import dlq_app, lag, reconcile
+from hub.settings import Settings
 from hub.stack.cli import stack_app
 from schemas.cli import schemas_app
 

@@ -40,9 +40,8 @@ class Codec:
             raise ValueError("a codec needs at least one event type")
         self.types = {t.EVENT_TYPE: t for t in types}
         union: Any = types[0] if len(types) == 1 else Union[types]  # noqa: UP007
-        self._adapter: TypeAdapter[CloudEvent[Any]] = TypeAdapter(
-            Annotated[union, Field(discriminator="type")] if len(types) > 1 else union
-        )
+        form: Any = Annotated[union, Field(discriminator="type")] if len(types) > 1 else union
+        self._adapter: TypeAdapter[CloudEvent[Any]] = TypeAdapter(form)
 
     def decode(self, value: bytes | None) -> CloudEvent[Any]:
         """The event in `value`, or a DecodeError saying why there is none."""

@@ -6,8 +6,8 @@ import json
 
 import jsonschema
 
-from schemas.registry import ALL_EVENT_TYPES
 from schemas.export import generated, schema_path, stale
+from schemas.registry import ALL_EVENT_TYPES
 from tests.factories import issued_event
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ __all__ = ["hub_settings"]
 
 
 @pytest.fixture
-async def hub_settings(stack_settings: Settings) -> AsyncIterator[Settings]:
+async def hub_settings(stack_settings: Settings) -> Settings:
     """Settings with a fresh prefix: new topics, groups and databases for this test."""
     tag = secrets.token_hex(3)
     settings = stack_settings.model_copy(update={
@@ -33,13 +33,13 @@ async def hub_settings(stack_settings: Settings) -> AsyncIterator[Settings]:
         "batch_timeout_ms": 50,
     })
     await init_all(settings)
-    yield settings
+    return settings
 
 
 async def eventually(
     check: Callable[[], Awaitable[bool]],
     *,
-    timeout: float = 60.0,
+    timeout: float = 60.0,  # noqa: ASYNC109 - a polling deadline, not a cancellation scope
     what: str = "condition",
     explain: Callable[[], Awaitable[str]] | None = None,
 ) -> None:
@@ -84,7 +84,9 @@ async def view_rows(settings: Settings, agency: str) -> dict[str, dict[str, Any]
     return {k: {c: v for c, v in r.items() if c != "applied_at"} for k, r in rows.items()}
 
 
-async def read_topic(settings: Settings, topic: str, timeout: float = 5.0) -> list[ConsumerRecord]:
+async def read_topic(
+    settings: Settings, topic: str, timeout: float = 5.0  # noqa: ASYNC109 - a read deadline
+) -> list[ConsumerRecord]:
     """Every record currently in a topic, in partition order."""
     reader = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
     await reader.start()

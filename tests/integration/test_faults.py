@@ -83,7 +83,8 @@ async def test_a_consumer_killed_mid_stream_ends_with_the_same_view(hub_settings
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, "a SIGTERM stops the consumer cleanly"
     assert await view_rows(hub_settings, "card") == expected_rows(events, card_permit)
-    assert await read_topic(hub_settings, topics.dead_letter_topic(hub_settings.topic("card"))) == []
+    dlq = topics.dead_letter_topic(hub_settings.topic("card"))
+    assert await read_topic(hub_settings, dlq) == []
 
 
 async def test_two_instances_share_the_partitions_and_survive_one_stopping(
