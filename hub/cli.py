@@ -16,6 +16,7 @@ import typer
 from consumers.card.cli import card_app, qr_app
 from hub.logging import configure_logging
 from hub.ops.cli import dlq_app, lag, reconcile
+from hub.ops.replay import replay
 from hub.settings import Settings
 from hub.stack.cli import stack_app
 from schemas.cli import schemas_app
@@ -36,6 +37,7 @@ app.add_typer(card_app, name="card", help="Work-permit services through the e-ca
 app.add_typer(schemas_app, name="schemas", help="The contract: compatibility of event schemas.")
 app.command("lag")(lag)
 app.command("reconcile")(reconcile)
+app.command("replay")(replay)
 
 
 class Component(StrEnum):

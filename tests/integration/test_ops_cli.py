@@ -12,6 +12,7 @@ from typer.testing import CliRunner, Result
 
 from hub.logging import configure_logging
 from hub.ops.cli import dlq_app, lag, reconcile
+from hub.ops.replay import replay
 from hub.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -22,6 +23,7 @@ def ops_app() -> typer.Typer:
     app = typer.Typer()
     app.command("lag")(lag)
     app.command("reconcile")(reconcile)
+    app.command("replay")(replay)
     app.add_typer(dlq_app, name="dlq")
     return app
 
@@ -51,7 +53,7 @@ async def invoke(settings: Settings, *args: str) -> Result:
 
 @pytest.mark.parametrize(
     "args",
-    [["lag"], ["reconcile"], ["dlq", "list"], ["dlq", "show"], ["dlq", "redrive"]],
+    [["lag"], ["reconcile"], ["replay"], ["dlq", "list"], ["dlq", "show"], ["dlq", "redrive"]],
 )
 def test_every_ops_command_has_help(args: list[str]) -> None:
     """`--help` describes each command and its options without touching Kafka or Postgres."""
