@@ -5,9 +5,12 @@ Two kinds of work, in the order the events arrived:
 - **projections** turn an event into a view row; consecutive ones are merged in bulk
   (`ViewTable.upsert_latest`), the fast path of a rebuild;
 - **handlers** are plain async functions `(event, view) -> [Emit, ...]` that decide an
-  outcome against the agency's own view. Their outcomes are written to the agency's
-  outbox in the same transaction, each with the next `sequence` of its subject, so an
-  outcome is published if and only if the decision is committed.
+  outcome against the agency's own view. A request's handler sees every earlier event of
+  the batch applied to the view; a handler of a projected event (event-carried state)
+  reads the record the event carries, while the bulk merge of the batch goes on. Their
+  outcomes are written to the agency's outbox in the same transaction, each with the
+  next `sequence` of its subject, so an outcome is published if and only if the decision
+  is committed.
 
 Each event reaches a handler at most once: its id is recorded in `hub_handled_events` in
 the same transaction, so a redelivered or republished request yields no second outcome.
@@ -93,6 +96,8 @@ class Router(Generic[V]):
 
     async def apply(self, conn: Connection, deliveries: Sequence[Delivery]) -> None:
         """Apply projections in bulk and handlers one by one, keeping the arrival order."""
+        first = await _first_times(conn, [d.event for d in deliveries
+                                          if d.event.type in self.handlers])
         pending: dict[str, list[tuple[Any, ...]]] = {}
         tables: dict[str, ViewTable] = {}
         view: V | None = None
@@ -105,12 +110,14 @@ class Router(Generic[V]):
                     pending.setdefault(table.name, []).append(row)
                     tables[table.name] = table
             handlers = self.handlers.get(d.event.type)
-            if not handlers:
+            if not handlers or d.event.id not in first:
                 continue
-            # A handler must see every earlier event of the batch applied to the view.
-            await _flush(conn, tables, pending)
-            if not await _first_time(conn, d.event):
-                continue
+            first.discard(d.event.id)  # the same event twice in one batch: handled once
+            if projection is None:
+                # A request is decided against the view: every earlier event of the batch
+                # must be in it. A projected event carries its own full record, so its
+                # handlers read that, and the bulk merge goes on undisturbed.
+                await _flush(conn, tables, pending)
             if view is None:
                 view = self.view_factory(conn)
             emits: list[Emit] = []
@@ -145,11 +152,15 @@ async def _flush(
     pending.clear()
 
 
-async def _first_time(conn: Connection, event: CloudEvent[Any]) -> bool:
-    inserted = await conn.fetchval(
-        "INSERT INTO hub_handled_events (event_id, event_type) VALUES ($1, $2)"
-        " ON CONFLICT DO NOTHING RETURNING true",
-        event.id,
-        event.type,
+async def _first_times(conn: Connection, events: Sequence[CloudEvent[Any]]) -> set[Any]:
+    """Record these events as handled, in one statement; return the ids seen for the first time."""
+    if not events:
+        return set()
+    rows = await conn.fetch(
+        "INSERT INTO hub_handled_events (event_id, event_type)"
+        " SELECT * FROM unnest($1::uuid[], $2::text[])"
+        " ON CONFLICT DO NOTHING RETURNING event_id",
+        [e.id for e in events],
+        [e.type for e in events],
     )
-    return bool(inserted)
+    return {r["event_id"] for r in rows}
