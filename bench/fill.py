@@ -1,0 +1,68 @@
+"""Fill the permit topic with synthetic lifecycle events, as the authority's relay would.
+
+Events come from `hub.synthetic.stream` in chunks of permits (each chunk its own permit
+numbers, so per-permit order holds across the whole topic and memory stays bounded);
+the last chunk is cut at exactly N events, which leaves some lifecycles unfinished —
+still valid, since a prefix of a lifecycle is in order.
+
+The fill rate is timed over the sending only (`send` + waiting for every acknowledgement
+of a chunk); generating and encoding the events is timed apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from hub import bootstrap
+from hub.settings import Settings
+from hub.synthetic import stream
+from schemas import CONTENT_TYPE, topics
+
+CHUNK_PERMITS = 2000
+BASE = 900_000_000_000_000_000
+
+
+async def fill(
+    settings: Settings, events: int, *, seed: int = 7, linger_ms: int = 20
+) -> dict[str, Any]:
+    """Produce `events` synthetic events to the permit topic; return counts and rates."""
+    topic = settings.topic(topics.PERMIT_EVENTS)
+    headers = [("content-type", CONTENT_TYPE.encode())]
+    produced = permits = chunk = 0
+    generate_s = send_s = 0.0
+    value_bytes = 0
+    async with bootstrap.producer(settings, "bench-fill", linger_ms=linger_ms) as prod:
+        while produced < events:
+            start = time.perf_counter()
+            messages: list[tuple[bytes, bytes]] = []
+            subjects: set[str] = set()
+            base = BASE + chunk * CHUNK_PERMITS
+            for event in stream(CHUNK_PERMITS, seed=seed + chunk, base=base):
+                messages.append((event.subject.encode(), event.to_json()))
+                subjects.add(event.subject)
+                if produced + len(messages) >= events:
+                    break
+            generate_s += time.perf_counter() - start
+            start = time.perf_counter()
+            futures = [
+                await prod.send(topic, key=key, value=value, headers=headers)
+                for key, value in messages
+            ]
+            await asyncio.gather(*futures)
+            send_s += time.perf_counter() - start
+            produced += len(messages)
+            permits += len(subjects)
+            value_bytes += sum(len(v) for _, v in messages)
+            chunk += 1
+    return {
+        "events": produced,
+        "permits": permits,
+        "events_per_permit": round(produced / permits, 2),
+        "mean_value_bytes": round(value_bytes / produced),
+        "linger_ms": linger_ms,
+        "generate_s": round(generate_s, 2),
+        "send_s": round(send_s, 2),
+        "events_per_s": round(produced / send_s, 1),
+    }

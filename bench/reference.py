@@ -1,0 +1,83 @@
+"""Child process: the reference rate, a bare consumer that only decodes the permit topic.
+
+    python -m bench.reference            (settings from HUB_* variables, set by the parent)
+
+A plain AIOKafkaConsumer without a group: every partition assigned, seeked to the start,
+`getmany` batches of HUB_BATCH_MAX_RECORDS, each value decoded with
+`schemas.Codec(PERMIT_EVENT_TYPES).decode` and thrown away. The fetch settings are the
+ones ViewConsumer uses, so the difference to a rebuild is the view's own work (mapping,
+Postgres, offsets in the transaction), not the Kafka client's tuning.
+
+`events_per_s` = events decoded / time from the first batch returned to the last decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bench.child import cpu_seconds, emit, peak_rss_mb
+from hub.lag import partitions_of
+from hub.logging import configure_logging
+from hub.settings import Settings
+from schemas import PERMIT_EVENT_TYPES, Codec, topics
+
+
+async def reference() -> dict[str, Any]:
+    """Decode the whole permit topic once; return the rate."""
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    topic = settings.topic(topics.PERMIT_EVENTS)
+    decode = Codec(PERMIT_EVENT_TYPES).decode
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        total = sum((await consumer.end_offsets(tps)).values())
+        decoded = 0
+        first: float | None = None
+        cpu0 = 0.0
+        while decoded < total:
+            batch = await consumer.getmany(timeout_ms=settings.batch_timeout_ms,
+                                           max_records=settings.batch_max_records)
+            if first is None and batch:
+                first = time.perf_counter()
+                cpu0 = cpu_seconds()
+            for records in batch.values():
+                for record in records:
+                    decode(record.value)
+                    decoded += 1
+        end = time.perf_counter()
+        cpu_used = cpu_seconds() - cpu0
+    finally:
+        await consumer.stop()
+    assert first is not None
+    return {
+        "events": decoded,
+        "batch_max_records": settings.batch_max_records,
+        "wall_s": round(end - first, 3),
+        "events_per_s": round(decoded / (end - first), 1),
+        "cpu_us_per_event": round(cpu_used / decoded * 1e6, 1),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def main() -> None:
+    """Entry point: `python -m bench.reference`."""
+    emit(asyncio.run(reference()))
+
+
+if __name__ == "__main__":
+    main()
