@@ -15,10 +15,11 @@ from typing import Any
 from consumers.card import qr
 from consumers.card.cli import permit_download, verify_image
 from consumers.card.requests import registration_request
+from consumers.card.service import submit
 from hub import bootstrap
 from hub.lag import caught_up
 from hub.settings import Settings
-from schemas import CONTENT_TYPE, CloudEvent, topics
+from schemas import CloudEvent, topics
 from schemas.public_security import (
     PresentedPermitNo,
     PresentedQrToken,
@@ -47,13 +48,8 @@ class Casebook:
 
 
 async def send(settings: Settings, topic: str, events: Iterable[CloudEvent[Any]]) -> None:
-    """Publish requests as a front-door system would: keyed by subject, CloudEvents JSON."""
-    headers = [("content-type", CONTENT_TYPE.encode())]
-    async with bootstrap.producer(settings, "front-door") as prod:
-        for e in events:
-            await prod.send_and_wait(
-                settings.topic(topic), key=e.subject.encode(), value=e.to_json(), headers=headers
-            )
+    """Publish requests as a front-door system would (the card service's `submit`)."""
+    await submit(settings, events, topic=topic)
 
 
 async def synced(settings: Settings, within: float = 60.0) -> None:
