@@ -41,7 +41,7 @@ lint: $(VENV)/.installed
 
 schemas: $(VENV)/.installed
 	$(BIN)/python -m schemas.export
-	$(BIN)/python -m hub.asyncapi
+	$(BIN)/python -m hub.ops.asyncapi
 
 stack-up: setup
 	$(BIN)/hub stack up

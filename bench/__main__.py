@@ -29,8 +29,9 @@ from bench.stack import REPO_ROOT, BenchStack, kafka_libs_dir
 from hub import bootstrap
 from hub.bootstrap import init_all
 from hub.logging import configure_logging
+from hub.registry import installed
 
-AGENCIES = tuple(bootstrap.CONSUMER_AGENCIES)
+AGENCIES = tuple(a.name for a in installed().consumers())
 _T0 = time.perf_counter()
 
 
@@ -80,7 +81,7 @@ async def checkpoint(stack: BenchStack) -> None:
 async def reset_agency_database(stack: BenchStack, agency: str) -> None:
     """Empty every table of one agency's database: views, stored offsets, handled events,
     outbox (TRUNCATE: new files, no dead rows), as before its first rebuild."""
-    async with bootstrap.pool(stack.settings, agency, max_size=1) as p:  # type: ignore[arg-type]
+    async with bootstrap.pool(stack.settings, agency, max_size=1) as p:
         tables = [r["t"] for r in await p.fetch(
             "SELECT quote_ident(tablename) AS t FROM pg_tables WHERE schemaname = 'public'")]
         if tables:
@@ -89,8 +90,8 @@ async def reset_agency_database(stack: BenchStack, agency: str) -> None:
 
 async def view_rows(stack: BenchStack, agency: str) -> int:
     """Rows in one agency's view."""
-    table = bootstrap.CONSUMER_AGENCIES[agency].PERMITS.name
-    async with bootstrap.pool(stack.settings, agency, max_size=1) as p:  # type: ignore[arg-type]
+    table = installed().view(agency).table.name
+    async with bootstrap.pool(stack.settings, agency, max_size=1) as p:
         return int(await p.fetchval(f"SELECT count(*) FROM {table}"))
 
 

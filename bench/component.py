@@ -36,7 +36,7 @@ async def run(component: str) -> dict[str, Any]:
     install_stop_signal(stop)
     result: dict[str, Any] = {"component": component}
     if component == "relay":
-        async with running_relay(settings) as relay:
+        async with running_relay(settings, "workpermit") as relay:
             await _until(stop, relay.done)
         result["published"] = relay.published
     else:

@@ -1,6 +1,6 @@
 """Fill the permit topic with synthetic lifecycle events, as the authority's relay would.
 
-Events come from `hub.synthetic.stream` in chunks of permits (each chunk its own permit
+Events come from `demo.synthetic.stream` in chunks of permits (each chunk its own permit
 numbers, so per-permit order holds across the whole topic and memory stays bounded);
 the last chunk is cut at exactly N events, which leaves some lifecycles unfinished —
 still valid, since a prefix of a lifecycle is in order.
@@ -15,9 +15,9 @@ import asyncio
 import time
 from typing import Any
 
+from demo.synthetic import stream
 from hub import bootstrap
 from hub.settings import Settings
-from hub.synthetic import stream
 from schemas import CONTENT_TYPE, topics
 
 CHUNK_PERMITS = 2000

@@ -53,12 +53,14 @@ from bench.child import Child, spawn
 from bench.cpu import CpuMonitor
 from bench.stack import BenchStack
 from hub import bootstrap
-from hub.lag import caught_up, end_offsets
+from hub.kafka import end_offsets
+from hub.ops.lag import caught_up
+from hub.registry import installed
 from producers.work_permit import Authority
 from schemas import topics
 from schemas.permits import Category, Employer, Holder, PermitRecord
 
-AGENCIES = tuple(bootstrap.CONSUMER_AGENCIES)
+AGENCIES = tuple(a.name for a in installed().consumers())
 KINDS = ("apply", "issue", "change", "extend")
 TODAY = date(2026, 1, 5)
 ISSUE_DAY = TODAY + timedelta(days=20)
@@ -256,14 +258,14 @@ class LivePhase:
             while await p.fetchval("SELECT count(*) FROM hub_outbox"):
                 check_deadline()
                 await asyncio.sleep(0.2)
-        specs = {a: bootstrap.CONSUMER_AGENCIES[a].consumer_spec(self.settings)
+        specs = {a: installed().get(a).consumer_spec(self.settings)
                  for a in AGENCIES}
         names = sorted({t for spec in specs.values() for t in spec.topics})
         ends = {(tp.topic, tp.partition): end
                 for tp, end in (await end_offsets(self.settings, names)).items()}
         for agency, spec in specs.items():
             wanted = {k: v for k, v in ends.items() if k[0] in spec.topics and v > 0}
-            async with bootstrap.pool(self.settings, agency, max_size=1) as p:  # type: ignore[arg-type]
+            async with bootstrap.pool(self.settings, agency, max_size=1) as p:
                 while True:
                     rows = await p.fetch(
                         "SELECT topic, partition, next_offset FROM hub_consumer_offsets"
@@ -368,8 +370,8 @@ class LivePhase:
         views: dict[str, dict[str, tuple[float, float]]] = {}
         mismatched: dict[str, int] = {}
         for agency in AGENCIES:
-            table = bootstrap.CONSUMER_AGENCIES[agency].PERMITS.name
-            async with bootstrap.pool(self.settings, agency, max_size=1) as p:  # type: ignore[arg-type]
+            table = installed().view(agency).table.name
+            async with bootstrap.pool(self.settings, agency, max_size=1) as p:
                 rows = await p.fetch(
                     "SELECT permit_no, sequence,"
                     " extract(epoch FROM applied_at)::float8 AS applied,"

@@ -41,10 +41,13 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from bench.child import cpu_seconds, emit, peak_rss_mb
-from hub.bootstrap import CONSUMER_AGENCIES, running_consumer
-from hub.consumer import Delivery, ViewConsumer
-from hub.lag import agency_lag, caught_up, end_offsets
+from hub.bootstrap import running_consumer
+from hub.consumer import ViewConsumer
+from hub.delivery import Delivery
+from hub.kafka import end_offsets
 from hub.logging import configure_logging
+from hub.ops.lag import agency_lag, caught_up
+from hub.registry import installed
 from hub.settings import Settings
 
 
@@ -108,7 +111,7 @@ async def rebuild(agency: str) -> dict[str, Any]:
     """Consume the permit topic into the agency's (empty) view until caught up."""
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
-    spec = CONSUMER_AGENCIES[agency].consumer_spec(settings)
+    spec = installed().get(agency).consumer_spec(settings)
     total = sum((await end_offsets(settings, list(spec.topics))).values())
     if any(p.stored is not None for p in await agency_lag(settings, agency)):
         raise RuntimeError(f"the {agency} database already holds offsets: not a rebuild")

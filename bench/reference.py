@@ -20,7 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.child import cpu_seconds, emit, peak_rss_mb
-from hub.lag import partitions_of
+from hub.kafka import partitions_of
 from hub.logging import configure_logging
 from hub.settings import Settings
 from schemas import PERMIT_EVENT_TYPES, Codec, topics

@@ -1,6 +1,7 @@
 """The composition root: every process assembles its parts here, from one Settings.
 
-Nothing is built at import time; tests call these with their own settings.
+Nothing is built at import time; tests call these with their own settings. The agencies
+come from the registry (`hub.registry`), so this module names none of them.
 """
 
 from __future__ import annotations
@@ -8,99 +9,72 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from types import ModuleType
+from typing import Any
 
 import asyncpg
 
-import consumers.card
-import consumers.public_security
-import consumers.social_insurance
+from hub.agency import Agency, CommandContext, Lookup
 from hub.consumer import ViewConsumer
-from hub.db import RUNTIME_DDL, create_pool, migrate
-from hub.kafka import Producer, ensure_topics
+from hub.db import open_pool
+from hub.errors import BadTarget
+from hub.kafka import Producer, ensure_topics, open_producer
 from hub.logging import get_logger
-from hub.outbox import OUTBOX_DDL, OutboxRelay
-from hub.settings import Agency, Settings
+from hub.migrate import Migration, apply, load
+from hub.outbox import OutboxRelay
+from hub.projection import fetch_one
+from hub.registry import Registry, installed
+from hub.settings import Settings
 from hub.stack.postgres import ensure_databases
-from producers.work_permit import AUTHORITY_DDL, Authority
-from schemas import topics
 
 log = get_logger(__name__)
 
-CONSUMER_AGENCIES: dict[str, ModuleType] = {
-    "card": consumers.card,
-    "public_security": consumers.public_security,
-    "social_insurance": consumers.social_insurance,
-}
-"""Agency name → its consumer package (handlers, views, service)."""
-
-SCHEMAS: dict[Agency, tuple[str, ...]] = {
-    "workpermit": (RUNTIME_DDL, OUTBOX_DDL, AUTHORITY_DDL),
-    "card": consumers.card.SCHEMA,
-    "public_security": consumers.public_security.SCHEMA,
-    "social_insurance": consumers.social_insurance.SCHEMA,
-}
+RUNTIME_MIGRATIONS = "hub"
+"""The package of the migrations every agency database gets: offsets, outbox, dispatch,
+ops records."""
 
 
-async def init_databases(settings: Settings) -> None:
-    """Create each agency's database if missing, and its tables."""
-    await ensure_databases(settings.server_url(), [settings.database_name(a) for a in SCHEMAS])
-    for agency, ddl in SCHEMAS.items():
-        pool = await create_pool(settings.dsn(agency), max_size=1)
+def migrations(agency: Agency) -> list[list[Migration]]:
+    """The numbered schema steps of one agency's database: the runtime's, then its own."""
+    return [load("hub", RUNTIME_MIGRATIONS), load(agency.name, agency.package)]
+
+
+async def init_databases(settings: Settings, registry: Registry | None = None) -> None:
+    """Create each agency's database on the shared server if missing, then migrate each."""
+    agencies = list(registry or installed())
+    shared = [a.name for a in agencies if not settings.has_own_server(a.name)]
+    if shared:
+        await ensure_databases(settings.server_url(),
+                               [settings.database_name(n) for n in shared])
+    for agency in agencies:
+        conn = await asyncpg.connect(settings.dsn(agency.name))
         try:
-            await migrate(pool, *ddl)
+            applied = await apply(conn, migrations(agency))
         finally:
-            await pool.close()
+            await conn.close()
+        if applied:
+            log.info("schema migrated", agency=agency.name,
+                     steps=[f"{m.source}/{m.version:04d}_{m.name}" for m in applied])
 
 
-async def init_all(settings: Settings) -> None:
+async def init_all(settings: Settings, registry: Registry | None = None) -> None:
     """Topics and databases: everything a hub process expects to exist."""
-    await ensure_topics(settings)
-    await init_databases(settings)
+    registry = registry or installed()
+    await ensure_topics(settings, registry.topics(settings))
+    await init_databases(settings, registry)
 
 
-@contextlib.asynccontextmanager
-async def producer(
+def producer(
     settings: Settings, client_id: str, *, linger_ms: int = 0
-) -> AsyncIterator[Producer]:
+) -> contextlib.AbstractAsyncContextManager[Producer]:
     """A started idempotent producer, stopped (and flushed) on exit."""
-    p = Producer(settings.bootstrap, client_id=client_id, linger_ms=linger_ms)
-    await p.start()
-    try:
-        yield p
-    finally:
-        await p.stop()
+    return open_producer(settings, client_id, linger_ms=linger_ms)
 
 
-@contextlib.asynccontextmanager
-async def pool(
-    settings: Settings, agency: Agency, *, max_size: int = 4
-) -> AsyncIterator[asyncpg.Pool]:
+def pool(
+    settings: Settings, agency: str, *, max_size: int = 4
+) -> contextlib.AbstractAsyncContextManager[asyncpg.Pool]:
     """A pool on one agency's database, closed on exit."""
-    p = await create_pool(settings.dsn(agency), max_size=max_size)
-    try:
-        yield p
-    finally:
-        await p.close()
-
-
-@contextlib.asynccontextmanager
-async def authority(settings: Settings) -> AsyncIterator[Authority]:
-    """The work-permit authority's command side on its own database."""
-    async with pool(settings, "workpermit") as p:
-        yield Authority(p, topic=settings.topic(topics.PERMIT_EVENTS))
-
-
-@dataclass
-class Running:
-    """A background component and the task running it."""
-
-    task: asyncio.Task[None]
-
-    async def wait(self) -> None:
-        """Wait for the component's task, re-raising its error if it failed."""
-        await self.task
+    return open_pool(settings.dsn(agency), max_size=max_size)
 
 
 @contextlib.asynccontextmanager
@@ -108,8 +82,8 @@ async def running_consumer(
     settings: Settings, agency: str, *, client_id: str | None = None
 ) -> AsyncIterator[ViewConsumer]:
     """One member of an agency's consumer group, consuming in the background until exit."""
-    spec = CONSUMER_AGENCIES[agency].consumer_spec(settings)
-    async with pool(settings, agency) as p, producer(settings, f"{spec.group_id}-dlq") as prod:  # type: ignore[arg-type]
+    spec = installed().get(agency).consumer_spec(settings)
+    async with pool(settings, agency) as p, producer(settings, f"{spec.group_id}-dlq") as prod:
         runtime = ViewConsumer(
             spec,
             bootstrap=settings.bootstrap,
@@ -128,11 +102,9 @@ async def running_consumer(
 
 
 @contextlib.asynccontextmanager
-async def running_relay(
-    settings: Settings, agency: Agency = "workpermit"
-) -> AsyncIterator[OutboxRelay]:
+async def running_relay(settings: Settings, agency: str) -> AsyncIterator[OutboxRelay]:
     """The outbox relay of one agency's database, relaying in the background until exit."""
-    async with producer(settings, f"{agency}-relay") as prod:
+    async with producer(settings, f"{settings.topic(agency)}-relay") as prod:
         relay = OutboxRelay(settings.dsn(agency), prod)
         task = asyncio.create_task(relay.run(), name=f"relay-{agency}")
         try:
@@ -140,6 +112,44 @@ async def running_relay(
         finally:
             relay.stop()
             await _finish(task)
+
+
+@contextlib.asynccontextmanager
+async def running_agency(settings: Settings, agency: str) -> AsyncIterator[list[asyncio.Event]]:
+    """Everything one agency runs: its consumer group (if it consumes) and its outbox relay
+    (if it publishes); yields the events set when one of them ends by itself."""
+    declared = installed().get(agency)
+    async with contextlib.AsyncExitStack() as stack:
+        done: list[asyncio.Event] = []
+        if declared.consumes:
+            done.append((await stack.enter_async_context(
+                running_consumer(settings, agency))).done)
+        if declared.publishes is not None:
+            done.append((await stack.enter_async_context(running_relay(settings, agency))).done)
+        yield done
+
+
+@contextlib.asynccontextmanager
+async def permit_lookup(settings: Settings, agency: str) -> AsyncIterator[Lookup]:
+    """Read access to one agency's permit view, by permit number (for verifiers)."""
+    declared = installed().get(agency)
+    if declared.view is None:
+        raise BadTarget(f"agency {agency!r} keeps no permit view")
+    table = declared.view.table
+    async with pool(settings, agency, max_size=1) as p:
+
+        async def lookup(permit_no: str) -> dict[str, Any] | None:
+            return await fetch_one(p, table, permit_no)
+
+        yield lookup
+
+
+def command_context() -> CommandContext:
+    """What agencies' operator commands are given: the viewed agencies and a lookup."""
+    return CommandContext(
+        agencies=tuple(a.name for a in installed().with_views()),
+        permit_lookup=permit_lookup,
+    )
 
 
 async def _finish(task: asyncio.Task[None], grace: float = 15.0) -> None:

@@ -7,16 +7,15 @@ import json
 import signal
 import sys
 from collections.abc import Coroutine
-from datetime import date, datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
-from consumers.card.cli import card_app, qr_app
+from hub.commands import emit_json, json_default
 from hub.logging import configure_logging
 from hub.ops.cli import dlq_app, lag, reconcile
 from hub.ops.replay import replay
+from hub.registry import installed
 from hub.settings import Settings
 from hub.stack.cli import stack_app
 from schemas.cli import schemas_app
@@ -32,22 +31,24 @@ views_app = typer.Typer(help="What each agency holds.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(views_app, name="views")
 app.add_typer(dlq_app, name="dlq", help="Dead letters per consumer group: list, show, redrive.")
-app.add_typer(qr_app, name="qr", help="Verify a permit QR code from a PNG image.")
-app.add_typer(card_app, name="card", help="Work-permit services through the e-card.")
 app.add_typer(schemas_app, name="schemas", help="The contract: compatibility of event schemas.")
 app.command("lag")(lag)
 app.command("reconcile")(reconcile)
 app.command("replay")(replay)
 
 
-class Component(StrEnum):
-    """A long-running hub process."""
+def _mount_agency_commands() -> None:
+    """Each agency's own operator commands, under the names it declares."""
+    from hub.bootstrap import command_context
 
-    authority = "authority"
-    relay = "relay"
-    card = "card"
-    public_security = "public_security"
-    social_insurance = "social_insurance"
+    context = command_context()
+    for agency in installed():
+        for name, sub in agency.commands(context) if agency.commands else ():
+            app.add_typer(sub, name=name)
+
+
+def _agency_names() -> list[str]:
+    return list(installed().names())
 
 
 def _settings() -> Settings:
@@ -78,7 +79,8 @@ def topics_create() -> None:
     from hub.kafka import ensure_topics
 
     async def go() -> int:
-        created = await ensure_topics(_settings())
+        settings = _settings()
+        created = await ensure_topics(settings, installed().topics(settings))
         typer.echo(json.dumps({"created": created}))
         return 0
 
@@ -88,16 +90,50 @@ def topics_create() -> None:
 @topics_app.command("list")
 def topics_list() -> None:
     """The topics this hub uses, with their names under the configured prefix."""
-    from hub.kafka import hub_topics
-
-    for name in hub_topics(Settings()):
+    for name in installed().topics(Settings()):
         typer.echo(name)
 
 
+@app.command("agencies")
+def agencies(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """The installed agencies: what each reads and publishes, its group, view and rights."""
+    settings = Settings()
+    rows = [{
+        "name": a.name, "title": a.title, "package": a.package,
+        "reads": [settings.topic(t) for t in a.reads],
+        "publishes": settings.topic(a.publishes.topic) if a.publishes else None,
+        "requests": settings.topic(a.requests.topic) if a.requests else None,
+        "accepts": [t.EVENT_TYPE for t in a.accepts],
+        "view": a.view.table.name if a.view else None,
+        "kafka": a.kafka_needs(settings).__dict__,
+        "settings": f"HUB_{a.name.upper()}_*" if a.settings else None,
+    } for a in installed()]
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['name']:<20} {r['title']}")
+        for key in ("reads", "publishes", "requests", "view", "settings"):
+            value = r[key]
+            if value:
+                typer.echo(f"  {key:<10} {', '.join(value) if isinstance(value, list) else value}")
+
+
 @app.command()
-def run(component: Component) -> None:
-    """Run one hub process until interrupted (SIGINT/SIGTERM stop it cleanly)."""
+def run(
+    agency: Annotated[str, typer.Argument(
+        help="an installed agency (`hub agencies`)", autocompletion=_agency_names)],
+) -> None:
+    """Run one agency's processes until interrupted: its consumer group, if it consumes, and
+    its outbox relay, if it publishes (SIGINT/SIGTERM stop it cleanly)."""
     from hub import bootstrap
+
+    if agency not in installed().names():
+        typer.echo(f"error: no agency {agency!r}; known: {', '.join(_agency_names())}",
+                   err=True)
+        raise typer.Exit(2)
 
     async def go() -> None:
         settings = _settings()
@@ -106,16 +142,8 @@ def run(component: Component) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        if component in (Component.authority, Component.relay):
-            async with bootstrap.running_relay(settings) as relay:
-                await _until(stop, relay.done)
-        else:
-            # An agency's process also relays its own outbox: its outcomes reach Kafka.
-            async with (
-                bootstrap.running_consumer(settings, component.value) as consumer,
-                bootstrap.running_relay(settings, component.value) as relay,  # type: ignore[arg-type]
-            ):
-                await _until(stop, consumer.done, relay.done)
+        async with bootstrap.running_agency(settings, agency) as done:
+            await _until(stop, *done)
 
     _run(go())
 
@@ -136,12 +164,12 @@ def views_show(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """What the authority and each agency hold for one permit."""
-    from hub.views import collect
+    from hub.ops.views import collect
 
     async def go() -> int:
         held = await collect(_settings(), permit_no)
         if as_json:
-            typer.echo(json.dumps(held, default=_json_default, indent=2, sort_keys=True))
+            typer.echo(json.dumps(held, default=json_default, indent=2, sort_keys=True))
         else:
             for agency, row in held.items():
                 typer.echo(f"[{agency}]")
@@ -155,12 +183,6 @@ def views_show(
     _run(go())
 
 
-def _json_default(value: object) -> str:
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    return str(value)
-
-
 @app.command()
 def demo(
     keep_running: Annotated[
@@ -171,7 +193,7 @@ def demo(
     import logging
     import os
 
-    from hub.demo import play
+    from demo.story import play
 
     settings = Settings()
     # The story's table is the output; keep the services' routine lines out of its way.
@@ -183,6 +205,7 @@ def demo(
 
 def main() -> None:
     """Console-script entry point."""
+    _mount_agency_commands()
     try:
         app()
     except KeyboardInterrupt:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,39 +31,14 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from hub.db import Connection
+from hub.db import Connection, stored_offsets
+from hub.delivery import BatchHandler, Delivery, Refusal, accept
 from hub.errors import is_transient, retry_transient
 from hub.kafka import DeadLetter, Producer, dead_letter_destination, dead_letter_headers
 from hub.logging import get_logger
-from schemas import CloudEvent, Codec, DecodeError
+from schemas import Codec
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One Kafka record and the event decoded from it."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    event: CloudEvent[Any]
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-    def bind(self) -> dict[str, Any]:
-        """The log context of this delivery (no personal data)."""
-        return {
-            "event_id": str(self.event.id),
-            "event_type": self.event.type,
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-        }
-
-
-BatchHandler = Callable[[Connection, Sequence[Delivery]], Awaitable[None]]
-"""Applies a batch of deliveries to a view inside the caller's transaction."""
 
 
 @dataclass(frozen=True)
@@ -275,15 +249,10 @@ class ViewConsumer:
         )
 
     async def _read_offsets(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
-        rows = await self.pool.fetch(
-            "SELECT topic, partition, next_offset FROM hub_consumer_offsets"
-            " WHERE group_id = $1 AND (topic, partition) IN"
-            " (SELECT * FROM unnest($2::text[], $3::int[]))",
-            self.spec.group_id,
-            [tp.topic for tp in partitions],
-            [tp.partition for tp in partitions],
-        )
-        return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+        async with self.pool.acquire() as conn:
+            stored = await stored_offsets(conn, self.spec.group_id)
+        return {(tp.topic, tp.partition): stored[(tp.topic, tp.partition)]
+                for tp in partitions if (tp.topic, tp.partition) in stored}
 
     # batches ---------------------------------------------------------------------------
 
@@ -311,24 +280,13 @@ class ViewConsumer:
     ) -> tuple[list[Delivery], list[DeadLetter]]:
         deliveries: list[Delivery] = []
         dead: list[DeadLetter] = []
-        decode = self.spec.codec.decode
-        for tp, records in batch.items():
+        for records in batch.values():
             for rec in records:
-                try:
-                    event = decode(rec.value)
-                except DecodeError as exc:
-                    dead.append(DeadLetter.of(rec, exc.failure.value, exc))
-                    continue
-                if rec.key is not None and rec.key.decode(errors="replace") != event.subject:
-                    mismatch = ValueError(
-                        f"message key {rec.key!r} is not the event's subject {event.subject!r}"
-                    )
-                    dead.append(DeadLetter.of(rec, "key_mismatch", mismatch))
-                    continue
-                deliveries.append(
-                    Delivery(tp.topic, tp.partition, rec.offset, rec.timestamp, event,
-                             tuple(rec.headers or ()))
-                )
+                accepted = accept(rec, self.spec.codec)
+                if isinstance(accepted, Refusal):
+                    dead.append(DeadLetter.of(rec, accepted.reason, accepted.error))
+                else:
+                    deliveries.append(accepted)
         return deliveries, dead
 
     async def _apply_batch(

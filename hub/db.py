@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
@@ -40,6 +42,27 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyn
         return pool
 
     return await retry_transient(f"connect {dsn.rsplit('/', 1)[-1]}", connect)
+
+
+@contextlib.asynccontextmanager
+async def open_pool(dsn: str, *, max_size: int = 4) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on one database, closed on exit."""
+    pool = await create_pool(dsn, max_size=max_size)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def stored_offsets(
+    conn: Connection | asyncpg.Pool, group_id: str
+) -> dict[tuple[str, int], int]:
+    """The next offset a group's view will apply, per (topic, partition) it has applied."""
+    rows = await conn.fetch(
+        "SELECT topic, partition, next_offset FROM hub_consumer_offsets WHERE group_id = $1",
+        group_id,
+    )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
 
 async def migrate(pool: asyncpg.Pool, *ddl: str) -> None:

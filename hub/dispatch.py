@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from hub.consumer import BatchHandler, Delivery
+from hub.delivery import BatchHandler, Delivery
 from hub.db import Connection
 from hub.outbox import OutgoingMessage, enqueue
 from hub.projection import ViewTable
@@ -65,7 +65,8 @@ Handler = Callable[[Any, V], Awaitable[Sequence[Emit]]]
 class Router(Generic[V]):
     """An agency's routing table from event types to projections and handlers."""
 
-    outcome_topic: str
+    outcome_topic: str | None
+    """Where the handlers' outcomes go (None: an agency that only keeps a view)."""
     view_factory: Callable[[Connection], V]
     projections: dict[str, tuple[ViewTable, Callable[[Any], tuple[Any, ...] | None]]] = field(
         default_factory=dict
@@ -127,6 +128,11 @@ class Router(Generic[V]):
         await _flush(conn, tables, pending)
 
     async def _emit(self, conn: Connection, emits: Sequence[Emit]) -> None:
+        if not emits:
+            return
+        topic = self.outcome_topic
+        if topic is None:
+            raise RuntimeError("a handler decided outcomes, but this agency publishes none")
         messages = []
         for e in emits:
             sequence = await conn.fetchval(
@@ -137,7 +143,7 @@ class Router(Generic[V]):
                 e.subject,
             )
             event = e.event_type.create(subject=e.subject, sequence=sequence, data=e.data)
-            messages.append(OutgoingMessage.of_event(self.outcome_topic, event))
+            messages.append(OutgoingMessage.of_event(topic, event))
         await enqueue(conn, messages)
 
 

@@ -15,6 +15,10 @@ from hub.logging import get_logger
 T = TypeVar("T")
 log = get_logger(__name__)
 
+
+class BadTarget(LookupError):
+    """A group, agency, topic, partition or offset the operator named does not exist (exit 2)."""
+
 _TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,  # includes ConnectionError: a server restarting or unreachable
     asyncio.TimeoutError,

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 
+from hub.delivery import Delivery
 from hub.errors import retry_transient
 from hub.logging import get_logger
-from schemas import topics
-
-if TYPE_CHECKING:
-    from hub.consumer import Delivery
-    from hub.settings import Settings
+from hub.settings import Settings
+from schemas import CONTENT_TYPE, CloudEvent
 
 log = get_logger(__name__)
 
@@ -169,20 +167,9 @@ def dead_letter_headers(d: DeadLetter, group_id: str, now: datetime) -> Headers:
     return headers
 
 
-CONSUMER_GROUPS = ("card", "public_security", "social_insurance")
-"""The agency consumer groups (before the settings' prefix)."""
-
-
-def hub_topics(settings: Settings) -> list[str]:
-    """Every topic the hub uses under these settings, dead-letter topics included."""
-    names = [settings.topic(t) for t in topics.ALL_TOPICS]
-    dead_letters = [topics.dead_letter_topic(settings.topic(g)) for g in CONSUMER_GROUPS]
-    return names + dead_letters + [quarantine_topic(t) for t in dead_letters]
-
-
-async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
-    """Create the hub's topics that do not exist yet; return the names created."""
-    wanted = list(names) if names is not None else hub_topics(settings)
+async def ensure_topics(settings: Settings, names: Iterable[str]) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    wanted = list(names)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="hub-admin")
     await retry_transient("start kafka admin", admin.start)
     try:
@@ -210,3 +197,54 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> No
             return
         await asyncio.sleep(0.1)
     raise TimeoutError(f"topics not visible after creation: {names}")
+
+
+@contextlib.asynccontextmanager
+async def open_producer(
+    settings: Settings, client_id: str, *, linger_ms: int = 0
+) -> AsyncIterator[Producer]:
+    """A started idempotent producer, stopped (and flushed) on exit."""
+    p = Producer(settings.bootstrap, client_id=client_id, linger_ms=linger_ms)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+async def publish(
+    settings: Settings, topic: str, events: Iterable[CloudEvent[Any]], *, client_id: str
+) -> int:
+    """Publish events to a topic (prefixed here) as a front door does: keyed by subject, in
+    structured CloudEvents mode; wait for every acknowledgement and return how many."""
+    headers = [("content-type", CONTENT_TYPE.encode())]
+    async with open_producer(settings, client_id, linger_ms=5) as prod:
+        futures = [
+            await prod.send(settings.topic(topic), key=e.subject.encode(), value=e.to_json(),
+                            headers=headers)
+            for e in events
+        ]
+        await asyncio.gather(*futures)
+    return len(futures)
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+    """The partition numbers of a topic, refreshing metadata if the client has none yet."""
+    known = consumer.partitions_for_topic(topic)
+    if not known:
+        await consumer._client.force_metadata_update()
+        known = consumer.partitions_for_topic(topic)
+    if not known:
+        raise LookupError(f"topic {topic!r} does not exist")
+    return sorted(known)
+
+
+async def end_offsets(settings: Settings, topic_names: Iterable[str]) -> dict[TopicPartition, int]:
+    """The log-end offset of every partition of these topics."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    await retry_transient("start offsets reader", consumer.start)
+    try:
+        tps = [TopicPartition(t, p) for t in topic_names for p in await partitions_of(consumer, t)]
+        return dict(await consumer.end_offsets(tps)) if tps else {}
+    finally:
+        await consumer.stop()

@@ -7,13 +7,12 @@ versions. One round trip per batch instead of a statement per event.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from hub.consumer import BatchHandler, Delivery
 from hub.db import Connection
 
 
@@ -58,16 +57,6 @@ class ViewTable:
             f" WHERE v.sequence < EXCLUDED.sequence"
         )
         await conn.execute(f"TRUNCATE {staging}")
-
-
-def projection(table: ViewTable, handler: Callable[[Any], tuple[Any, ...] | None]) -> BatchHandler:
-    """A batch handler that maps each event to a row with `handler` and merges the rows."""
-
-    async def apply(conn: Connection, deliveries: Sequence[Delivery]) -> None:
-        rows = [row for d in deliveries if (row := handler(d.event)) is not None]
-        await table.upsert_latest(conn, rows)
-
-    return apply
 
 
 async def fetch_one(

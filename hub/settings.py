@@ -8,9 +8,6 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Agency = Literal["workpermit", "card", "public_security", "social_insurance"]
-AGENCIES: tuple[Agency, ...] = ("workpermit", "card", "public_security", "social_insurance")
-
 
 class Settings(BaseSettings):
     """Where the hub finds Kafka and Postgres, and how it names and sizes what it creates.
@@ -40,6 +37,12 @@ class Settings(BaseSettings):
         description="postgresql:// URL of a real server; unset means the embedded server. "
         "Each agency gets its own database on it, named database_prefix + agency",
     )
+    database_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="per agency, the postgresql:// URL of its own database, as a JSON object "
+        '(e.g. {"tax": "postgresql://tax@db.tax.example/permits"}); an agency not named here '
+        "gets its database on the shared server",
+    )
     postgres_port: int = Field(default=15432, description="embedded server port")
     database_prefix: str = Field(default="permithub_")
 
@@ -65,12 +68,18 @@ class Settings(BaseSettings):
             return self.database_url
         return f"postgresql://postgres@127.0.0.1:{self.postgres_port}/postgres"
 
-    def database_name(self, agency: Agency) -> str:
-        """The name of one agency's own database."""
+    def database_name(self, agency: str) -> str:
+        """The name of one agency's own database on the shared server."""
         return f"{self.database_prefix}{agency}"
 
-    def dsn(self, agency: Agency) -> str:
+    def has_own_server(self, agency: str) -> bool:
+        """Whether the agency's database is given by its own URL (not created by the hub)."""
+        return agency in self.database_urls
+
+    def dsn(self, agency: str) -> str:
         """Connection URL of one agency's own database."""
+        if agency in self.database_urls:
+            return self.database_urls[agency]
         base = self.server_url()
         head, _, tail = base.partition("://")
         rest, _, query = tail.partition("?")

@@ -94,7 +94,7 @@ class CardPermitInfo(Contract):
 
 
 class QrReference(Contract):
-    """The permit QR token issued with the card (`hub.permit_token` format)."""
+    """The permit QR token issued with the card (`schemas.permit_token` format)."""
 
     token: str = Field(min_length=1, max_length=1024)
     key_id: str = Field(min_length=1, max_length=64, description="the issuer's published key")

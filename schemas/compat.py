@@ -623,18 +623,6 @@ def _tighter(a: _Bound, b: _Bound, *, lower: bool) -> bool:
     return a.exclusive and not b.exclusive
 
 
-def value_problems(value: Any, node: Mapping[str, Any]) -> list[str]:
-    """Why one JSON value fails a schema's type, value and scalar keywords (empty: it passes)."""
-    problems: list[str] = []
-    types = types_of(node)
-    if types is not None and not covers(types, json_type(value)):
-        problems.append(f"{json.dumps(value)} is not {' | '.join(sorted(types))}")
-    values = values_of(node)
-    if values is not None and not any(_same_value(value, v) for v in values):
-        problems.append(f"{json.dumps(value)} is not one of {_show(values)}")
-    return problems + _scalar_problems(value, node)
-
-
 def _scalar_problems(value: Any, node: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     if isinstance(value, str):

@@ -1,6 +1,5 @@
-"""The Social Security Card service: its handlers, its view, and its wiring to the hub."""
+"""The Social Security Card service: its handlers, its view, and its declaration to the hub."""
 
-from consumers.card.service import AGENCY, SCHEMA, consumer_spec
-from consumers.card.views import PERMITS
+from consumers.card.service import AGENCY
 
-__all__ = ["AGENCY", "PERMITS", "SCHEMA", "consumer_spec"]
+__all__ = ["AGENCY"]

@@ -2,78 +2,52 @@
 
 Two typer sub-apps, mounted by `hub/cli.py`:
 
-- `qr_app`: `hub qr verify IMAGE.png [--view card] [--keys JWKS] [--json]` decodes the QR
+- `qr`: `hub qr verify IMAGE.png [--view AGENCY] [--keys JWKS] [--json]` decodes the QR
   code, checks the token against the issuer's published keys, then the permit's status in
-  the verifier's own view; exit 0 when accepted, 1 when refused (with the reason).
+  the verifier's own view (any agency with a permit view, reached through the
+  `CommandContext` the hub gives); exit 0 when accepted, 1 when refused (with the reason).
 - `card_app`: `hub card permit PERMIT_NO [--png PATH] [--json]` (query, and download with a
   fresh QR code), `hub card sweep [--today DATE]` (publish the daily reminder sweep),
   `hub card keys` (where the published keys are).
 
-Also runnable as `python -m consumers.card.cli qr verify …` before it is mounted.
+The hub mounts them through the agency's declaration (`commands`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import structlog
 import typer
 
 from consumers.card import _rules, documents, qr
 from consumers.card.issuer import QrIssuer
 from consumers.card.requests import sweep_request
 from consumers.card.views import CardView
-from hub import bootstrap
-from hub.logging import configure_logging
-from hub.permit_token import load_public_keys, published_keys_path
-from hub.projection import fetch_one
+from hub.agency import CommandContext
+from hub.commands import emit_json
+from hub.commands import settings as _settings
+from hub.db import open_pool
+from hub.kafka import publish
 from hub.settings import Settings
+from schemas import topics
+from schemas.permit_token import load_public_keys, published_keys_path
 
-qr_app = typer.Typer(help="The permit QR code on the e-SSC.", no_args_is_help=True)
-card_app = typer.Typer(help="The Social Security Card service's e-card services.",
-                       no_args_is_help=True)
-
-
-@qr_app.callback()
-def _qr() -> None:
-    """The permit QR code on the e-SSC (a group even with one command: `hub qr verify`)."""
-
-
-@card_app.callback()
-def _card() -> None:
-    """The Social Security Card service's e-card services."""
-
-
-class VerifierView(StrEnum):
-    """Whose view of the permits the verifier checks the status in."""
-
-    card = "card"
-    public_security = "public_security"
-    social_insurance = "social_insurance"
-
-
-def _settings() -> Settings:
-    settings = Settings()
-    if not structlog.is_configured():  # the host process (or a test) may have done it
-        configure_logging(settings.log_format, "WARNING")
-    return settings
-
-
-def _print(data: dict[str, Any]) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+AGENCY = "card"
+FRONT_DOOR = "card-front-door"
+"""The client id the card service's front doors (the e-SSC app back end, the scheduler)
+publish requests with."""
 
 
 # qr verify ------------------------------------------------------------------------------
 
 
 async def verify_image(
-    settings: Settings, image: Path, *, view: str = "card", keys: Path | None = None,
-    now: datetime | None = None,
+    context: CommandContext, settings: Settings, image: Path, *, view: str = AGENCY,
+    keys: Path | None = None, now: datetime | None = None,
 ) -> qr.Verdict:
     """Decode the QR code in `image` and judge it with the issuer's keys and `view`'s permits."""
     now = now or datetime.now(UTC)
@@ -86,36 +60,55 @@ async def verify_image(
         public_keys = await asyncio.to_thread(load_public_keys, keys_path)
     except FileNotFoundError:
         return qr.Verdict(False, "no_keys", f"no published keys at {keys_path}")
-    table = bootstrap.CONSUMER_AGENCIES[view].PERMITS
-    async with bootstrap.pool(settings, view, max_size=1) as p:  # type: ignore[arg-type]
-
-        async def lookup(permit_no: str) -> dict[str, Any] | None:
-            return await fetch_one(p, table, permit_no)
-
+    async with context.permit_lookup(settings, view) as lookup:
         return await qr.judge(token, public_keys, now, lookup)
 
 
-@qr_app.command("verify")
-def verify_command(
-    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="PNG with the QR")],
-    view: Annotated[VerifierView, typer.Option(help="whose permit view")] = VerifierView.card,
-    keys: Annotated[Path | None, typer.Option(help="issuer's JWK set file")] = None,
-    at: Annotated[datetime | None, typer.Option(help="judge as of (UTC if naive)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-) -> None:
-    """Verify a permit QR code image: signature, validity, then the permit's status."""
-    now = None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
-    verdict = asyncio.run(verify_image(_settings(), image, view=view.value, keys=keys, now=now))
-    if as_json:
-        _print(verdict.as_json())
-    else:
-        word = "ACCEPTED" if verdict.accepted else "REFUSED"
-        typer.echo(f"{word}: {verdict.reason} - {verdict.detail}")
-        if verdict.claims is not None:
-            c = verdict.claims
-            typer.echo(f"  permit {c.permit_no}  card {c.card_id}  key {c.key_id}  "
-                       f"valid {c.issued_at:%Y-%m-%d %H:%M:%S} to {c.expires_at:%H:%M:%S} UTC")
-    raise typer.Exit(0 if verdict.accepted else 1)
+def qr_app(context: CommandContext) -> typer.Typer:
+    """`hub qr verify`, judging against any agency's permit view the context offers."""
+    app = typer.Typer(help="The permit QR code on the e-SSC.", no_args_is_help=True)
+
+    @app.callback()
+    def _qr() -> None:
+        """The permit QR code on the e-SSC (a group even with one command: `hub qr verify`)."""
+
+    def views() -> list[str]:
+        return list(context.agencies)
+
+    @app.command("verify")
+    def verify_command(
+        image: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+                                              help="PNG with the QR")],
+        view: Annotated[str, typer.Option(help="whose permit view: an agency keeping one",
+                                          autocompletion=views)] = AGENCY,
+        keys: Annotated[Path | None, typer.Option(help="issuer's JWK set file")] = None,
+        at: Annotated[datetime | None, typer.Option(help="judge as of (UTC if naive)")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    ) -> None:
+        """Verify a permit QR code image: signature, validity, then the permit's status."""
+        if view not in context.agencies:
+            typer.echo(f"error: no permit view {view!r}; known: {', '.join(context.agencies)}",
+                       err=True)
+            raise typer.Exit(2)
+        now = None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
+        verdict = asyncio.run(
+            verify_image(context, _settings(), image, view=view, keys=keys, now=now))
+        if as_json:
+            emit_json(verdict.as_json())
+        else:
+            _print_verdict(verdict)
+        raise typer.Exit(0 if verdict.accepted else 1)
+
+    return app
+
+
+def _print_verdict(verdict: qr.Verdict) -> None:
+    word = "ACCEPTED" if verdict.accepted else "REFUSED"
+    typer.echo(f"{word}: {verdict.reason} - {verdict.detail}")
+    if verdict.claims is not None:
+        c = verdict.claims
+        typer.echo(f"  permit {c.permit_no}  card {c.card_id}  key {c.key_id}  "
+                   f"valid {c.issued_at:%Y-%m-%d %H:%M:%S} to {c.expires_at:%H:%M:%S} UTC")
 
 
 # card permit ----------------------------------------------------------------------------
@@ -131,7 +124,7 @@ async def permit_download(
     """
     now = now or datetime.now(UTC)
     today = _rules.china_date(now)
-    async with bootstrap.pool(settings, "card", max_size=1) as p, p.acquire() as conn:
+    async with open_pool(settings.dsn(AGENCY), max_size=1) as p, p.acquire() as conn:
         view = CardView(conn)
         document = await documents.query_permit(view, permit_no, today)
         if png is None:
@@ -147,7 +140,16 @@ async def permit_download(
     }}
 
 
-@card_app.command("permit")
+def card_app() -> typer.Typer:
+    """`hub card permit | sweep | keys`: the e-card services, for operators."""
+    app = typer.Typer(help="The Social Security Card service's e-card services.",
+                      no_args_is_help=True)
+    app.command("permit")(permit_command)
+    app.command("sweep")(sweep_command)
+    app.command("keys")(keys_command)
+    return app
+
+
 def permit_command(
     permit_no: str,
     png: Annotated[Path | None, typer.Option(help="also write it with a QR code as PNG")] = None,
@@ -156,42 +158,29 @@ def permit_command(
     try:
         document = asyncio.run(permit_download(_settings(), permit_no, png=png))
     except documents.ServiceRefused as exc:
-        _print({"refused": exc.as_json()})
+        emit_json({"refused": exc.as_json()})
         raise typer.Exit(1) from None
-    _print(document)
+    emit_json(document)
 
 
-# card sweep / keys ----------------------------------------------------------------------
-
-
-@card_app.command("sweep")
 def sweep_command(
     today: Annotated[datetime | None, typer.Option(help="the day to sweep; default today in China")]
     = None,
 ) -> None:
     """Publish the daily expiry-reminder sweep (what a scheduler runs once a day)."""
-    from consumers.card.service import submit
-
     as_of = today.date() if today else _rules.china_date(datetime.now(UTC))
-    asyncio.run(submit(_settings(), [sweep_request(as_of)]))
-    _print({"published": "ExpiryReminderSweepRequested", "as_of": as_of.isoformat()})
+    asyncio.run(publish(_settings(), topics.CARD_REQUESTS, [sweep_request(as_of)],
+                        client_id=FRONT_DOOR))
+    emit_json({"published": "ExpiryReminderSweepRequested", "as_of": as_of.isoformat()})
 
 
-@card_app.command("keys")
 def keys_command() -> None:
     """Where the card service publishes its public keys (made on first use)."""
     settings = _settings()
     issuer = QrIssuer.at_home(settings.home)
-    _print({"jwks": str(published_keys_path(settings.home)), "key_id": issuer.key.kid})
+    emit_json({"jwks": str(published_keys_path(settings.home)), "key_id": issuer.key.kid})
 
 
-def standalone() -> typer.Typer:
-    """Both sub-apps under one root, as `hub/cli.py` mounts them (for `python -m` and tests)."""
-    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
-    app.add_typer(qr_app, name="qr")
-    app.add_typer(card_app, name="card")
-    return app
-
-
-if __name__ == "__main__":
-    standalone()()
+def commands(context: CommandContext) -> Sequence[tuple[str, typer.Typer]]:
+    """The card service's operator commands, as the hub mounts them: `hub qr`, `hub card`."""
+    return [("qr", qr_app(context)), ("card", card_app())]

@@ -13,7 +13,7 @@ What a holder gets depends on the permit, not on the channel:
 from __future__ import annotations
 
 import io
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
@@ -22,7 +22,7 @@ from consumers.card import _rules
 from consumers.card.issuer import QrIssuer
 from consumers.card.qr import qr_image
 from consumers.card.views import CardView
-from hub.permit_token import Claims
+from schemas.permit_token import Claims
 
 
 class ServiceRefused(Exception):
@@ -80,14 +80,6 @@ async def issue_qr(view: CardView, permit_no: str, issuer: QrIssuer, today: date
     token, claims = issuer.issue(permit_no, ecard.card_id)
     await view.record_token(token, claims, purpose)
     return token, claims
-
-
-async def download_png(view: CardView, permit_no: str, issuer: QrIssuer, now: datetime) -> bytes:
-    """The permit's information with a fresh permit QR code, as a PNG."""
-    today = _rules.china_date(now)
-    document = await query_permit(view, permit_no, today)
-    token, claims = await issue_qr(view, permit_no, issuer, today)
-    return render_permit_png(document, token, claims)
 
 
 def render_permit_png(document: dict[str, Any], token: str, claims: Claims) -> bytes:

@@ -2,7 +2,7 @@
 
 The private key lives at ``<home>/keys/card-ssc-signing.pem`` (PKCS#8, mode 0600), made on
 first use. Its public half is published beside it, for verifiers, as the JWK set
-``<home>/keys/card-ssc.jwks.json`` (`hub.permit_token.published_keys_path`) and as
+``<home>/keys/card-ssc.jwks.json`` (`schemas.permit_token.published_keys_path`) and as
 ``<home>/keys/card-ssc-<kid>.pub.pem``. Published keys are never removed by the service: a
 verifier must accept a rotated key's tokens until they expire.
 """
@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from hub.permit_token import Claims, key_id, public_jwk, published_keys_path, sign, with_key_id
+from schemas.permit_token import Claims, key_id, public_jwk, published_keys_path, sign, with_key_id
 
 SIGNING_KEY = Path("keys") / "card-ssc-signing.pem"
 DEFAULT_TTL = timedelta(minutes=10)

@@ -3,7 +3,7 @@
 Rendering uses `qrcode` (error correction M: a phone photo of a screen still reads);
 reading uses `zxing-cpp`, a maintained decoder that finds the code in a photo as well as
 in a clean rendering. `judge` is the verifier's whole decision: the token's signature and
-validity (`hub.permit_token.verify`), then the permit's status in the verifier's own view.
+validity (`schemas.permit_token.verify`), then the permit's status in the verifier's own view.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from qrcode.constants import ERROR_CORRECT_M
 
 from consumers.card._rules import china_date
-from hub.permit_token import Claims, TokenRejected, verify
+from schemas.permit_token import Claims, TokenRejected, verify
 from schemas.permits import PermitStatus
 
 ACCEPTED_STATUSES = frozenset({PermitStatus.ACTIVE.value, PermitStatus.LETTER_ISSUED.value})

@@ -1,30 +1,29 @@
-"""Wiring of the Social Security Card service to Kafka: its only Kafka-aware module.
+"""The Social Security Card service's declaration and wiring: its only Kafka-aware module.
 
 The card group consumes three topics: the permit lifecycle (its view of the permits),
 `card.requests.v1` (e-card registrations, the daily reminder sweep) and
 `socialinsurance.insurance-events.v1` (SocialSecurityNumberIssued). Its outcomes go to
-`card.card-events.v1` through the card database's outbox: run `running_relay(settings,
-"card")` beside the consumer so they reach Kafka.
+`card.card-events.v1` through the card database's outbox, relayed by `hub run card`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from consumers.card import handlers
+import typer
+
+from consumers.card import expectations, handlers
 from consumers.card.issuer import QrIssuer
-from consumers.card.views import DDL, PERMITS, CardView
-from hub.consumer import BatchHandler, ConsumerSpec, Delivery
-from hub.db import RUNTIME_DDL, Connection
-from hub.dispatch import DISPATCH_DDL, Router
-from hub.kafka import Producer
-from hub.outbox import OUTBOX_DDL
+from consumers.card.views import PERMITS, CardView
+from hub.agency import Agency, Channel, CommandContext, PermitView
+from hub.db import Connection
+from hub.delivery import BatchHandler, Delivery
+from hub.dispatch import Router
 from hub.settings import Settings
-from schemas import CONTENT_TYPE, PERMIT_EVENT_TYPES, CloudEvent, Codec, topics
+from schemas import PERMIT_EVENT_TYPES, topics
 from schemas.card import (
+    CARD_OUTCOME_TYPES,
     CARD_REQUEST_TYPES,
     ECardRegistrationRequested,
     ExpiryReminderSweepRequested,
@@ -39,9 +38,6 @@ from schemas.permits import (
 )
 from schemas.registry import ALL_EVENT_TYPES
 from schemas.social_insurance import SocialSecurityNumberIssued
-
-AGENCY = "card"
-SCHEMA = (RUNTIME_DDL, OUTBOX_DDL, DISPATCH_DDL, DDL)
 
 NOTIFIED_PERMIT_EVENTS = (
     PermitIssued, PermitExtended, PermitChanged, PermitCancelled, PermitExpired, PermitMigrated,
@@ -95,44 +91,34 @@ def batch_handler(settings: Settings, issuer: QrIssuer) -> BatchHandler:
     return apply
 
 
-def codec() -> Codec:
-    """Every type of the contract: the group reads shared topics (the insurance events)
-    whose other types it ignores; a type the contract does not know is dead-lettered."""
-    types: dict[type[CloudEvent[Any]], None] = dict.fromkeys(
-        (*PERMIT_EVENT_TYPES, *CARD_REQUEST_TYPES, SocialSecurityNumberIssued, *ALL_EVENT_TYPES)
-    )
-    return Codec(types)
+def build(settings: Settings) -> BatchHandler:
+    """The card group's batch handler, with the QR signing key under the hub's home."""
+    return batch_handler(settings, QrIssuer.at_home(settings.home))
 
 
-def consumer_spec(settings: Settings, issuer: QrIssuer | None = None) -> ConsumerSpec:
-    """The card service's consumer group: its topics, codec and batch handler."""
-    group = settings.topic(AGENCY)
-    return ConsumerSpec(
-        group_id=group,
-        topics=(
-            settings.topic(topics.PERMIT_EVENTS),
-            settings.topic(topics.CARD_REQUESTS),
-            settings.topic(topics.INSURANCE_EVENTS),
-        ),
-        codec=codec(),
-        apply=batch_handler(settings, issuer or QrIssuer.at_home(settings.home)),
-        dead_letter_topic=topics.dead_letter_topic(group),
-    )
+def _commands(context: CommandContext) -> Sequence[tuple[str, typer.Typer]]:
+    from consumers.card.cli import commands  # the CLI loads only when commands are mounted
+
+    return commands(context)
 
 
-async def submit(settings: Settings, events: Iterable[CloudEvent[Any]],
-                 topic: str = topics.CARD_REQUESTS) -> int:
-    """Publish requests as a front door would (keyed by subject); return how many."""
-    headers = [("content-type", CONTENT_TYPE.encode())]
-    prod = Producer(settings.bootstrap, client_id="card-front-door")
-    await prod.start()
-    try:
-        futures = [
-            await prod.send(settings.topic(topic), key=e.subject.encode(), value=e.to_json(),
-                            headers=headers)
-            for e in events
-        ]
-        await asyncio.gather(*futures)
-    finally:
-        await prod.stop()
-    return len(futures)
+AGENCY = Agency(
+    name="card",
+    title="Social Security Card service",
+    package="consumers.card",
+    publishes=Channel(topics.CARD_EVENTS, CARD_OUTCOME_TYPES,
+                      "The card service's outcomes, from its outbox."),
+    requests=Channel(topics.CARD_REQUESTS, CARD_REQUEST_TYPES,
+                     "Requests to the Social Security Card service: e-card registrations from "
+                     "the e-SSC app and the scheduler's daily expiry-reminder sweep."),
+    reads=(topics.PERMIT_EVENTS, topics.CARD_REQUESTS, topics.INSURANCE_EVENTS),
+    # Every type of the contract: the group reads shared topics (the insurance events) whose
+    # other types it ignores; a type the contract does not know is dead-lettered.
+    accepts=tuple(dict.fromkeys(
+        (*PERMIT_EVENT_TYPES, *CARD_REQUEST_TYPES, SocialSecurityNumberIssued, *ALL_EVENT_TYPES))),
+    view=PermitView(PERMITS, handlers.card_permit),
+    build=build,
+    expectations=expectations.reads(),
+    commands=_commands,
+)
+"""The card service, as the hub's registry finds it (entry point `permit_hub.agencies`)."""

@@ -10,8 +10,8 @@ from datetime import date
 
 from consumers.card.records import CardPermit, ECard, Notice, PhysicalCard
 from hub.db import Connection
-from hub.permit_token import Claims
 from hub.projection import ViewTable
+from schemas.permit_token import Claims
 
 DDL = """
 CREATE TABLE IF NOT EXISTS card_permits (

@@ -1,6 +1,5 @@
-"""The public security (entry-exit): its handlers, its view, and its wiring to the hub."""
+"""Public security (entry-exit): its handlers, its view, and its declaration to the hub."""
 
-from consumers.public_security.service import AGENCY, SCHEMA, consumer_spec
-from consumers.public_security.views import PERMITS
+from consumers.public_security.service import AGENCY
 
-__all__ = ["AGENCY", "PERMITS", "SCHEMA", "consumer_spec"]
+__all__ = ["AGENCY"]

@@ -1,4 +1,4 @@
-"""Wiring of public security (entry-exit) to Kafka: the only Kafka-aware module of the agency."""
+"""Public security's (entry-exit) declaration and wiring: the agency's only Kafka-aware module."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from consumers.public_security import expectations
 from consumers.public_security.handlers import (
     Policy,
     checked_permit,
@@ -15,19 +16,19 @@ from consumers.public_security.handlers import (
 )
 from consumers.public_security.settings import PublicSecuritySettings
 from consumers.public_security.tokens import PublishedKeys, token_check
-from consumers.public_security.views import DDL, PERMITS, PublicSecurityView
-from hub.consumer import ConsumerSpec
-from hub.db import RUNTIME_DDL
-from hub.dispatch import DISPATCH_DDL, Emit, Router
-from hub.outbox import OUTBOX_DDL
-from hub.permit_token import published_keys_path
+from consumers.public_security.views import PERMITS, PublicSecurityView
+from hub.agency import Agency, Channel, PermitView
+from hub.delivery import BatchHandler
+from hub.dispatch import Emit, Router
 from hub.settings import Settings
-from schemas import PERMIT_EVENT_TYPES, Codec, topics
+from schemas import PERMIT_EVENT_TYPES, topics
+from schemas.permit_token import published_keys_path
 from schemas.permits import PermitCancelled, PermitExtended
-from schemas.public_security import PUBLIC_SECURITY_REQUEST_TYPES, ResidencePermitApplied
-
-AGENCY = "public_security"
-SCHEMA = (RUNTIME_DDL, OUTBOX_DDL, DISPATCH_DDL, DDL)
+from schemas.public_security import (
+    PUBLIC_SECURITY_REQUEST_TYPES,
+    RESIDENCE_EVENT_TYPES,
+    ResidencePermitApplied,
+)
 
 
 def policy(settings: Settings, own: PublicSecuritySettings | None = None) -> Policy:
@@ -62,16 +63,24 @@ def router(
     return r
 
 
-def consumer_spec(
-    settings: Settings, own: PublicSecuritySettings | None = None
-) -> ConsumerSpec:
-    """The public security consumer group: the permit lifecycle and the counter's requests."""
-    group = settings.topic(AGENCY)
-    return ConsumerSpec(
-        group_id=group,
-        topics=(settings.topic(topics.PERMIT_EVENTS),
-                settings.topic(topics.PUBLIC_SECURITY_REQUESTS)),
-        codec=Codec((*PERMIT_EVENT_TYPES, *PUBLIC_SECURITY_REQUEST_TYPES)),
-        apply=router(settings, own).batch_handler(),
-        dead_letter_topic=topics.dead_letter_topic(group),
-    )
+def build(settings: Settings) -> BatchHandler:
+    """Public security's batch handler, with its own settings read now."""
+    return router(settings, PublicSecuritySettings()).batch_handler()
+
+
+AGENCY = Agency(
+    name="public_security",
+    title="Public security (entry-exit administration)",
+    package="consumers.public_security",
+    publishes=Channel(topics.RESIDENCE_EVENTS, RESIDENCE_EVENT_TYPES,
+                      "Public security's decisions on residence permits, from its outbox."),
+    requests=Channel(topics.PUBLIC_SECURITY_REQUESTS, PUBLIC_SECURITY_REQUEST_TYPES,
+                     "Residence-permit applications from the entry-exit counter system."),
+    reads=(topics.PERMIT_EVENTS, topics.PUBLIC_SECURITY_REQUESTS),
+    accepts=(*PERMIT_EVENT_TYPES, *PUBLIC_SECURITY_REQUEST_TYPES),
+    view=PermitView(PERMITS, checked_permit),
+    build=build,
+    expectations=expectations.reads(),
+    settings=PublicSecuritySettings,
+)
+"""Public security, as the hub's registry finds it (entry point `permit_hub.agencies`)."""

@@ -1,6 +1,6 @@
 """Checking a scanned permit QR token: the card service's signature, then what it claims.
 
-The token format and its verification belong to `hub.permit_token`; this module only loads
+The token format and its verification belong to `schemas.permit_token`; this module only loads
 the card service's published keys and turns a refusal into a reason the applicant can act on.
 """
 
@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from consumers.public_security.rules import Refuse
 from hub.logging import get_logger
-from hub.permit_token import RejectReason, TokenRejected, load_public_keys, verify
+from schemas.permit_token import RejectReason, TokenRejected, load_public_keys, verify
 from schemas.public_security import PresentedQrToken, ResidenceRejection
 
 log = get_logger(__name__)

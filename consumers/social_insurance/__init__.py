@@ -1,6 +1,5 @@
-"""The social insurance: its handlers, its view, and its wiring to the hub."""
+"""The social insurance agency: its handlers, its view, and its declaration to the hub."""
 
-from consumers.social_insurance.service import AGENCY, SCHEMA, consumer_spec
-from consumers.social_insurance.views import PERMITS
+from consumers.social_insurance.service import AGENCY
 
-__all__ = ["AGENCY", "PERMITS", "SCHEMA", "consumer_spec"]
+__all__ = ["AGENCY"]

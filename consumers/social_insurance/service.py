@@ -1,10 +1,11 @@
-"""Wiring of the social insurance agency to Kafka: the only Kafka-aware module of the agency."""
+"""The social insurance agency's declaration and wiring: the agency's only Kafka-aware module."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from consumers.social_insurance import expectations
 from consumers.social_insurance.agreements import load_agreements
 from consumers.social_insurance.handlers import (
     Policy,
@@ -17,22 +18,19 @@ from consumers.social_insurance.handlers import (
     on_registration_requested,
 )
 from consumers.social_insurance.settings import SocialInsuranceSettings
-from consumers.social_insurance.views import DDL, PERMITS, SocialInsuranceView
-from hub.consumer import ConsumerSpec
-from hub.db import RUNTIME_DDL
-from hub.dispatch import DISPATCH_DDL, Emit, Router
-from hub.outbox import OUTBOX_DDL
+from consumers.social_insurance.views import PERMITS, SocialInsuranceView
+from hub.agency import Agency, Channel, PermitView
+from hub.delivery import BatchHandler
+from hub.dispatch import Emit, Router
 from hub.settings import Settings
-from schemas import PERMIT_EVENT_TYPES, Codec, topics
+from schemas import PERMIT_EVENT_TYPES, topics
 from schemas.card import CARD_OUTCOME_TYPES, ECardIssued
 from schemas.permits import NotificationLetterIssued, PermitCancelled, PermitChanged, PermitExpired
 from schemas.social_insurance import (
+    INSURANCE_EVENT_TYPES,
     SOCIAL_INSURANCE_REQUEST_TYPES,
     InsuranceRegistrationRequested,
 )
-
-AGENCY = "social_insurance"
-SCHEMA = (RUNTIME_DDL, OUTBOX_DDL, DISPATCH_DDL, DDL)
 
 
 def policy(own: SocialInsuranceSettings | None = None) -> Policy:
@@ -63,18 +61,25 @@ def router(
     return r
 
 
-def consumer_spec(
-    settings: Settings, own: SocialInsuranceSettings | None = None
-) -> ConsumerSpec:
-    """The social insurance consumer group: permits, e-cards and registration requests."""
-    group = settings.topic(AGENCY)
-    return ConsumerSpec(
-        group_id=group,
-        topics=(settings.topic(topics.PERMIT_EVENTS),
-                settings.topic(topics.CARD_EVENTS),
-                settings.topic(topics.SOCIAL_INSURANCE_REQUESTS)),
-        # Every type the card topic carries is known, so those it ignores are not dead letters.
-        codec=Codec((*PERMIT_EVENT_TYPES, *CARD_OUTCOME_TYPES, *SOCIAL_INSURANCE_REQUEST_TYPES)),
-        apply=router(settings, own).batch_handler(),
-        dead_letter_topic=topics.dead_letter_topic(group),
-    )
+def build(settings: Settings) -> BatchHandler:
+    """Social insurance's batch handler, with its agreements table loaded now."""
+    return router(settings, SocialInsuranceSettings()).batch_handler()
+
+
+AGENCY = Agency(
+    name="social_insurance",
+    title="Social insurance agency",
+    package="consumers.social_insurance",
+    publishes=Channel(topics.INSURANCE_EVENTS, INSURANCE_EVENT_TYPES,
+                      "The social insurance agency's outcomes, from its outbox."),
+    requests=Channel(topics.SOCIAL_INSURANCE_REQUESTS, SOCIAL_INSURANCE_REQUEST_TYPES,
+                     "Insurance registration requests from the social insurance front door."),
+    reads=(topics.PERMIT_EVENTS, topics.CARD_EVENTS, topics.SOCIAL_INSURANCE_REQUESTS),
+    # Every type the card topic carries is known, so those it ignores are not dead letters.
+    accepts=(*PERMIT_EVENT_TYPES, *CARD_OUTCOME_TYPES, *SOCIAL_INSURANCE_REQUEST_TYPES),
+    view=PermitView(PERMITS, insured_permit),
+    build=build,
+    expectations=expectations.reads(),
+    settings=SocialInsuranceSettings,
+)
+"""Social insurance, as the hub's registry finds it (entry point `permit_hub.agencies`)."""

@@ -1,5 +1,5 @@
 """Operators' commands: lag, dead letters, reconciliation; each a plain module with a thin CLI."""
 
-from hub.ops._common import BadTarget
+from hub.errors import BadTarget
 
 __all__ = ["BadTarget"]

@@ -1,56 +1,39 @@
 """The ops commands' command line: `lag`, `reconcile` and the `dlq` group, mounted by `hub.cli`.
 
-Exit codes: 0 fine, 1 the check found something (lag over a limit, drift, a failed
-redrive), 2 the operator named something that does not exist (nothing was changed).
+Exit codes as every command (`hub.commands`): 0 fine, 1 the check found something (drift, a
+failed redrive), 2 the operator named something that does not exist (nothing was changed).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-import structlog
 import typer
 
-from hub.logging import configure_logging
-from hub.ops._common import BadTarget, json_default
+from hub.commands import emit_json, run
+from hub.registry import installed
 from hub.settings import Settings
 
-T = TypeVar("T")
-
 AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+
+
+def _consumer_names() -> list[str]:
+    return [a.name for a in installed().consumers()]
+
+
+def _view_names() -> list[str]:
+    return [a.name for a in installed().with_views()]
+
+
 Groups = Annotated[
     list[str] | None,
-    typer.Argument(help="agency names or consumer group ids; every agency when omitted"),
+    typer.Argument(help="agency names or consumer group ids; every agency when omitted",
+                   autocompletion=_consumer_names),
 ]
-
-
-def settings() -> Settings:
-    """Settings from the `HUB_*` environment, with logging (to stderr) configured once."""
-    found = Settings()
-    if not structlog.is_configured():
-        # Routine info lines would bury the command's output; warnings still show.
-        configure_logging(found.log_format, "WARNING")
-    return found
-
-
-def run(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
-    """Run one command's async work; a named thing that does not exist exits 2."""
-    try:
-        return asyncio.run(work(settings()))
-    except BadTarget as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-def emit_json(payload: Any) -> None:
-    """Print one JSON document for scripts."""
-    typer.echo(json.dumps(payload, default=json_default, indent=2, sort_keys=True))
 
 
 def lag(groups: Groups = None, as_json: AsJson = False) -> None:
@@ -79,7 +62,8 @@ def _dash(value: int | None) -> str:
 
 def reconcile(
     agencies: Annotated[
-        list[str] | None, typer.Argument(help="agency views to check; all when omitted")
+        list[str] | None, typer.Argument(help="agency views to check; all when omitted",
+                                         autocompletion=_view_names)
     ] = None,
     as_json: AsJson = False,
 ) -> None:
@@ -101,7 +85,8 @@ dlq_app = typer.Typer(
     help="A consumer group's dead letters: list them, show one, redrive them after a fix.",
     no_args_is_help=True,
 )
-Group = Annotated[str, typer.Argument(help="agency name or consumer group id")]
+Group = Annotated[str, typer.Argument(help="agency name or consumer group id",
+                                      autocompletion=_consumer_names)]
 Quarantine = Annotated[
     bool, typer.Option("--quarantine", help="the group's quarantine topic instead of its DLQ")
 ]
@@ -114,7 +99,7 @@ def dlq_list(group: Group, quarantine: Quarantine = False, as_json: AsJson = Fal
     from hub.ops.redrive import redrive_log
 
     async def work(s: Settings) -> tuple[str, list[Any], set[str]]:
-        _, _, topic = dlq_topic_of(s, group, quarantine=quarantine)
+        _, topic = dlq_topic_of(s, group, quarantine=quarantine)
         messages = await read_all(s, topic)
         log = await redrive_log(s, group)
         sent = {f"{r['dlq_partition']}:{r['dlq_offset']}" for r in log
@@ -148,7 +133,7 @@ def dlq_show(
     from hub.ops.dlq import dlq_topic_of, read_one
 
     async def work(s: Settings) -> dict[str, Any]:
-        _, _, topic = dlq_topic_of(s, group, quarantine=quarantine)
+        _, topic = dlq_topic_of(s, group, quarantine=quarantine)
         return (await read_one(s, topic, ref)).detail()
 
     detail = run(work)

@@ -16,11 +16,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from hub.consumer import ConsumerSpec
-from hub.errors import retry_transient
-from hub.kafka import REDRIVE_COUNT, Headers, quarantine_topic
-from hub.lag import partitions_of
-from hub.ops._common import BadTarget, spec_of
+from hub.agency import Agency
+from hub.errors import BadTarget, retry_transient
+from hub.kafka import REDRIVE_COUNT, Headers, partitions_of, quarantine_topic
+from hub.registry import installed
 from hub.settings import Settings
 
 
@@ -97,13 +96,13 @@ class DeadLetterMessage:
         }
 
 
-def dlq_topic_of(settings: Settings, group: str, *, quarantine: bool = False) -> tuple[
-    str, ConsumerSpec, str
-]:
-    """The agency, spec and dead-letter (or quarantine) topic of a group."""
-    agency, spec = spec_of(settings, group)
-    topic = spec.dead_letter_topic
-    return agency, spec, quarantine_topic(topic) if quarantine else topic
+def dlq_topic_of(
+    settings: Settings, group: str, *, quarantine: bool = False
+) -> tuple[Agency, str]:
+    """The agency of a group (by name or group id) and its dead-letter (or quarantine) topic."""
+    agency = installed().consumer(settings, group)
+    topic = agency.dead_letter_topic(settings)
+    return agency, quarantine_topic(topic) if quarantine else topic
 
 
 def _message(rec: ConsumerRecord) -> DeadLetterMessage:

@@ -8,7 +8,9 @@ an operator can check `kafka-consumer-groups` against the hub at a glance.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,10 +18,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from hub import bootstrap
+from hub.agency import Agency
+from hub.db import open_pool, stored_offsets
 from hub.errors import retry_transient
-from hub.lag import partitions_of
-from hub.ops._common import specs_of
+from hub.kafka import partitions_of
+from hub.registry import installed
 from hub.settings import Settings
 
 
@@ -57,48 +60,77 @@ class PartitionLag:
         return {**asdict(self), "lag": self.lag, "oldest_unprocessed_age_s": self.age_seconds(now)}
 
 
+def _agencies(settings: Settings, groups: list[str] | None) -> list[Agency]:
+    """The named agencies' groups (by name or group id), or every consuming agency."""
+    registry = installed()
+    if not groups:
+        return registry.consumers()
+    return [registry.consumer(settings, g) for g in groups]
+
+
 async def lag_report(settings: Settings, groups: list[str] | None = None) -> list[PartitionLag]:
-    """Every partition of the named groups' topics (all agencies when none are named)."""
-    specs = specs_of(settings, groups)
+    """Every partition of the named groups' topics (all agencies when none are named), with
+    Kafka's committed offsets and the age of the oldest record each view has not applied."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="hub-ops-lag")
+    await retry_transient("start kafka admin", admin.start)
+    try:
+        committed = {
+            a.group_id(settings): await admin.list_consumer_group_offsets(a.group_id(settings))
+            for a in _agencies(settings, groups)
+        }
+        async with _reader(settings) as reader:
+            rows = await _rows(settings, reader, groups, committed)
+            return await _with_oldest_timestamps(reader, rows)
+    finally:
+        await admin.close()
+
+
+async def agency_lag(settings: Settings, agency: str) -> list[PartitionLag]:
+    """Per partition of one agency's topics: what its view applied against the log."""
+    async with _reader(settings) as reader:
+        return await _rows(settings, reader, [agency], {})
+
+
+async def caught_up(settings: Settings, agency: str) -> bool:
+    """True when the agency's view has applied everything its topics hold."""
+    return all(p.lag == 0 for p in await agency_lag(settings, agency))
+
+
+@contextlib.asynccontextmanager
+async def _reader(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
     reader = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
         isolation_level="read_committed", client_id="hub-ops-lag",
     )
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="hub-ops-lag")
     await retry_transient("start lag reader", reader.start)
     try:
-        await retry_transient("start kafka admin", admin.start)
-        rows: list[PartitionLag] = []
-        for agency, spec in specs:
-            tps = [
-                TopicPartition(t, p) for t in spec.topics for p in await partitions_of(reader, t)
-            ]
-            starts = await reader.beginning_offsets(tps)
-            ends = await reader.end_offsets(tps)
-            stored = await _stored_offsets(settings, agency, spec.group_id)
-            committed = await admin.list_consumer_group_offsets(spec.group_id)
-            for tp in tps:
-                rows.append(PartitionLag(
-                    group=spec.group_id, agency=agency, topic=tp.topic, partition=tp.partition,
-                    stored=stored.get((tp.topic, tp.partition)),
-                    kafka_committed=committed[tp].offset if tp in committed else None,
-                    log_start=starts[tp], log_end=ends[tp], oldest_unprocessed_at=None,
-                ))
-        return await _with_oldest_timestamps(reader, rows)
+        yield reader
     finally:
-        await admin.close()
         await reader.stop()
 
 
-async def _stored_offsets(
-    settings: Settings, agency: str, group: str
-) -> dict[tuple[str, int], int]:
-    async with bootstrap.pool(settings, agency, max_size=1) as p:  # type: ignore[arg-type]
-        found = await p.fetch(
-            "SELECT topic, partition, next_offset FROM hub_consumer_offsets WHERE group_id = $1",
-            group,
-        )
-    return {(r["topic"], r["partition"]): r["next_offset"] for r in found}
+async def _rows(
+    settings: Settings, reader: AIOKafkaConsumer, groups: list[str] | None,
+    committed: dict[str, dict[TopicPartition, Any]],
+) -> list[PartitionLag]:
+    rows: list[PartitionLag] = []
+    for agency in _agencies(settings, groups):
+        group = agency.group_id(settings)
+        tps = [TopicPartition(settings.topic(t), p) for t in agency.reads
+               for p in await partitions_of(reader, settings.topic(t))]
+        starts = await reader.beginning_offsets(tps)
+        ends = await reader.end_offsets(tps)
+        async with open_pool(settings.dsn(agency.name), max_size=1) as pool:
+            stored = await stored_offsets(pool, group)
+        for tp in tps:
+            mirror = committed.get(group, {}).get(tp)
+            rows.append(PartitionLag(
+                group=group, agency=agency.name, topic=tp.topic, partition=tp.partition,
+                stored=stored.get((tp.topic, tp.partition)),
+                kafka_committed=mirror.offset if mirror is not None else None,
+                log_start=starts[tp], log_end=ends[tp], oldest_unprocessed_at=None,
+            ))
+    return rows
 
 
 async def _with_oldest_timestamps(

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.ops._common import BadTarget
+from hub.errors import BadTarget
+from hub.ops.views import Drift, drifts
+from hub.registry import installed
 from hub.settings import Settings
-from hub.views import Drift, drifts
 
 
 async def reconcile(settings: Settings, agencies: list[str] | None = None) -> list[Drift]:
     """The drifts of the named agencies' views (all when none are named) against the authority."""
-    from hub import bootstrap
-
-    unknown = set(agencies or ()) - set(bootstrap.CONSUMER_AGENCIES)
+    viewed = [a.name for a in installed().with_views()]
+    unknown = set(agencies or ()) - set(viewed)
     if unknown:
-        known = ", ".join(bootstrap.CONSUMER_AGENCIES)
+        known = ", ".join(viewed)
         raise BadTarget(f"no agency view {', '.join(sorted(unknown))}; known: {known}")
     found = await drifts(settings)
     return [d for d in found if not agencies or d.agency in agencies]

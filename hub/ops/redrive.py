@@ -19,10 +19,9 @@ from dataclasses import asdict, dataclass
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from hub import bootstrap
-from hub.errors import retry_transient
+from hub.db import open_pool
+from hub.errors import BadTarget, retry_transient
 from hub.kafka import DLQ_PREFIX, REDRIVE_COUNT, Headers
-from hub.ops._common import BadTarget
 from hub.ops.dlq import DeadLetterMessage, dlq_topic_of, parse_ref, read_all
 from hub.settings import Settings
 
@@ -78,16 +77,17 @@ async def redrive(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[Redrive]:
     """Redrive the named dead letters (all when `refs` is None) of a group to their origins."""
-    agency, spec, topic = dlq_topic_of(settings, group, quarantine=quarantine)
+    agency, topic = dlq_topic_of(settings, group, quarantine=quarantine)
+    group_id, origins = agency.group_id(settings), [settings.topic(t) for t in agency.reads]
     wanted = [parse_ref(r) for r in refs] if refs is not None else None
     messages = await read_all(settings, topic)
     chosen = _choose(messages, wanted, topic, reason)
     for m in chosen:
-        if m.origin is None or m.origin[0] not in spec.topics:
+        if m.origin is None or m.origin[0] not in origins:
             raise BadTarget(f"{topic}:{m.ref} names origin {m.header('dlq.origin.topic')!r}, "
-                            f"not a topic of {spec.group_id}; nothing was redriven")
-    async with bootstrap.pool(settings, agency, max_size=1) as pool:  # type: ignore[arg-type]
-        sent = await _already_sent(pool, spec.group_id, topic, dry_run=dry_run)
+                            f"not a topic of {group_id}; nothing was redriven")
+    async with open_pool(settings.dsn(agency.name), max_size=1) as pool:
+        sent = await _already_sent(pool, group_id, topic, dry_run=dry_run)
         if dry_run:
             return [_plan(m, "skipped" if (m.partition, m.offset) in sent and not again
                           else "planned") for m in chosen]
@@ -100,7 +100,7 @@ async def redrive(
                 if (m.partition, m.offset) in sent and not again:
                     out.append(_plan(m, "skipped"))
                 else:
-                    out.append(await _send_one(pool, producer, spec.group_id, topic, m))
+                    out.append(await _send_one(pool, producer, group_id, topic, m))
                 if on_progress is not None:
                     on_progress(done, len(chosen))
             return out
@@ -179,10 +179,10 @@ async def _send_one(
 
 async def redrive_log(settings: Settings, group: str) -> list[dict[str, object]]:
     """The recorded redrives of a group, oldest first (empty if none was ever made)."""
-    agency, spec, _ = dlq_topic_of(settings, group)
-    async with bootstrap.pool(settings, agency, max_size=1) as pool:  # type: ignore[arg-type]
+    agency, _ = dlq_topic_of(settings, group)
+    async with open_pool(settings.dsn(agency.name), max_size=1) as pool:
         if await pool.fetchval("SELECT to_regclass('hub_redrives')") is None:
             return []
         rows = await pool.fetch("SELECT * FROM hub_redrives WHERE group_id = $1 ORDER BY id",
-                                spec.group_id)
+                                agency.group_id(settings))
     return [dict(r) for r in rows]

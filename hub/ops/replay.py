@@ -72,13 +72,16 @@ import typer
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from hub import bootstrap
-from hub.db import Connection
-from hub.lag import partitions_of
-from hub.ops._common import BadTarget, spec_of
+from hub.agency import Agency, PermitView
+from hub.commands import emit_json, run
+from hub.db import Connection, open_pool
+from hub.delivery import Refusal, accept
+from hub.errors import BadTarget
+from hub.kafka import partitions_of
 from hub.projection import ViewTable
+from hub.registry import installed
 from hub.settings import Settings
-from schemas import PERMIT_EVENT_TYPES, Codec, DecodeError, topics
+from schemas import PERMIT_EVENT_TYPES, topics
 
 REPLAYS_DDL = """
 CREATE TABLE IF NOT EXISTS hub_replays (
@@ -116,21 +119,23 @@ class ReplayFailed(RuntimeError):
     """The replay could not finish (busy, interrupted, Kafka too slow at the switch): exit 1."""
 
 
-def row_function(agency: str) -> Callable[[Any], tuple[Any, ...] | None]:
-    """The row function the agency's router projects permit events with."""
-    if agency == "card":
-        from consumers.card.handlers import card_permit
+_PERMIT_TYPES = frozenset(t.EVENT_TYPE for t in PERMIT_EVENT_TYPES)
 
-        return card_permit
-    if agency == "public_security":
-        from consumers.public_security.handlers import checked_permit
 
-        return checked_permit
-    if agency == "social_insurance":
-        from consumers.social_insurance.handlers import insured_permit
+def _viewed(settings: Settings, name: str) -> tuple[Agency, PermitView]:
+    """The agency (by name or group id) and its permit view; BadTarget if it keeps none."""
+    agency = installed().consumer(settings, name)
+    return agency, _permit_view(agency)
 
-        return insured_permit
-    raise BadTarget(f"no permit view for {agency!r}")
+
+def _permit_view(agency: Agency) -> PermitView:
+    if agency.view is None:
+        raise BadTarget(f"agency {agency.name!r} keeps no permit view; nothing was replayed")
+    return agency.view
+
+
+def _view_names() -> list[str]:
+    return [a.name for a in installed().with_views()]
 
 
 # ranges --------------------------------------------------------------------------------
@@ -244,8 +249,8 @@ def _reader(settings: Settings) -> AIOKafkaConsumer:
 async def plan(settings: Settings, view: str, start: str, to: str | None) -> Replay:
     """The replay of `view` from `start` (to `to`), as a plan; BadTarget if anything named
     does not exist. Touches no database."""
-    agency, spec = spec_of(settings, view)
-    table = bootstrap.CONSUMER_AGENCIES[agency].PERMITS
+    agency, permits = _viewed(settings, view)
+    table = permits.table
     first = parse_bound(start, allow_earliest=True)
     last = parse_bound(to, allow_earliest=False) if to is not None else None
     topic = settings.topic(topics.PERMIT_EVENTS)
@@ -269,7 +274,7 @@ async def plan(settings: Settings, view: str, start: str, to: str | None) -> Rep
             raise BadTarget(f"--to {p}:{finish[p]} is before --from {p}:{begin[p]};"
                             " nothing was replayed")
     return Replay(
-        view=agency, table=table.name, topic=topic, group_id=spec.group_id,
+        view=agency.name, table=table.name, topic=topic, group_id=agency.group_id(settings),
         bounded=last is not None, shadow=f"{table.name}__shadow",
         partitions=[PartitionPlan(p, begin[p], finish[p], begin[p]) for p in parts],
         range={"from": start, "to": to, "start": {str(p): begin[p] for p in parts},
@@ -301,7 +306,7 @@ async def run_replay(
     """
     if rate is not None and rate <= 0:
         raise BadTarget("--rate must be a positive number of events per second")
-    agency, _ = spec_of(settings, view)
+    agency = _viewed(settings, view)[0].name
     if resume is not None:
         return await _resume(settings, agency, resume, rate=rate, dry_run=dry_run,
                              limit=limit, on_progress=on_progress)
@@ -309,7 +314,7 @@ async def run_replay(
     if dry_run:
         return r
     async with (
-        bootstrap.pool(settings, agency, max_size=1) as pool,  # type: ignore[arg-type]
+        open_pool(settings.dsn(agency), max_size=1) as pool,
         pool.acquire() as conn,
     ):
         await conn.execute(REPLAYS_DDL)
@@ -338,7 +343,7 @@ async def _resume(
     limit: int | None, on_progress: Progress | None,
 ) -> Replay:
     async with (
-        bootstrap.pool(settings, agency, max_size=1) as pool,  # type: ignore[arg-type]
+        open_pool(settings.dsn(agency), max_size=1) as pool,
         pool.acquire() as conn,
     ):
         if await conn.fetchval("SELECT to_regclass('hub_replays')") is None:
@@ -427,10 +432,11 @@ class _Builder:
     ) -> None:
         self.conn, self.r, self.reader = conn, r, reader
         self.rate, self.limit, self.on_progress = rate, limit, on_progress
-        self.codec = Codec(PERMIT_EVENT_TYPES)
-        self.row_of = row_function(r.view)
-        live = bootstrap.CONSUMER_AGENCIES[r.view].PERMITS
-        self.shadow = ViewTable(r.shadow, live.columns)
+        agency = installed().get(r.view)
+        permits = _permit_view(agency)
+        self.codec = agency.codec()
+        self.row_of = permits.row
+        self.shadow = ViewTable(r.shadow, permits.table.columns)
         self.by_partition = {p.partition: p for p in r.partitions}
         self.started = time.monotonic()
         self.read_since_start = 0
@@ -512,14 +518,11 @@ class _Builder:
 
     def _row(self, rec: ConsumerRecord) -> tuple[Any, ...] | None:
         """The shadow row of a record, or None for one the live consumer dead-letters."""
-        try:
-            event = self.codec.decode(rec.value)
-        except DecodeError:
-            return None
-        if rec.key is not None and rec.key.decode(errors="replace") != event.subject:
+        accepted = accept(rec, self.codec)
+        if isinstance(accepted, Refusal) or accepted.event.type not in _PERMIT_TYPES:
             return None
         try:
-            return self.row_of(event)
+            return self.row_of(accepted.event)
         except Exception:  # the live consumer dead-letters it: no row there either
             return None
 
@@ -601,7 +604,8 @@ async def _switch_once(
 
 
 def replay(
-    view: Annotated[str, typer.Argument(help="card | public_security | social_insurance")],
+    view: Annotated[str, typer.Argument(
+        help="an agency with a permit view (`hub agencies`)", autocompletion=_view_names)],
     start: Annotated[str, typer.Option(
         "--from", help="earliest | an ISO datetime (UTC if naive) | P:OFFSET,...")] = "earliest",
     to: Annotated[str | None, typer.Option(
@@ -623,8 +627,6 @@ def replay(
     another replay of the view running; 2 a view, offset, time or replay id that does not
     exist (nothing changed).
     """
-    from hub.ops.cli import emit_json, run
-
     progress = None if as_json or dry_run or not sys.stderr.isatty() else _RichProgress()
 
     async def work(s: Settings) -> Replay:

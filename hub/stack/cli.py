@@ -8,6 +8,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from hub.registry import installed
 from hub.settings import Settings
 from hub.stack.local import STACK_ERRORS, LocalStack
 
@@ -20,10 +21,17 @@ stack_app = typer.Typer(
 _NAMES = {"kafka": "Kafka", "postgres": "Postgres"}
 
 
+def _stack() -> LocalStack:
+    """The local stack, with a database on the shared server for each installed agency."""
+    settings = Settings()
+    names = [n for n in installed().names() if not settings.has_own_server(n)]
+    return LocalStack(settings, [settings.database_name(n) for n in names])
+
+
 @stack_app.command()
 def up() -> None:
     """Start the local Kafka and Postgres (what already runs is left alone) and wait for them."""
-    stack = LocalStack(Settings())
+    stack = _stack()
     before = stack.status()
     started = time.monotonic()
     try:
@@ -48,7 +56,7 @@ def _up_message(part: str, before: dict[str, Any], after: dict[str, Any]) -> str
 @stack_app.command()
 def down() -> None:
     """Stop the local Kafka and Postgres started by `hub stack up`."""
-    stack = LocalStack(Settings())
+    stack = _stack()
     before = stack.status()
     try:
         stack.down()
@@ -72,7 +80,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="print the status as JSON")] = False,
 ) -> None:
     """Show whether the local Kafka and Postgres run, with their pids and addresses."""
-    report = LocalStack(Settings()).status()
+    report = _stack().status()
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return

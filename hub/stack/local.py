@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from collections.abc import Sequence
+
 import asyncpg
 
-from hub.settings import AGENCIES, Settings
+from hub.settings import Settings
 from hub.stack.kafka import KafkaNode, KafkaNodeError
 from hub.stack.postgres import EmbeddedPostgres, PostgresServerError, ensure_databases_sync
 
@@ -24,8 +26,11 @@ class LocalStack:
     here; on an external Postgres only the agency databases are created.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, databases: Sequence[str] = ()) -> None:
         self.settings = settings
+        self.databases = list(databases)
+        """The agency databases to create on the shared server (`hub init` creates them
+        too, so a stack started without names still serves every agency)."""
         # Absolute, because the paths end up in server.properties and pid files that other
         # processes (and the JVM, whose working directory differs) read.
         self.home = settings.home.resolve()
@@ -44,8 +49,8 @@ class LocalStack:
             self.postgres = EmbeddedPostgres(self.stack_dir / "postgres", settings.postgres_port)
 
     def database_names(self) -> list[str]:
-        """The four agency databases this stack provides."""
-        return [self.settings.database_name(agency) for agency in AGENCIES]
+        """The agency databases this stack provides."""
+        return list(self.databases)
 
     def up(self) -> None:
         """Start what is not running yet, wait until both answer, create the databases."""

@@ -10,10 +10,11 @@ from datetime import date, timedelta
 from typing import Any
 
 from hub import bootstrap
-from hub.lag import caught_up
+from hub.ops.lag import caught_up
 from hub.projection import fetch_all
+from hub.registry import installed
 from hub.settings import Settings
-from producers.work_permit import Authority
+from producers.work_permit import Authority, authority
 from schemas import CONTENT_TYPE, CloudEvent, Codec
 from schemas.permits import Category, Employer, Holder, PermitRecord
 from tests.integration.hub_fixtures import eventually, read_topic
@@ -97,12 +98,12 @@ def by_request(events: Iterable[CloudEvent[Any]], field: str) -> dict[str, list[
 
 async def synced(settings: Settings, agency: str, auth: Authority) -> None:
     """Wait until the agency's view holds every permit at the authority's sequence."""
-    package = bootstrap.CONSUMER_AGENCIES[agency]
+    table = installed().view(agency).table
 
     async def check() -> bool:
         truth = await auth.all()
-        async with bootstrap.pool(settings, agency, max_size=1) as p:  # type: ignore[arg-type]
-            rows = await fetch_all(p, package.PERMITS)
+        async with bootstrap.pool(settings, agency, max_size=1) as p:
+            rows = await fetch_all(p, table)
         return all(no in rows and rows[no]["sequence"] == seq for no, (_, seq) in truth.items())
 
     await eventually(check, what=f"{agency} to hold every permit")
@@ -110,7 +111,7 @@ async def synced(settings: Settings, agency: str, auth: Authority) -> None:
 
 async def rows(settings: Settings, agency: str, sql: str, *args: Any) -> list[dict[str, Any]]:
     """Rows of a query on an agency's own database."""
-    async with bootstrap.pool(settings, agency, max_size=1) as p:  # type: ignore[arg-type]
+    async with bootstrap.pool(settings, agency, max_size=1) as p:
         return [dict(r) for r in await p.fetch(sql, *args)]
 
 
@@ -129,9 +130,9 @@ async def settled(settings: Settings, agency: str) -> None:
 async def agency_running(settings: Settings, agency: str) -> AsyncIterator[Authority]:
     """The authority with its relay, and one agency's consumer with its outcome relay."""
     async with (
-        bootstrap.running_relay(settings),
-        bootstrap.running_relay(settings, agency),  # type: ignore[arg-type]
+        bootstrap.running_relay(settings, "workpermit"),
+        bootstrap.running_relay(settings, agency),
         bootstrap.running_consumer(settings, agency),
-        bootstrap.authority(settings) as auth,
+        authority(settings) as auth,
     ):
         yield auth

@@ -15,8 +15,9 @@ from aiokafka.structs import ConsumerRecord
 
 from hub import bootstrap
 from hub.bootstrap import init_all
-from hub.lag import partitions_of
+from hub.kafka import partitions_of
 from hub.projection import fetch_all
+from hub.registry import installed
 from hub.settings import Settings
 from schemas import CONTENT_TYPE, CloudEvent, topics
 
@@ -78,9 +79,9 @@ def expected_rows(
 
 async def view_rows(settings: Settings, agency: str) -> dict[str, dict[str, Any]]:
     """A view's rows without the bookkeeping column applied_at."""
-    package = bootstrap.CONSUMER_AGENCIES[agency]
-    async with bootstrap.pool(settings, agency, max_size=1) as p:  # type: ignore[arg-type]
-        rows = await fetch_all(p, package.PERMITS)
+    table = installed().view(agency).table
+    async with bootstrap.pool(settings, agency, max_size=1) as p:
+        rows = await fetch_all(p, table)
     return {k: {c: v for c, v in r.items() if c != "applied_at"} for k, r in rows.items()}
 
 

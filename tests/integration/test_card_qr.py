@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 from consumers.card import qr
 from consumers.card.cli import standalone
 from hub.logging import configure_logging
-from hub.permit_token import Claims, key_id, sign
 from hub.settings import Settings
 from schemas.card import ECardIssued
+from schemas.permit_token import Claims, key_id, sign
 from schemas.permits import CancellationReason
 from tests.integration.test_card_service import (
     TODAY,

@@ -22,7 +22,7 @@ from consumers.card.service import submit
 from hub import bootstrap
 from hub.consumer import ViewConsumer
 from hub.settings import Settings
-from producers.work_permit import Authority
+from producers.work_permit import Authority, authority
 from schemas import Codec, topics
 from schemas.card import (
     CARD_OUTCOME_TYPES,
@@ -89,7 +89,7 @@ async def card_hub(hub_settings: Settings, tmp_path: Path) -> AsyncIterator[Card
     """The card service's part of the hub, with its keys under this test's own home."""
     settings = hub_settings.model_copy(update={"home": tmp_path})
     async with contextlib.AsyncExitStack() as stack:
-        auth = await stack.enter_async_context(bootstrap.authority(settings))
+        auth = await stack.enter_async_context(authority(settings))
         await stack.enter_async_context(bootstrap.running_relay(settings, "workpermit"))
         await stack.enter_async_context(bootstrap.running_relay(settings, "card"))
         consumer = await stack.enter_async_context(bootstrap.running_consumer(settings, "card"))

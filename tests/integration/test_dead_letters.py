@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from consumers.card.handlers import card_permit
+from demo.synthetic import stream
 from hub import bootstrap
-from hub.lag import caught_up
+from hub.ops.lag import caught_up
 from hub.settings import Settings
-from hub.synthetic import stream
 from schemas import topics
 from tests.integration.hub_fixtures import (
     eventually,

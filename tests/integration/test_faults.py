@@ -15,12 +15,14 @@ import pytest
 
 from consumers.card.handlers import card_permit
 from consumers.social_insurance.handlers import insured_permit
+from demo.synthetic import _employer, _holder, stream
 from hub import bootstrap
-from hub.lag import agency_lag, caught_up
+from hub.ops.lag import agency_lag, caught_up
+from hub.ops.views import drifts
+from hub.registry import installed
 from hub.settings import Settings
 from hub.stack.kafka import KafkaNode
-from hub.synthetic import _employer, _holder, stream
-from hub.views import drifts
+from producers.work_permit import authority
 from schemas import topics
 from schemas.permits import Category
 from tests.integration.hub_fixtures import (
@@ -94,7 +96,7 @@ async def test_two_instances_share_the_partitions_and_survive_one_stopping(
     takes its partitions over from the stored offsets and the view is still exact."""
     events = list(stream(3000, seed=12))
     half = len(events) // 2
-    spec = bootstrap.CONSUMER_AGENCIES["social_insurance"].consumer_spec(hub_settings)
+    spec = installed().get("social_insurance").consumer_spec(hub_settings)
     every_partition = hub_settings.partitions * len(spec.topics)
     async with bootstrap.running_consumer(hub_settings, "social_insurance", client_id="si-b") as b:
         async with bootstrap.running_consumer(hub_settings, "social_insurance",
@@ -153,11 +155,11 @@ async def test_commands_during_a_broker_outage_reach_the_views_after_it(
     """With Kafka stopped, the authority still commits (to its outbox); once Kafka is back the
     relay publishes everything and every view agrees with the authority."""
     async with (
-        bootstrap.running_relay(hub_settings) as relay,
+        bootstrap.running_relay(hub_settings, "workpermit") as relay,
         bootstrap.running_consumer(hub_settings, "card") as c1,
         bootstrap.running_consumer(hub_settings, "public_security") as c2,
         bootstrap.running_consumer(hub_settings, "social_insurance") as c3,
-        bootstrap.authority(hub_settings) as auth,
+        authority(hub_settings) as auth,
     ):
         import random
 
@@ -181,7 +183,7 @@ async def test_commands_during_a_broker_outage_reach_the_views_after_it(
             async with bootstrap.pool(hub_settings, "workpermit", max_size=1) as p:
                 left = await p.fetchval("SELECT count(*) FROM hub_outbox")
             lags = {a: sum(x.lag for x in await agency_lag(hub_settings, a))
-                    for a in bootstrap.CONSUMER_AGENCIES}
+                    for a in installed().names() if installed().get(a).consumes}
             found = await drifts(hub_settings)
             states = [c.diagnostics() for c in (c1, c2, c3)]
             return (f"outbox={left} published={relay.published} lag={lags} drifts={found[:3]}"

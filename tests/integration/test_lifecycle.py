@@ -11,20 +11,22 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from demo.synthetic import _employer, _holder
 from hub import bootstrap
-from hub.lag import caught_up, partitions_of
+from hub.kafka import partitions_of
+from hub.ops.lag import caught_up
+from hub.ops.views import drifts
 from hub.projection import fetch_all
+from hub.registry import installed
 from hub.settings import Settings
-from hub.synthetic import _employer, _holder
-from hub.views import drifts
-from producers.work_permit import Authority, PermitRuleViolation
+from producers.work_permit import Authority, PermitRuleViolation, authority
 from schemas import topics
 from schemas.permits import CancellationReason, Category, PermitStatus
 from tests.integration.hub_fixtures import eventually
 
 pytestmark = pytest.mark.integration
 
-AGENCIES = tuple(bootstrap.CONSUMER_AGENCIES)
+AGENCIES = tuple(a.name for a in installed().consumers())
 
 
 async def random_lifecycles(auth: Authority, rng: random.Random, permits: int) -> list[str]:
@@ -81,9 +83,9 @@ async def _random_command(auth: Authority, record: Any, rng: random.Random) -> N
 async def snapshot(settings: Settings) -> dict[str, dict[Any, dict[str, Any]]]:
     """Every row of every view, applied_at included."""
     out = {}
-    for agency, package in bootstrap.CONSUMER_AGENCIES.items():
-        async with bootstrap.pool(settings, agency, max_size=1) as p:  # type: ignore[arg-type]
-            out[agency] = await fetch_all(p, package.PERMITS)
+    for agency in AGENCIES:
+        async with bootstrap.pool(settings, agency, max_size=1) as p:
+            out[agency] = await fetch_all(p, installed().view(agency).table)
     return out
 
 
@@ -94,11 +96,11 @@ async def all_caught_up(settings: Settings) -> bool:
 async def test_random_lifecycles_reach_every_view_exactly(hub_settings: Settings) -> None:
     """Hundreds of permits through random commands end with every view equal to the authority."""
     async with (
-        bootstrap.running_relay(hub_settings),
+        bootstrap.running_relay(hub_settings, "workpermit"),
         bootstrap.running_consumer(hub_settings, "card"),
         bootstrap.running_consumer(hub_settings, "public_security"),
         bootstrap.running_consumer(hub_settings, "social_insurance"),
-        bootstrap.authority(hub_settings) as auth,
+        authority(hub_settings) as auth,
     ):
         nos = await random_lifecycles(auth, random.Random(42), permits=300)
 
@@ -114,14 +116,14 @@ async def test_random_lifecycles_reach_every_view_exactly(hub_settings: Settings
 
 
 async def _truth(settings: Settings) -> dict[str, Any]:
-    async with bootstrap.authority(settings) as auth:
+    async with authority(settings) as auth:
         return await auth.all()
 
 
 async def test_duplicates_and_replays_change_nothing(hub_settings: Settings) -> None:
     """Every event published twice, and a view replayed from offset 0, leave the views as
     they were."""
-    async with bootstrap.running_relay(hub_settings), bootstrap.authority(hub_settings) as auth:
+    async with bootstrap.running_relay(hub_settings, "workpermit"), authority(hub_settings) as auth:
         await random_lifecycles(auth, random.Random(7), permits=60)
         async with (
             bootstrap.running_consumer(hub_settings, "card"),

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from demo.synthetic import stream
 from hub import bootstrap
-from hub.kafka import REDRIVE_COUNT, REDRIVE_LIMIT, quarantine_topic
-from hub.lag import caught_up, end_offsets
+from hub.kafka import REDRIVE_COUNT, REDRIVE_LIMIT, end_offsets, quarantine_topic
+from hub.ops.lag import caught_up
 from hub.settings import Settings
-from hub.synthetic import stream
 from schemas import CloudEvent, topics
 from tests.integration.hub_fixtures import eventually, publish, read_topic
 from tests.integration.test_ops_cli import invoke

@@ -16,8 +16,10 @@ import pytest
 
 from consumers.card.handlers import card_permit
 from hub import bootstrap
-from hub.lag import caught_up, end_offsets
+from hub.kafka import end_offsets
+from hub.ops.lag import caught_up
 from hub.settings import Settings
+from producers.work_permit import authority
 from schemas import CONTENT_TYPE, Codec, topics
 from schemas.export import schema_path
 from schemas.registry import ALL_EVENT_TYPES
@@ -78,7 +80,7 @@ async def test_kcat_reads_what_the_relay_publishes_and_it_validates_against_the_
     permit number, with the CloudEvents content type, and valid against the committed
     schema of its type."""
     topic = hub_settings.topic(topics.PERMIT_EVENTS)
-    async with bootstrap.running_relay(hub_settings), bootstrap.authority(hub_settings) as auth:
+    async with bootstrap.running_relay(hub_settings, "workpermit"), authority(hub_settings) as auth:
         await random_lifecycles(auth, random.Random(5), permits=15)
 
         async def relayed() -> bool:

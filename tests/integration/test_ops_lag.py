@@ -12,11 +12,10 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from demo.synthetic import stream
 from hub import bootstrap
-from hub.lag import caught_up
-from hub.ops.lag import PartitionLag, lag_report
+from hub.ops.lag import PartitionLag, caught_up, lag_report
 from hub.settings import Settings
-from hub.synthetic import stream
 from schemas import topics
 from tests.integration.hub_fixtures import eventually, publish, read_topic
 from tests.integration.stack_fixtures import kafka_libs_dir

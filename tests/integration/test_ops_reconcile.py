@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from hub import bootstrap
+from hub.ops.views import drifts
+from hub.registry import installed
 from hub.settings import Settings
-from hub.views import drifts
+from producers.work_permit import authority
 from tests.integration.hub_fixtures import eventually
 from tests.integration.test_lifecycle import random_lifecycles
 from tests.integration.test_ops_cli import invoke
@@ -21,12 +23,12 @@ pytestmark = pytest.mark.integration
 
 
 async def _sql(settings: Settings, agency: str, statement: str, *args: Any) -> Any:
-    async with bootstrap.pool(settings, agency, max_size=1) as p:  # type: ignore[arg-type]
+    async with bootstrap.pool(settings, agency, max_size=1) as p:
         return await p.fetch(statement, *args)
 
 
 def _table(agency: str) -> str:
-    return str(bootstrap.CONSUMER_AGENCIES[agency].PERMITS.name)
+    return str(installed().view(agency).table.name)
 
 
 async def test_reconcile_reports_every_corrupted_row_and_exits_non_zero(
@@ -34,7 +36,7 @@ async def test_reconcile_reports_every_corrupted_row_and_exits_non_zero(
 ) -> None:
     """A stale status, a wrong validity, a missing permit and a permit the authority never
     issued, each in a view, are the four drifts reported; before that, there are none."""
-    async with bootstrap.running_relay(hub_settings), bootstrap.authority(hub_settings) as auth:
+    async with bootstrap.running_relay(hub_settings, "workpermit"), authority(hub_settings) as auth:
         nos = await random_lifecycles(auth, random.Random(3), permits=20)
         async with (
             bootstrap.running_consumer(hub_settings, "card"),

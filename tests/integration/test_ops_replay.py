@@ -54,7 +54,7 @@ async def invoke(settings: Settings, *args: str) -> Result:
 
 
 async def _sql(settings: Settings, agency: str, statement: str, *args: Any) -> Any:
-    async with bootstrap.pool(settings, agency, max_size=1) as p:  # type: ignore[arg-type]
+    async with bootstrap.pool(settings, agency, max_size=1) as p:
         return await p.fetch(statement, *args)
 
 

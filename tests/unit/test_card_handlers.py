@@ -23,7 +23,6 @@ from consumers.card.records import CardPermit, ECard, Notice, PhysicalCard
 from consumers.card.requests import registration_request, sweep_request
 from consumers.card.service import codec
 from hub.dispatch import Emit
-from hub.permit_token import Claims, key_id, verify
 from producers.work_permit import domain
 from schemas import DecodeError, DecodeFailure
 from schemas.card import (
@@ -39,6 +38,7 @@ from schemas.card import (
     PhysicalCardIssued,
     PhysicalCardIssuedData,
 )
+from schemas.permit_token import Claims, key_id, verify
 from schemas.permits import (
     CancellationReason,
     LegacyPermitRegistered,

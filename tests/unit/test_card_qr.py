@@ -15,7 +15,7 @@ from PIL import Image
 from consumers.card import qr
 from consumers.card.documents import render_permit_png
 from consumers.card.issuer import QrIssuer, signing_key
-from hub.permit_token import load_public_keys, published_keys_path
+from schemas.permit_token import load_public_keys, published_keys_path
 
 NOW = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 PERMIT = "156000000000000001"

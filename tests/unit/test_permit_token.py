@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.permit_token import (
+from schemas.permit_token import (
     MAX_LIFETIME,
     Claims,
     RejectReason,

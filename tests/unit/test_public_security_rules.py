@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from consumers.public_security import rules
 from consumers.public_security.rules import Extend, Grant, PermitFacts, Refuse, ResidenceFacts
 from consumers.public_security.tokens import check_token
-from hub.permit_token import Claims, key_id, sign
+from schemas.permit_token import Claims, key_id, sign
 from schemas.public_security import (
     ApplicationPurpose,
     PresentedPermitNo,

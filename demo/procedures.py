@@ -15,9 +15,10 @@ from typing import Any
 from consumers.card import qr
 from consumers.card.cli import permit_download, verify_image
 from consumers.card.requests import registration_request
-from consumers.card.service import submit
 from hub import bootstrap
-from hub.lag import caught_up
+from hub.kafka import publish
+from hub.ops.lag import caught_up
+from hub.registry import installed
 from hub.settings import Settings
 from schemas import CloudEvent, topics
 from schemas.public_security import (
@@ -35,8 +36,6 @@ from schemas.social_insurance import (
     Requester,
 )
 
-AGENCIES = ("card", "public_security", "social_insurance")
-
 
 @dataclass
 class Casebook:
@@ -48,22 +47,21 @@ class Casebook:
 
 
 async def send(settings: Settings, topic: str, events: Iterable[CloudEvent[Any]]) -> None:
-    """Publish requests as a front-door system would (the card service's `submit`)."""
-    await submit(settings, events, topic=topic)
+    """Publish requests as a front-door system would."""
+    await publish(settings, topic, events, client_id="demo-front-door")
 
 
 async def synced(settings: Settings, within: float = 60.0) -> None:
     """Wait until every agency has applied everything on its topics (outcomes included)."""
     deadline = time.monotonic() + within
+    agencies = installed()
     while time.monotonic() < deadline:
-        async with bootstrap.pool(settings, "workpermit", max_size=1) as p:
-            pending = await p.fetchval("SELECT count(*) FROM hub_outbox")
-        done = [await caught_up(settings, a) for a in AGENCIES]
+        done = [await caught_up(settings, a.name) for a in agencies.consumers()]
         outboxes = 0
-        for a in AGENCIES:
-            async with bootstrap.pool(settings, a, max_size=1) as p:  # type: ignore[arg-type]
+        for a in agencies:
+            async with bootstrap.pool(settings, a.name, max_size=1) as p:
                 outboxes += await p.fetchval("SELECT count(*) FROM hub_outbox")
-        if pending == 0 and outboxes == 0 and all(done):
+        if outboxes == 0 and all(done):
             return
         await asyncio.sleep(0.2)
     raise TimeoutError("the agencies did not settle")
@@ -101,7 +99,8 @@ async def apply_for_everything(
     # Anna downloads her permit with its QR code; the counter scans the PNG.
     book.qr_png = out_dir / f"permit-{anna.permit_no}.png"
     await permit_download(settings, anna.permit_no, png=book.qr_png)
-    verdict = await verify_image(settings, book.qr_png, view="public_security")
+    verdict = await verify_image(bootstrap.command_context(), settings, book.qr_png,
+                                 view="public_security")
     book.qr_verdict = f"{'accepted' if verdict.accepted else 'refused'} ({verdict.reason})"
     token = await asyncio.to_thread(qr.decode_png, book.qr_png)
     now = datetime.now(UTC)

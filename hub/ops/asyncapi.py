@@ -1,11 +1,13 @@
-"""The hub's AsyncAPI 3.0 document, generated from the code: `python -m hub.asyncapi [--check]`.
+"""The hub's AsyncAPI 3.0 document, generated from the agencies' declarations:
+`python -m hub.ops.asyncapi [--check]`.
 
-A FastStream `KafkaBroker` that is never started describes the whole hub:
+A FastStream `KafkaBroker` that is never started describes the whole hub, from the registry
+of installed agencies (nothing is built: no key, no connection):
 
-- one subscriber per consumer group and topic, from each agency's `consumer_spec` (its
-  group id, its topics, and the event types its codec accepts from that topic);
-- one publisher per topic the hub's parts publish to: the permit lifecycle, each agency's
-  outcomes, the requests of the front doors (`PUBLICATIONS`), and each group's dead letters.
+- one subscriber per consumer group and topic, from each agency's declaration (its group
+  id, the topics it reads, and the event types it accepts from that topic);
+- one publisher per topic an agency owns: its outcomes (for the authority, the permit
+  lifecycle), its front doors' requests, and each group's dead letters.
 
 FastStream renders the channels, operations, messages and Kafka channel bindings; `_enrich`
 adds what FastStream 0.7 leaves out: the Kafka operation binding with each subscriber's
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -32,48 +33,14 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from pydantic import Field
 
-from hub.bootstrap import CONSUMER_AGENCIES
+from hub.registry import Registry, installed
 from hub.settings import Settings
-from schemas import topics
-from schemas.card import CARD_OUTCOME_TYPES, CARD_REQUEST_TYPES
 from schemas.codec import DecodeFailure
 from schemas.envelope import CONTENT_TYPE, CloudEvent
-from schemas.permits import PERMIT_EVENT_TYPES
-from schemas.public_security import PUBLIC_SECURITY_REQUEST_TYPES, RESIDENCE_EVENT_TYPES
-from schemas.social_insurance import INSURANCE_EVENT_TYPES, SOCIAL_INSURANCE_REQUEST_TYPES
 
-DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.json"
+DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
 BINDING_VERSION = "0.4.0"  # the Kafka bindings version FastStream writes on channels
 
-
-@dataclass(frozen=True)
-class Publication:
-    """A topic the hub's parts publish to, and the event types it carries."""
-
-    topic: str
-    event_types: tuple[type[CloudEvent[Any]], ...]
-    description: str
-
-
-PUBLICATIONS: tuple[Publication, ...] = (
-    Publication(topics.PERMIT_EVENTS, PERMIT_EVENT_TYPES,
-                "The permit lifecycle: the work-permit authority's outbox relay publishes "
-                "each permit's full record with every change."),
-    Publication(topics.CARD_REQUESTS, CARD_REQUEST_TYPES,
-                "Requests to the Social Security Card service: e-card registrations from the "
-                "e-SSC app and the scheduler's daily expiry-reminder sweep."),
-    Publication(topics.CARD_EVENTS, CARD_OUTCOME_TYPES,
-                "The card service's outcomes, from its outbox."),
-    Publication(topics.PUBLIC_SECURITY_REQUESTS, PUBLIC_SECURITY_REQUEST_TYPES,
-                "Residence-permit applications from the entry-exit counter system."),
-    Publication(topics.RESIDENCE_EVENTS, RESIDENCE_EVENT_TYPES,
-                "Public security's decisions on residence permits, from its outbox."),
-    Publication(topics.SOCIAL_INSURANCE_REQUESTS, SOCIAL_INSURANCE_REQUEST_TYPES,
-                "Insurance registration requests from the social insurance front door."),
-    Publication(topics.INSURANCE_EVENTS, INSURANCE_EVENT_TYPES,
-                "The social insurance agency's outcomes, from its outbox."),
-)
-"""Every topic of `schemas.topics` with what it carries."""
 
 DEAD_LETTER_HEADERS: dict[str, str] = {
     "dlq.reason": "why: " + ", ".join([*(f.value for f in DecodeFailure), "key_mismatch",
@@ -97,37 +64,38 @@ class _Described:
     dead_letters: frozenset[str]  # publisher titles of dead-letter topics
 
 
-def describe(settings: Settings) -> _Described:
+def describe(settings: Settings, registry: Registry | None = None) -> _Described:
     """The broker that describes the hub under these settings (never connected)."""
+    registry = registry or installed()
     broker = KafkaBroker(
         settings.bootstrap,
         description="The local stack's broker (`hub stack up`); HUB_KAFKA_BOOTSTRAP names a "
         "real cluster. Every message is a CloudEvents 1.0 JSON event in structured mode.",
     )
-    carried = {settings.topic(p.topic): p.event_types for p in PUBLICATIONS}
+    channels = registry.channels()
+    carried = {settings.topic(c.topic): c.event_types for c in channels}
     groups: dict[str, str] = {}
     dead_letters: set[str] = set()
-    for agency, package in CONSUMER_AGENCIES.items():
-        spec = package.consumer_spec(settings)
-        accepted = tuple(spec.codec.types.values())
-        for topic in spec.topics:
-            types = tuple(t for t in accepted if t in carried.get(topic, accepted))
-            title = f"{topic}:{spec.group_id}"
-            groups[title] = spec.group_id
+    for agency in registry.consumers():
+        group, dead = agency.group_id(settings), agency.dead_letter_topic(settings)
+        for topic in (settings.topic(t) for t in agency.reads):
+            types = tuple(t for t in agency.accepts if t in carried.get(topic, agency.accepts))
+            title = f"{topic}:{group}"
+            groups[title] = group
             broker.subscriber(
-                topic, group_id=spec.group_id, title=title,
-                description=f"The {agency} agency's consumer group `{spec.group_id}` accepts "
+                topic, group_id=group, title=title,
+                description=f"The {agency.title}'s consumer group `{group}` accepts "
                 f"{', '.join(t.__name__ for t in types)}; what it cannot process goes to "
-                f"`{spec.dead_letter_topic}`.",
+                f"`{dead}`.",
             )(_receiver(types))
-        title = f"{spec.dead_letter_topic}:publish"
+        title = f"{dead}:publish"
         dead_letters.add(title)
         broker.publisher(
-            spec.dead_letter_topic, title=title, schema=bytes,
-            description=f"Messages the `{spec.group_id}` group could not process: the "
+            dead, title=title, schema=bytes,
+            description=f"Messages the `{group}` group could not process: the "
             "original key, value and headers, plus `dlq.*` headers saying why and where from.",
         )
-    for p in PUBLICATIONS:
+    for p in channels:
         sources = sorted({t.SOURCE for t in p.event_types})
         broker.publisher(
             settings.topic(p.topic), title=f"{settings.topic(p.topic)}:publish",
@@ -153,12 +121,11 @@ def _receiver(types: Sequence[type[CloudEvent[Any]]]) -> Callable[..., Coroutine
 
 def document() -> dict[str, Any]:
     """The AsyncAPI 3.0 document, as JSON data."""
-    with tempfile.TemporaryDirectory() as home:  # the card service makes its key under home
-        settings = Settings(
-            home=Path(home), topic_prefix="", kafka_bootstrap=None,
-            kafka_port=Settings.model_fields["kafka_port"].default,
-        )
-        described = describe(settings)
+    settings = Settings(
+        topic_prefix="", kafka_bootstrap=None,
+        kafka_port=Settings.model_fields["kafka_port"].default,
+    )
+    described = describe(settings)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         spec = AsyncAPI(
@@ -225,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render()
     if args.check:
         if not DOCUMENT.exists() or DOCUMENT.read_text() != text:
-            print(f"out of date: {DOCUMENT} (run `python -m hub.asyncapi`)", file=sys.stderr)
+            print(f"out of date: {DOCUMENT} (run `python -m hub.ops.asyncapi`)", file=sys.stderr)
             return 1
         return 0
     DOCUMENT.parent.mkdir(parents=True, exist_ok=True)

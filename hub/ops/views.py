@@ -1,21 +1,22 @@
-"""Reading the agencies' views side by side, and comparing them with the authority."""
+"""Reading the agencies' permit views side by side, and comparing them with the authority."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from hub import bootstrap
+from hub.agency import Agency, PermitRecords
+from hub.db import open_pool
 from hub.projection import fetch_all, fetch_one
+from hub.registry import installed
 from hub.settings import Settings
 from schemas.permits import PermitRecord
 
-COMPARED = ("sequence", "status", "valid_from", "valid_until", "holder_name", "nationality")
-"""Fields every view holds and must agree on with the authority."""
-
 
 def authority_fields(record: PermitRecord, sequence: int) -> dict[str, Any]:
-    """The compared fields as the authority holds them."""
+    """The fields every view holds and must agree on, as the authority holds them."""
     return {
         "sequence": sequence,
         "status": record.status.value,
@@ -44,29 +45,42 @@ class Drift:
 
 
 async def collect(settings: Settings, permit_no: str) -> dict[str, dict[str, Any] | None]:
-    """What the authority and each agency view hold for one permit."""
+    """What the authority and each agency view hold for one permit, by agency name."""
+    registry = installed()
+    truth = registry.authority()
     held: dict[str, dict[str, Any] | None] = {}
-    async with bootstrap.authority(settings) as auth:
-        found = await auth.get(permit_no)
-        held["workpermit"] = (
-            {"sequence": found[1], **found[0].model_dump(mode="json")} if found else None
-        )
-    for agency, package in bootstrap.CONSUMER_AGENCIES.items():
-        async with bootstrap.pool(settings, agency, max_size=1) as p:  # type: ignore[arg-type]
-            held[agency] = await fetch_one(p, package.PERMITS, permit_no)
+    async with _records(settings, truth) as records:
+        found = await records.get(permit_no)
+    held[truth.name] = (
+        {"sequence": found[1], **found[0].model_dump(mode="json")} if found else None
+    )
+    for agency in registry.with_views():
+        assert agency.view is not None
+        async with open_pool(settings.dsn(agency.name), max_size=1) as p:
+            held[agency.name] = await fetch_one(p, agency.view.table, permit_no)
     return held
 
 
 async def drifts(settings: Settings) -> list[Drift]:
     """Every difference between the authority's permits and each agency's view."""
-    async with bootstrap.authority(settings) as auth:
-        truth = await auth.all()
+    registry = installed()
+    async with _records(settings, registry.authority()) as records:
+        truth = await records.all()
     found: list[Drift] = []
-    for agency, package in bootstrap.CONSUMER_AGENCIES.items():
-        async with bootstrap.pool(settings, agency, max_size=1) as p:  # type: ignore[arg-type]
-            view = await fetch_all(p, package.PERMITS)
-        found += compare(agency, truth, view)
+    for agency in registry.with_views():
+        assert agency.view is not None
+        async with open_pool(settings.dsn(agency.name), max_size=1) as p:
+            view = await fetch_all(p, agency.view.table)
+        found += compare(agency.name, truth, view)
     return found
+
+
+@contextlib.asynccontextmanager
+async def _records(settings: Settings, agency: Agency) -> AsyncIterator[PermitRecords]:
+    """The authority's records on a pool of its database, closed on exit."""
+    assert agency.records is not None
+    async with open_pool(settings.dsn(agency.name), max_size=1) as pool:
+        yield agency.records(pool)
 
 
 def compare(

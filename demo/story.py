@@ -9,25 +9,27 @@ view disagrees with the authority once the stream has settled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from hub import bootstrap
-from hub.demo_procedures import (
+from demo.procedures import (
     Casebook,
     apply_for_everything,
     casebook,
     register_john_again,
     synced,
 )
+from hub import bootstrap
 from hub.logging import get_logger
+from hub.ops.views import Drift, drifts
 from hub.projection import fetch_all
+from hub.registry import installed
 from hub.settings import Settings
 from hub.stack.local import LocalStack
-from hub.views import Drift, drifts
-from producers.work_permit import Authority
+from producers.work_permit import Authority, authority
 from schemas.permits import (
     CancellationReason,
     Category,
@@ -231,12 +233,13 @@ async def settle(settings: Settings, within: float = 60.0) -> list[Drift]:
 
 async def side_by_side(settings: Settings, permit_nos: list[str]) -> str:
     """A table of what the authority and each agency hold for these permits."""
-    async with bootstrap.authority(settings) as auth:
+    async with authority(settings) as auth:
         truth = {p: await auth.get(p) for p in permit_nos}
     views = {}
-    for agency, package in bootstrap.CONSUMER_AGENCIES.items():
-        async with bootstrap.pool(settings, agency, max_size=1) as p:  # type: ignore[arg-type]
-            views[agency] = await fetch_all(p, package.PERMITS)
+    for agency in installed().with_views():
+        assert agency.view is not None
+        async with bootstrap.pool(settings, agency.name, max_size=1) as p:
+            views[agency.name] = await fetch_all(p, agency.view.table)
     head = f"{'permit':<19}{'holder':<20}{'authority':<26}" + "".join(f"{a:<26}" for a in views)
     lines = [head, "-" * len(head)]
     for permit_no, found in truth.items():
@@ -264,16 +267,10 @@ async def play(settings: Settings, *, keep_running: bool = True) -> int:
     book = Casebook()
     try:
         await bootstrap.init_all(settings)
-        async with (
-            bootstrap.running_relay(settings),
-            bootstrap.running_relay(settings, "card"),
-            bootstrap.running_relay(settings, "public_security"),
-            bootstrap.running_relay(settings, "social_insurance"),
-            bootstrap.running_consumer(settings, "card"),
-            bootstrap.running_consumer(settings, "public_security"),
-            bootstrap.running_consumer(settings, "social_insurance"),
-            bootstrap.authority(settings) as auth,
-        ):
+        async with contextlib.AsyncExitStack() as running:
+            for agency in installed().names():  # every agency's consumer and relay
+                await running.enter_async_context(bootstrap.running_agency(settings, agency))
+            auth = await running.enter_async_context(authority(settings))
             people = await open_permits(auth, start=date.today() - timedelta(days=30))
             john = people["john"].permit_no
             await synced(settings)

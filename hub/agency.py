@@ -1,0 +1,184 @@
+"""An agency declares itself: what it reads and publishes, its view, its schema, its needs.
+
+One `Agency` per agency package, found by the registry through the `permit_hub.agencies`
+entry-point group. Declaring is separate from building: a declaration holds names, types
+and functions, so reading it creates nothing (no key, no connection, no file). The
+composition root calls `build` when it assembles the agency's consumer, and only then.
+
+The runtime sees an agency only through this type; it never imports an agency package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import asyncpg
+import typer
+from pydantic_settings import BaseSettings
+
+from hub.consumer import ConsumerSpec
+from hub.delivery import BatchHandler
+from hub.kafka import quarantine_topic
+from hub.projection import ViewTable
+from hub.settings import Settings
+from schemas import CloudEvent, Codec, topics
+from schemas.permits import PermitRecord
+
+RowFunction = Callable[[Any], tuple[Any, ...] | None]
+"""Turns a permit event into the view's row (None: the event leaves the view unchanged)."""
+
+Reads = Mapping[str, str]
+"""JSON path → the type a consumer reads there (see `schemas.expectations`)."""
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A topic an agency owns: the event types on it, and what it is for."""
+
+    topic: str
+    """The topic's name before the settings' prefix."""
+    event_types: tuple[type[CloudEvent[Any]], ...]
+    description: str
+
+
+@dataclass(frozen=True)
+class PermitView:
+    """The agency's synchronized view of the permits: its table and how an event becomes a row.
+
+    `hub replay` rebuilds it, `hub reconcile` compares it with the authority, both through
+    these two fields alone.
+    """
+
+    table: ViewTable
+    row: RowFunction
+
+
+class PermitRecords(Protocol):
+    """The permits as their authority holds them: the truth every view is compared with."""
+
+    async def get(self, permit_no: str) -> tuple[PermitRecord, int] | None:
+        """One permit's record and sequence, if it exists."""
+
+    async def all(self) -> dict[str, tuple[PermitRecord, int]]:
+        """Every permit by number, with its sequence."""
+
+
+Lookup = Callable[[str], Awaitable[dict[str, Any] | None]]
+"""One permit's row in a permit view, by permit number (None: not held)."""
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """What the composition root gives an agency's operator commands: the agencies' names
+    (for choices and completion) and read access to any agency's permit view."""
+
+    agencies: tuple[str, ...]
+    """Agencies that keep a permit view."""
+    permit_lookup: Callable[[Settings, str], AbstractAsyncContextManager[Lookup]]
+    """Opens one agency's permit view (by agency name) for lookups."""
+
+
+Commands = Callable[[CommandContext], Sequence[tuple[str, typer.Typer]]]
+"""An agency's operator commands as (name, typer app) pairs, mounted under `hub NAME`."""
+
+
+@dataclass(frozen=True)
+class KafkaNeeds:
+    """What an agency's processes do on Kafka: the rights its principal needs, no more."""
+
+    group: str | None
+    """The consumer group it joins (None: it consumes nothing)."""
+    read: tuple[str, ...]
+    write: tuple[str, ...]
+    """Its outcome topic, and the dead-letter and quarantine topics of its group."""
+    idempotent_write: bool
+    """Whether its producer needs the cluster's IdempotentWrite right."""
+
+
+@dataclass(frozen=True)
+class Agency:
+    """Everything the hub needs to know of one agency, and nothing built yet."""
+
+    name: str
+    """Its name: its database (`database_prefix + name`), its consumer group, its settings."""
+    title: str
+    package: str
+    """The Python package holding its `migrations/NNNN_name.sql` files."""
+    publishes: Channel | None = None
+    """Its outbox's topic: its outcomes (for the authority, the permit lifecycle)."""
+    requests: Channel | None = None
+    """The topic its front doors submit requests to, when it takes requests."""
+    reads: tuple[str, ...] = ()
+    """The topics its consumer group reads (before the prefix); empty: it consumes nothing."""
+    accepts: tuple[type[CloudEvent[Any]], ...] = ()
+    """The event types its codec decodes; another type on a topic it reads is a dead letter."""
+    view: PermitView | None = None
+    records: Callable[[asyncpg.Pool], PermitRecords] | None = None
+    """For the permits' authority: its records, read from a pool on its database."""
+    build: Callable[[Settings], BatchHandler] | None = None
+    """Assembles its handlers (loads policies and keys); called by the composition root."""
+    expectations: Mapping[str, Reads] = field(default_factory=dict)
+    """Per event type, the JSON paths its handlers read: its consumer-driven contract."""
+    settings: type[BaseSettings] | None = None
+    """Its own settings (read from `HUB_<NAME>_*`), shown by `hub agencies`."""
+    commands: Commands | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.reads) != (self.build is not None):
+            raise ValueError(f"agency {self.name!r}: a consumer needs both topics and a build")
+        if self.reads and not self.accepts:
+            raise ValueError(f"agency {self.name!r} reads topics but accepts no event type")
+
+    @property
+    def consumes(self) -> bool:
+        """Whether it runs a consumer group."""
+        return self.build is not None
+
+    def group_id(self, settings: Settings) -> str:
+        """Its consumer group's id under these settings."""
+        return settings.topic(self.name)
+
+    def dead_letter_topic(self, settings: Settings) -> str:
+        """Where its group puts what it cannot process."""
+        return topics.dead_letter_topic(self.group_id(settings))
+
+    def codec(self) -> Codec:
+        """The decoder of what it accepts."""
+        return Codec(self.accepts)
+
+    def consumer_spec(self, settings: Settings) -> ConsumerSpec:
+        """Its consumer group, with its handlers built now (this may load keys and files)."""
+        if self.build is None:
+            raise ValueError(f"agency {self.name!r} consumes nothing")
+        return ConsumerSpec(
+            group_id=self.group_id(settings),
+            topics=tuple(settings.topic(t) for t in self.reads),
+            codec=self.codec(),
+            apply=self.build(settings),
+            dead_letter_topic=self.dead_letter_topic(settings),
+        )
+
+    def owned_topics(self, settings: Settings) -> list[str]:
+        """The topics this agency brings to the hub: its channels and its dead letters."""
+        owned = [settings.topic(c.topic) for c in (self.publishes, self.requests) if c]
+        if self.consumes:
+            dead = self.dead_letter_topic(settings)
+            owned += [dead, quarantine_topic(dead)]
+        return owned
+
+    def kafka_needs(self, settings: Settings) -> KafkaNeeds:
+        """The groups, topics and operations its processes use."""
+        write = [settings.topic(self.publishes.topic)] if self.publishes else []
+        if self.consumes:
+            dead = self.dead_letter_topic(settings)
+            write += [dead, quarantine_topic(dead)]
+        return KafkaNeeds(
+            group=self.group_id(settings) if self.consumes else None,
+            read=tuple(settings.topic(t) for t in self.reads),
+            write=tuple(write),
+            idempotent_write=bool(write),
+        )
+

@@ -1,0 +1,56 @@
+"""What every operator command shares: settings, one JSON style, one exit-code convention.
+
+Exit codes: 0 fine, 1 the check found something (lag over a limit, drift, a refused QR
+code, a failed redrive), 2 the operator named something that does not exist (nothing was
+changed). Logging goes to stderr at WARNING unless the host process configured it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+import structlog
+import typer
+
+from hub.errors import BadTarget
+from hub.logging import configure_logging
+from hub.settings import Settings
+
+T = TypeVar("T")
+
+
+def settings() -> Settings:
+    """Settings from the `HUB_*` environment, with logging (to stderr) configured once."""
+    found = Settings()
+    if not structlog.is_configured():
+        # Routine info lines would bury the command's output; warnings still show.
+        configure_logging(found.log_format, "WARNING")
+    return found
+
+
+def run(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+    """Run one command's async work; a named thing that does not exist exits 2."""
+    try:
+        return asyncio.run(work(settings()))
+    except BadTarget as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def json_default(value: object) -> Any:
+    """JSON for the values command output carries (dates, times, bytes)."""
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value)
+
+
+def emit_json(payload: Any) -> None:
+    """Print one JSON document for scripts."""
+    typer.echo(json.dumps(payload, default=json_default, indent=2, sort_keys=True,
+                          ensure_ascii=False))

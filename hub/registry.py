@@ -1,0 +1,127 @@
+"""The agencies this hub connects, found through the `permit_hub.agencies` entry points.
+
+An agency lives in any installed distribution that declares, in its `pyproject.toml`,
+
+    [project.entry-points."permit_hub.agencies"]
+    housing_fund = "housing_fund:AGENCY"
+
+where `AGENCY` is a `hub.agency.Agency`. Loading an entry point imports the package and
+reads the declaration; nothing is built. The registry checks the topology once, as a
+whole: names unique, each topic owned by one agency, every topic read is owned by someone.
+
+Only the composition root (`hub.bootstrap`) and the operator commands use the registry; the
+runtime never does.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator
+from importlib.metadata import entry_points
+
+from hub.agency import Agency, Channel, PermitView
+from hub.errors import BadTarget
+from hub.settings import Settings
+
+ENTRY_POINT_GROUP = "permit_hub.agencies"
+
+
+class TopologyError(ValueError):
+    """The declared agencies do not fit together (a duplicate name or topic, an orphan read)."""
+
+
+class Registry:
+    """The hub's agencies by name, checked to fit together."""
+
+    def __init__(self, agencies: Iterable[Agency]) -> None:
+        self._by_name: dict[str, Agency] = {}
+        for agency in agencies:
+            if agency.name in self._by_name:
+                raise TopologyError(f"two agencies are named {agency.name!r}")
+            self._by_name[agency.name] = agency
+        self._check()
+
+    def _check(self) -> None:
+        owner: dict[str, str] = {}
+        for a in self:
+            for channel in (a.publishes, a.requests):
+                if channel is None:
+                    continue
+                if channel.topic in owner:
+                    raise TopologyError(
+                        f"topic {channel.topic} is declared by {owner[channel.topic]!r} "
+                        f"and {a.name!r}")
+                owner[channel.topic] = a.name
+        truths = [a.name for a in self if a.records is not None]
+        if len(truths) > 1:
+            raise TopologyError(f"more than one agency holds the permits' records: {truths}")
+        for a in self:
+            orphans = [t for t in a.reads if t not in owner]
+            if orphans:
+                raise TopologyError(f"agency {a.name!r} reads {orphans}, which no agency owns")
+
+    def __iter__(self) -> Iterator[Agency]:
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def names(self) -> tuple[str, ...]:
+        """Every agency's name, in declaration order."""
+        return tuple(self._by_name)
+
+    def consumers(self) -> list[Agency]:
+        """The agencies that run a consumer group."""
+        return [a for a in self if a.consumes]
+
+    def with_views(self) -> list[Agency]:
+        """The agencies that keep a permit view."""
+        return [a for a in self if a.view is not None]
+
+    def authority(self) -> Agency:
+        """The agency whose permit records every view is compared with."""
+        for a in self:
+            if a.records is not None:
+                return a
+        raise BadTarget("no installed agency holds the permits' records")
+
+    def get(self, name: str) -> Agency:
+        """The agency of this name; BadTarget (naming the known ones) otherwise."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise BadTarget(f"no agency {name!r}; known: {', '.join(self.names())}") from None
+
+    def view(self, name: str) -> PermitView:
+        """The permit view of the agency of this name; BadTarget if it keeps none."""
+        agency = self.get(name)
+        if agency.view is None:
+            raise BadTarget(f"agency {name!r} keeps no permit view")
+        return agency.view
+
+    def consumer(self, settings: Settings, name: str) -> Agency:
+        """The consuming agency named by its name or its (prefixed) group id."""
+        for a in self.consumers():
+            if name in (a.name, a.group_id(settings)):
+                return a
+        known = ", ".join(a.name for a in self.consumers())
+        raise BadTarget(f"no consumer group {name!r}; known agencies: {known}")
+
+    def channels(self) -> list[Channel]:
+        """Every topic the agencies own with what it carries, publications first."""
+        return [c for a in self for c in (a.publishes, a.requests) if c is not None]
+
+    def topics(self, settings: Settings) -> list[str]:
+        """Every topic the hub uses under these settings, dead-letter topics included."""
+        return [t for a in self for t in a.owned_topics(settings)]
+
+
+@functools.cache
+def installed() -> Registry:
+    """The agencies of every installed distribution (loaded once per process)."""
+    found = [ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    wrong = [type(a).__name__ for a in found if not isinstance(a, Agency)]
+    if wrong:
+        raise TopologyError(f"entry points of {ENTRY_POINT_GROUP} must be Agency, got {wrong}")
+    # Entry points come in no promised order: publishers only first, then by name.
+    return Registry(sorted(found, key=lambda a: (a.consumes, a.name)))

@@ -1,0 +1,197 @@
+"""A fourth agency, installed the way another distribution would be, with no edit to hub/.
+
+The housing provident fund (`tests/agencies/housing_fund`) is registered only through the
+`permit_hub.agencies` entry point: the test writes a `.dist-info` directory with that entry
+point onto the path, which is what `pip install` of its own distribution leaves behind. It
+then gets its topics, its consumer group and database (`hub init`), `hub run`, `hub lag`,
+`hub replay`, the DLQ tools and its AsyncAPI entries, and keeps a view equal to the
+authority's records after a lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import json
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from hub import bootstrap
+from hub.bootstrap import init_all
+from hub.ops.asyncapi import describe
+from hub.ops.lag import caught_up
+from hub.ops.reconcile import reconcile
+from hub.registry import installed
+from hub.settings import Settings
+from producers.work_permit import authority
+from schemas import topics
+from schemas.permits import CancellationReason, Category
+from tests.factories import employer, holder
+from tests.integration.hub_fixtures import eventually
+
+pytestmark = pytest.mark.integration
+
+AGENCIES_DIR = Path(__file__).resolve().parents[1] / "agencies"
+ENTRY_POINTS = """[permit_hub.agencies]
+housing_fund = housing_fund:AGENCY
+"""
+
+
+@pytest.fixture
+def fund_installed(tmp_path: Path) -> Iterator[list[str]]:
+    """The fund's distribution on the path (its package and its entry point), for this
+    process and, through PYTHONPATH, for the `hub` processes the test starts."""
+    site = tmp_path / "site"
+    info = site / "permit_hub_housing_fund-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: permit-hub-housing-fund\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(ENTRY_POINTS)
+    paths = [str(site), str(AGENCIES_DIR)]
+    sys.path[:0] = paths
+    installed.cache_clear()
+    try:
+        yield paths
+    finally:
+        for p in paths:
+            sys.path.remove(p)
+        installed.cache_clear()
+
+
+@pytest.fixture
+async def fund_hub(stack_settings: Settings, fund_installed: list[str]) -> AsyncIterator[Settings]:
+    """A fresh prefix on the session's stack, initialised with the fund installed."""
+    tag = secrets.token_hex(3)
+    settings = stack_settings.model_copy(update={
+        "topic_prefix": f"{stack_settings.topic_prefix}{tag}.",
+        "database_prefix": f"{stack_settings.database_prefix}{tag}_",
+        "batch_timeout_ms": 50,
+    })
+    await init_all(settings)
+    yield settings
+
+
+def _env(settings: Settings, paths: list[str]) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]),
+        "HUB_KAFKA_BOOTSTRAP": settings.bootstrap,
+        "HUB_DATABASE_URL": settings.server_url(),
+        "HUB_DATABASE_PREFIX": settings.database_prefix,
+        "HUB_TOPIC_PREFIX": settings.topic_prefix,
+        "HUB_HOME": str(settings.home),
+        "HUB_BATCH_TIMEOUT_MS": "50",
+        "HUB_LOG_FORMAT": "json",
+    }
+
+
+async def _hub(env: dict[str, str], *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    if proc.returncode not in (0, 1):
+        raise AssertionError(f"hub {' '.join(args)} exited {proc.returncode}: {err.decode()}")
+    return proc.returncode, out.decode()
+
+
+async def _lifecycle(settings: Settings) -> list[str]:
+    """Three permits: one issued and extended, one cancelled, one changed."""
+    start = date(2025, 3, 1)
+    async with authority(settings) as auth:
+        nos = []
+        for n in range(3):
+            rec = await auth.apply(holder=holder(random.Random(n)), employer=employer(),
+                                   category=Category.B, position="Engineer",
+                                   approved_months=12, today=start)
+            await auth.issue(rec.permit_no, valid_from=start + timedelta(days=10),
+                             today=start + timedelta(days=10))
+            nos.append(rec.permit_no)
+        until = (await auth.get(nos[0]))[0].valid_until  # type: ignore[index]
+        await auth.extend(nos[0], new_valid_until=until + timedelta(days=365),
+                          today=until - timedelta(days=60))
+        await auth.cancel(nos[1], reason=CancellationReason.EMPLOYER_APPLICATION,
+                          today=start + timedelta(days=40))
+        await auth.change(nos[2], position="Chief Engineer")
+    return nos
+
+
+async def test_an_agency_from_another_distribution_gets_the_whole_hub(
+    fund_hub: Settings, fund_installed: list[str]
+) -> None:
+    """Registered only by entry point, the fund gets its topics, database, `hub run`, lag,
+    replay, DLQ tools and AsyncAPI entries, and its view matches the authority."""
+    settings, env = fund_hub, _env(fund_hub, fund_installed)
+    fund = installed().get("housing_fund")
+    group = fund.group_id(settings)
+
+    # Declared topics and the database: created by `hub init` (the fixture's init_all).
+    code, listed = await _hub(env, "topics", "list")
+    assert fund.dead_letter_topic(settings) in listed.split()
+    async with bootstrap.pool(settings, "housing_fund", max_size=1) as p:
+        steps = await p.fetch("SELECT source, version FROM hub_schema_migrations"
+                              " WHERE source = 'housing_fund'")
+    assert [(r["source"], r["version"]) for r in steps] == [("housing_fund", 1)]
+
+    # The AsyncAPI document receives the permit topic in the fund's group.
+    described = describe(settings)
+    assert described.groups == {**described.groups,
+                                f"{settings.topic(topics.PERMIT_EVENTS)}:{group}": group}
+
+    # `hub run housing_fund` as its own process; the authority's relay in this one.
+    runner = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub", "run", "housing_fund", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with bootstrap.running_agency(settings, "workpermit"):
+            nos = await _lifecycle(settings)
+            bad = await _publish_garbage(settings)
+
+            async def agrees() -> bool:
+                return await caught_up(settings, "housing_fund") and not await reconcile(
+                    settings, ["housing_fund"])
+
+            await eventually(agrees, timeout=90, what="the fund's view to match the authority")
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(runner.communicate(), 60)
+    assert runner.returncode == 0, err.decode()[-2000:]
+
+    # `hub lag`: every partition of the fund's topic applied.
+    code, out = await _hub(env, "lag", "housing_fund", "--json")
+    rows = json.loads(out)
+    assert code == 0 and rows and {r["group"] for r in rows} == {group}
+    assert sum(r["lag"] for r in rows) == 0
+
+    # The DLQ tools see the record it could not decode, with the reason.
+    code, out = await _hub(env, "dlq", "list", "housing_fund", "--json")
+    listing = json.loads(out)
+    assert listing["by_reason"] == {"undecodable": 1}
+    assert listing["messages"][0]["origin"].endswith(f":{bad}")
+
+    # `hub replay` rebuilds the view and switches it in; it still matches the authority.
+    code, out = await _hub(env, "replay", "housing_fund", "--json")
+    assert code == 0 and json.loads(out)["status"] == "switched"
+    assert await reconcile(settings, ["housing_fund"]) == []
+    async with bootstrap.pool(settings, "housing_fund", max_size=1) as p:
+        held = {r["permit_no"]: r for r in await p.fetch("SELECT * FROM hf_permits")}
+    assert set(held) == set(nos)
+    assert held[nos[1]]["status"] == "cancelled"
+
+
+async def _publish_garbage(settings: Settings) -> int:
+    """One record no agency can decode, on the permit topic; its offset."""
+    async with bootstrap.producer(settings, "test-garbage") as prod:
+        meta = await prod.send_and_wait(settings.topic(topics.PERMIT_EVENTS),
+                                        key=b"000000000000000000", value=b"not json")
+    offset: int = meta.offset
+    return offset
+
