@@ -24,7 +24,7 @@ $(LIBS)/.resolved: stack/pom.xml
 	touch $@
 
 demo: setup
-	$(BIN)/hub demo
+	$(BIN)/python -m demo
 
 test: setup
 	$(BIN)/pytest

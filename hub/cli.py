@@ -183,26 +183,6 @@ def views_show(
     _run(go())
 
 
-@app.command()
-def demo(
-    keep_running: Annotated[
-        bool, typer.Option(help="leave the local stack running after the story")
-    ] = True,
-) -> None:
-    """Start the local stack and play the seed story; exit non-zero if any view disagrees."""
-    import logging
-    import os
-
-    from demo.story import play
-
-    settings = Settings()
-    # The story's table is the output; keep the services' routine lines out of its way.
-    level = os.environ.get("HUB_LOG_LEVEL", "WARNING")
-    configure_logging(settings.log_format, level)
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    _run(play(settings, keep_running=keep_running))
-
-
 def main() -> None:
     """Console-script entry point."""
     _mount_agency_commands()

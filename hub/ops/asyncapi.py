@@ -84,7 +84,7 @@ def describe(settings: Settings, registry: Registry | None = None) -> _Described
             groups[title] = group
             broker.subscriber(
                 topic, group_id=group, title=title,
-                description=f"The {agency.title}'s consumer group `{group}` accepts "
+                description=f"The consumer group `{group}` ({agency.title}) accepts "
                 f"{', '.join(t.__name__ for t in types)}; what it cannot process goes to "
                 f"`{dead}`.",
             )(_receiver(types))

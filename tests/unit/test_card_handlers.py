@@ -21,7 +21,7 @@ from consumers.card import documents, handlers
 from consumers.card.issuer import QrIssuer, SigningKey
 from consumers.card.records import CardPermit, ECard, Notice, PhysicalCard
 from consumers.card.requests import registration_request, sweep_request
-from consumers.card.service import codec
+from consumers.card import AGENCY
 from hub.dispatch import Emit
 from producers.work_permit import domain
 from schemas import DecodeError, DecodeFailure
@@ -504,7 +504,7 @@ def test_a_malformed_request_is_a_schema_violation_with_the_field_named(
     body = registration_request(NAME, permit_no=PERMIT, at=NOW).model_dump(mode="json")
     mutate(body)
     with pytest.raises(DecodeError) as caught:
-        codec().decode(json.dumps(body).encode())
+        AGENCY.codec().decode(json.dumps(body).encode())
     assert caught.value.failure is DecodeFailure.SCHEMA
     assert needle in caught.value.detail
 
@@ -512,11 +512,11 @@ def test_a_malformed_request_is_a_schema_violation_with_the_field_named(
 def test_the_card_codec_reads_every_contract_type_and_refuses_unknown_ones() -> None:
     """Shared topics carry types the card ignores: decoded, not dead-lettered; a type no
     one defined is."""
-    assert "cn.mohrss.socialinsurance.InsuranceRegistered" in codec().types
+    assert "cn.mohrss.socialinsurance.InsuranceRegistered" in AGENCY.codec().types
     body = registration_request(NAME, permit_no=PERMIT, at=NOW).model_dump(mode="json")
     body["type"] = "cn.example.Unknown"
     with pytest.raises(DecodeError) as caught:
-        codec().decode(json.dumps(body).encode())
+        AGENCY.codec().decode(json.dumps(body).encode())
     assert caught.value.failure is DecodeFailure.UNKNOWN_TYPE
 
 

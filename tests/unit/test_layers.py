@@ -57,7 +57,8 @@ def test_reading_the_declarations_creates_nothing(tmp_path: Path) -> None:
     for agency in installed():
         agency.kafka_needs(settings)
         agency.owned_topics(settings)
-        agency.codec()
+        if agency.consumes:
+            agency.codec()
         dict(agency.expectations)
     describe(settings)
     assert list(tmp_path.iterdir()) == []
