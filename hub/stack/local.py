@@ -9,12 +9,13 @@ import asyncpg
 
 from hub.settings import AGENCIES, Settings
 from hub.stack.kafka import KafkaNode, KafkaNodeError
+from hub.stack.ports import PortInUse
 from hub.stack.postgres import EmbeddedPostgres, PostgresServerError, ensure_databases_sync
 
 __all__ = ["STACK_ERRORS", "LocalStack", "redact_url"]
 
 # What `up`/`down` raise for problems a user can act on (ports, missing jars, logs).
-STACK_ERRORS: tuple[type[Exception], ...] = (KafkaNodeError, PostgresServerError)
+STACK_ERRORS: tuple[type[Exception], ...] = (KafkaNodeError, PostgresServerError, PortInUse)
 
 
 class LocalStack:
@@ -49,6 +50,7 @@ class LocalStack:
 
     def up(self) -> None:
         """Start what is not running yet, wait until both answer, create the databases."""
+        self._check_ports()
         if self.kafka is not None:
             # The JVM boots in the background while Postgres starts.
             self.kafka.start()
@@ -58,6 +60,14 @@ class LocalStack:
         self._ensure_databases()
         if self.kafka is not None:
             self.kafka.wait_ready()
+
+    def _check_ports(self) -> None:
+        # Every port is checked before anything starts, so a taken Postgres port does not
+        # leave a freshly started Kafka behind; a part already running here re-attaches.
+        if self.kafka is not None and not self.kafka.is_running():
+            self.kafka.check_ports()
+        if self.postgres is not None and not self.postgres.is_running():
+            self.postgres.check_port()
 
     def _ensure_databases(self) -> None:
         url = self.settings.server_url()
