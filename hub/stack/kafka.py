@@ -137,7 +137,8 @@ class KafkaNode:
     def _check_libs(self) -> None:
         if not self.libs_dir.is_dir() or not any(self.libs_dir.glob("*.jar")):
             raise KafkaNodeError(
-                f"The Kafka jars are missing from {self.libs_dir}; run `make setup` first."
+                f"The Kafka jars are missing from {self.libs_dir}; run `make setup` first "
+                "or point HUB_KAFKA_LIBS at them."
             )
 
     def _server_properties(self) -> str:

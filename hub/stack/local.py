@@ -21,8 +21,10 @@ STACK_ERRORS: tuple[type[Exception], ...] = (KafkaNodeError, PostgresServerError
 class LocalStack:
     """The Kafka node and Postgres server a Settings describes, started and stopped together.
 
-    A part whose setting points elsewhere (kafka_bootstrap, database_url) is not managed
-    here; on an external Postgres only the agency databases are created.
+    Their state lives under settings.home; the Kafka jars are read from settings.kafka_libs,
+    so a new home needs no new `make setup`. A part whose setting points elsewhere
+    (kafka_bootstrap, database_url) is not managed here; on an external Postgres only the
+    agency databases are created.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -31,7 +33,7 @@ class LocalStack:
         # processes (and the JVM, whose working directory differs) read.
         self.home = settings.home.resolve()
         self.stack_dir = self.home / "stack"
-        self.libs_dir = self.home / "kafka-libs"
+        self.libs_dir = settings.kafka_libs.resolve()
         self.kafka: KafkaNode | None = None
         self.postgres: EmbeddedPostgres | None = None
         if settings.kafka_bootstrap is None:

@@ -6,7 +6,6 @@ Import them into a conftest with `from tests.integration.stack_fixtures import *
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import socket
 from collections.abc import Iterator
@@ -28,8 +27,6 @@ __all__ = [
     "stack_settings",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 
 @dataclass(frozen=True)
 class RunningStack:
@@ -42,8 +39,7 @@ class RunningStack:
 
 def kafka_libs_dir() -> Path:
     """The Kafka jars: $HUB_KAFKA_LIBS, else the repository's `.cache/kafka-libs`."""
-    override = os.environ.get("HUB_KAFKA_LIBS")
-    return Path(override) if override else REPO_ROOT / ".cache" / "kafka-libs"
+    return Settings().kafka_libs
 
 
 def free_ports(count: int) -> list[int]:
