@@ -6,7 +6,9 @@ Import them into a conftest with `from tests.integration.stack_fixtures import *
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
+import shutil
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,9 +25,12 @@ __all__ = [
     "free_ports",
     "kafka_libs_dir",
     "kafka_node",
+    "kcat",
     "running_stack",
     "stack_settings",
 ]
+
+KCAT_MISSING = "kcat is not on PATH: install it with `sudo apt-get install kcat` or `make setup`."
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,18 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
         yield stack
     finally:
         _stop(stack)
+
+
+@pytest.fixture(scope="session")
+def kcat() -> str:
+    """The kcat executable; without it the test fails under CI (`CI` set), else is skipped."""
+    path = shutil.which("kcat")
+    if path is None:
+        # CI must run every test, so a missing tool there is a broken machine, not an extra.
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(KCAT_MISSING, pytrace=False)
+        pytest.skip(KCAT_MISSING)
+    return path
 
 
 @pytest.fixture(scope="session")
