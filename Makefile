@@ -50,6 +50,7 @@ bench: setup
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy hub schemas consumers producers
+	$(BIN)/lint-imports
 
 schemas: $(VENV)/.installed
 	$(BIN)/python -m schemas.export
