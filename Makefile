@@ -6,9 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 LIBS   := .cache/kafka-libs
 
-.PHONY: setup demo test unit bench lint schemas stack-up stack-down clean
+.PHONY: setup kcat demo test unit bench lint schemas stack-up stack-down clean
 
-setup: $(VENV)/.installed $(LIBS)/.resolved
+setup: $(VENV)/.installed $(LIBS)/.resolved kcat
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed")'
@@ -22,6 +22,18 @@ $(LIBS)/.resolved: stack/pom.xml
 	mvn --quiet --batch-mode -f stack/pom.xml dependency:copy-dependencies \
 	    -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(LIBS)
 	touch $@
+
+# kcat (librdkafka, no Python) is the foreign Kafka client three integration tests use.
+# It comes from the system's packages, so it is installed only where root has apt-get.
+KCAT_HINT := install it with 'sudo apt-get install kcat' (macOS: 'brew install kcat')
+kcat:
+	@command -v kcat >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat) || \
+	        echo "kcat could not be installed; $(KCAT_HINT)."; \
+	else \
+	    echo "kcat is missing; $(KCAT_HINT)."; \
+	fi
 
 demo: setup
 	$(BIN)/python -m demo
@@ -38,6 +50,7 @@ bench: setup
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy hub schemas consumers producers
+	$(BIN)/lint-imports
 
 schemas: $(VENV)/.installed
 	$(BIN)/python -m schemas.export

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     database_prefix: str = Field(default="permithub_")
 
     # Local state (jars, data directories, pid files)
+    kafka_libs: Path = Field(
+        default=Path(__file__).resolve().parents[1] / ".cache" / "kafka-libs",
+        description="the Kafka jars `make setup` resolves; by default the repository's own",
+    )
     home: Path = Field(default=Path(".cache"), description="where the local stack keeps its files")
 
     # Consumer runtime

@@ -2,6 +2,7 @@
 
 from hub.stack.kafka import KafkaNode, KafkaNodeError
 from hub.stack.local import STACK_ERRORS, LocalStack
+from hub.stack.ports import PortInUse
 from hub.stack.postgres import (
     EmbeddedPostgres,
     PostgresServerError,
@@ -15,6 +16,7 @@ __all__ = [
     "KafkaNode",
     "KafkaNodeError",
     "LocalStack",
+    "PortInUse",
     "PostgresServerError",
     "ensure_databases",
     "ensure_databases_sync",

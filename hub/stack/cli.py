@@ -11,6 +11,7 @@ import typer
 from hub.registry import installed
 from hub.settings import Settings
 from hub.stack.local import STACK_ERRORS, LocalStack
+from hub.stack.ports import PortInUse
 
 __all__ = ["stack_app"]
 
@@ -19,6 +20,8 @@ stack_app = typer.Typer(
     no_args_is_help=True,
 )
 _NAMES = {"kafka": "Kafka", "postgres": "Postgres"}
+# A taken port is a set-up conflict (another program or checkout), told apart from failures.
+PORT_IN_USE_EXIT = 2
 
 
 def _stack() -> LocalStack:
@@ -36,6 +39,8 @@ def up() -> None:
     started = time.monotonic()
     try:
         stack.up()
+    except PortInUse as error:
+        _fail(str(error), code=PORT_IN_USE_EXIT)
     except STACK_ERRORS as error:
         _fail(str(error))
     after = stack.status()
@@ -102,6 +107,6 @@ def _address(entry: dict[str, Any]) -> str:
     return str(entry.get("bootstrap") or entry.get("url"))
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.secho(message, fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=1)
+    raise typer.Exit(code=code)

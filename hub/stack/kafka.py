@@ -15,6 +15,8 @@ from pathlib import Path
 
 import psutil
 
+from hub.stack.ports import ensure_port_free
+
 __all__ = ["KafkaNode", "KafkaNodeError", "new_cluster_id"]
 
 # The official start script uses 1G; half of that is plenty for a test broker on 2 cores,
@@ -135,7 +137,8 @@ class KafkaNode:
     def _check_libs(self) -> None:
         if not self.libs_dir.is_dir() or not any(self.libs_dir.glob("*.jar")):
             raise KafkaNodeError(
-                f"The Kafka jars are missing from {self.libs_dir}; run `make setup` first."
+                f"The Kafka jars are missing from {self.libs_dir}; run `make setup` first "
+                "or point HUB_KAFKA_LIBS at them."
             )
 
     def _server_properties(self) -> str:
@@ -275,11 +278,10 @@ class KafkaNode:
         if self.is_running():
             self._check_running_port()
             return
+        self.check_ports()
         # Rewritten on every start so the files always match this object's ports.
         self.configure()
         self.format()
-        _ensure_port_free(self.port, "Kafka broker")
-        _ensure_port_free(self.controller_port, "Kafka controller")
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
         with self.console_log.open("ab") as console:
             # A new session: Ctrl+C in the terminal that ran `hub stack up` must not stop it.
@@ -292,6 +294,11 @@ class KafkaNode:
                 cwd=self.data_dir,
             )
         self.pid_file.write_text(f"{self._popen.pid}\n")
+
+    def check_ports(self) -> None:
+        """Raise PortInUse if another program holds the broker's or controller's port."""
+        ensure_port_free(self.port, "Kafka broker", "HUB_KAFKA_PORT")
+        ensure_port_free(self.controller_port, "Kafka controller", "HUB_KAFKA_CONTROLLER_PORT")
 
     def _check_running_port(self) -> None:
         # A broker started earlier with other ports keeps them; say so instead of timing out.
@@ -383,18 +390,6 @@ def new_cluster_id() -> str:
         # Kafka's own Uuid.randomUuid() rejects ids starting with '-' (they parse as options).
         if not cluster_id.startswith("-"):
             return cluster_id
-
-
-def _ensure_port_free(port: int, what: str) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As the server does: connections in TIME_WAIT from an earlier run must not count.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError as error:
-            raise KafkaNodeError(
-                f"Port {port} for the {what} is already in use by another program."
-            ) from error
 
 
 def _port_open(port: int) -> bool:

