@@ -12,6 +12,8 @@ import sys
 from demo.story import play
 from hub.logging import configure_logging
 from hub.settings import Settings
+from hub.stack.local import STACK_ERRORS
+from hub.stack.ports import PortInUse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     # The story's table is the output; keep the services' routine lines out of its way.
     configure_logging(settings.log_format, os.environ.get("HUB_LOG_LEVEL", "WARNING"))
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    return asyncio.run(play(settings, keep_running=not args.stop))
+    try:
+        return asyncio.run(play(settings, keep_running=not args.stop))
+    except PortInUse as error:  # a second checkout's stack: one line naming the setting
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except STACK_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
