@@ -18,17 +18,6 @@ else:
     Connection = asyncpg.Connection
 """A connection, whether opened directly or borrowed from a pool."""
 
-RUNTIME_DDL = """
-CREATE TABLE IF NOT EXISTS hub_consumer_offsets (
-    group_id    text        NOT NULL,
-    topic       text        NOT NULL,
-    partition   integer     NOT NULL,
-    next_offset bigint      NOT NULL,
-    updated_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (group_id, topic, partition)
-);
-"""
-"""Consumed offsets, written in the same transaction as the view change they produced."""
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
@@ -63,14 +52,3 @@ async def stored_offsets(
         group_id,
     )
     return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
-
-
-async def migrate(pool: asyncpg.Pool, *ddl: str) -> None:
-    """Create the tables a component needs; every statement is idempotent.
-
-    An advisory lock serialises concurrent starts of several instances.
-    """
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('permit-hub migrate'))")
-        for statement in ddl:
-            await conn.execute(statement)

@@ -24,28 +24,14 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from hub.delivery import BatchHandler, Delivery
 from hub.db import Connection
+from hub.delivery import BatchHandler, Delivery
 from hub.outbox import OutgoingMessage, enqueue
 from hub.projection import ViewTable
 from schemas.envelope import CloudEvent
 
 V = TypeVar("V")
 
-DISPATCH_DDL = """
-CREATE TABLE IF NOT EXISTS hub_handled_events (
-    event_id   uuid        PRIMARY KEY,
-    event_type text        NOT NULL,
-    handled_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS hub_subject_sequences (
-    source  text    NOT NULL,
-    subject text    NOT NULL,
-    last    integer NOT NULL,
-    PRIMARY KEY (source, subject)
-);
-"""
-"""Handled event ids (idempotency) and the last sequence this agency gave each subject."""
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,8 @@ from hub.logging import get_logger
 
 log = get_logger(__name__)
 
-# The same key `hub.db.migrate` takes, so the old idempotent DDL and this runner never
-# interleave while both are still in use.
+# The key the idempotent DDL of earlier releases took, so a process of an earlier release
+# starting beside this runner never interleaves with it.
 LOCK = "SELECT pg_advisory_xact_lock(hashtext('permit-hub migrate'))"
 
 TABLE_DDL = """

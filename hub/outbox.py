@@ -30,16 +30,6 @@ log = get_logger(__name__)
 
 CHANNEL = "hub_outbox"
 
-OUTBOX_DDL = """
-CREATE TABLE IF NOT EXISTS hub_outbox (
-    id         bigserial   PRIMARY KEY,
-    topic      text        NOT NULL,
-    key        bytea,
-    value      bytea       NOT NULL,
-    headers    jsonb       NOT NULL DEFAULT '[]',
-    created_at timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)

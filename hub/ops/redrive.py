@@ -25,29 +25,6 @@ from hub.kafka import DLQ_PREFIX, REDRIVE_COUNT, Headers
 from hub.ops.dlq import DeadLetterMessage, dlq_topic_of, parse_ref, read_all
 from hub.settings import Settings
 
-REDRIVES_DDL = """
-CREATE TABLE IF NOT EXISTS hub_redrives (
-    id               bigserial   PRIMARY KEY,
-    redriven_by      text        NOT NULL,
-    started_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
-    finished_at      timestamptz,
-    group_id         text        NOT NULL,
-    dlq_topic        text        NOT NULL,
-    dlq_partition    integer     NOT NULL,
-    dlq_offset       bigint      NOT NULL,
-    reason           text,
-    event_type       text,
-    origin_topic     text        NOT NULL,
-    origin_partition integer     NOT NULL,
-    origin_offset    bigint      NOT NULL,
-    redrive_count    integer     NOT NULL,
-    result           text        NOT NULL CHECK (result IN ('pending', 'sent', 'failed')),
-    target_offset    bigint,
-    error            text
-);
-"""
-"""Who redrove which dead letter, when, where to, and how it went."""
-
 
 @dataclass(frozen=True)
 class Redrive:
@@ -137,10 +114,6 @@ def _plan(m: DeadLetterMessage, result: str) -> Redrive:
 async def _already_sent(
     pool: asyncpg.Pool, group: str, topic: str, *, dry_run: bool
 ) -> set[tuple[int, int]]:
-    if dry_run and await pool.fetchval("SELECT to_regclass('hub_redrives')") is None:
-        return set()  # a dry run creates nothing, not even the table
-    if not dry_run:
-        await pool.execute(REDRIVES_DDL)
     rows = await pool.fetch(
         "SELECT DISTINCT dlq_partition, dlq_offset FROM hub_redrives"
         " WHERE group_id = $1 AND dlq_topic = $2 AND result = 'sent'", group, topic)
@@ -181,8 +154,6 @@ async def redrive_log(settings: Settings, group: str) -> list[dict[str, object]]
     """The recorded redrives of a group, oldest first (empty if none was ever made)."""
     agency, _ = dlq_topic_of(settings, group)
     async with open_pool(settings.dsn(agency.name), max_size=1) as pool:
-        if await pool.fetchval("SELECT to_regclass('hub_redrives')") is None:
-            return []
         rows = await pool.fetch("SELECT * FROM hub_redrives WHERE group_id = $1 ORDER BY id",
                                 agency.group_id(settings))
     return [dict(r) for r in rows]

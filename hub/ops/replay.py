@@ -83,28 +83,6 @@ from hub.registry import installed
 from hub.settings import Settings
 from schemas import PERMIT_EVENT_TYPES, topics
 
-REPLAYS_DDL = """
-CREATE TABLE IF NOT EXISTS hub_replays (
-    id           bigserial   PRIMARY KEY,
-    view         text        NOT NULL,
-    requested_by text        NOT NULL,
-    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    range        jsonb       NOT NULL,
-    status       text        NOT NULL CHECK (status IN
-                   ('running', 'interrupted', 'built', 'switched', 'failed', 'abandoned')),
-    finished_at  timestamptz,
-    result       jsonb
-);
-CREATE TABLE IF NOT EXISTS hub_replay_offsets (
-    replay_id   bigint  NOT NULL REFERENCES hub_replays (id),
-    topic       text    NOT NULL,
-    partition   integer NOT NULL,
-    next_offset bigint  NOT NULL,
-    PRIMARY KEY (replay_id, topic, partition)
-);
-"""
-"""Every replay of a view, and how far its shadow has read each partition."""
-
 SWITCH_GAP = 2000
 """The build phase ends when the shadow is at most this many events behind the log end;
 the rest is applied inside the switch transaction."""
@@ -317,7 +295,6 @@ async def run_replay(
         open_pool(settings.dsn(agency), max_size=1) as pool,
         pool.acquire() as conn,
     ):
-        await conn.execute(REPLAYS_DDL)
         await _lock_view(conn, r.table)
         async with conn.transaction():
             await conn.execute(

@@ -35,17 +35,6 @@ from schemas.permits import (
     PermitRecord,
 )
 
-AUTHORITY_DDL = """
-CREATE SEQUENCE IF NOT EXISTS permit_no_seq START 156000000000000001;
-CREATE TABLE IF NOT EXISTS permits (
-    permit_no  text        PRIMARY KEY,
-    sequence   integer     NOT NULL,
-    status     text        NOT NULL,
-    record     jsonb       NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-"""
-
 EVENT_OF: dict[type[PermitPayload], type[CloudEvent[Any]]] = {
     domain.NotificationLetterIssuedData: NotificationLetterIssued,
     domain.PermitIssuedData: PermitIssued,

@@ -11,9 +11,9 @@ authority's records after a lifecycle.
 from __future__ import annotations
 
 import asyncio
-import random
 import json
 import os
+import random
 import secrets
 import signal
 import sys
@@ -75,7 +75,7 @@ async def fund_hub(stack_settings: Settings, fund_installed: list[str]) -> Async
         "batch_timeout_ms": 50,
     })
     await init_all(settings)
-    yield settings
+    return settings
 
 
 def _env(settings: Settings, paths: list[str]) -> dict[str, str]:
@@ -168,7 +168,9 @@ async def test_an_agency_from_another_distribution_gets_the_whole_hub(
     # `hub lag`: every partition of the fund's topic applied.
     code, out = await _hub(env, "lag", "housing_fund", "--json")
     rows = json.loads(out)
-    assert code == 0 and rows and {r["group"] for r in rows} == {group}
+    assert code == 0
+    assert rows
+    assert {r["group"] for r in rows} == {group}
     assert sum(r["lag"] for r in rows) == 0
 
     # The DLQ tools see the record it could not decode, with the reason.
@@ -179,7 +181,8 @@ async def test_an_agency_from_another_distribution_gets_the_whole_hub(
 
     # `hub replay` rebuilds the view and switches it in; it still matches the authority.
     code, out = await _hub(env, "replay", "housing_fund", "--json")
-    assert code == 0 and json.loads(out)["status"] == "switched"
+    assert code == 0
+    assert json.loads(out)["status"] == "switched"
     assert await reconcile(settings, ["housing_fund"]) == []
     async with bootstrap.pool(settings, "housing_fund", max_size=1) as p:
         held = {r["permit_no"]: r for r in await p.fetch("SELECT * FROM hf_permits")}

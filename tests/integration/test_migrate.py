@@ -14,18 +14,20 @@ from typing import Any
 import asyncpg
 import pytest
 
-from consumers.card.views import DDL as CARD_DDL
-from consumers.public_security.views import DDL as PS_DDL
-from consumers.social_insurance.views import DDL as SI_DDL
-from hub.db import RUNTIME_DDL
-from hub.dispatch import DISPATCH_DDL
 from hub.migrate import Migration, MigrationError, apply, drift, load, status
-from hub.ops.redrive import REDRIVES_DDL
-from hub.ops.replay import REPLAYS_DDL
-from hub.outbox import OUTBOX_DDL
 from hub.settings import Settings
 from hub.stack.postgres import ensure_databases
-from producers.work_permit import AUTHORITY_DDL
+from tests.integration.old_schema import (
+    AUTHORITY_DDL,
+    CARD_DDL,
+    DISPATCH_DDL,
+    OUTBOX_DDL,
+    PS_DDL,
+    REDRIVES_DDL,
+    REPLAYS_DDL,
+    RUNTIME_DDL,
+    SI_DDL,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from consumers.card import documents, handlers
+from consumers.card import AGENCY, documents, handlers
 from consumers.card.issuer import QrIssuer, SigningKey
 from consumers.card.records import CardPermit, ECard, Notice, PhysicalCard
 from consumers.card.requests import registration_request, sweep_request
-from consumers.card import AGENCY
 from hub.dispatch import Emit
 from producers.work_permit import domain
 from schemas import DecodeError, DecodeFailure
