@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import date
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from consumers.social_insurance.handlers import InsuredPermit
+from consumers.social_insurance.ports import AmbiguousPerson
+from consumers.social_insurance.records import InsuredPermit
 from consumers.social_insurance.rules import Cover, PermitFacts
 from hub.db import Connection
 from hub.projection import ViewTable
@@ -101,10 +103,6 @@ CREATE UNIQUE INDEX IF NOT EXISTS si_requests_decided
 """
 
 PERMITS = ViewTable("si_permits", InsuredPermit._fields)
-
-
-class AmbiguousPerson(ValueError):
-    """A person's keys name two accounts: an operator must merge them, nothing is guessed."""
 
 
 class SocialInsuranceView:
@@ -268,3 +266,10 @@ class SocialInsuranceView:
                 ssn, today, permit_no)
             if opened:
                 return ssn
+
+
+if TYPE_CHECKING:
+    from consumers.social_insurance.ports import SocialInsuranceViewPort
+
+    # mypy proves here that the Postgres view satisfies the handlers' port.
+    _CONFORMS: type[SocialInsuranceViewPort] = SocialInsuranceView
