@@ -49,7 +49,7 @@ bench: setup
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy hub schemas consumers producers
+	$(BIN)/mypy hub schemas consumers producers demo
 	$(BIN)/lint-imports
 
 schemas: $(VENV)/.installed

@@ -242,7 +242,7 @@ class LivePhase:
         Light on the system, since the last events may still be on their way: the outbox
         and the stored offsets are read with plain SQL; Kafka is asked for its log-end
         offsets once the outbox is empty (nothing else produces to the views' topics
-        here), and `hub.lag.caught_up` confirms at the end.
+        here), and `hub.ops.lag.caught_up` confirms at the end.
         """
         start = time.perf_counter()
         deadline = start + wait_s

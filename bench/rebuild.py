@@ -4,7 +4,7 @@
 
 Runs the hub's own `running_consumer` (a ViewConsumer in the agency's consumer group) on an
 empty view database until it has applied everything the permit topic holds, then checks
-with `hub.lag.caught_up` that the stored offsets equal the log-end offsets.
+with `hub.ops.lag.caught_up` that the stored offsets equal the log-end offsets.
 
 What is measured:
 - `wall_s`: from the moment the first fetched batch is handed to `ViewConsumer.process`

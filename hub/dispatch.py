@@ -18,9 +18,9 @@ the same transaction, so a redelivered or republished request yields no second o
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from pydantic import BaseModel
 
@@ -45,6 +45,25 @@ class Emit:
 
 Handler = Callable[[Any, V], Awaitable[Sequence[Emit]]]
 """A plain decision function: the event and the agency's view in, outcomes out."""
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Merge these rows into their view tables in bulk, one `upsert_latest` per table."""
+
+    rows: tuple[tuple[ViewTable, tuple[tuple[Any, ...], ...]], ...]
+
+
+@dataclass(frozen=True)
+class Handle(Generic[V]):
+    """Call these handlers on an event seen for the first time, and emit their outcomes."""
+
+    event: CloudEvent[Any]
+    handlers: tuple[Handler[V], ...]
+
+
+Step: TypeAlias = "Merge | Handle[V]"
+"""One step of a batch's plan (`Router.plan`)."""
 
 
 @dataclass
@@ -85,33 +104,46 @@ class Router(Generic[V]):
         """Apply projections in bulk and handlers one by one, keeping the arrival order."""
         first = await _first_times(conn, [d.event for d in deliveries
                                           if d.event.type in self.handlers])
-        pending: dict[str, list[tuple[Any, ...]]] = {}
-        tables: dict[str, ViewTable] = {}
         view: V | None = None
+        for step in self.plan(deliveries, first):
+            if isinstance(step, Merge):
+                for table, rows in step.rows:
+                    await table.upsert_latest(conn, rows)
+                continue
+            if view is None:
+                view = self.view_factory(conn)
+            emits: list[Emit] = []
+            for handler in step.handlers:
+                emits.extend(await handler(step.event, view))
+            await self._emit(conn, emits)
+
+    def plan(self, deliveries: Sequence[Delivery], first: Set[Any]) -> Iterator[Step[V]]:
+        """The batch as steps in arrival order (lazily, so rows are made as apply reaches them).
+
+        `first` holds the ids of the events never handled before; an id met twice in the
+        batch is handled at its first delivery only.
+        """
+        unseen = set(first)
+        pending: dict[str, tuple[ViewTable, list[tuple[Any, ...]]]] = {}
         for d in deliveries:
             projection = self.projections.get(d.event.type)
             if projection is not None:
                 table, row_of = projection
                 row = row_of(d.event)
                 if row is not None:
-                    pending.setdefault(table.name, []).append(row)
-                    tables[table.name] = table
+                    pending.setdefault(table.name, (table, []))[1].append(row)
             handlers = self.handlers.get(d.event.type)
-            if not handlers or d.event.id not in first:
+            if not handlers or d.event.id not in unseen:
                 continue
-            first.discard(d.event.id)  # the same event twice in one batch: handled once
-            if projection is None:
+            unseen.discard(d.event.id)  # the same event twice in one batch: handled once
+            if projection is None and pending:
                 # A request is decided against the view: every earlier event of the batch
                 # must be in it. A projected event carries its own full record, so its
                 # handlers read that, and the bulk merge goes on undisturbed.
-                await _flush(conn, tables, pending)
-            if view is None:
-                view = self.view_factory(conn)
-            emits: list[Emit] = []
-            for handler in handlers:
-                emits.extend(await handler(d.event, view))
-            await self._emit(conn, emits)
-        await _flush(conn, tables, pending)
+                yield _merge(pending)
+            yield Handle(d.event, tuple(handlers))
+        if pending:
+            yield _merge(pending)
 
     async def _emit(self, conn: Connection, emits: Sequence[Emit]) -> None:
         if not emits:
@@ -133,15 +165,11 @@ class Router(Generic[V]):
         await enqueue(conn, messages)
 
 
-async def _flush(
-    conn: Connection,
-    tables: dict[str, ViewTable],
-    pending: dict[str, list[tuple[Any, ...]]],
-) -> None:
-    for name, rows in pending.items():
-        if rows:
-            await tables[name].upsert_latest(conn, rows)
+def _merge(pending: dict[str, tuple[ViewTable, list[tuple[Any, ...]]]]) -> Merge:
+    """The rows gathered so far as one bulk merge, and an empty gathering for the next."""
+    step = Merge(tuple((table, tuple(rows)) for table, rows in pending.values()))
     pending.clear()
+    return step
 
 
 async def _first_times(conn: Connection, events: Sequence[CloudEvent[Any]]) -> set[Any]:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from typing import cast
 
+from producers.work_permit.store import EVENT_OF
 from schemas.permits import (
     Category,
     Employer,
     Holder,
+    PermitEvent,
     PermitIssued,
     PermitIssuedData,
+    PermitPayload,
     PermitRecord,
     PermitStatus,
 )
@@ -64,3 +68,11 @@ def issued_event(permit_no: str = "156000000000000001", sequence: int = 2) -> Pe
                                 data=PermitIssuedData(permit=record))
     assert isinstance(event, PermitIssued)
     return event
+
+
+def permit_event(data: PermitPayload, sequence: int, at: datetime | None = None) -> PermitEvent:
+    """The authority's event carrying this decision, as its store would publish it."""
+    extra = {} if at is None else {"time": at}
+    event = EVENT_OF[type(data)].create(
+        subject=data.permit.permit_no, sequence=sequence, data=data, **extra)
+    return cast("PermitEvent", event)  # EVENT_OF maps each permit payload to its event type

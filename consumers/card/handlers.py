@@ -20,6 +20,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from consumers.card import _rules
+from consumers.card.ports import CardViewPort
 from consumers.card.records import CardPermit, ECard, Notice, PhysicalCard
 from hub.dispatch import Emit
 from hub.logging import get_logger
@@ -45,7 +46,6 @@ from schemas.social_insurance import SocialSecurityNumberIssued
 
 if TYPE_CHECKING:
     from consumers.card.issuer import QrIssuer
-    from consumers.card.views import CardView
 
 log = get_logger(__name__)
 R = ECardRejectionReason
@@ -78,7 +78,7 @@ def card_permit(event: PermitEvent) -> CardPermit:
 
 
 async def register_ecard(
-    event: ECardRegistrationRequested, view: CardView, *, issuer: QrIssuer
+    event: ECardRegistrationRequested, view: CardViewPort, *, issuer: QrIssuer
 ) -> list[Emit]:
     """Issue the e-card with the permit's information and a QR token, or say why not.
 
@@ -114,7 +114,7 @@ async def register_ecard(
 
 
 async def _reject(
-    event: ECardRegistrationRequested, view: CardView, reason: ECardRejectionReason,
+    event: ECardRegistrationRequested, view: CardViewPort, reason: ECardRejectionReason,
     permit_no: str | None, permit: CardPermit | None = None, card_id: str | None = None,
 ) -> list[Emit]:
     req = event.data
@@ -130,7 +130,7 @@ async def _reject(
 
 
 async def _issue(
-    event: ECardRegistrationRequested, view: CardView, permit: CardPermit, issuer: QrIssuer
+    event: ECardRegistrationRequested, view: CardViewPort, permit: CardPermit, issuer: QrIssuer
 ) -> list[Emit]:
     req = event.data
     card_id = _rules.card_id_for(permit.permit_no, req.request_id)
@@ -164,7 +164,7 @@ async def _issue(
 # physical card --------------------------------------------------------------------------
 
 
-async def issue_physical_card(event: SocialSecurityNumberIssued, view: CardView) -> list[Emit]:
+async def issue_physical_card(event: SocialSecurityNumberIssued, view: CardViewPort) -> list[Emit]:
     """Issue the physical card for the new SSN and link the SSN to the e-card, if any.
 
     The card is issued even when the permit has not reached this view yet (the topics are
@@ -199,7 +199,7 @@ async def issue_physical_card(event: SocialSecurityNumberIssued, view: CardView)
 # notifications --------------------------------------------------------------------------
 
 
-async def notify_permit_change(event: PermitEvent, view: CardView) -> list[Emit]:
+async def notify_permit_change(event: PermitEvent, view: CardViewPort) -> list[Emit]:
     """Tell the e-card holder about each change of the permit (once per permit event).
 
     Only permits with an e-card are notified: the e-card is the channel. Only events after
@@ -225,7 +225,9 @@ async def notify_permit_change(event: PermitEvent, view: CardView) -> list[Emit]
                                         trigger=trigger)
 
 
-async def send_expiry_reminders(event: ExpiryReminderSweepRequested, view: CardView) -> list[Emit]:
+async def send_expiry_reminders(
+    event: ExpiryReminderSweepRequested, view: CardViewPort
+) -> list[Emit]:
     """Remind every e-card holder whose active permit ends within 30 days of the sweep's day.
 
     One reminder per permit and validity period: a later sweep, or an event that already
@@ -242,7 +244,7 @@ async def send_expiry_reminders(event: ExpiryReminderSweepRequested, view: CardV
 
 
 async def _remind_if_due(
-    view: CardView, permit: CardPermit, card_id: str, today: date, *, trigger: str
+    view: CardViewPort, permit: CardPermit, card_id: str, today: date, *, trigger: str
 ) -> list[Emit]:
     left = _rules.days_left(permit, today)
     if left is None:

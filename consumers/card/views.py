@@ -7,6 +7,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 from datetime import date
+from typing import TYPE_CHECKING
 
 from consumers.card.records import CardPermit, ECard, Notice, PhysicalCard
 from hub.db import Connection
@@ -155,3 +156,10 @@ class CardView:
         )
         n = len(CardPermit._fields)
         return [(CardPermit(*r[:n]), ECard(*r[n:])) for r in rows]
+
+
+if TYPE_CHECKING:
+    from consumers.card.ports import CardViewPort
+
+    # mypy proves here that the Postgres view satisfies the handlers' port.
+    _CONFORMS: type[CardViewPort] = CardView

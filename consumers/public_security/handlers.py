@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
-from typing import TYPE_CHECKING, NamedTuple
 
 from consumers.public_security import rules
+from consumers.public_security.ports import PublicSecurityViewPort
+from consumers.public_security.records import CheckedPermit
 from consumers.public_security.tokens import TokenCheck
 from hub.dispatch import Emit
 from hub.logging import get_logger
@@ -38,27 +38,7 @@ from schemas.public_security import (
     ResidenceRejection,
 )
 
-if TYPE_CHECKING:
-    from consumers.public_security.views import PublicSecurityView
-
 log = get_logger(__name__)
-
-
-class CheckedPermit(NamedTuple):
-    """A permit as public security keeps it for residence-permit decisions."""
-
-    permit_no: str
-    sequence: int
-    status: str
-    standard: str
-    holder_name: str
-    nationality: str
-    passport_no: str
-    passport_expiry: date
-    employer_city: str
-    valid_from: date | None
-    valid_until: date | None
-    cancelled_on: date | None
 
 
 def checked_permit(event: PermitEvent) -> CheckedPermit:
@@ -94,7 +74,7 @@ class Policy:
 
 
 async def on_application(
-    event: ResidencePermitApplied, view: PublicSecurityView, policy: Policy
+    event: ResidencePermitApplied, view: PublicSecurityViewPort, policy: Policy
 ) -> Sequence[Emit]:
     """Decide an application for a work-type residence permit, and store the decision."""
     app: ResidencePermitAppliedData = event.data
@@ -127,7 +107,7 @@ async def on_application(
 
 
 async def _refuse(
-    event: ResidencePermitApplied, view: PublicSecurityView, refusal: rules.Refuse
+    event: ResidencePermitApplied, view: PublicSecurityViewPort, refusal: rules.Refuse
 ) -> Sequence[Emit]:
     app = event.data
     await view.record(event.id, event.subject, app, outcome="rejected",
@@ -140,7 +120,7 @@ async def _refuse(
 
 
 async def _grant(
-    event: ResidencePermitApplied, view: PublicSecurityView, grant: rules.Grant
+    event: ResidencePermitApplied, view: PublicSecurityViewPort, grant: rules.Grant
 ) -> Sequence[Emit]:
     app = event.data
     number = await view.issue(event.subject, app.application_id, grant.valid_from,
@@ -153,7 +133,10 @@ async def _grant(
 
 
 async def _extend(
-    event: ResidencePermitApplied, view: PublicSecurityView, extension: rules.Extend, number: str
+    event: ResidencePermitApplied,
+    view: PublicSecurityViewPort,
+    extension: rules.Extend,
+    number: str,
 ) -> Sequence[Emit]:
     app = event.data
     await view.extend(number, extension.valid_until)
@@ -165,7 +148,7 @@ async def _extend(
 
 
 async def on_permit_cancelled(
-    event: PermitCancelled, view: PublicSecurityView, policy: Policy
+    event: PermitCancelled, view: PublicSecurityViewPort, policy: Policy
 ) -> Sequence[Emit]:
     """A cancelled work permit requires the residence permit on it to be cancelled."""
     record = event.data.permit
@@ -182,7 +165,7 @@ async def on_permit_cancelled(
                      work_permit_cancelled_on=record.cancelled_on, cancel_by=deadline))]
 
 
-async def on_permit_extended(event: PermitExtended, view: PublicSecurityView) -> Sequence[Emit]:
+async def on_permit_extended(event: PermitExtended, view: PublicSecurityViewPort) -> Sequence[Emit]:
     """A longer work permit opens an extension of the residence permit, on application."""
     record = event.data.permit
     residence = await view.residence(record.permit_no)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from consumers.public_security.handlers import CheckedPermit
+from consumers.public_security.records import CheckedPermit
 from consumers.public_security.rules import PermitFacts, ResidenceFacts
 from hub.db import Connection
 from hub.projection import ViewTable
@@ -93,3 +94,10 @@ class PublicSecurityView:
             "UPDATE ps_residence_permits SET status = 'cancellation_required', cancel_by = $2,"
             " updated_at = clock_timestamp() WHERE residence_permit_no = $1",
             residence_permit_no, cancel_by)
+
+
+if TYPE_CHECKING:
+    from consumers.public_security.ports import PublicSecurityViewPort
+
+    # mypy proves here that the Postgres view satisfies the handlers' port.
+    _CONFORMS: type[PublicSecurityViewPort] = PublicSecurityView

@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, NamedTuple
 
 from consumers.social_insurance import identity, rules
 from consumers.social_insurance.agreements import Agreements
+from consumers.social_insurance.ports import SocialInsuranceViewPort
+from consumers.social_insurance.records import InsuredPermit
 from hub.dispatch import Emit
 from hub.logging import get_logger
 from schemas.card import ECardIssued
@@ -48,28 +49,7 @@ from schemas.social_insurance import (
     SuspensionCause,
 )
 
-if TYPE_CHECKING:
-    from consumers.social_insurance.views import SocialInsuranceView
-
 log = get_logger(__name__)
-
-
-class InsuredPermit(NamedTuple):
-    """A permit as the social insurance agency keeps it."""
-
-    permit_no: str
-    sequence: int
-    status: str
-    standard: str
-    holder_name: str
-    nationality: str
-    passport_no: str
-    date_of_birth: date
-    employer_credit_code: str
-    employer_name: str
-    issued_on: date | None
-    valid_from: date | None
-    valid_until: date | None
 
 
 def insured_permit(event: PermitEvent) -> InsuredPermit:
@@ -108,7 +88,7 @@ class Policy:
 
 
 async def on_registration_requested(
-    event: InsuranceRegistrationRequested, view: SocialInsuranceView, policy: Policy
+    event: InsuranceRegistrationRequested, view: SocialInsuranceViewPort, policy: Policy
 ) -> Sequence[Emit]:
     """Decide a registration request, and store the decision."""
     request = event.data
@@ -142,7 +122,7 @@ async def on_registration_requested(
 
 
 async def _resolve(
-    reference: ByPermitNo | ByLetterNo | ByECard, view: SocialInsuranceView
+    reference: ByPermitNo | ByLetterNo | ByECard, view: SocialInsuranceViewPort
 ) -> str | rules.Refuse:
     if isinstance(reference, ByPermitNo):
         return reference.permit_no
@@ -171,7 +151,7 @@ def _reference_text(reference: ByPermitNo | ByLetterNo | ByECard) -> str:
 
 async def _reject(
     event: InsuranceRegistrationRequested,
-    view: SocialInsuranceView,
+    view: SocialInsuranceViewPort,
     permit_no: str | None,
     refusal: rules.Refuse,
 ) -> Sequence[Emit]:
@@ -188,7 +168,7 @@ async def _reject(
 
 async def _refer(
     event: InsuranceRegistrationRequested,
-    view: SocialInsuranceView,
+    view: SocialInsuranceViewPort,
     permit_no: str,
     referral: rules.Refer,
 ) -> Sequence[Emit]:
@@ -202,7 +182,7 @@ async def _refer(
 
 async def _register(
     event: InsuranceRegistrationRequested,
-    view: SocialInsuranceView,
+    view: SocialInsuranceViewPort,
     permit_no: str,
     registration: rules.Register,
     policy: Policy,
@@ -225,7 +205,7 @@ async def _register(
     return emits
 
 
-async def _person_keys(view: SocialInsuranceView, permit_no: str) -> list[str]:
+async def _person_keys(view: SocialInsuranceViewPort, permit_no: str) -> list[str]:
     keys = [identity.permit_key(permit_no)]
     holder = await view.holder_keys(permit_no)
     if holder is not None:  # unknown only in a view made before these columns existed
@@ -237,20 +217,22 @@ async def _person_keys(view: SocialInsuranceView, permit_no: str) -> list[str]:
 
 
 async def on_letter_issued(
-    event: NotificationLetterIssued, view: SocialInsuranceView
+    event: NotificationLetterIssued, view: SocialInsuranceViewPort
 ) -> Sequence[Emit]:
     """Remember the letter, so that a request may name the permit by it."""
     await view.remember_letter(event.data.letter_no, event.data.permit.permit_no)
     return []
 
 
-async def on_ecard_issued(event: ECardIssued, view: SocialInsuranceView) -> Sequence[Emit]:
+async def on_ecard_issued(event: ECardIssued, view: SocialInsuranceViewPort) -> Sequence[Emit]:
     """Remember the e-card, so that a request may name the permit by it."""
     await view.remember_card(event.data.card_id, event.data.permit.permit_no)
     return []
 
 
-async def on_permit_cancelled(event: PermitCancelled, view: SocialInsuranceView) -> Sequence[Emit]:
+async def on_permit_cancelled(
+    event: PermitCancelled, view: SocialInsuranceViewPort
+) -> Sequence[Emit]:
     """A cancelled permit suspends its registration; the account is kept."""
     record = event.data.permit
     assert record.cancelled_on is not None
@@ -258,7 +240,7 @@ async def on_permit_cancelled(event: PermitCancelled, view: SocialInsuranceView)
                           SuspensionCause.PERMIT_CANCELLED, event.data.reason)
 
 
-async def on_permit_expired(event: PermitExpired, view: SocialInsuranceView) -> Sequence[Emit]:
+async def on_permit_expired(event: PermitExpired, view: SocialInsuranceViewPort) -> Sequence[Emit]:
     """An expired permit (an automatic cancellation) suspends its registration too."""
     record = event.data.permit
     assert record.valid_until is not None
@@ -267,7 +249,7 @@ async def on_permit_expired(event: PermitExpired, view: SocialInsuranceView) -> 
 
 
 async def _suspend(
-    view: SocialInsuranceView,
+    view: SocialInsuranceViewPort,
     permit_no: str,
     on: date,
     cause: SuspensionCause,
@@ -280,7 +262,7 @@ async def _suspend(
         permit_no=permit_no, ssn=ssn, suspended_on=on, cause=cause, cancellation_reason=reason))]
 
 
-async def on_permit_changed(event: PermitChanged, view: SocialInsuranceView) -> Sequence[Emit]:
+async def on_permit_changed(event: PermitChanged, view: SocialInsuranceViewPort) -> Sequence[Emit]:
     """A renewed passport becomes another key of the same person (the SSN stays)."""
     if not any(c.field == "holder.passport_no" for c in event.data.changes):
         return []

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import date
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from consumers.social_insurance.handlers import InsuredPermit
+from consumers.social_insurance.ports import AmbiguousPerson
+from consumers.social_insurance.records import InsuredPermit
 from consumers.social_insurance.rules import Cover, PermitFacts
 from hub.db import Connection
 from hub.projection import ViewTable
 from schemas.social_insurance import InsuranceRegistrationRequestedData
 
 PERMITS = ViewTable("si_permits", InsuredPermit._fields)
-
-
-class AmbiguousPerson(ValueError):
-    """A person's keys name two accounts: an operator must merge them, nothing is guessed."""
 
 
 class SocialInsuranceView:
@@ -180,3 +178,10 @@ class SocialInsuranceView:
                 ssn, today, permit_no)
             if opened:
                 return ssn
+
+
+if TYPE_CHECKING:
+    from consumers.social_insurance.ports import SocialInsuranceViewPort
+
+    # mypy proves here that the Postgres view satisfies the handlers' port.
+    _CONFORMS: type[SocialInsuranceViewPort] = SocialInsuranceView

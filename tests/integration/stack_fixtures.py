@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.settings import AGENCIES, Settings
+from hub.registry import installed
+from hub.settings import Settings
 from hub.stack.kafka import KafkaNode
 from hub.stack.postgres import EmbeddedPostgres, ensure_databases_sync
 
@@ -78,7 +79,7 @@ def _start(stack: RunningStack) -> None:
     stack.kafka.start()
     stack.postgres.start()
     stack.postgres.wait_ready()
-    names = [stack.settings.database_name(agency) for agency in AGENCIES]
+    names = [stack.settings.database_name(agency) for agency in installed().names()]
     ensure_databases_sync(stack.settings.server_url(), names)
     stack.kafka.wait_ready()
 

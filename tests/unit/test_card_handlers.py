@@ -1,16 +1,15 @@
 """The card service's decisions as plain function calls against an in-memory view.
 
-`MemoryCardView` keeps the same rows as `consumers.card.views.CardView` with the same
-uniqueness rules (one e-card per permit, one physical card per permit and per SSN, one
-notice per dedup key, one answer per request id); the integration tests run the same
-decisions on Postgres.
+`tests.memory_views.MemoryCardView` keeps the same rows as `consumers.card.views.CardView`
+with the same uniqueness rules (one e-card per permit, one physical card per permit and per
+SSN, one notice per dedup key, one answer per request id); the integration tests run the
+same decisions on Postgres.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -19,7 +18,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consumers.card import AGENCY, documents, handlers
 from consumers.card.issuer import QrIssuer, SigningKey
-from consumers.card.records import CardPermit, ECard, Notice, PhysicalCard
 from consumers.card.requests import registration_request, sweep_request
 from hub.dispatch import Emit
 from producers.work_permit import domain
@@ -37,7 +35,7 @@ from schemas.card import (
     PhysicalCardIssued,
     PhysicalCardIssuedData,
 )
-from schemas.permit_token import Claims, key_id, verify
+from schemas.permit_token import key_id, verify
 from schemas.permits import (
     CancellationReason,
     LegacyPermitRegistered,
@@ -55,6 +53,7 @@ from schemas.permits import (
 )
 from schemas.social_insurance import SocialSecurityNumberIssued, SocialSecurityNumberIssuedData
 from tests.factories import active_record, holder
+from tests.memory_views import MemoryCardView
 
 if TYPE_CHECKING:
     from consumers.card.views import CardView
@@ -64,94 +63,6 @@ NOW = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 09:00 in China, 2 March 2026
 TODAY = date(2026, 3, 2)
 PERMIT = "156000000000000001"
 NAME = "Anna Schmidt"
-
-
-class MemoryCardView:
-    """The card view's port, in memory, with the database's uniqueness rules."""
-
-    def __init__(self) -> None:
-        self.permits: dict[str, CardPermit] = {}
-        self.ecards: dict[str, ECard] = {}
-        self.requests: dict[uuid.UUID, tuple[uuid.UUID, str, str | None, str | None]] = {}
-        self.tokens: list[tuple[str, Claims, str]] = []
-        self.physical: dict[str, PhysicalCard] = {}
-        self.notices: dict[tuple[str, str], Notice] = {}
-
-    def project(self, event: PermitEvent) -> None:
-        row = handlers.card_permit(event)
-        held = self.permits.get(row.permit_no)
-        if held is None or held.sequence < row.sequence:
-            self.permits[row.permit_no] = row
-
-    async def permit(self, permit_no: str) -> CardPermit | None:
-        return self.permits.get(permit_no)
-
-    async def permit_no_of_ssn(self, ssn: str) -> str | None:
-        return next((c.permit_no for c in self.physical.values() if c.ssn == ssn), None)
-
-    async def claim_request(self, request_id: uuid.UUID, event_id: uuid.UUID, subject: str) -> bool:
-        if request_id in self.requests:
-            return False
-        self.requests[request_id] = (event_id, subject, None, None)
-        return True
-
-    async def settle_request(self, request_id: uuid.UUID, outcome: str, reason: str | None) -> None:
-        event_id, subject, _, _ = self.requests[request_id]
-        self.requests[request_id] = (event_id, subject, outcome, reason)
-
-    async def ecard(self, permit_no: str) -> ECard | None:
-        return self.ecards.get(permit_no)
-
-    async def add_ecard(self, card: ECard) -> bool:
-        if card.permit_no in self.ecards:
-            return False
-        self.ecards[card.permit_no] = card
-        return True
-
-    async def with_ecards(self, permit_nos: Iterable[str]) -> set[str]:
-        return set(permit_nos) & set(self.ecards)
-
-    async def mark_notified(self, permit_no: str, sequence: int) -> bool:
-        card = self.ecards.get(permit_no)
-        if card is None or card.notified_sequence >= sequence:
-            return False
-        self.ecards[permit_no] = card._replace(notified_sequence=sequence)
-        return True
-
-    async def link_ssn(self, permit_no: str, ssn: str, card_id: str) -> None:
-        if permit_no in self.ecards:
-            self.ecards[permit_no] = self.ecards[permit_no]._replace(ssn=ssn)
-        if permit_no in self.physical:
-            self.physical[permit_no] = self.physical[permit_no]._replace(ecard_id=card_id)
-
-    async def record_token(self, token: str, claims: Claims, purpose: str) -> None:
-        self.tokens.append((token, claims, purpose))
-
-    async def physical_card(self, permit_no: str) -> PhysicalCard | None:
-        return self.physical.get(permit_no)
-
-    async def add_physical_card(self, card: PhysicalCard) -> bool:
-        if card.permit_no in self.physical or await self.permit_no_of_ssn(card.ssn):
-            return False
-        self.physical[card.permit_no] = card
-        return True
-
-    async def record_notice(self, notice: Notice) -> bool:
-        key = (notice.permit_no, notice.dedup_key)
-        if key in self.notices:
-            return False
-        self.notices[key] = notice
-        return True
-
-    async def carded_permits_ending(
-        self, first: date, last: date
-    ) -> list[tuple[CardPermit, ECard]]:
-        return sorted(
-            ((p, self.ecards[n]) for n, p in self.permits.items()
-             if n in self.ecards and p.status == "active" and p.valid_until is not None
-             and first <= p.valid_until <= last),
-            key=lambda pair: (pair[0].valid_until, pair[0].permit_no),
-        )
 
 
 _PRIVATE = Ed25519PrivateKey.generate()
@@ -184,24 +95,24 @@ def view_with(rec: PermitRecord | None = None, sequence: int = 2) -> MemoryCardV
 async def register(view: MemoryCardView, name: str = NAME, **kw: Any) -> list[Emit]:
     kw.setdefault("permit_no", PERMIT)
     event = registration_request(name, at=NOW, **kw)
-    return await handlers.register_ecard(event, port(view), issuer=ISSUER)
+    return await handlers.register_ecard(event, view, issuer=ISSUER)
 
 
-def port(view: MemoryCardView) -> CardView:
-    """The in-memory view where the handlers expect the database's (same methods)."""
+def as_card_view(view: MemoryCardView) -> CardView:
+    """The in-memory view where `documents` still names the Postgres class (same methods)."""
     return cast("CardView", view)
 
 
 async def physical(event: SocialSecurityNumberIssued, view: MemoryCardView) -> list[Emit]:
-    return await handlers.issue_physical_card(event, port(view))
+    return await handlers.issue_physical_card(event, view)
 
 
 async def notify(event: PermitEvent, view: MemoryCardView) -> list[Emit]:
-    return await handlers.notify_permit_change(event, port(view))
+    return await handlers.notify_permit_change(event, view)
 
 
 async def sweep(event: ExpiryReminderSweepRequested, view: MemoryCardView) -> list[Emit]:
-    return await handlers.send_expiry_reminders(event, port(view))
+    return await handlers.send_expiry_reminders(event, view)
 
 
 def only(emits: list[Emit], event_type: type[Any]) -> Any:
@@ -525,12 +436,12 @@ def test_the_card_codec_reads_every_contract_type_and_refuses_unknown_ones() -> 
 async def test_a_legacy_permit_is_queried_as_it_is_but_gets_no_qr_code() -> None:
     """Honoured as it is: its information is shown, marked legacy; no QR until migrated."""
     view = legacy_view()
-    document = await documents.query_permit(port(view), PERMIT, TODAY)
+    document = await documents.query_permit(as_card_view(view), PERMIT, TODAY)
     assert document["permit"]["standard"] == "legacy"
     assert (document["qr_available"], document["qr_unavailable_reason"]) == (
         False, "legacy_not_migrated")
     with pytest.raises(documents.ServiceRefused) as refused:
-        await documents.issue_qr(port(view), PERMIT, ISSUER, TODAY)
+        await documents.issue_qr(as_card_view(view), PERMIT, ISSUER, TODAY)
     assert refused.value.reason == "legacy_not_migrated"
 
 
@@ -538,12 +449,12 @@ async def test_a_download_signs_a_fresh_token_only_for_a_valid_carded_permit() -
     """With an e-card: a new recorded token; cancelled or without a card: refused."""
     view = view_with(record())
     with pytest.raises(documents.ServiceRefused, match="no_ecard"):
-        await documents.issue_qr(port(view), PERMIT, ISSUER, TODAY)
+        await documents.issue_qr(as_card_view(view), PERMIT, ISSUER, TODAY)
     card_id = only(await register(view), ECardIssued).card_id
-    _, claims = await documents.issue_qr(port(view), PERMIT, ISSUER, TODAY)
+    _, claims = await documents.issue_qr(as_card_view(view), PERMIT, ISSUER, TODAY)
     assert claims.card_id == card_id
     assert [purpose for _, _, purpose in view.tokens] == ["ecard_issued", "download"]
     view.project(permit_event(PermitCancelled, domain.cancel(
         record(), reason=CancellationReason.REVOKED, today=TODAY), 3))
     with pytest.raises(documents.ServiceRefused, match="permit_cancelled"):
-        await documents.issue_qr(port(view), PERMIT, ISSUER, TODAY)
+        await documents.issue_qr(as_card_view(view), PERMIT, ISSUER, TODAY)

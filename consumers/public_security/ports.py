@@ -1,0 +1,54 @@
+"""What public security's handlers need of its database, as a port (`typing.Protocol`).
+
+`consumers.public_security.views.PublicSecurityView` is the Postgres implementation; the
+unit tests use an in-memory one. The handlers depend on this port only.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Protocol
+from uuid import UUID
+
+from consumers.public_security.rules import PermitFacts, ResidenceFacts
+from schemas.public_security import ResidencePermitAppliedData
+
+
+class PublicSecurityViewPort(Protocol):
+    """Public security's reads and writes that its handlers make, in the batch transaction."""
+
+    async def permit(self, permit_no: str) -> PermitFacts | None:
+        """The work permit as public security's view holds it."""
+
+    async def residence(self, permit_no: str) -> ResidenceFacts | None:
+        """The residence permit issued on this work permit, held (locked) for this decision."""
+
+    async def decided(self, application_id: str) -> str | None:
+        """The outcome (or rejection reason) already given to this application id, if any."""
+
+    async def record(
+        self,
+        event_id: UUID,
+        permit_no: str,
+        app: ResidencePermitAppliedData,
+        *,
+        outcome: str,
+        reason: str | None = None,
+        message: str | None = None,
+        residence_permit_no: str | None = None,
+    ) -> None:
+        """Store an application and its decision, one row per submission (event id)."""
+
+    async def issue(
+        self, permit_no: str, application_id: str, valid_from: date, valid_until: date
+    ) -> str:
+        """Store a new residence permit; return the number public security gave it."""
+
+    async def extend(self, residence_permit_no: str, valid_until: date) -> None:
+        """Move a residence permit's end after an extension was granted."""
+
+    async def offer_extension(self, residence_permit_no: str, until: date) -> None:
+        """Note that the holder may now apply to extend up to `until`."""
+
+    async def require_cancellation(self, residence_permit_no: str, cancel_by: date | None) -> None:
+        """Mark a residence permit whose work permit was cancelled."""

@@ -1,0 +1,130 @@
+"""Dead-letter headers, the redrive counter and where a dead letter goes (hub/kafka.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hub.delivery import Delivery
+from hub.kafka import (
+    REDRIVE_COUNT,
+    REDRIVE_LIMIT,
+    DeadLetter,
+    dead_letter_destination,
+    dead_letter_headers,
+    quarantine_topic,
+)
+from tests.factories import issued_event
+
+NOW = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+DLT = "hub.card.dlq"
+
+
+def dead_letter(headers: list[tuple[str, bytes]] | None = None, **fields: object) -> DeadLetter:
+    """A decode failure at card.requests 2:41, with these original headers."""
+    values: dict[str, object] = {
+        "topic": "card.requests", "partition": 2, "offset": 41, "timestamp_ms": 1767225600000,
+        "key": b"156000000000000001", "value": b"{ not json", "headers": headers or [],
+        "reason": "undecodable", "error_class": "DecodeError", "error_message": "not JSON",
+    }
+    return DeadLetter(**(values | fields))  # type: ignore[arg-type]
+
+
+def as_dict(headers: list[tuple[str, bytes]]) -> dict[str, bytes]:
+    names = [k for k, _ in headers]
+    assert len(names) == len(set(names)), f"a header is repeated: {names}"
+    return dict(headers)
+
+
+def test_the_failure_and_origin_are_added_as_dlq_headers() -> None:
+    """reason, error class and message, origin topic/partition/offset/timestamp, group, time."""
+    headers = as_dict(dead_letter_headers(dead_letter(), "hub.card", NOW))
+    assert headers == {
+        "dlq.reason": b"undecodable", "dlq.error.class": b"DecodeError",
+        "dlq.error.message": b"not JSON", "dlq.origin.topic": b"card.requests",
+        "dlq.origin.partition": b"2", "dlq.origin.offset": b"41",
+        "dlq.origin.timestamp": b"1767225600000", "dlq.group": b"hub.card",
+        "dlq.time": b"2026-03-02T01:00:00+00:00",
+    }
+
+
+def test_the_original_headers_are_kept_first_and_in_order() -> None:
+    """Headers the producer set travel with the dead letter, before the dlq.* ones."""
+    original = [("content-type", b"application/cloudevents+json"), ("traceparent", b"00-ab")]
+    headers = dead_letter_headers(dead_letter(original), "hub.card", NOW)
+    assert headers[:2] == original
+    assert all(k.startswith("dlq.") for k, _ in headers[2:])
+
+
+def test_a_second_failure_replaces_the_first_ones_dlq_headers_but_keeps_the_count() -> None:
+    """A redriven message that fails again: one fresh set of dlq.* headers, same count."""
+    first = dead_letter_headers(dead_letter([("content-type", b"x")]), "hub.card", NOW)
+    again = dead_letter([*first, (REDRIVE_COUNT, b"2")], reason="handler_error",
+                        error_class="CardConflict", error_message="another SSN")
+    headers = as_dict(dead_letter_headers(again, "hub.card", NOW))
+    assert headers["dlq.reason"] == b"handler_error"
+    assert headers["dlq.error.class"] == b"CardConflict"
+    assert headers[REDRIVE_COUNT] == b"2"
+    assert headers["content-type"] == b"x"
+
+
+def test_a_long_error_message_is_cut_to_2000_characters() -> None:
+    """However long the exception's text, the header carries its first 2000 characters."""
+    headers = as_dict(dead_letter_headers(dead_letter(error_message="é" * 5000), "g", NOW))
+    assert headers["dlq.error.message"].decode() == "é" * 2000
+
+
+@pytest.mark.parametrize(("headers", "count"), [
+    ([], 0),
+    ([(REDRIVE_COUNT, b"0")], 0),
+    ([(REDRIVE_COUNT, b"3")], 3),
+    ([("other", b"9"), (REDRIVE_COUNT, b"1")], 1),
+], ids=["never", "zero", "three", "among-others"])
+def test_the_redrive_count_is_read_from_its_header(
+    headers: list[tuple[str, bytes]], count: int
+) -> None:
+    """No header means never redriven; otherwise its number."""
+    assert dead_letter(headers).redrive_count == count
+
+
+@pytest.mark.parametrize("raw", [b"", b"three", b"\xff", b"1.5"])
+def test_a_mangled_redrive_count_counts_as_over_the_limit(raw: bytes) -> None:
+    """A counter that cannot be read must not reopen the redrive loop: it quarantines."""
+    d = dead_letter([(REDRIVE_COUNT, raw)])
+    assert d.redrive_count == REDRIVE_LIMIT + 1
+    assert dead_letter_destination(d, DLT) == quarantine_topic(DLT)
+
+
+@given(st.integers(min_value=0, max_value=50))
+def test_a_message_redriven_more_than_the_limit_goes_to_quarantine(count: int) -> None:
+    """Up to REDRIVE_LIMIT redrives it returns to the group's DLQ; beyond, to quarantine."""
+    d = dead_letter([(REDRIVE_COUNT, str(count).encode())])
+    expected = DLT if count <= REDRIVE_LIMIT else f"{DLT}.quarantine"
+    assert dead_letter_destination(d, DLT) == expected
+
+
+def test_a_raw_record_keeps_its_bytes_and_headers() -> None:
+    """DeadLetter.of: a record that never became an event is kept exactly as it came."""
+    rec = ConsumerRecord("card.requests", 1, 7, 1767225600000, 0, b"k", b"\x00 raw", None, 1,
+                         6, [("traceparent", b"00-ab")])
+    d = DeadLetter.of(rec, "undecodable", ValueError("bad byte"))
+    assert (d.topic, d.partition, d.offset, d.key, d.value) == (
+        "card.requests", 1, 7, b"k", b"\x00 raw")
+    assert d.headers == [("traceparent", b"00-ab")]
+    assert (d.error_class, d.error_message, d.event_id) == ("ValueError", "bad byte", None)
+
+
+def test_an_event_that_failed_its_handler_keeps_its_id_type_and_redrive_count() -> None:
+    """DeadLetter.of_delivery: keyed by subject, the event's JSON, the count carried over."""
+    event = issued_event()
+    delivery = Delivery("permits", 0, 12, 1767225600000, event,
+                        ((REDRIVE_COUNT, b"2"), ("content-type", b"old")))
+    d = DeadLetter.of_delivery(delivery, "handler_error", RuntimeError("boom"))
+    assert (d.key, d.value) == (event.subject.encode(), event.to_json())
+    assert (d.event_id, d.event_type) == (str(event.id), event.type)
+    assert d.redrive_count == 2
+    assert dict(d.headers)["content-type"] == b"application/cloudevents+json"

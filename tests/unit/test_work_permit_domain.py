@@ -1,0 +1,274 @@
+"""The work-permit authority's lifecycle rules (producers/work_permit/domain.py, DOMAIN.md §2)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from producers.work_permit import domain
+from producers.work_permit.domain import PermitRuleViolation
+from schemas.permits import (
+    MAX_VALIDITY_MONTHS,
+    CancellationReason,
+    Category,
+    FieldChange,
+    PermitRecord,
+    PermitStandard,
+    PermitStatus,
+    add_months,
+)
+from tests.factories import active_record, employer, holder
+
+TODAY = date(2025, 3, 3)
+UNTIL = date(2026, 3, 2)
+FAR = date(2099, 1, 1)
+
+
+def letter(months: int = 12, passport_expiry: date = FAR) -> PermitRecord:
+    """A notification letter approved for `months`, issued today."""
+    return domain.notification_letter(
+        permit_no="156000000000000001", letter_no="NL1",
+        holder=holder(passport_expiry=passport_expiry), employer=employer(),
+        category=Category.B, position="Engineer", approved_months=months, today=TODAY).permit
+
+
+def active(valid_until: date = UNTIL, **overrides: Any) -> PermitRecord:
+    """An active integrated permit valid from TODAY until `valid_until`."""
+    fields: dict[str, Any] = {"valid_from": TODAY, "valid_until": valid_until,
+                              "issued_on": TODAY, "holder": holder(passport_expiry=FAR)}
+    return active_record(**(fields | overrides))
+
+
+def in_status(status: PermitStatus) -> PermitRecord:
+    """A permit in this status, otherwise valid."""
+    if status is PermitStatus.LETTER_ISSUED:
+        return letter()
+    if status is PermitStatus.CANCELLED:
+        return active(status=status, cancelled_on=TODAY,
+                      cancellation_reason=CancellationReason.REVOKED)
+    return active(status=status)
+
+
+# the notification letter and the issue ------------------------------------------------------
+
+
+def test_a_letter_starts_the_permit_without_a_validity() -> None:
+    """Approval abroad: letter_issued, dated today, no validity until the holder enters."""
+    record = letter()
+    assert record.status is PermitStatus.LETTER_ISSUED
+    assert record.letter_issued_on == TODAY
+    assert (record.valid_from, record.valid_until) == (None, None)
+
+
+def test_an_approval_longer_than_five_years_is_refused() -> None:
+    """At most 60 months per approval (category A's maximum)."""
+    assert letter(MAX_VALIDITY_MONTHS).approved_months == 60
+    with pytest.raises(ValueError, match="approved_months"):
+        letter(MAX_VALIDITY_MONTHS + 1)
+
+
+def test_the_issue_activates_the_letter_for_the_approved_months() -> None:
+    """Valid from entry to the day before the same date `months` later; issued today."""
+    issued = domain.issue(letter(12), valid_from=date(2025, 3, 10), today=date(2025, 3, 11)).permit
+    assert issued.status is PermitStatus.ACTIVE
+    assert (issued.valid_from, issued.valid_until) == (date(2025, 3, 10), date(2026, 3, 9))
+    assert issued.issued_on == date(2025, 3, 11)
+
+
+def test_the_issue_is_cut_at_the_passports_expiry() -> None:
+    """A passport ending before the approved period: the permit ends with the passport."""
+    record = letter(24, passport_expiry=date(2026, 1, 31))
+    issued = domain.issue(record, valid_from=TODAY, today=TODAY).permit
+    assert issued.valid_until == date(2026, 1, 31)
+
+
+@given(st.integers(1, MAX_VALIDITY_MONTHS), st.dates(date(2020, 1, 1), date(2030, 12, 31)),
+       st.integers(1, 4000))
+def test_an_issued_permit_never_runs_beyond_the_approval_or_the_passport(
+    months: int, valid_from: date, passport_days: int
+) -> None:
+    """valid_until = min(the approved period's last day, the passport's expiry)."""
+    passport = valid_from + timedelta(days=passport_days)
+    issued = domain.issue(letter(months, passport), valid_from=valid_from, today=valid_from).permit
+    assert issued.valid_until == min(add_months(valid_from, months) - timedelta(days=1), passport)
+
+
+# which status allows which decision ---------------------------------------------------------
+
+DECISIONS: dict[str, tuple[Callable[[PermitRecord], object], set[PermitStatus]]] = {
+    "issue": (lambda r: domain.issue(r, valid_from=TODAY, today=TODAY),
+              {PermitStatus.LETTER_ISSUED}),
+    "extend": (lambda r: domain.extend(r, new_valid_until=UNTIL + timedelta(days=365),
+                                       today=UNTIL - timedelta(days=60)),
+               {PermitStatus.ACTIVE}),
+    "change": (lambda r: domain.change(r, position="Lead engineer"),
+               {PermitStatus.LETTER_ISSUED, PermitStatus.ACTIVE}),
+    "cancel": (lambda r: domain.cancel(r, reason=CancellationReason.CONTRACT_ENDED, today=TODAY),
+               {PermitStatus.LETTER_ISSUED, PermitStatus.ACTIVE}),
+    "expire": (lambda r: domain.expire(r, today=UNTIL + timedelta(days=1)),
+               {PermitStatus.ACTIVE}),
+}
+
+
+@pytest.mark.parametrize("status", list(PermitStatus))
+@pytest.mark.parametrize("decision", list(DECISIONS))
+def test_each_decision_is_allowed_only_from_its_statuses(
+    decision: str, status: PermitStatus
+) -> None:
+    """Issue a letter; extend and expire an active permit; change or cancel either; nothing
+    more for a cancelled or expired one."""
+    apply, allowed = DECISIONS[decision]
+    if status in allowed:
+        apply(in_status(status))
+    else:
+        with pytest.raises(PermitRuleViolation, match=f"is {status.value}; this needs"):
+            apply(in_status(status))
+
+
+# extension ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("days_left", "allowed"), [
+    (29, False), (30, True), (60, True), (90, True), (91, False),
+])
+def test_an_extension_is_applied_for_30_to_90_days_before_expiry(
+    days_left: int, allowed: bool
+) -> None:
+    """The window's ends are included; a day outside either end is refused."""
+    today = UNTIL - timedelta(days=days_left)
+    if allowed:
+        assert domain.extend(active(), new_valid_until=date(2027, 3, 2), today=today)
+    else:
+        with pytest.raises(PermitRuleViolation, match=f"expires in {days_left} days"):
+            domain.extend(active(), new_valid_until=date(2027, 3, 2), today=today)
+
+
+def test_an_extension_moves_the_end_and_records_the_previous_one() -> None:
+    """PermitExtended carries the new end and the end it replaced."""
+    data = domain.extend(active(), new_valid_until=date(2027, 3, 2), today=date(2026, 1, 15))
+    assert (data.permit.valid_until, data.previous_valid_until) == (date(2027, 3, 2), UNTIL)
+    assert data.permit.valid_from == TODAY
+
+
+def test_an_extension_grants_at_most_five_years_beyond_the_current_end() -> None:
+    """Sixty months after the current end is the latest new end."""
+    today = UNTIL - timedelta(days=60)
+    latest = add_months(UNTIL, MAX_VALIDITY_MONTHS)
+    assert domain.extend(active(), new_valid_until=latest, today=today).permit.valid_until == latest
+    with pytest.raises(PermitRuleViolation, match="at most five years"):
+        domain.extend(active(), new_valid_until=latest + timedelta(days=1), today=today)
+
+
+def test_an_extension_must_move_the_end_later() -> None:
+    """The same or an earlier end is not an extension."""
+    with pytest.raises(PermitRuleViolation, match="after the current end"):
+        domain.extend(active(), new_valid_until=UNTIL, today=UNTIL - timedelta(days=60))
+
+
+def test_an_extension_never_runs_beyond_the_passport() -> None:
+    """A new end after the passport's expiry is refused."""
+    record = active(holder=holder(passport_expiry=date(2026, 12, 31)))
+    with pytest.raises(ValueError, match="passport"):
+        domain.extend(record, new_valid_until=date(2027, 3, 2), today=UNTIL - timedelta(days=60))
+
+
+def test_an_extension_moves_a_legacy_permit_onto_the_integrated_standard() -> None:
+    """'No Change, No Replacement' ends with the first change: extended means integrated."""
+    record = active(standard=PermitStandard.LEGACY)
+    data = domain.extend(record, new_valid_until=date(2027, 3, 2), today=UNTIL - timedelta(days=60))
+    assert data.permit.standard is PermitStandard.INTEGRATED
+
+
+@given(st.integers(-30, 200), st.integers(-400, 2200))
+def test_any_extension_succeeds_exactly_when_every_rule_holds(
+    days_left: int, added_days: int
+) -> None:
+    """Allowed iff 30 ≤ days left ≤ 90 and the new end is after the current one and within
+    five years of it; otherwise PermitRuleViolation."""
+    assume(days_left <= (UNTIL - TODAY).days)  # today is within the permit's validity
+    today = UNTIL - timedelta(days=days_left)
+    new_end = UNTIL + timedelta(days=added_days)
+    ok = 30 <= days_left <= 90 and UNTIL < new_end <= add_months(UNTIL, MAX_VALIDITY_MONTHS)
+    if ok:
+        assert domain.extend(active(), new_valid_until=new_end, today=today).permit.valid_until \
+            == new_end
+    else:
+        with pytest.raises(PermitRuleViolation):
+            domain.extend(active(), new_valid_until=new_end, today=today)
+
+
+# change, cancellation, expiry, legacy ------------------------------------------------------
+
+
+def test_a_change_lists_each_field_changed_with_old_and_new_values() -> None:
+    """Holder fields are prefixed 'holder.'; unchanged values are not listed."""
+    record = active()
+    data = domain.change(record, name=record.holder.name, passport_no="N12345678",
+                         position="Lead engineer")
+    assert data.changes == (
+        FieldChange(field="holder.passport_no", old=record.holder.passport_no, new="N12345678"),
+        FieldChange(field="position", old="Engineer", new="Lead engineer"),
+    )
+    assert (data.permit.holder.passport_no, data.permit.position) == ("N12345678", "Lead engineer")
+
+
+def test_a_change_that_changes_nothing_is_refused() -> None:
+    """Giving the same values back is not a change."""
+    record = active()
+    with pytest.raises(PermitRuleViolation, match="changes nothing"):
+        domain.change(record, position=record.position, category=record.category)
+
+
+def test_a_change_puts_a_legacy_permit_on_the_integrated_standard() -> None:
+    """Any change ends the legacy standard."""
+    data = domain.change(active(standard=PermitStandard.LEGACY), position="Lead engineer")
+    assert data.permit.standard is PermitStandard.INTEGRATED
+
+
+def test_a_new_passport_may_not_end_before_the_permit() -> None:
+    """Validity never beyond the passport: a renewal expiring before valid_until is refused."""
+    with pytest.raises(ValueError, match="passport"):
+        domain.change(active(), passport_no="N12345678", passport_expiry=UNTIL - timedelta(days=1))
+
+
+def test_a_cancellation_records_the_day_and_the_reason() -> None:
+    """Cancelled today for the reason given; the validity stays as it was."""
+    data = domain.cancel(active(), reason=CancellationReason.NEW_EMPLOYER, today=date(2025, 9, 30))
+    assert data.permit.status is PermitStatus.CANCELLED
+    assert (data.permit.cancelled_on, data.permit.cancellation_reason, data.reason) == (
+        date(2025, 9, 30), CancellationReason.NEW_EMPLOYER, CancellationReason.NEW_EMPLOYER)
+    assert data.permit.valid_until == UNTIL
+
+
+def test_a_permit_expires_only_after_its_last_day() -> None:
+    """Still valid on valid_until; expired from the day after."""
+    with pytest.raises(PermitRuleViolation, match="not expired"):
+        domain.expire(active(), today=UNTIL)
+    assert domain.expire(active(), today=UNTIL + timedelta(days=1)).permit.status is (
+        PermitStatus.EXPIRED)
+
+
+def test_only_a_legacy_record_is_registered_as_legacy() -> None:
+    """A legacy registration keeps the record exactly; an integrated one is refused."""
+    record = active(standard=PermitStandard.LEGACY)
+    assert domain.legacy(record).permit == record
+    with pytest.raises(PermitRuleViolation, match="standard=legacy"):
+        domain.legacy(active())
+
+
+def test_migration_moves_an_active_legacy_permit_to_integrated_once() -> None:
+    """Migrated: integrated, previous standard legacy; an integrated permit is refused."""
+    data = domain.migrate(active(standard=PermitStandard.LEGACY))
+    assert (data.permit.standard, data.previous_standard) == (
+        PermitStandard.INTEGRATED, PermitStandard.LEGACY)
+    with pytest.raises(PermitRuleViolation, match="already integrated"):
+        domain.migrate(data.permit)
+    cancelled = in_status(PermitStatus.CANCELLED).model_copy(
+        update={"standard": PermitStandard.LEGACY})
+    with pytest.raises(PermitRuleViolation, match="is cancelled"):
+        domain.migrate(cancelled)
