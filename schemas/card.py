@@ -1,4 +1,6 @@
-"""The Social Security Card service's requests and outcomes (DOMAIN.md §2 e-SSC, §4.3, §4.5-§4.7).
+"""The Social Security Card service's requests and outcomes.
+
+See docs/domain.md §2 (e-SSC), §4.3 and §4.5-§4.7.
 
 Subjects are the permit number, so every card event about one permit is ordered on one
 partition. Two exceptions, both named where they occur: a registration by SSN has the SSN
@@ -27,7 +29,7 @@ SCHEDULER_SOURCE = "/cn/mohrss/ssc/scheduler"
 _TYPE = "cn.mohrss.ssc."
 
 EXPIRY_REMINDER_DAYS = 30
-"""A card holder is reminded when the permit ends within this many days (DOMAIN.md §2)."""
+"""A card holder is reminded when the permit ends within this many days (docs/domain.md §2)."""
 
 Ssn = Annotated[
     str, Field(min_length=6, max_length=32, description="opaque; from social insurance")

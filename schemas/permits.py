@@ -1,4 +1,4 @@
-"""The permit lifecycle published by the work-permit authority (DOMAIN.md §2-§3).
+"""The permit lifecycle published by the work-permit authority (docs/domain.md §2-§3).
 
 Event-carried state: every event carries the permit's full current record plus what
 changed, so a consumer never needs an earlier event to apply a later one.
@@ -19,7 +19,7 @@ AUTHORITY_SOURCE = "/cn/mohrss/work-permit"
 _TYPE = "cn.mohrss.workpermit."
 
 MAX_VALIDITY_MONTHS = 60
-"""Five years: the longest period one approval or extension grants (category A, DOMAIN.md §2)."""
+"""Five years: the longest period one approval or extension grants (category A, domain §2)."""
 
 
 def _iso_country(code: str) -> str:
@@ -70,7 +70,7 @@ class PermitStandard(StrEnum):
 
 
 class CancellationReason(StrEnum):
-    """Why a permit was cancelled (DOMAIN.md §2, cancellation)."""
+    """Why a permit was cancelled (docs/domain.md §2, cancellation)."""
 
     CONTRACT_ENDED = "contract_ended"
     REVOKED = "revoked"

@@ -1,6 +1,6 @@
 """Public security (entry-exit administration): residence-permit requests and outcomes.
 
-DOMAIN.md §2 (public security) and §4.4. The entry-exit counter system publishes
+docs/domain.md §2 (public security) and §4.4. The entry-exit counter system publishes
 `ResidencePermitApplied` on `publicsecurity.requests.v1`; public security decides against
 its own view of the permits and publishes the outcomes on
 `publicsecurity.residence-events.v1`.
@@ -156,7 +156,7 @@ class ResidencePermitCancellationRequiredData(Contract):
     work_permit_cancelled_on: date
     cancel_by: date | None = Field(
         description="deadline from the configured policy; null means 'promptly' (no national "
-        "deadline is known, DOMAIN.md §2 [U])")
+        "deadline is known, docs/domain.md §2 [U])")
 
 
 class ResidencePermitExtensionAvailableData(Contract):

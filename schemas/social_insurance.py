@@ -1,4 +1,4 @@
-"""The social insurance agency's requests and outcomes (DOMAIN.md §2 social insurance, §4.5).
+"""The social insurance agency's requests and outcomes (docs/domain.md §2 social insurance, §4.5).
 
 The employer portal, or the foreigner (e-SSC app or counter), publishes
 `InsuranceRegistrationRequested` on `socialinsurance.requests.v1`; the agency decides against
@@ -170,7 +170,7 @@ class SuspensionCause(StrEnum):
 
     PERMIT_CANCELLED = "permit_cancelled"
     PERMIT_EXPIRED = "permit_expired"
-    """Expiry without extension is an automatic cancellation (DOMAIN.md §2, cancellation)."""
+    """Expiry without extension is an automatic cancellation (docs/domain.md §2, cancellation)."""
 
 
 class InsuranceSuspendedData(Contract):

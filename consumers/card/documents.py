@@ -1,5 +1,5 @@
 """Work-permit services via the e-card: query the permit's information, download it as JSON
-or as a PNG with a fresh permit QR code (DOMAIN.md §2 e-SSC, §4.6).
+or as a PNG with a fresh permit QR code (docs/domain.md §2 e-SSC, §4.6).
 
 What a holder gets depends on the permit, not on the channel:
 

@@ -9,7 +9,7 @@
 - ExpiryReminderSweepRequested → PermitNotificationSent to every e-card holder whose
   permit ends within 30 days (`send_expiry_reminders`).
 
-The card shows the permit's information (DOMAIN.md §1): holder, nationality, category,
+The card shows the permit's information (docs/domain.md §1): holder, nationality, category,
 employer, position, validity and status. A legacy permit is shown as it is, and gets no
 e-card (so no QR code and no notifications) until it is extended, changed or migrated.
 """

@@ -27,7 +27,7 @@ from schemas.permits import PermitStatus
 
 ACCEPTED_STATUSES = frozenset({PermitStatus.ACTIVE.value, PermitStatus.LETTER_ISSUED.value})
 """A permit a QR code may prove: active, or at the notification-letter stage (which public
-security accepts since Dec 2024, DOMAIN.md §2)."""
+security accepts since Dec 2024, docs/domain.md §2)."""
 
 
 _QR_ONLY = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)

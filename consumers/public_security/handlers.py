@@ -2,7 +2,7 @@
 
 - Every permit event keeps its view of the permit (`checked_permit`).
 - `ResidencePermitApplied` → `ResidencePermitIssued`, `ResidencePermitExtended` or
-  `ResidencePermitRejected` (rules in `rules.py`, DOMAIN.md §2 public security).
+  `ResidencePermitRejected` (rules in `rules.py`, docs/domain.md §2 public security).
 - `PermitCancelled` → `ResidencePermitCancellationRequired` for the residence permit on it.
 - `PermitExtended` → `ResidencePermitExtensionAvailable`: the holder may apply to extend the
   residence permit up to the new end; nothing changes until that application is decided.
@@ -70,7 +70,7 @@ class Policy:
 
     check_token: TokenCheck
     cancellation_deadline_days: int | None = None
-    """DOMAIN.md §2 [U]: no national deadline is known; None publishes 'promptly'."""
+    """docs/domain.md §2 [U]: no national deadline is known; None publishes 'promptly'."""
 
 
 async def on_application(

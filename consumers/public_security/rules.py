@@ -1,6 +1,6 @@
 """Public security's residence-permit rules, as pure functions of what it knows.
 
-Sources (DOMAIN.md §2, public security): Exit-Entry Administration Law art. 30 (apply
+Sources (docs/domain.md §2, public security): Exit-Entry Administration Law art. 30 (apply
 within 30 days of entry; validity 90 days to 5 years) and art. 32 (extension applied for at
 least 30 days before expiry) [C]; the residence permit never runs beyond the work permit
 [L, and a hub rule]; legacy permits are honoured as they are, but have no e-card QR code

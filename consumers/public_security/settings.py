@@ -18,7 +18,7 @@ class PublicSecuritySettings(BaseSettings):
         ge=0,
         description="days after a work permit's cancellation by which the residence permit "
         "must be cancelled; unset publishes no date ('promptly'), because no national "
-        "deadline was found (DOMAIN.md §2 public security, [U])",
+        "deadline was found (docs/domain.md §2 public security, [U])",
     )
     token_leeway_seconds: int = Field(
         default=30,

@@ -4,7 +4,7 @@
   letter and an e-card are remembered so that requests may name the permit by them.
 - `InsuranceRegistrationRequested` → `InsuranceRegistered` (+ `SocialSecurityNumberIssued`
   the first time the person is seen), `InsuranceRegistrationReferred` (manual review) or
-  `InsuranceRegistrationRejected` (rules in `rules.py`, DOMAIN.md §2 social insurance).
+  `InsuranceRegistrationRejected` (rules in `rules.py`, docs/domain.md §2 social insurance).
 - `PermitCancelled` / `PermitExpired` → `InsuranceSuspended`: the account is kept.
 - `PermitChanged` with a new passport → the person's new passport key names the same SSN.
 """

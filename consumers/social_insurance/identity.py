@@ -5,13 +5,13 @@ The person key (documented decision): a foreigner is recognised by either of
 - ``passport:`` SHA-256 of nationality, passport number and date of birth, as the permit
   holds them (what a counter can check against the passport), and
 - ``permit:`` SHA-256 of the permit number, which is one number per person for life
-  (DOMAIN.md §2 permits, [C]).
+  (docs/domain.md §2 permits, [C]).
 
 Keys are stored hashed, never in clear. Every key seen on a registered permit points at
 the same SSN, and a passport renewal reported by PermitChanged adds the new passport's key,
 so the SSN stays stable across permits and passports.
 
-The SSN itself is opaque (DOMAIN.md §2: its format for foreigners is not public [U]):
+The SSN itself is opaque (docs/domain.md §2: its format for foreigners is not public [U]):
 "F" and 16 random Crockford base32 characters (80 bits), unique by the database's key. It
 does not encode the passport, the nationality or the permit, so it reveals nothing.
 """

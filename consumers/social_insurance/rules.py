@@ -1,6 +1,6 @@
 """The social insurance agency's registration rules, as pure functions of what it knows.
 
-Sources (DOMAIN.md §2, social insurance): foreign employees join the five insurances and
+Sources (docs/domain.md §2, social insurance): foreign employees join the five insurances and
 the employer registers within 30 days of the permit's issue (MOHRSS Decree 16, 2011,
 amended by Decree 54, 2024) [C]; a late registration is accepted and flagged (the issue's
 rule). Nationals seconded from a country with a bilateral agreement may be exempt on

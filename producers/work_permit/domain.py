@@ -1,6 +1,6 @@
 """The work-permit authority's decisions, as pure functions of a record and a command.
 
-Each function checks the rules of DOMAIN.md §2 and returns the event payload carrying the
+Each function checks the rules of docs/domain.md §2 and returns the event payload carrying the
 permit's new full record; the store wraps it in an envelope with the next sequence.
 """
 

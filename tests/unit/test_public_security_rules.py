@@ -1,4 +1,4 @@
-"""Public security's residence-permit rules, as plain function calls (DOMAIN.md §2)."""
+"""Public security's residence-permit rules, as plain function calls (docs/domain.md §2)."""
 
 from __future__ import annotations
 

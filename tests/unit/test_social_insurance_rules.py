@@ -1,4 +1,4 @@
-"""The social insurance agency's registration rules, agreements table and SSNs (DOMAIN.md §2)."""
+"""Social insurance's registration rules, agreements table and SSNs (docs/domain.md §2)."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def test_a_german_secondee_with_a_certificate_is_exempt_from_pension_and_unemplo
 def test_each_confirmed_agreement_exempts_what_the_table_says(
     country: str, exempt: set[str]
 ) -> None:
-    """The confirmed rows of DOMAIN.md §2 give their exemptions, nothing more."""
+    """The confirmed rows of docs/domain.md §2 give their exemptions, nothing more."""
     decision = rules.coverage(country, True, date(2025, 3, 21), AGREEMENTS)
     assert isinstance(decision, Cover)
     assert {i.value for i in decision.exempt} == exempt
@@ -179,7 +179,7 @@ def test_a_legacy_permit_is_honoured_as_it_is() -> None:
 
 
 def test_the_shipped_table_has_the_thirteen_agreements_with_sources() -> None:
-    """13 countries (DOMAIN.md §2), each with a source and confidence marks."""
+    """13 countries (docs/domain.md §2), each with a source and confidence marks."""
     assert len(AGREEMENTS) == 13
     assert all(a.sources for a in AGREEMENTS.values())
     confirmed = {c for c, a in AGREEMENTS.items() if a.confirmed}

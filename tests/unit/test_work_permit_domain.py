@@ -1,4 +1,4 @@
-"""The work-permit authority's lifecycle rules (producers/work_permit/domain.py, DOMAIN.md §2)."""
+"""The authority's lifecycle rules (producers/work_permit/domain.py, docs/domain.md §2)."""
 
 from __future__ import annotations
 
