@@ -53,6 +53,7 @@ from bench.child import Child, spawn
 from bench.cpu import CpuMonitor
 from bench.stack import BenchStack
 from hub import bootstrap
+from hub.db import stored_offsets
 from hub.kafka import end_offsets
 from hub.ops.lag import caught_up
 from hub.registry import installed
@@ -258,19 +259,17 @@ class LivePhase:
             while await p.fetchval("SELECT count(*) FROM hub_outbox"):
                 check_deadline()
                 await asyncio.sleep(0.2)
-        specs = {a: installed().get(a).consumer_spec(self.settings)
-                 for a in AGENCIES}
-        names = sorted({t for spec in specs.values() for t in spec.topics})
+        declared = {a: installed().get(a) for a in AGENCIES}
+        read = {a: {self.settings.topic(t) for t in d.reads} for a, d in declared.items()}
+        names = sorted(set().union(*read.values()))
         ends = {(tp.topic, tp.partition): end
                 for tp, end in (await end_offsets(self.settings, names)).items()}
-        for agency, spec in specs.items():
-            wanted = {k: v for k, v in ends.items() if k[0] in spec.topics and v > 0}
+        for agency, agency_topics in read.items():
+            wanted = {k: v for k, v in ends.items() if k[0] in agency_topics and v > 0}
+            group = declared[agency].group_id(self.settings)
             async with bootstrap.pool(self.settings, agency, max_size=1) as p:
                 while True:
-                    rows = await p.fetch(
-                        "SELECT topic, partition, next_offset FROM hub_consumer_offsets"
-                        " WHERE group_id = $1", spec.group_id)
-                    stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+                    stored = await stored_offsets(p, group)
                     if all(stored.get(k, 0) >= v for k, v in wanted.items()):
                         break
                     check_deadline()

@@ -64,7 +64,7 @@ def _run(coro: Coroutine[Any, Any, int | None] | Coroutine[Any, Any, None]) -> N
 
 @app.command()
 def init() -> None:
-    """Create the hub's topics and each agency's database and tables (idempotent)."""
+    """Create the topics and each agency's database; apply its schema migrations (idempotent)."""
     from hub.bootstrap import init_all
 
     async def go() -> None:

@@ -13,7 +13,6 @@ Two typer sub-apps, mounted by `hub/cli.py`:
 The hub mounts them through the agency's declaration (`commands`).
 """
 
-from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence

@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 import structlog
+import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 from consumers.card import qr
-from consumers.card.cli import standalone
+from consumers.card.cli import commands
+from hub.bootstrap import command_context
 from hub.logging import configure_logging
 from hub.settings import Settings
 from schemas.card import ECardIssued
@@ -49,13 +51,21 @@ def _env(settings: Settings) -> dict[str, str]:
     }
 
 
+def _mounted() -> typer.Typer:
+    """The card's commands under one root, mounted as `hub` mounts them."""
+    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+    for name, sub in commands(command_context()):
+        app.add_typer(sub, name=name)
+    return app
+
+
 async def hub_cli(settings: Settings, *args: str) -> tuple[int, Any]:
     """Run `hub <args>` (the card sub-apps as mounted) in a thread; exit code and JSON out."""
     if not structlog.is_configured():
         # Configured inside the runner, logging would keep writing to its closed buffer.
         configure_logging("console", "INFO")
     result = await asyncio.to_thread(
-        CliRunner().invoke, standalone(), list(args), env=_env(settings), catch_exceptions=False
+        CliRunner().invoke, _mounted(), list(args), env=_env(settings), catch_exceptions=False
     )
     return result.exit_code, json.loads(result.stdout)
 

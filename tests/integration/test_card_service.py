@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 from consumers.card.requests import registration_request, sweep_request
-from consumers.card.service import submit
 from hub import bootstrap
 from hub.consumer import ViewConsumer
+from hub.kafka import publish
 from hub.settings import Settings
 from producers.work_permit import Authority, authority
-from schemas import Codec, topics
+from schemas import CloudEvent, Codec, topics
 from schemas.card import (
     CARD_OUTCOME_TYPES,
     ECardIssued,
@@ -94,6 +94,13 @@ async def card_hub(hub_settings: Settings, tmp_path: Path) -> AsyncIterator[Card
         await stack.enter_async_context(bootstrap.running_relay(settings, "card"))
         consumer = await stack.enter_async_context(bootstrap.running_consumer(settings, "card"))
         yield CardHub(settings, auth, consumer)
+
+
+
+async def submit(settings: Settings, events: Iterable[CloudEvent[Any]],
+                 topic: str = topics.CARD_REQUESTS) -> int:
+    """Publish as a front door does (the hub's one publish helper)."""
+    return await publish(settings, topic, events, client_id="test-front-door")
 
 
 async def in_view(hub: CardHub, permit_no: str, column: str, value: Any) -> None:

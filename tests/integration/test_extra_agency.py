@@ -17,7 +17,7 @@ import random
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -66,7 +66,7 @@ def fund_installed(tmp_path: Path) -> Iterator[list[str]]:
 
 
 @pytest.fixture
-async def fund_hub(stack_settings: Settings, fund_installed: list[str]) -> AsyncIterator[Settings]:
+async def fund_hub(stack_settings: Settings, fund_installed: list[str]) -> Settings:
     """A fresh prefix on the session's stack, initialised with the fund installed."""
     tag = secrets.token_hex(3)
     settings = stack_settings.model_copy(update={
@@ -115,7 +115,10 @@ async def _lifecycle(settings: Settings) -> list[str]:
             await auth.issue(rec.permit_no, valid_from=start + timedelta(days=10),
                              today=start + timedelta(days=10))
             nos.append(rec.permit_no)
-        until = (await auth.get(nos[0]))[0].valid_until  # type: ignore[index]
+        found = await auth.get(nos[0])
+        assert found is not None
+        until = found[0].valid_until
+        assert until is not None
         await auth.extend(nos[0], new_valid_until=until + timedelta(days=365),
                           today=until - timedelta(days=60))
         await auth.cancel(nos[1], reason=CancellationReason.EMPLOYER_APPLICATION,
@@ -159,10 +162,17 @@ async def test_an_agency_from_another_distribution_gets_the_whole_hub(
                 return await caught_up(settings, "housing_fund") and not await reconcile(
                     settings, ["housing_fund"])
 
-            await eventually(agrees, timeout=90, what="the fund's view to match the authority")
+            async def explain() -> str:
+                drifts = await reconcile(settings, ["housing_fund"])
+                return f"hub run exited {runner.returncode}; {len(drifts)} drift(s): {drifts[:3]}"
+
+            await eventually(agrees, timeout=90, what="the fund's view to match the authority",
+                             explain=explain)
     finally:
-        runner.send_signal(signal.SIGTERM)
+        if runner.returncode is None:
+            runner.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(runner.communicate(), 60)
+        print(err.decode()[-4000:], file=sys.stderr)  # the runner's log, shown on failure
     assert runner.returncode == 0, err.decode()[-2000:]
 
     # `hub lag`: every partition of the fund's topic applied.

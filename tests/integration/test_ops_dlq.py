@@ -88,7 +88,7 @@ async def test_dead_letters_are_listed_shown_redriven_recorded_and_quarantined(
         plan = await _json(hub_settings, "dlq", "redrive", "card", "--all", "--dry-run")
         assert sorted(p["result"] for p in plan) == ["planned"] * 3
         assert await end_offsets(hub_settings, [permit_topic, dlq]) == ends
-        assert (await _sql(hub_settings, "SELECT to_regclass('hub_redrives') AS t"))[0]["t"] is None
+        assert await _sql(hub_settings, "SELECT * FROM hub_redrives") == []
 
         # The fix, then the redrive: the blocked permit is applied, once.
         await _sql(hub_settings, UNBLOCK)
@@ -176,4 +176,4 @@ async def test_dlq_commands_refuse_what_does_not_exist_and_change_nothing(
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
     assert await end_offsets(hub_settings, [permit_topic]) == ends
-    assert (await _sql(hub_settings, "SELECT to_regclass('hub_redrives') AS t"))[0]["t"] is None
+    assert await _sql(hub_settings, "SELECT * FROM hub_redrives") == []

@@ -16,7 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import UnknownTopicOrPartitionError
 
-from hub.settings import AGENCIES, Settings
+from hub.registry import installed
+from hub.settings import Settings
 from hub.stack.kafka import KafkaNode
 from hub.stack.local import LocalStack
 from hub.stack.postgres import EmbeddedPostgres
@@ -102,7 +103,7 @@ async def test_broker_does_not_auto_create_topics(stack_settings: Settings) -> N
 
 async def test_postgres_has_every_agency_database(stack_settings: Settings) -> None:
     """Postgres answers, and each agency's own database exists and accepts connections."""
-    for agency in AGENCIES:
+    for agency in installed().names():
         connection = await asyncpg.connect(stack_settings.dsn(agency))
         try:
             name = await connection.fetchval("SELECT current_database()")

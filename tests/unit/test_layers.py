@@ -100,3 +100,14 @@ def test_each_agency_asks_kafka_for_its_own_topics_only() -> None:
         own = {settings.topic(agency.publishes.topic)} if agency.publishes else set()
         dead = {t for t in needs.write if t.startswith(agency.dead_letter_topic(settings))}
         assert set(needs.write) == own | dead
+
+
+@pytest.mark.parametrize("args", [["--help"], ["qr", "verify", "--help"], ["run", "--help"]])
+def test_the_hub_command_mounts_what_the_agencies_declare(args: list[str]) -> None:
+    """`hub` starts with every agency's own commands mounted (`hub qr`, `hub card`)."""
+    done = subprocess.run([sys.executable, "-m", "hub", *args], capture_output=True, text=True,
+                          timeout=60, check=False, env={"COLUMNS": "200", "PATH": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    if args == ["--help"]:
+        assert {"qr", "card", "run", "replay", "agencies"} <= set(re.findall(r"│ (\w+) ",
+                                                                              done.stdout))

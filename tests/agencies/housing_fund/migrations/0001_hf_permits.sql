@@ -8,5 +8,5 @@ CREATE TABLE hf_permits (
     employer_credit_code text        NOT NULL,
     valid_from           date,
     valid_until          date,
-    applied_at           timestamptz NOT NULL
+    applied_at           timestamptz NOT NULL DEFAULT clock_timestamp()
 );
