@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sys
-from collections.abc import Coroutine
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from hub.commands import emit_json, json_default
-from hub.logging import configure_logging
+from hub import commands
 from hub.ops.cli import dlq_app, lag, reconcile
 from hub.ops.replay import replay
 from hub.registry import installed
@@ -51,26 +48,12 @@ def _agency_names() -> list[str]:
     return list(installed().names())
 
 
-def _settings() -> Settings:
-    settings = Settings()
-    configure_logging(settings.log_format, settings.log_level)
-    return settings
-
-
-def _run(coro: Coroutine[Any, Any, int | None] | Coroutine[Any, Any, None]) -> None:
-    code = asyncio.run(coro)
-    raise typer.Exit(code or 0)
-
-
 @app.command()
 def init() -> None:
     """Create the topics and each agency's database; apply its schema migrations (idempotent)."""
     from hub.bootstrap import init_all
 
-    async def go() -> None:
-        await init_all(_settings())
-
-    _run(go())
+    commands.run(init_all, service=True)
 
 
 @topics_app.command("create")
@@ -78,13 +61,10 @@ def topics_create() -> None:
     """Create the topics that do not exist yet, with the configured partitions and replication."""
     from hub.kafka import ensure_topics
 
-    async def go() -> int:
-        settings = _settings()
-        created = await ensure_topics(settings, installed().topics(settings))
-        typer.echo(json.dumps({"created": created}))
-        return 0
+    async def go(settings: Settings) -> list[str]:
+        return await ensure_topics(settings, installed().topics(settings))
 
-    _run(go())
+    commands.emit_json({"created": commands.run(go)})
 
 
 @topics_app.command("list")
@@ -111,7 +91,7 @@ def agencies(
         "settings": f"HUB_{a.name.upper()}_*" if a.settings else None,
     } for a in installed()]
     if as_json:
-        emit_json(rows)
+        commands.emit_json(rows)
         return
     for r in rows:
         typer.echo(f"{r['name']:<20} {r['title']}")
@@ -130,13 +110,8 @@ def run(
     its outbox relay, if it publishes (SIGINT/SIGTERM stop it cleanly)."""
     from hub import bootstrap
 
-    if agency not in installed().names():
-        typer.echo(f"error: no agency {agency!r}; known: {', '.join(_agency_names())}",
-                   err=True)
-        raise typer.Exit(2)
-
-    async def go() -> None:
-        settings = _settings()
+    async def go(settings: Settings) -> None:
+        installed().get(agency)  # an agency that is not installed exits 2, nothing started
         await bootstrap.init_all(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -145,7 +120,7 @@ def run(
         async with bootstrap.running_agency(settings, agency) as done:
             await _until(stop, *done)
 
-    _run(go())
+    commands.run(go, service=True)
 
 
 async def _until(*events: asyncio.Event) -> None:
@@ -166,21 +141,18 @@ def views_show(
     """What the authority and each agency hold for one permit."""
     from hub.ops.views import collect
 
-    async def go() -> int:
-        held = await collect(_settings(), permit_no)
-        if as_json:
-            typer.echo(json.dumps(held, default=json_default, indent=2, sort_keys=True))
-        else:
-            for agency, row in held.items():
-                typer.echo(f"[{agency}]")
-                if row is None:
-                    typer.echo("  (not held)")
-                    continue
-                for k, v in row.items():
-                    typer.echo(f"  {k:<22} {v}")
-        return 0 if any(v is not None for v in held.values()) else 1
-
-    _run(go())
+    held = commands.run(lambda s: collect(s, permit_no))
+    if as_json:
+        commands.emit_json(held)
+    else:
+        for agency, row in held.items():
+            typer.echo(f"[{agency}]")
+            if row is None:
+                typer.echo("  (not held)")
+                continue
+            for k, v in row.items():
+                typer.echo(f"  {k:<22} {v}")
+    raise typer.Exit(0 if any(v is not None for v in held.values()) else 1)
 
 
 def main() -> None:

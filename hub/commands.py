@@ -23,19 +23,24 @@ from hub.settings import Settings
 T = TypeVar("T")
 
 
-def settings() -> Settings:
-    """Settings from the `HUB_*` environment, with logging (to stderr) configured once."""
+def settings(*, service: bool = False) -> Settings:
+    """Settings from the `HUB_*` environment, with logging (to stderr) configured once: at
+    `HUB_LOG_LEVEL` for a long-running service, at WARNING for a one-shot command (routine
+    info lines would bury its output)."""
     found = Settings()
-    if not structlog.is_configured():
-        # Routine info lines would bury the command's output; warnings still show.
+    if service:
+        configure_logging(found.log_format, found.log_level)
+    elif not structlog.is_configured():
         configure_logging(found.log_format, "WARNING")
     return found
 
 
-def run(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+def run(
+    work: Callable[[Settings], Coroutine[Any, Any, T]], *, service: bool = False
+) -> T:
     """Run one command's async work; a named thing that does not exist exits 2."""
     try:
-        return asyncio.run(work(settings()))
+        return asyncio.run(work(settings(service=service)))
     except BadTarget as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -31,7 +31,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from hub.db import Connection, stored_offsets
+from hub.db import Connection, lock_offsets, store_offsets, stored_offsets
 from hub.delivery import BatchHandler, Delivery, Refusal, accept
 from hub.errors import is_transient, retry_transient
 from hub.kafka import DeadLetter, Producer, dead_letter_destination, dead_letter_headers
@@ -297,7 +297,7 @@ class ViewConsumer:
         ends: dict[tuple[str, int], int],
     ) -> dict[tuple[str, int], int]:
         async with self.pool.acquire() as conn, conn.transaction():
-            stored = await self._lock_offsets(conn, list(ends))
+            stored = await lock_offsets(conn, self.spec.group_id, list(ends))
             ahead = {k: v for k, v in stored.items() if v >= ends[k]}
             floor = {k: stored.get(k, starts[k]) for k in ends}
             todo = [d for d in deliveries if d.offset >= floor[(d.topic, d.partition)]]
@@ -308,7 +308,7 @@ class ViewConsumer:
             if dead:
                 await self._send_dead_letters(dead)
             advance = {k: v for k, v in ends.items() if k not in ahead}
-            await self._store_offsets(conn, advance)
+            await store_offsets(conn, self.spec.group_id, advance)
         self.stats.applied += len(todo) - len(failed)
         self.stats.skipped_below_stored += skipped
         self.stats.dead_lettered += len(dead)
@@ -351,38 +351,6 @@ class ViewConsumer:
                     )
                 failed.append(DeadLetter.of_delivery(delivery, "handler_error", exc))
         return failed
-
-    async def _lock_offsets(
-        self, conn: Connection, keys: list[tuple[str, int]]
-    ) -> dict[tuple[str, int], int]:
-        rows = await conn.fetch(
-            "SELECT topic, partition, next_offset FROM hub_consumer_offsets"
-            " WHERE group_id = $1 AND (topic, partition) IN"
-            " (SELECT * FROM unnest($2::text[], $3::int[]))"
-            " ORDER BY topic, partition FOR UPDATE",
-            self.spec.group_id,
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-        )
-        return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
-
-    async def _store_offsets(
-        self, conn: Connection, offsets: dict[tuple[str, int], int]
-    ) -> None:
-        if not offsets:
-            return
-        # GREATEST keeps the stored offset monotonic even against a late zombie write.
-        await conn.execute(
-            "INSERT INTO hub_consumer_offsets (group_id, topic, partition, next_offset)"
-            " SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)"
-            " ON CONFLICT (group_id, topic, partition) DO UPDATE"
-            " SET next_offset = GREATEST(hub_consumer_offsets.next_offset, EXCLUDED.next_offset),"
-            "     updated_at = now()",
-            self.spec.group_id,
-            [k[0] for k in offsets],
-            [k[1] for k in offsets],
-            list(offsets.values()),
-        )
 
     async def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
         now = datetime.now(UTC)

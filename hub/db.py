@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
@@ -52,3 +52,40 @@ async def stored_offsets(
         group_id,
     )
     return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
+async def lock_offsets(
+    conn: Connection, group_id: str, keys: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """The stored offsets of these partitions, their rows locked until the transaction ends
+    (the fence against a member that lost its partitions mid-batch, and the replay's switch)."""
+    rows = await conn.fetch(
+        "SELECT topic, partition, next_offset FROM hub_consumer_offsets"
+        " WHERE group_id = $1 AND (topic, partition) IN"
+        " (SELECT * FROM unnest($2::text[], $3::int[]))"
+        " ORDER BY topic, partition FOR UPDATE",
+        group_id,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
+async def store_offsets(
+    conn: Connection, group_id: str, offsets: dict[tuple[str, int], int]
+) -> None:
+    """Record the next offset of each partition, never moving one backwards."""
+    if not offsets:
+        return
+    # GREATEST keeps the stored offset monotonic even against a late zombie write.
+    await conn.execute(
+        "INSERT INTO hub_consumer_offsets (group_id, topic, partition, next_offset)"
+        " SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)"
+        " ON CONFLICT (group_id, topic, partition) DO UPDATE"
+        " SET next_offset = GREATEST(hub_consumer_offsets.next_offset, EXCLUDED.next_offset),"
+        "     updated_at = now()",
+        group_id,
+        [k[0] for k in offsets],
+        [k[1] for k in offsets],
+        list(offsets.values()),
+    )

@@ -74,7 +74,7 @@ from aiokafka.structs import ConsumerRecord
 
 from hub.agency import Agency, PermitView
 from hub.commands import emit_json, run
-from hub.db import Connection, open_pool
+from hub.db import Connection, lock_offsets, open_pool
 from hub.delivery import Refusal, accept
 from hub.errors import BadTarget
 from hub.kafka import partitions_of
@@ -563,11 +563,8 @@ async def _switch_once(
             "INSERT INTO hub_consumer_offsets (group_id, topic, partition, next_offset)"
             " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             [(r.group_id, r.topic, tp.partition, o) for tp, o in starts.items()])
-        rows = await conn.fetch(
-            "SELECT partition, next_offset FROM hub_consumer_offsets"
-            " WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[])"
-            " ORDER BY topic, partition FOR UPDATE", r.group_id, r.topic, parts)
-        live = {rec["partition"]: rec["next_offset"] for rec in rows}
+        locked = await lock_offsets(conn, r.group_id, [(r.topic, p) for p in parts])
+        live = {p: o for (_, p), o in locked.items()}
         r.live_offsets = live
         await builder.catch_up(conn, {p: o for p, o in live.items()
                                       if builder.by_partition[p].next < o})

@@ -13,13 +13,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from hub import bootstrap
+from hub import bootstrap, kafka
 from hub.bootstrap import init_all
 from hub.kafka import partitions_of
 from hub.projection import fetch_all
 from hub.registry import installed
 from hub.settings import Settings
-from schemas import CONTENT_TYPE, CloudEvent, topics
+from schemas import CloudEvent, topics
 
 __all__ = ["hub_settings"]
 
@@ -55,15 +55,7 @@ async def eventually(
 
 async def publish(settings: Settings, events: Iterable[CloudEvent[Any]]) -> int:
     """Produce events to the permit topic as the authority's relay would; return how many."""
-    topic = settings.topic(topics.PERMIT_EVENTS)
-    headers = [("content-type", CONTENT_TYPE.encode())]
-    async with bootstrap.producer(settings, "test-publisher", linger_ms=5) as prod:
-        futures = [
-            await prod.send(topic, key=e.subject.encode(), value=e.to_json(), headers=headers)
-            for e in events
-        ]
-        await asyncio.gather(*futures)
-    return len(futures)
+    return await kafka.publish(settings, topics.PERMIT_EVENTS, events, client_id="test-publisher")
 
 
 def expected_rows(
