@@ -111,8 +111,8 @@ async def rebuild(agency: str) -> dict[str, Any]:
     """Consume the permit topic into the agency's (empty) view until caught up."""
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
-    spec = installed().get(agency).consumer_spec(settings)
-    total = sum((await end_offsets(settings, list(spec.topics))).values())
+    read = [settings.topic(t) for t in installed().get(agency).reads]
+    total = sum((await end_offsets(settings, read)).values())
     if any(p.stored is not None for p in await agency_lag(settings, agency)):
         raise RuntimeError(f"the {agency} database already holds offsets: not a rebuild")
     timing = BatchTiming(total)

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
-from consumers.card import _rules, documents, qr
+from consumers.card import documents, qr, rules
 from consumers.card.issuer import QrIssuer
 from consumers.card.requests import sweep_request
 from consumers.card.views import CardView
@@ -122,7 +122,7 @@ async def permit_download(
     Raises `documents.ServiceRefused` with the reason when the service cannot do it.
     """
     now = now or datetime.now(UTC)
-    today = _rules.china_date(now)
+    today = rules.china_date(now)
     async with open_pool(settings.dsn(AGENCY), max_size=1) as p, p.acquire() as conn:
         view = CardView(conn)
         document = await documents.query_permit(view, permit_no, today)
@@ -167,7 +167,7 @@ def sweep_command(
     = None,
 ) -> None:
     """Publish the daily expiry-reminder sweep (what a scheduler runs once a day)."""
-    as_of = today.date() if today else _rules.china_date(datetime.now(UTC))
+    as_of = today.date() if today else rules.china_date(datetime.now(UTC))
     asyncio.run(publish(_settings(), topics.CARD_REQUESTS, [sweep_request(as_of)],
                         client_id=FRONT_DOOR))
     emit_json({"published": "ExpiryReminderSweepRequested", "as_of": as_of.isoformat()})

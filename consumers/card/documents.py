@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from consumers.card import _rules
+from consumers.card import rules
 from consumers.card.issuer import QrIssuer
 from consumers.card.qr import qr_image
 from consumers.card.views import CardView
@@ -42,14 +42,14 @@ async def query_permit(view: CardView, permit_no: str, today: date) -> dict[str,
     """The permit's information as the e-card service shows it, as JSON-ready data."""
     permit = await view.permit(permit_no)
     if permit is None:
-        raise ServiceRefused("unknown_permit", _rules.rejection_message(
-            _rules.R.UNKNOWN_PERMIT, permit_no))
+        raise ServiceRefused("unknown_permit", rules.rejection_message(
+            rules.R.UNKNOWN_PERMIT, permit_no))
     ecard = await view.ecard(permit_no)
     physical = await view.physical_card(permit_no)
-    refusal = _rules.permit_refusal(permit, today)
+    refusal = rules.permit_refusal(permit, today)
     qr_refusal = refusal.value if refusal is not None else ("no_ecard" if ecard is None else None)
     return {
-        "permit": _rules.permit_info(permit).model_dump(mode="json"),
+        "permit": rules.permit_info(permit).model_dump(mode="json"),
         "ecard": None if ecard is None else {
             "card_id": ecard.card_id, "issued_at": ecard.issued_at.isoformat(),
             "ssn_linked": ecard.ssn is not None,
@@ -68,11 +68,11 @@ async def issue_qr(view: CardView, permit_no: str, issuer: QrIssuer, today: date
     """A fresh permit QR token for the e-card holder, recorded; ServiceRefused if none may be."""
     permit = await view.permit(permit_no)
     if permit is None:
-        raise ServiceRefused("unknown_permit", _rules.rejection_message(
-            _rules.R.UNKNOWN_PERMIT, permit_no))
-    refusal = _rules.permit_refusal(permit, today)
+        raise ServiceRefused("unknown_permit", rules.rejection_message(
+            rules.R.UNKNOWN_PERMIT, permit_no))
+    refusal = rules.permit_refusal(permit, today)
     if refusal is not None:
-        raise ServiceRefused(refusal.value, _rules.rejection_message(refusal, permit_no, permit))
+        raise ServiceRefused(refusal.value, rules.rejection_message(refusal, permit_no, permit))
     ecard = await view.ecard(permit_no)
     if ecard is None:
         raise ServiceRefused("no_ecard", f"Work permit {permit_no} has no electronic social "

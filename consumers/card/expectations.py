@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from schemas.expectations import ENVELOPE, Reads
 from schemas.permits import PERMIT_EVENT_TYPES
 
-_CARD_PERMIT: Reads = {  # handlers.card_permit, and _rules on the row it makes
+_CARD_PERMIT: Reads = {  # handlers.card_permit, and rules on the row it makes
     "sequence": "integer",
     "data.permit.permit_no": "string",
     "data.permit.status": "string{active,cancelled,expired}",
@@ -27,7 +27,7 @@ _CARD_PERMIT: Reads = {  # handlers.card_permit, and _rules on the row it makes
 # handlers.notify_permit_change: 'today' in China. Absent, the envelope model takes the
 # decoding time: a tolerable approximation (CloudEvents makes `time` optional).
 _CARD_NOTICE: Reads = {"time": "string(date-time)?"}
-_CARD_STATUS_MESSAGE: Mapping[str, Reads] = {  # _rules.status_message, per event type
+_CARD_STATUS_MESSAGE: Mapping[str, Reads] = {  # rules.status_message, per event type
     "PermitChanged": {"data.changes[].field": "string"},
     "PermitCancelled": {"data.permit.cancelled_on": "string(date)?"},
 }

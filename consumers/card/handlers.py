@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from consumers.card import _rules
+from consumers.card import rules
 from consumers.card.ports import CardViewPort
 from consumers.card.records import CardPermit, ECard, Notice, PhysicalCard
 from hub.dispatch import Emit
@@ -101,9 +101,9 @@ async def register_ecard(
     if permit is None:
         unknown = R.UNKNOWN_PERMIT if req.permit_no is not None else R.UNKNOWN_SSN
         return await _reject(event, view, unknown, permit_no)
-    if not _rules.names_match(req.name, permit.holder_name):
+    if not rules.names_match(req.name, permit.holder_name):
         return await _reject(event, view, R.NAME_MISMATCH, permit_no, permit)
-    refusal = _rules.permit_refusal(permit, _rules.china_date(event.time))
+    refusal = rules.permit_refusal(permit, rules.china_date(event.time))
     if refusal is not None:
         return await _reject(event, view, refusal, permit_no, permit)
     existing = await view.ecard(permit.permit_no)
@@ -123,7 +123,7 @@ async def _reject(
     shown_no = permit_no if reason is not R.UNKNOWN_SSN else None
     data = ECardRejectedData(
         request_id=req.request_id, reason=reason, permit_no=shown_no,
-        message=_rules.rejection_message(reason, shown_no, permit, card_id),
+        message=rules.rejection_message(reason, shown_no, permit, card_id),
     )
     log.info("e-card rejected", request_id=str(req.request_id), reason=reason.value)
     return [Emit(ECardRejected, shown_no or event.subject, data)]
@@ -133,7 +133,7 @@ async def _issue(
     event: ECardRegistrationRequested, view: CardViewPort, permit: CardPermit, issuer: QrIssuer
 ) -> list[Emit]:
     req = event.data
-    card_id = _rules.card_id_for(permit.permit_no, req.request_id)
+    card_id = rules.card_id_for(permit.permit_no, req.request_id)
     physical = await view.physical_card(permit.permit_no)
     ssn = physical.ssn if physical is not None else None
     card = ECard(permit.permit_no, card_id, req.request_id, ssn, event.time, permit.sequence)
@@ -150,14 +150,14 @@ async def _issue(
     await view.settle_request(req.request_id, "issued", None)
     assert claims.key_id is not None
     data = ECardIssuedData(
-        request_id=req.request_id, card_id=card_id, permit=_rules.permit_info(permit), ssn=ssn,
+        request_id=req.request_id, card_id=card_id, permit=rules.permit_info(permit), ssn=ssn,
         qr=QrReference(token=token, key_id=claims.key_id, issued_at=claims.issued_at,
                        expires_at=claims.expires_at),
         issued_at=event.time,
     )
     log.info("e-card issued", request_id=str(req.request_id), card_id=card_id)
     emits = [Emit(ECardIssued, permit.permit_no, data)]
-    return emits + await _remind_if_due(view, permit, card_id, _rules.china_date(event.time),
+    return emits + await _remind_if_due(view, permit, card_id, rules.china_date(event.time),
                                         trigger="ECardRegistrationRequested")
 
 
@@ -186,7 +186,7 @@ async def issue_physical_card(event: SocialSecurityNumberIssued, view: CardViewP
     if other is not None:
         raise CardConflict(f"the SSN is already on the physical card of permit {other}")
     ecard = await view.ecard(d.permit_no)
-    card = PhysicalCard(d.permit_no, d.ssn, _rules.physical_card_no(d.ssn), d.issued_on,
+    card = PhysicalCard(d.permit_no, d.ssn, rules.physical_card_no(d.ssn), d.issued_on,
                         ecard.card_id if ecard else None)
     await view.add_physical_card(card)
     if ecard is not None:
@@ -209,9 +209,9 @@ async def notify_permit_change(event: PermitEvent, view: CardViewPort) -> list[E
     ecard = await view.ecard(p.permit_no)
     if ecard is None or not await view.mark_notified(p.permit_no, event.sequence):
         return []
-    today = _rules.china_date(event.time)
+    today = rules.china_date(event.time)
     trigger = event.type.rsplit(".", 1)[-1]
-    message = _rules.status_message(event)
+    message = rules.status_message(event)
     notice = Notice(p.permit_no, f"status:{event.sequence}", ecard.card_id,
                     NotificationKind.STATUS_CHANGED.value, trigger, today, message)
     emits = []
@@ -246,10 +246,10 @@ async def send_expiry_reminders(
 async def _remind_if_due(
     view: CardViewPort, permit: CardPermit, card_id: str, today: date, *, trigger: str
 ) -> list[Emit]:
-    left = _rules.days_left(permit, today)
+    left = rules.days_left(permit, today)
     if left is None:
         return []
-    message = _rules.reminder_message(permit, left)
+    message = rules.reminder_message(permit, left)
     notice = Notice(permit.permit_no, f"expiry:{permit.valid_until}", card_id,
                     NotificationKind.EXPIRY_REMINDER.value, trigger, today, message)
     if not await view.record_notice(notice):

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from PIL import Image, UnidentifiedImageError
 from qrcode.constants import ERROR_CORRECT_M
 
-from consumers.card._rules import china_date
+from consumers.card.rules import china_date
 from schemas.permit_token import Claims, TokenRejected, verify
 from schemas.permits import PermitStatus
 
