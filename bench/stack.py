@@ -18,7 +18,8 @@ from pathlib import Path
 
 import asyncpg
 
-from hub.settings import AGENCIES, Settings
+from hub.registry import installed
+from hub.settings import Settings
 from hub.stack.kafka import KafkaNode
 from hub.stack.postgres import EmbeddedPostgres, ensure_databases_sync
 
@@ -91,7 +92,7 @@ class BenchStack:
         self.postgres.start()
         self.postgres.wait_ready()
         self._track_commit_timestamps()
-        names = [self.settings.database_name(agency) for agency in AGENCIES]
+        names = [self.settings.database_name(agency) for agency in installed().names()]
         ensure_databases_sync(self.settings.server_url(), names)
         self.kafka.wait_ready()
 
