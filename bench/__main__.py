@@ -80,8 +80,9 @@ async def checkpoint(stack: BenchStack) -> None:
 
 async def reset_agency_database(stack: BenchStack, agency: str) -> None:
     """Empty every table of one agency's database: views, stored offsets, handled events,
-    outbox (TRUNCATE: new files, no dead rows), as before its first rebuild."""
-    async with bootstrap.pool(stack.settings, agency, max_size=1) as p:
+    outbox (TRUNCATE: new files, no dead rows), as before its first rebuild. As the owner:
+    the runtime role may not truncate."""
+    async with bootstrap.pool(stack.settings, agency, max_size=1, role="owner") as p:
         tables = [r["t"] for r in await p.fetch(
             "SELECT quote_ident(tablename) AS t FROM pg_tables WHERE schemaname = 'public'")]
         if tables:

@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 
 from hub.registry import installed
-from hub.settings import Settings
+from hub.settings import SUPERUSER, Settings
 from hub.stack.kafka import KafkaNode
 from hub.stack.postgres import EmbeddedPostgres, ensure_databases_sync
 
@@ -69,7 +69,8 @@ class BenchStack:
             kafka_bootstrap=f"127.0.0.1:{kafka_port}",
             kafka_port=kafka_port,
             kafka_controller_port=controller_port,
-            database_url=f"postgresql://postgres@127.0.0.1:{pg_port}/postgres",
+            # No database_url: the embedded server on pg_port, its superuser password read
+            # from home's secrets.
             postgres_port=pg_port,
             topic_prefix="bench.",
             database_prefix="bench_",
@@ -79,7 +80,8 @@ class BenchStack:
             home=home,
             settings=settings,
             kafka=KafkaNode(kafka_libs_dir(), home / "kafka", kafka_port, controller_port),
-            postgres=EmbeddedPostgres(home / "postgres", pg_port, durable=True),
+            postgres=EmbeddedPostgres(home / "postgres", pg_port, durable=True,
+                                      password_file=settings.secret_file(SUPERUSER)),
             keep=keep,
         )
 

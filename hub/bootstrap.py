@@ -16,15 +16,15 @@ import asyncpg
 from hub.agency import Agency, CommandContext, Lookup
 from hub.consumer import ViewConsumer
 from hub.db import open_pool
-from hub.errors import BadTarget
+from hub.errors import BadTarget, NotReady
 from hub.kafka import Producer, ensure_topics, open_producer
 from hub.logging import get_logger
-from hub.migrate import Migration, apply, load
+from hub.migrate import Migration, apply, drift, load, status
 from hub.outbox import OutboxRelay
 from hub.projection import fetch_one
 from hub.registry import Registry, installed
-from hub.settings import Settings
-from hub.stack.postgres import ensure_databases
+from hub.roles import provision, seal_migration_record
+from hub.settings import Role, Settings
 
 log = get_logger(__name__)
 
@@ -39,21 +39,54 @@ def migrations(agency: Agency) -> list[list[Migration]]:
 
 
 async def init_databases(settings: Settings, registry: Registry | None = None) -> None:
-    """Create each agency's database on the shared server if missing, then migrate each."""
+    """Create each agency's roles and database on the shared server (as its administrator)
+    if missing, then migrate each as its owner role (`hub.roles`)."""
     agencies = list(registry or installed())
     shared = [a.name for a in agencies if not settings.has_own_server(a.name)]
     if shared:
-        await ensure_databases(settings.server_url(),
-                               [settings.database_name(n) for n in shared])
+        await provision(settings, shared)
     for agency in agencies:
-        conn = await asyncpg.connect(settings.dsn(agency.name))
-        try:
-            applied = await apply(conn, migrations(agency))
-        finally:
-            await conn.close()
-        if applied:
-            log.info("schema migrated", agency=agency.name,
-                     steps=[f"{m.source}/{m.version:04d}_{m.name}" for m in applied])
+        await _migrate(settings, agency)
+
+
+async def _migrate(settings: Settings, agency: Agency) -> None:
+    conn = await asyncpg.connect(settings.dsn(agency.name, role="owner"))
+    try:
+        applied = await apply(conn, migrations(agency))
+        if not settings.has_own_server(agency.name):
+            await seal_migration_record(conn, settings.role_name(agency.name, "app"))
+    finally:
+        await conn.close()
+    if applied:
+        log.info("schema migrated", agency=agency.name,
+                 steps=[f"{m.source}/{m.version:04d}_{m.name}" for m in applied])
+
+
+async def check_schema(settings: Settings, agency: Agency) -> None:
+    """NotReady unless the agency's database, reached as its runtime role, holds exactly the
+    migrations of this code: a running process never changes a schema."""
+    steps = migrations(agency)
+    conn = await _connect_app(settings, agency.name)
+    try:
+        problems = await drift(conn, steps)
+        pending = [m for m, applied_at in await status(conn, steps) if applied_at is None]
+    finally:
+        await conn.close()
+    if problems:
+        raise NotReady(f"{agency.name}'s database does not match this code: {problems[0]}")
+    if pending:
+        raise NotReady(f"{agency.name}'s database lacks {len(pending)} schema step(s), the"
+                       f" first {pending[0]}; run `hub init`")
+
+
+async def _connect_app(settings: Settings, agency: str) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(settings.dsn(agency))
+    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError,
+            asyncpg.InsufficientPrivilegeError) as error:
+        # The server's text names the role, never the password.
+        raise NotReady(f"Postgres refused {agency}'s runtime role ({error}); run `hub init`"
+                       ) from None
 
 
 async def init_all(settings: Settings, registry: Registry | None = None) -> None:
@@ -71,10 +104,11 @@ def producer(
 
 
 def pool(
-    settings: Settings, agency: str, *, max_size: int = 4
+    settings: Settings, agency: str, *, max_size: int = 4, role: Role = "app"
 ) -> contextlib.AbstractAsyncContextManager[asyncpg.Pool]:
-    """A pool on one agency's database, closed on exit."""
-    return open_pool(settings.dsn(agency), max_size=max_size)
+    """A pool on one agency's database, as its runtime role unless `owner` is asked for;
+    closed on exit."""
+    return open_pool(settings.dsn(agency, role=role), max_size=max_size)
 
 
 @contextlib.asynccontextmanager

@@ -50,7 +50,8 @@ def _agency_names() -> list[str]:
 
 @app.command()
 def init() -> None:
-    """Create the topics and each agency's database; apply its schema migrations (idempotent)."""
+    """Create the topics, each agency's database and its two Postgres roles (owner, runtime);
+    apply its schema migrations as the owner (idempotent)."""
     from hub.bootstrap import init_all
 
     commands.run(init_all, service=True)
@@ -107,12 +108,14 @@ def run(
         help="an installed agency (`hub agencies`)", autocompletion=_agency_names)],
 ) -> None:
     """Run one agency's processes until interrupted: its consumer group, if it consumes, and
-    its outbox relay, if it publishes (SIGINT/SIGTERM stop it cleanly)."""
+    its outbox relay, if it publishes (SIGINT/SIGTERM stop it cleanly). It connects as the
+    agency's runtime role and changes no schema: a database `hub init` has not migrated
+    exits 1."""
     from hub import bootstrap
 
     async def go(settings: Settings) -> None:
-        installed().get(agency)  # an agency that is not installed exits 2, nothing started
-        await bootstrap.init_all(settings)
+        # An agency that is not installed exits 2, nothing started.
+        await bootstrap.check_schema(settings, installed().get(agency))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

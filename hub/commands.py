@@ -1,8 +1,9 @@
 """What every operator command shares: settings, one JSON style, one exit-code convention.
 
 Exit codes: 0 fine, 1 the check found something (lag over a limit, drift, a refused QR
-code, a failed redrive), 2 the operator named something that does not exist (nothing was
-changed). Logging goes to stderr at WARNING unless the host process configured it.
+code, a failed redrive) or set-up is missing (a password file, `hub init` not run), 2 the
+operator named something that does not exist (nothing was changed). Logging goes to
+stderr at WARNING unless the host process configured it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 import structlog
 import typer
 
-from hub.errors import BadTarget
+from hub.errors import BadTarget, NotReady
 from hub.logging import configure_logging
 from hub.settings import Settings
 
@@ -38,12 +39,16 @@ def settings(*, service: bool = False) -> Settings:
 def run(
     work: Callable[[Settings], Coroutine[Any, Any, T]], *, service: bool = False
 ) -> T:
-    """Run one command's async work; a named thing that does not exist exits 2."""
+    """Run one command's async work; a named thing that does not exist exits 2, missing
+    set-up (passwords, migrations) exits 1, each with one line."""
     try:
         return asyncio.run(work(settings(service=service)))
     except BadTarget as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except NotReady as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def json_default(value: object) -> Any:

@@ -19,6 +19,11 @@ log = get_logger(__name__)
 class BadTarget(LookupError):
     """A group, agency, topic, partition or offset the operator named does not exist (exit 2)."""
 
+
+class NotReady(RuntimeError):
+    """Set-up the command needs is missing (a password file, a migrated schema): exit 1."""
+
+
 _TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,  # includes ConnectionError: a server restarting or unreachable
     asyncio.TimeoutError,

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hub.credentials import read_secret
+
+Role = Literal["app", "owner"]
+"""An agency's two Postgres roles: `owner` owns its database and runs the migrations (and
+the ops commands that change tables); `app` may only read and write rows (`hub run`)."""
+
+SUPERUSER = "postgres"
+"""The embedded server's superuser, whose password `hub stack up` generates."""
+MAX_IDENTIFIER = 63
+"""Postgres silently truncates longer names, which could make two roles one."""
 
 
 class Settings(BaseSettings):
@@ -34,14 +46,17 @@ class Settings(BaseSettings):
     # Postgres
     database_url: str | None = Field(
         default=None,
-        description="postgresql:// URL of a real server; unset means the embedded server. "
-        "Each agency gets its own database on it, named database_prefix + agency",
+        description="postgresql:// URL of a real server, with a user that may create roles "
+        "and databases (only `hub init` and `hub stack up` connect with it); unset means the "
+        "embedded server. Each agency gets its own database on it, named database_prefix + "
+        "agency, and two roles",
     )
     database_urls: dict[str, str] = Field(
         default_factory=dict,
         description="per agency, the postgresql:// URL of its own database, as a JSON object "
-        '(e.g. {"tax": "postgresql://tax@db.tax.example/permits"}); an agency not named here '
-        "gets its database on the shared server",
+        '(e.g. {"tax": "postgresql://tax@db.tax.example/permits"}); used as is for its '
+        "migrations and its processes (that server manages its roles); an agency not named "
+        "here gets its database and roles on the shared server",
     )
     postgres_port: int = Field(default=15432, description="embedded server port")
     database_prefix: str = Field(default="permithub_")
@@ -66,30 +81,54 @@ class Settings(BaseSettings):
         """The Kafka bootstrap servers the hub's clients connect to."""
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
 
+    @property
+    def secrets_dir(self) -> Path:
+        """Where the generated Postgres passwords live, one 0600 file per role."""
+        return self.home / "secrets" / "postgres"
+
+    def secret_file(self, role: str) -> Path:
+        """The file holding one Postgres role's password."""
+        return self.secrets_dir / role
+
     def server_url(self) -> str:
-        """URL of the Postgres server, with the maintenance database `postgres`."""
+        """URL of the shared server's maintenance database `postgres`, as its administrator
+        (for `hub init` and the stack, never for an agency's processes)."""
         if self.database_url:
             return self.database_url
-        return f"postgresql://postgres@127.0.0.1:{self.postgres_port}/postgres"
+        password = read_secret(self.secret_file(SUPERUSER),
+                               hint="start the embedded Postgres with `hub stack up`")
+        return (f"postgresql://{SUPERUSER}:{quote(password, safe='')}"
+                f"@127.0.0.1:{self.postgres_port}/postgres")
 
     def database_name(self, agency: str) -> str:
         """The name of one agency's own database on the shared server."""
         return f"{self.database_prefix}{agency}"
 
+    def role_name(self, agency: str, role: Role) -> str:
+        """The name of one of an agency's two roles on the shared server."""
+        name = f"{self.database_name(agency)}_{role}"
+        if len(name.encode()) > MAX_IDENTIFIER:
+            raise ValueError(f"role name {name!r} is longer than {MAX_IDENTIFIER} bytes;"
+                             " shorten HUB_DATABASE_PREFIX")
+        return name
+
     def has_own_server(self, agency: str) -> bool:
         """Whether the agency's database is given by its own URL (not created by the hub)."""
         return agency in self.database_urls
 
-    def dsn(self, agency: str) -> str:
-        """Connection URL of one agency's own database."""
+    def dsn(self, agency: str, role: Role = "app") -> str:
+        """Connection URL of one agency's own database, as its runtime role unless `owner` is
+        asked for; an agency with its own URL gets that URL for both."""
         if agency in self.database_urls:
             return self.database_urls[agency]
-        base = self.server_url()
-        head, _, tail = base.partition("://")
-        rest, _, query = tail.partition("?")
-        authority = rest.split("/", 1)[0]
-        url = f"{head}://{authority}/{self.database_name(agency)}"
-        return f"{url}?{query}" if query else url
+        user = self.role_name(agency, role)
+        password = read_secret(self.secret_file(user), hint="run `hub init`")
+        # Only the server's address is taken from its URL: a process never reads the
+        # administrator's password to reach its own database.
+        parts = urlsplit(self.database_url or f"postgresql://127.0.0.1:{self.postgres_port}")
+        host = parts.netloc.rpartition("@")[2]
+        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+        return urlunsplit(parts._replace(netloc=netloc, path=f"/{self.database_name(agency)}"))
 
     def topic(self, name: str) -> str:
         """A topic or consumer-group name with this hub's prefix."""

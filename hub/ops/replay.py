@@ -52,6 +52,11 @@ the permits whose events it read: that is what was asked for.
 
 One replay of a view runs at a time (a session advisory lock). A new replay of a view
 drops the shadow an earlier unfinished replay left, and marks that one `abandoned`.
+
+A replay creates, drops and renames tables, so it connects as the agency's owner role (the
+one `hub init` migrates with), never as the runtime role. Tables the owner creates are
+granted to the runtime role by default privileges (`hub.roles`), so the live consumer
+writes to the switched-in table as it did to the old one.
 """
 
 from __future__ import annotations
@@ -277,7 +282,8 @@ async def run_replay(
     limit: int | None = None,
     on_progress: Progress | None = None,
 ) -> Replay:
-    """Plan, build the shadow and (unless bounded) switch it in; see the module docstring.
+    """Plan, build the shadow and (unless bounded) switch it in, as the agency's owner role;
+    see the module docstring.
 
     `limit` stops the build after about that many events and leaves the replay
     `interrupted` and resumable (the hook tests and cautious operators use).
@@ -292,7 +298,7 @@ async def run_replay(
     if dry_run:
         return r
     async with (
-        open_pool(settings.dsn(agency), max_size=1) as pool,
+        open_pool(settings.dsn(agency, role="owner"), max_size=1) as pool,
         pool.acquire() as conn,
     ):
         await _lock_view(conn, r.table)
@@ -320,7 +326,7 @@ async def _resume(
     limit: int | None, on_progress: Progress | None,
 ) -> Replay:
     async with (
-        open_pool(settings.dsn(agency), max_size=1) as pool,
+        open_pool(settings.dsn(agency, role="owner"), max_size=1) as pool,
         pool.acquire() as conn,
     ):
         if await conn.fetchval("SELECT to_regclass('hub_replays')") is None:
@@ -595,7 +601,8 @@ def replay(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Rebuild an agency's permit view from the permit topic into a shadow table beside the
-    live one, then switch to it atomically while the live consumer keeps running.
+    live one, then switch to it atomically while the live consumer keeps running. Connects
+    as the agency's owner role (it creates and renames tables).
 
     Exit codes: 0 switched, built (bounded) or planned (dry run); 1 interrupted, failed or
     another replay of the view running; 2 a view, offset, time or replay id that does not

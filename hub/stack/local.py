@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from hub.settings import Settings
+from hub.settings import SUPERUSER, Settings
 from hub.stack.kafka import KafkaNode, KafkaNodeError
 from hub.stack.ports import PortInUse
 from hub.stack.postgres import EmbeddedPostgres, PostgresServerError, ensure_databases_sync
@@ -48,7 +48,10 @@ class LocalStack:
                 controller_port=settings.kafka_controller_port,
             )
         if settings.database_url is None:
-            self.postgres = EmbeddedPostgres(self.stack_dir / "postgres", settings.postgres_port)
+            self.postgres = EmbeddedPostgres(
+                self.stack_dir / "postgres", settings.postgres_port,
+                password_file=settings.secret_file(SUPERUSER),
+            )
 
     def database_names(self) -> list[str]:
         """The agency databases this stack provides."""
@@ -56,7 +59,7 @@ class LocalStack:
 
     def up(self) -> None:
         """Start what is not running yet, wait until both answer, create the databases."""
-        self._check_ports()
+        self._check_before_start()
         if self.kafka is not None:
             # The JVM boots in the background while Postgres starts.
             self.kafka.start()
@@ -67,13 +70,16 @@ class LocalStack:
         if self.kafka is not None:
             self.kafka.wait_ready()
 
-    def _check_ports(self) -> None:
-        # Every port is checked before anything starts, so a taken Postgres port does not
-        # leave a freshly started Kafka behind; a part already running here re-attaches.
+    def _check_before_start(self) -> None:
+        # Every port, and the Postgres data dir's authentication, is checked before anything
+        # starts, so a refused Postgres does not leave a freshly started Kafka behind; a part
+        # already running here re-attaches.
         if self.kafka is not None and not self.kafka.is_running():
             self.kafka.check_ports()
-        if self.postgres is not None and not self.postgres.is_running():
-            self.postgres.check_port()
+        if self.postgres is not None:
+            self.postgres.check_auth()
+            if not self.postgres.is_running():
+                self.postgres.check_port()
 
     def _ensure_databases(self) -> None:
         url = self.settings.server_url()

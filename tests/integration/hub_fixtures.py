@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +37,13 @@ async def hub_settings(stack_settings: Settings) -> Settings:
     })
     await init_all(settings)
     return settings
+
+
+def with_home(settings: Settings, home: Path) -> Settings:
+    """The settings with another home (own keys, own files), holding the same database
+    passwords, as every process of one hub must."""
+    shutil.copytree(settings.secrets_dir, home / settings.secrets_dir.relative_to(settings.home))
+    return settings.model_copy(update={"home": home})
 
 
 async def eventually(

@@ -5,21 +5,24 @@ Import them into a conftest with `from tests.integration.stack_fixtures import *
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
 import shutil
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from hub.registry import installed
-from hub.settings import Settings
+from hub.roles import provision
+from hub.settings import SUPERUSER, Settings
 from hub.stack.kafka import KafkaNode
-from hub.stack.postgres import EmbeddedPostgres, ensure_databases_sync
+from hub.stack.postgres import EmbeddedPostgres
 
 __all__ = [
     "RunningStack",
@@ -60,14 +63,15 @@ def free_ports(count: int) -> list[int]:
 
 def _session_settings(home: Path, kafka_port: int, controller_port: int, pg_port: int) -> Settings:
     # A random tag keeps topics, groups and databases apart from any other hub on the
-    # same servers (and from earlier sessions).
+    # same servers (and from earlier sessions). No database_url: the server is the embedded
+    # one on pg_port, whose superuser password is read from home's secrets, as for
+    # `hub stack up` (commands started by tests get it as HUB_DATABASE_URL).
     tag = secrets.token_hex(4)
     return Settings(
         home=home,
         kafka_bootstrap=f"127.0.0.1:{kafka_port}",
         kafka_port=kafka_port,
         kafka_controller_port=controller_port,
-        database_url=f"postgresql://postgres@127.0.0.1:{pg_port}/postgres",
         postgres_port=pg_port,
         topic_prefix=f"t{tag}.",
         database_prefix=f"t{tag}_",
@@ -79,8 +83,9 @@ def _start(stack: RunningStack) -> None:
     stack.kafka.start()
     stack.postgres.start()
     stack.postgres.wait_ready()
-    names = [stack.settings.database_name(agency) for agency in installed().names()]
-    ensure_databases_sync(stack.settings.server_url(), names)
+    # Databases and roles, as `hub init` makes them; in a thread of its own, for its loop.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, provision(stack.settings, installed().names())).result()
     stack.kafka.wait_ready()
 
 
@@ -94,14 +99,16 @@ def _stop(stack: RunningStack) -> None:
 
 @pytest.fixture(scope="session")
 def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """A Kafka node and a non-durable Postgres on free ports, with the agency databases."""
+    """A Kafka node and a non-durable Postgres on free ports, with the agency databases and
+    their roles."""
     home = tmp_path_factory.mktemp("hub-home")
     kafka_port, controller_port, pg_port = free_ports(3)
     settings = _session_settings(home, kafka_port, controller_port, pg_port)
     stack = RunningStack(
         settings=settings,
         kafka=KafkaNode(kafka_libs_dir(), home / "kafka", kafka_port, controller_port),
-        postgres=EmbeddedPostgres(home / "postgres", pg_port, durable=False),
+        postgres=EmbeddedPostgres(home / "postgres", pg_port, durable=False,
+                                  password_file=settings.secret_file(SUPERUSER)),
     )
     try:
         _start(stack)

@@ -35,7 +35,7 @@ from schemas.card import (
 from schemas.permits import CancellationReason, Category, PermitRecord, PermitStandard, PermitStatus
 from schemas.social_insurance import SocialSecurityNumberIssued, SocialSecurityNumberIssuedData
 from tests.factories import employer, holder
-from tests.integration.hub_fixtures import eventually, read_topic
+from tests.integration.hub_fixtures import eventually, read_topic, with_home
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,7 @@ class CardHub:
 @pytest.fixture
 async def card_hub(hub_settings: Settings, tmp_path: Path) -> AsyncIterator[CardHub]:
     """The card service's part of the hub, with its keys under this test's own home."""
-    settings = hub_settings.model_copy(update={"home": tmp_path})
+    settings = with_home(hub_settings, tmp_path)
     async with contextlib.AsyncExitStack() as stack:
         auth = await stack.enter_async_context(authority(settings))
         await stack.enter_async_context(bootstrap.running_relay(settings, "workpermit"))

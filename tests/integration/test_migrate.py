@@ -10,6 +10,7 @@ import hashlib
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -86,11 +87,13 @@ LATER_COLUMNS = {("ps_permits", "standard"), ("si_permits", "standard"),
 
 @pytest.fixture
 async def dsn(stack_settings: Settings) -> str:
-    """The URL of a new, empty database on the session's Postgres."""
+    """The URL of a new, empty database on the session's Postgres, as its administrator
+    (the runner is tested here, not the roles `hub init` migrates with)."""
     settings = stack_settings.model_copy(
         update={"database_prefix": f"{stack_settings.database_prefix}mig{secrets.token_hex(3)}_"})
-    await ensure_databases(settings.server_url(), [settings.database_name("card")])
-    return settings.dsn("card")
+    name = settings.database_name("card")
+    await ensure_databases(settings.server_url(), [name])
+    return urlunsplit(urlsplit(settings.server_url())._replace(path=f"/{name}"))
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return {
         "HUB_KAFKA_BOOTSTRAP": settings.bootstrap,
         "HUB_DATABASE_URL": settings.server_url(),
+        "HUB_HOME": str(settings.home),
         "HUB_TOPIC_PREFIX": settings.topic_prefix,
         "HUB_DATABASE_PREFIX": settings.database_prefix,
         "USER": "ops-tester",

@@ -13,7 +13,7 @@ from demo.synthetic import stream
 from hub import bootstrap
 from hub.kafka import REDRIVE_COUNT, REDRIVE_LIMIT, end_offsets, quarantine_topic
 from hub.ops.lag import caught_up
-from hub.settings import Settings
+from hub.settings import Role, Settings
 from schemas import CloudEvent, topics
 from tests.integration.hub_fixtures import eventually, publish, read_topic
 from tests.integration.test_ops_cli import invoke
@@ -33,8 +33,8 @@ def _lone(base: int, name: str) -> CloudEvent[Any]:
     return type(event).model_validate(body)
 
 
-async def _sql(settings: Settings, statement: str, *args: Any) -> Any:
-    async with bootstrap.pool(settings, "card", max_size=1) as p:
+async def _sql(settings: Settings, statement: str, *args: Any, role: Role = "app") -> Any:
+    async with bootstrap.pool(settings, "card", max_size=1, role=role) as p:
         return await p.fetch(statement, *args)
 
 
@@ -56,7 +56,7 @@ async def test_dead_letters_are_listed_shown_redriven_recorded_and_quarantined(
     broken = _lone(700_000_000_000_000_000, "Bad\u0000Name")
     unknown = json.loads(blocked.to_json())
     unknown["type"] = "cn.mohrss.workpermit.PermitTeleported"
-    await _sql(hub_settings, BLOCK)
+    await _sql(hub_settings, BLOCK, role="owner")  # DDL: the owner's
     await publish(hub_settings, [*stream(10, seed=9), blocked, broken])
     async with bootstrap.producer(hub_settings, "foreign") as prod:
         await prod.send_and_wait(permit_topic, key=blocked.subject.encode(),
@@ -91,7 +91,7 @@ async def test_dead_letters_are_listed_shown_redriven_recorded_and_quarantined(
         assert await _sql(hub_settings, "SELECT * FROM hub_redrives") == []
 
         # The fix, then the redrive: the blocked permit is applied, once.
-        await _sql(hub_settings, UNBLOCK)
+        await _sql(hub_settings, UNBLOCK, role="owner")
         [sent] = await _json(hub_settings, "dlq", "redrive", "card", blocked_ref)
         assert (sent["result"], sent["redrive_count"]) == ("sent", 1)
         await eventually(settled, what="the redriven message to be applied")

@@ -37,7 +37,7 @@ from tests.integration.agency_requests import (
     synced,
     wait_for,
 )
-from tests.integration.hub_fixtures import read_topic
+from tests.integration.hub_fixtures import read_topic, with_home
 
 pytestmark = pytest.mark.integration
 
@@ -159,7 +159,7 @@ async def test_a_scanned_qr_token_is_verified_with_the_card_services_published_k
 ) -> None:
     """Genuine, expired, forged and misdirected tokens; a legacy permit's token is refused
     until PermitMigrated puts it on the integrated standard, then accepted."""
-    settings = hub_settings.model_copy(update={"home": tmp_path})
+    settings = with_home(hub_settings, tmp_path)
     issuer = QrIssuer(signing_key(tmp_path))  # the card service's key, published under home
     forger = QrIssuer(signing_key(tmp_path / "elsewhere"))  # a key nobody published
     now = datetime.now(UTC)

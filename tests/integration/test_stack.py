@@ -102,7 +102,8 @@ async def test_broker_does_not_auto_create_topics(stack_settings: Settings) -> N
 
 
 async def test_postgres_has_every_agency_database(stack_settings: Settings) -> None:
-    """Postgres answers, and each agency's own database exists and accepts connections."""
+    """Postgres answers, and each agency's own database exists and accepts its runtime
+    role."""
     for agency in installed().names():
         connection = await asyncpg.connect(stack_settings.dsn(agency))
         try:
@@ -117,7 +118,8 @@ def test_nodes_reattach_from_another_handle(running_stack: RunningStack) -> None
     kafka = running_stack.kafka
     postgres = running_stack.postgres
     kafka_again = KafkaNode(kafka.libs_dir, kafka.data_dir, kafka.port, kafka.controller_port)
-    postgres_again = EmbeddedPostgres(postgres.data_dir, postgres.port)
+    postgres_again = EmbeddedPostgres(
+        postgres.data_dir, postgres.port, password_file=postgres.password_file)
 
     assert kafka_again.is_running()
     assert kafka_again.pid == kafka.pid is not None
@@ -158,7 +160,8 @@ def test_stack_up_on_its_own_running_servers_reattaches(running_stack: RunningSt
     stack = LocalStack(managed)
     # The session's servers live in the fixture's directories, not under home/stack.
     stack.kafka = KafkaNode(kafka.libs_dir, kafka.data_dir, kafka.port, kafka.controller_port)
-    stack.postgres = EmbeddedPostgres(postgres.data_dir, postgres.port)
+    stack.postgres = EmbeddedPostgres(
+        postgres.data_dir, postgres.port, password_file=postgres.password_file)
     pids = (kafka.pid, postgres.pid)
 
     stack.up()
