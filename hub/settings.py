@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         description="the Kafka jars `make setup` resolves; by default the repository's own",
     )
     home: Path = Field(default=Path(".cache"), description="where the local stack keeps its files")
+    keys_dir: Path | None = Field(
+        default=None,
+        description="the event-signing keys: `registry/` (every signer's public keys, shared "
+        "with every service) and `private/<signer>/` (0600); unset means HUB_HOME/keys",
+    )
 
     # Consumer runtime
     batch_max_records: int = Field(default=2000, ge=1)
@@ -90,6 +95,11 @@ class Settings(BaseSettings):
         authority = rest.split("/", 1)[0]
         url = f"{head}://{authority}/{self.database_name(agency)}"
         return f"{url}?{query}" if query else url
+
+    @property
+    def keys(self) -> Path:
+        """Where the event-signing keys live."""
+        return self.keys_dir or self.home / "keys"
 
     def topic(self, name: str) -> str:
         """A topic or consumer-group name with this hub's prefix."""
