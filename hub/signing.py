@@ -46,9 +46,6 @@ from cryptography.hazmat.primitives.serialization import (
 
 from schemas.permit_token import key_id, public_jwk
 
-RELOAD_AFTER_S = 1.0
-"""The registry is read again at most this often when a record names a key not known yet."""
-
 CHECK_EVERY_S = 0.5
 """How often a verifier looks whether the registry changed (a rotation, a revocation)."""
 
@@ -196,7 +193,7 @@ class Verifier:
         self.rights = rights
         """Signer → the event types (CloudEvents `type`) it may emit."""
         self._keys: dict[str, PublishedKey] = {}
-        self._read_at = -RELOAD_AFTER_S
+        self._read_at = 0.0
         self._checked_at = -CHECK_EVERY_S
         self._version = -1
 
@@ -254,11 +251,10 @@ class Verifier:
             if self._registry_version() != self._version or now - self._read_at >= REFRESH_S:
                 self.reload()
         key = self._keys.get(kid)
-        if (key is None or key.status == "revoked") and (
-            time.monotonic() - self._read_at >= RELOAD_AFTER_S
-        ):
-            # Rotated since the last read; at most once a second, so a flood of records
-            # under unknown keys cannot turn into a flood of registry reads.
+        if key is None and self._registry_version() != self._version:
+            # A key published since the last read (a rotation, a new signer). Only a changed
+            # registry is read again, so a flood of records under unknown keys costs one
+            # stat call each, not a read.
             self.reload()
             key = self._keys.get(kid)
         if key is None:
