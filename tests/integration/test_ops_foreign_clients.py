@@ -9,6 +9,7 @@ import base64
 import json
 import random
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,13 @@ async def _openssl_jws(pem: Path, kid: str, value: bytes) -> str:
     protected = b64(json.dumps({"alg": "EdDSA", "kid": kid}).encode())
 
     def sign() -> bytes:
-        done = subprocess.run(["openssl", "pkeyutl", "-sign", "-rawin", "-inkey", str(pem)],
-                              input=f"{protected}.{b64(value)}".encode(), check=True,
-                              timeout=30, capture_output=True)
+        # Ed25519 is a one-shot operation: openssl wants its input in a file, not a pipe.
+        with tempfile.NamedTemporaryFile() as signing_input:
+            signing_input.write(f"{protected}.{b64(value)}".encode())
+            signing_input.flush()
+            done = subprocess.run(["openssl", "pkeyutl", "-sign", "-rawin", "-inkey", str(pem),
+                                   "-in", signing_input.name], check=True, timeout=30,
+                                  capture_output=True)
         return done.stdout
 
     return f"{protected}..{b64(await asyncio.to_thread(sign))}"
