@@ -18,6 +18,7 @@ from typing import Any
 from demo.synthetic import stream
 from hub import bootstrap
 from hub.settings import Settings
+from hub.signing import SIGNATURE_HEADER
 from schemas import CONTENT_TYPE, topics
 
 CHUNK_PERMITS = 2000
@@ -29,7 +30,9 @@ async def fill(
 ) -> dict[str, Any]:
     """Produce `events` synthetic events to the permit topic; return counts and rates."""
     topic = settings.topic(topics.PERMIT_EVENTS)
-    headers = [("content-type", CONTENT_TYPE.encode())]
+    content = ("content-type", CONTENT_TYPE.encode())
+    # Signed as the authority's relay signs them: the consumers verify every record.
+    signer = bootstrap.signing_key(settings, "workpermit")
     produced = permits = chunk = 0
     generate_s = send_s = 0.0
     value_bytes = 0
@@ -47,7 +50,8 @@ async def fill(
             generate_s += time.perf_counter() - start
             start = time.perf_counter()
             futures = [
-                await prod.send(topic, key=key, value=value, headers=headers)
+                await prod.send(topic, key=key, value=value,
+                                headers=[content, (SIGNATURE_HEADER, signer.sign(value))])
                 for key, value in messages
             ]
             await asyncio.gather(*futures)

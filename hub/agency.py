@@ -24,6 +24,7 @@ from hub.delivery import BatchHandler
 from hub.kafka import quarantine_topic
 from hub.projection import ViewTable
 from hub.settings import Settings
+from hub.signing import Verifier
 from schemas import CloudEvent, Codec, topics
 from schemas.permits import PermitRecord
 
@@ -32,6 +33,11 @@ RowFunction = Callable[[Any], tuple[Any, ...] | None]
 
 Reads = Mapping[str, str]
 """JSON path → the type a consumer reads there (see `schemas.expectations`)."""
+
+
+def front_door(agency: str) -> str:
+    """The signer (and Kafka principal) of the systems that submit an agency's requests."""
+    return f"{agency}-front-door"
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,7 @@ class Agency:
         """The decoder of what it accepts."""
         return Codec(self.accepts)
 
-    def consumer_spec(self, settings: Settings) -> ConsumerSpec:
+    def consumer_spec(self, settings: Settings, verifier: Verifier) -> ConsumerSpec:
         """Its consumer group, with its handlers built now (this may load keys and files)."""
         if self.build is None:
             raise ValueError(f"agency {self.name!r} consumes nothing")
@@ -159,6 +165,7 @@ class Agency:
             codec=self.codec(),
             apply=self.build(settings),
             dead_letter_topic=self.dead_letter_topic(settings),
+            verifier=verifier,
         )
 
     def owned_topics(self, settings: Settings) -> list[str]:
@@ -168,6 +175,17 @@ class Agency:
             dead = self.dead_letter_topic(settings)
             owned += [dead, quarantine_topic(dead)]
         return owned
+
+    def signers(self) -> dict[str, frozenset[str]]:
+        """Who signs for this agency, and the event types each may emit: the agency itself
+        for its outcomes, its front doors (`<name>-front-door`) for its requests."""
+        out = {}
+        if self.publishes is not None:
+            out[self.name] = frozenset(t.EVENT_TYPE for t in self.publishes.event_types)
+        if self.requests is not None:
+            out[front_door(self.name)] = frozenset(
+                t.EVENT_TYPE for t in self.requests.event_types)
+        return out
 
     def kafka_needs(self, settings: Settings) -> KafkaNeeds:
         """The groups, topics and operations its processes use."""

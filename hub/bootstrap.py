@@ -25,6 +25,7 @@ from hub.projection import fetch_one
 from hub.registry import Registry, installed
 from hub.roles import provision, seal_migration_record
 from hub.settings import Role, Settings
+from hub.signing import KeyStore, SigningKey, Verifier
 
 log = get_logger(__name__)
 
@@ -90,10 +91,33 @@ async def _connect_app(settings: Settings, agency: str) -> asyncpg.Connection:
 
 
 async def init_all(settings: Settings, registry: Registry | None = None) -> None:
-    """Topics and databases: everything a hub process expects to exist."""
+    """Topics, databases and signing keys: everything a hub process expects to exist."""
     registry = registry or installed()
     await ensure_topics(settings, registry.topics(settings))
     await init_databases(settings, registry)
+    init_keys(settings, registry)
+
+
+def init_keys(settings: Settings, registry: Registry | None = None) -> None:
+    """A published signing key for every signer that has none yet."""
+    store = key_store(settings)
+    for signer in (registry or installed()).signers():
+        store.signing_key(signer)
+
+
+def key_store(settings: Settings) -> KeyStore:
+    """The key registry and private keys under these settings."""
+    return KeyStore(settings.keys)
+
+
+def verifier(settings: Settings) -> Verifier:
+    """A verifier of every installed signer's records, with each signer's rights."""
+    return Verifier(key_store(settings), installed().signers())
+
+
+def signing_key(settings: Settings, signer: str) -> SigningKey:
+    """One signer's active key (made and published on first use)."""
+    return key_store(settings).signing_key(signer)
 
 
 def producer(
@@ -116,7 +140,7 @@ async def running_consumer(
     settings: Settings, agency: str, *, client_id: str | None = None
 ) -> AsyncIterator[ViewConsumer]:
     """One member of an agency's consumer group, consuming in the background until exit."""
-    spec = installed().get(agency).consumer_spec(settings)
+    spec = installed().get(agency).consumer_spec(settings, verifier(settings))
     async with pool(settings, agency) as p, producer(settings, f"{spec.group_id}-dlq") as prod:
         runtime = ViewConsumer(
             spec,
@@ -139,7 +163,8 @@ async def running_consumer(
 async def running_relay(settings: Settings, agency: str) -> AsyncIterator[OutboxRelay]:
     """The outbox relay of one agency's database, relaying in the background until exit."""
     async with producer(settings, f"{settings.topic(agency)}-relay") as prod:
-        relay = OutboxRelay(settings.dsn(agency), prod)
+        store = key_store(settings)
+        relay = OutboxRelay(settings.dsn(agency), prod, lambda: store.signing_key(agency))
         task = asyncio.create_task(relay.run(), name=f"relay-{agency}")
         try:
             yield relay

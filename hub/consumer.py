@@ -36,6 +36,7 @@ from hub.delivery import BatchHandler, Delivery, Refusal, accept
 from hub.errors import is_transient, retry_transient
 from hub.kafka import DeadLetter, Producer, dead_letter_destination, dead_letter_headers
 from hub.logging import get_logger
+from hub.signing import Verifier
 from schemas import Codec
 
 log = get_logger(__name__)
@@ -50,6 +51,7 @@ class ConsumerSpec:
     codec: Codec
     apply: BatchHandler
     dead_letter_topic: str
+    verifier: Verifier
 
 
 @dataclass
@@ -282,7 +284,7 @@ class ViewConsumer:
         dead: list[DeadLetter] = []
         for records in batch.values():
             for rec in records:
-                accepted = accept(rec, self.spec.codec)
+                accepted = accept(rec, self.spec.codec, self.spec.verifier)
                 if isinstance(accepted, Refusal):
                     dead.append(DeadLetter.of(rec, accepted.reason, accepted.error))
                 else:

@@ -1,7 +1,9 @@
 """What the runtime hands an agency: a Kafka record accepted as an event, and how to accept one.
 
 The consumer and `hub replay` accept records through the same function, so a record the
-live view dead-letters is exactly one a rebuilt view leaves out.
+live view dead-letters is exactly one a rebuilt view leaves out. The order of the checks:
+the signature first (nothing unauthenticated is parsed further than its JWS header), then
+the contract (decoding), then the signer's right to emit the type, then the key.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 
 from hub.db import Connection
+from hub.signing import Unauthenticated, Verifier
 from schemas import CloudEvent, Codec, DecodeError
 
 
@@ -26,6 +29,8 @@ class Delivery:
     timestamp_ms: int
     event: CloudEvent[Any]
     headers: tuple[tuple[str, bytes], ...] = ()
+    value: bytes = b""
+    """The record's exact bytes (what its signature covers)."""
 
     def bind(self) -> dict[str, Any]:
         """The log context of this delivery (no personal data)."""
@@ -54,14 +59,23 @@ class KeyMismatch(ValueError):
     """The record's key is not the event's subject (which the key must be, for ordering)."""
 
 
-def accept(rec: ConsumerRecord, codec: Codec) -> Delivery | Refusal:
-    """Decode a record and check its key: the one acceptance rule of every reader."""
+def accept(rec: ConsumerRecord, codec: Codec, verifier: Verifier) -> Delivery | Refusal:
+    """Verify, decode and check a record: the one acceptance rule of every reader."""
+    value = rec.value or b""
     try:
-        event = codec.decode(rec.value)
+        signer = verifier.signer_of(rec.headers, value)
+    except Unauthenticated as exc:
+        return Refusal("unauthenticated", exc)
+    try:
+        event = codec.decode(value)
     except DecodeError as exc:
         return Refusal(exc.failure.value, exc)
+    try:
+        verifier.check_type(signer, event.type)
+    except Unauthenticated as exc:
+        return Refusal("unauthenticated", exc)
     if rec.key is not None and rec.key.decode(errors="replace") != event.subject:
         # Neither value goes into the message: keys and subjects are permit numbers.
         return Refusal("key_mismatch", KeyMismatch("the message key is not the event's subject"))
     return Delivery(rec.topic, rec.partition, rec.offset, rec.timestamp, event,
-                    tuple(rec.headers or ()))
+                    tuple(rec.headers or ()), value)

@@ -18,6 +18,7 @@ from hub.delivery import Delivery
 from hub.errors import retry_transient
 from hub.logging import get_logger
 from hub.settings import Settings
+from hub.signing import SIGNATURE_HEADER, SigningKey
 from schemas import CONTENT_TYPE, CloudEvent
 
 log = get_logger(__name__)
@@ -114,9 +115,10 @@ class DeadLetter:
             offset=d.offset,
             timestamp_ms=d.timestamp_ms,
             key=d.event.subject.encode(),
-            value=d.event.to_json(),
-            headers=[("content-type", b"application/cloudevents+json"),
-                     *((k, v) for k, v in d.headers if k == REDRIVE_COUNT)],
+            # The exact bytes and every header, so the producer's signature still proves
+            # the record when an operator redrives it.
+            value=d.value or d.event.to_json(),
+            headers=list(d.headers),
             reason=reason,
             error_class=type(exc).__name__,
             error_message=str(exc),
@@ -213,17 +215,19 @@ async def open_producer(
 
 
 async def publish(
-    settings: Settings, topic: str, events: Iterable[CloudEvent[Any]], *, client_id: str
+    settings: Settings, topic: str, events: Iterable[CloudEvent[Any]], *, signer: SigningKey,
+    client_id: str | None = None,
 ) -> int:
     """Publish events to a topic (prefixed here) as a front door does: keyed by subject, in
-    structured CloudEvents mode; wait for every acknowledgement and return how many."""
-    headers = [("content-type", CONTENT_TYPE.encode())]
-    async with open_producer(settings, client_id, linger_ms=5) as prod:
-        futures = [
-            await prod.send(settings.topic(topic), key=e.subject.encode(), value=e.to_json(),
-                            headers=headers)
-            for e in events
-        ]
+    structured CloudEvents mode, signed; wait for every acknowledgement, return how many."""
+    async with open_producer(settings, client_id or signer.signer, linger_ms=5) as prod:
+        futures = []
+        for e in events:
+            value = e.to_json()
+            headers = [("content-type", CONTENT_TYPE.encode()),
+                       (SIGNATURE_HEADER, signer.sign(value))]
+            futures.append(await prod.send(settings.topic(topic), key=e.subject.encode(),
+                                           value=value, headers=headers))
         await asyncio.gather(*futures)
     return len(futures)
 

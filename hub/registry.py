@@ -107,6 +107,10 @@ class Registry:
         known = ", ".join(a.name for a in self.consumers())
         raise BadTarget(f"no consumer group {name!r}; known agencies: {known}")
 
+    def signers(self) -> dict[str, frozenset[str]]:
+        """Every signer and the event types it may emit (the verifiers' rights table)."""
+        return {s: types for a in self for s, types in a.signers().items()}
+
     def channels(self) -> list[Channel]:
         """Every topic the agencies own with what it carries, publications first."""
         return [c for a in self for c in (a.publishes, a.requests) if c is not None]

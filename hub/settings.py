@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         description="the Kafka jars `make setup` resolves; by default the repository's own",
     )
     home: Path = Field(default=Path(".cache"), description="where the local stack keeps its files")
+    keys_dir: Path | None = Field(
+        default=None,
+        description="the event-signing keys: `registry/` (every signer's public keys, shared "
+        "with every service) and `private/<signer>/` (0600); unset means HUB_HOME/keys",
+    )
 
     # Consumer runtime
     batch_max_records: int = Field(default=2000, ge=1)
@@ -129,6 +134,11 @@ class Settings(BaseSettings):
         host = parts.netloc.rpartition("@")[2]
         netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
         return urlunsplit(parts._replace(netloc=netloc, path=f"/{self.database_name(agency)}"))
+
+    @property
+    def keys(self) -> Path:
+        """Where the event-signing keys live."""
+        return self.keys_dir or self.home / "keys"
 
     def topic(self, name: str) -> str:
         """A topic or consumer-group name with this hub's prefix."""

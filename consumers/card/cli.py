@@ -26,19 +26,20 @@ from consumers.card import documents, qr, rules
 from consumers.card.issuer import QrIssuer
 from consumers.card.requests import sweep_request
 from consumers.card.views import CardView
-from hub.agency import CommandContext
+from hub.agency import CommandContext, front_door
 from hub.commands import emit_json
 from hub.commands import settings as _settings
 from hub.db import open_pool
 from hub.kafka import publish
 from hub.settings import Settings
+from hub.signing import KeyStore
 from schemas import topics
 from schemas.permit_token import load_public_keys, published_keys_path
 
 AGENCY = "card"
-FRONT_DOOR = "card-front-door"
-"""The client id the card service's front doors (the e-SSC app back end, the scheduler)
-publish requests with."""
+FRONT_DOOR = front_door(AGENCY)
+"""Who the card service's front doors (the e-SSC app back end, the scheduler) publish
+requests as: their Kafka client and their signing key."""
 
 
 # qr verify ------------------------------------------------------------------------------
@@ -168,8 +169,9 @@ def sweep_command(
 ) -> None:
     """Publish the daily expiry-reminder sweep (what a scheduler runs once a day)."""
     as_of = today.date() if today else rules.china_date(datetime.now(UTC))
-    asyncio.run(publish(_settings(), topics.CARD_REQUESTS, [sweep_request(as_of)],
-                        client_id=FRONT_DOOR))
+    settings = _settings()
+    signer = KeyStore(settings.keys).signing_key(FRONT_DOOR)
+    asyncio.run(publish(settings, topics.CARD_REQUESTS, [sweep_request(as_of)], signer=signer))
     emit_json({"published": "ExpiryReminderSweepRequested", "as_of": as_of.isoformat()})
 
 

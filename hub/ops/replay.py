@@ -78,6 +78,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from hub.agency import Agency, PermitView
+from hub.bootstrap import verifier
 from hub.commands import emit_json, run
 from hub.db import Connection, lock_offsets, open_pool
 from hub.delivery import Refusal, accept
@@ -86,6 +87,7 @@ from hub.kafka import partitions_of
 from hub.projection import ViewTable
 from hub.registry import installed
 from hub.settings import Settings
+from hub.signing import Verifier
 from schemas import PERMIT_EVENT_TYPES, topics
 
 SWITCH_GAP = 2000
@@ -378,7 +380,8 @@ async def _run(
         reader.assign(tps)
         for p in r.partitions:
             reader.seek(TopicPartition(r.topic, p.partition), p.next)
-        builder = _Builder(conn, r, reader, rate=rate, limit=limit, on_progress=on_progress)
+        builder = _Builder(conn, r, reader, verifier(settings), rate=rate, limit=limit,
+                           on_progress=on_progress)
         finished = await builder.build()
         if not finished:
             r.status = "interrupted"
@@ -410,7 +413,7 @@ class _Builder:
     """Reads the topic into the shadow, a transaction per batch with its progress."""
 
     def __init__(
-        self, conn: Connection, r: Replay, reader: AIOKafkaConsumer, *,
+        self, conn: Connection, r: Replay, reader: AIOKafkaConsumer, checker: Verifier, *,
         rate: float | None, limit: int | None, on_progress: Progress | None,
     ) -> None:
         self.conn, self.r, self.reader = conn, r, reader
@@ -418,6 +421,7 @@ class _Builder:
         agency = installed().get(r.view)
         permits = _permit_view(agency)
         self.codec = agency.codec()
+        self.verifier = checker
         self.row_of = permits.row
         self.shadow = ViewTable(r.shadow, permits.table.columns)
         self.by_partition = {p.partition: p for p in r.partitions}
@@ -501,7 +505,7 @@ class _Builder:
 
     def _row(self, rec: ConsumerRecord) -> tuple[Any, ...] | None:
         """The shadow row of a record, or None for one the live consumer dead-letters."""
-        accepted = accept(rec, self.codec)
+        accepted = accept(rec, self.codec, self.verifier)
         if isinstance(accepted, Refusal) or accepted.event.type not in _PERMIT_TYPES:
             return None
         try:

@@ -15,9 +15,9 @@ from hub.projection import fetch_all
 from hub.registry import installed
 from hub.settings import Settings
 from producers.work_permit import Authority, authority
-from schemas import CONTENT_TYPE, CloudEvent, Codec
+from schemas import CloudEvent, Codec
 from schemas.permits import Category, Employer, Holder, PermitRecord
-from tests.integration.hub_fixtures import eventually, read_topic
+from tests.integration.hub_fixtures import eventually, read_topic, signed
 
 HANSA = Employer(name="Hansa Automotive Systems (Shanghai) Co., Ltd.",
                  credit_code="91310115MA1K4XYW8B", province="Shanghai", city="Shanghai")
@@ -50,10 +50,10 @@ async def send(settings: Settings, topic: str, events: Iterable[CloudEvent[Any]]
 
 
 async def send_raw(settings: Settings, topic: str, messages: Sequence[tuple[bytes, bytes]]) -> None:
-    """Publish raw key/value pairs (for malformed input)."""
-    headers = [("content-type", CONTENT_TYPE.encode())]
+    """Publish raw key/value pairs (for malformed input), signed by the topic's front door."""
     async with bootstrap.producer(settings, "test-front-door") as prod:
-        futures = [await prod.send(settings.topic(topic), key=k, value=v, headers=headers)
+        futures = [await prod.send(settings.topic(topic), key=k, value=v,
+                                   headers=signed(settings, topic, v))
                    for k, v in messages]
         await asyncio.gather(*futures)
 

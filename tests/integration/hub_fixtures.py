@@ -16,12 +16,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from hub import bootstrap, kafka
+from hub.agency import front_door
 from hub.bootstrap import init_all
 from hub.kafka import partitions_of
 from hub.projection import fetch_all
 from hub.registry import installed
 from hub.settings import Settings
-from schemas import CloudEvent, topics
+from hub.signing import SIGNATURE_HEADER
+from schemas import CONTENT_TYPE, CloudEvent, topics
 
 __all__ = ["hub_settings"]
 
@@ -64,7 +66,26 @@ async def eventually(
 
 async def publish(settings: Settings, events: Iterable[CloudEvent[Any]]) -> int:
     """Produce events to the permit topic as the authority's relay would; return how many."""
-    return await kafka.publish(settings, topics.PERMIT_EVENTS, events, client_id="test-publisher")
+    return await kafka.publish(settings, topics.PERMIT_EVENTS, events,
+                               signer=bootstrap.signing_key(settings, "workpermit"))
+
+
+def signer_of_topic(topic: str) -> str:
+    """Who signs what is published to a topic (unprefixed): its agency for its outcomes, the
+    agency's front doors for its requests."""
+    for agency in installed():
+        if agency.publishes and agency.publishes.topic == topic:
+            return agency.name
+        if agency.requests and agency.requests.topic == topic:
+            return front_door(agency.name)
+    raise LookupError(f"no agency owns {topic}")
+
+
+def signed(settings: Settings, topic: str, value: bytes) -> list[tuple[str, bytes]]:
+    """The headers a record on `topic` (unprefixed) carries: content type and signature, by
+    whoever may publish there (for malformed input that must pass the signature check)."""
+    key = bootstrap.signing_key(settings, signer_of_topic(topic))
+    return [("content-type", CONTENT_TYPE.encode()), (SIGNATURE_HEADER, key.sign(value))]
 
 
 def expected_rows(

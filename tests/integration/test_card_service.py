@@ -35,7 +35,13 @@ from schemas.card import (
 from schemas.permits import CancellationReason, Category, PermitRecord, PermitStandard, PermitStatus
 from schemas.social_insurance import SocialSecurityNumberIssued, SocialSecurityNumberIssuedData
 from tests.factories import employer, holder
-from tests.integration.hub_fixtures import eventually, read_topic, with_home
+from tests.integration.hub_fixtures import (
+    eventually,
+    read_topic,
+    signed,
+    signer_of_topic,
+    with_home,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +106,8 @@ async def card_hub(hub_settings: Settings, tmp_path: Path) -> AsyncIterator[Card
 async def submit(settings: Settings, events: Iterable[CloudEvent[Any]],
                  topic: str = topics.CARD_REQUESTS) -> int:
     """Publish as a front door does (the hub's one publish helper)."""
-    return await publish(settings, topic, events, client_id="test-front-door")
+    return await publish(settings, topic, events,
+                         signer=bootstrap.signing_key(settings, signer_of_topic(topic)))
 
 
 async def in_view(hub: CardHub, permit_no: str, column: str, value: Any) -> None:
@@ -203,7 +210,8 @@ async def test_malformed_requests_are_dead_lettered_with_the_reason(card_hub: Ca
     topic = hub.settings.topic(topics.CARD_REQUESTS)
     async with bootstrap.producer(hub.settings, "bad-front-door") as prod:
         for value in bad:
-            await prod.send_and_wait(topic, key=good.encode(), value=value)
+            await prod.send_and_wait(topic, key=good.encode(), value=value,
+                                     headers=signed(hub.settings, topics.CARD_REQUESTS, value))
     await in_view(hub, good, "status", "active")
     rid = await register(hub, "Anna Schmidt", permit_no=good)
     await outcomes(hub, lambda es: for_request(es, rid), "the good request's outcome")

@@ -19,6 +19,7 @@ from tests.integration.hub_fixtures import (
     expected_rows,
     publish,
     read_topic,
+    signed,
     view_rows,
 )
 
@@ -70,7 +71,9 @@ async def test_each_kind_of_bad_input_is_dead_lettered_with_its_reason(
     await publish(hub_settings, first)
     async with bootstrap.producer(hub_settings, "bad-client") as prod:
         for reason, (key, value) in bad.items():
-            meta = await prod.send_and_wait(topic, key=key, value=value)
+            meta = await prod.send_and_wait(
+                topic, key=key, value=value,
+                headers=signed(hub_settings, topics.PERMIT_EVENTS, value))
             origins[reason] = (meta.partition, meta.offset)
     await publish(hub_settings, rest)
 

@@ -96,7 +96,8 @@ async def test_two_instances_share_the_partitions_and_survive_one_stopping(
     takes its partitions over from the stored offsets and the view is still exact."""
     events = list(stream(3000, seed=12))
     half = len(events) // 2
-    spec = installed().get("social_insurance").consumer_spec(hub_settings)
+    spec = installed().get("social_insurance").consumer_spec(
+        hub_settings, bootstrap.verifier(hub_settings))
     every_partition = hub_settings.partitions * len(spec.topics)
     async with bootstrap.running_consumer(hub_settings, "social_insurance", client_id="si-b") as b:
         async with bootstrap.running_consumer(hub_settings, "social_insurance",

@@ -15,7 +15,7 @@ from hub.kafka import REDRIVE_COUNT, REDRIVE_LIMIT, end_offsets, quarantine_topi
 from hub.ops.lag import caught_up
 from hub.settings import Role, Settings
 from schemas import CloudEvent, topics
-from tests.integration.hub_fixtures import eventually, publish, read_topic
+from tests.integration.hub_fixtures import eventually, publish, read_topic, signed
 from tests.integration.test_ops_cli import invoke
 
 pytestmark = pytest.mark.integration
@@ -59,8 +59,9 @@ async def test_dead_letters_are_listed_shown_redriven_recorded_and_quarantined(
     await _sql(hub_settings, BLOCK, role="owner")  # DDL: the owner's
     await publish(hub_settings, [*stream(10, seed=9), blocked, broken])
     async with bootstrap.producer(hub_settings, "foreign") as prod:
-        await prod.send_and_wait(permit_topic, key=blocked.subject.encode(),
-                                 value=json.dumps(unknown).encode())
+        value = json.dumps(unknown).encode()
+        await prod.send_and_wait(permit_topic, key=blocked.subject.encode(), value=value,
+                                 headers=signed(hub_settings, topics.PERMIT_EVENTS, value))
 
     async def settled() -> bool:
         return await caught_up(hub_settings, "card")
@@ -154,7 +155,8 @@ async def test_dlq_commands_refuse_what_does_not_exist_and_change_nothing(
     refused redrive sends and records nothing."""
     permit_topic = hub_settings.topic(topics.PERMIT_EVENTS)
     async with bootstrap.producer(hub_settings, "foreign") as prod:
-        await prod.send_and_wait(permit_topic, key=b"1" * 18, value=b"not json")
+        await prod.send_and_wait(permit_topic, key=b"1" * 18, value=b"not json",
+                                 headers=signed(hub_settings, topics.PERMIT_EVENTS, b"not json"))
     async with bootstrap.running_consumer(hub_settings, "card"):
         await eventually(lambda: caught_up(hub_settings, "card"), what="card to catch up")
     [dead] = (await _json(hub_settings, "dlq", "list", "card"))["messages"]

@@ -5,9 +5,11 @@ hub's relay publishes, and the JSON validates against the committed schemas."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,28 @@ async def _kcat(kcat: str, *args: str) -> str:
     return await asyncio.to_thread(run)
 
 
+async def _openssl_jws(pem: Path, kid: str, value: bytes) -> str:
+    """A detached JWS (RFC 7515 Appendix F) made by openssl alone: Ed25519 over
+    BASE64URL(header) "." BASE64URL(value)."""
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    protected = b64(json.dumps({"alg": "EdDSA", "kid": kid}).encode())
+
+    def sign() -> bytes:
+        # Ed25519 is a one-shot operation: openssl wants its input in a file, not a pipe.
+        with tempfile.NamedTemporaryFile() as signing_input:
+            signing_input.write(f"{protected}.{b64(value)}".encode())
+            signing_input.flush()
+            done = subprocess.run(["openssl", "pkeyutl", "-sign", "-rawin", "-inkey", str(pem),
+                                   "-in", signing_input.name], check=True, timeout=30,
+                                  capture_output=True)
+        return done.stdout
+
+    return f"{protected}..{b64(await asyncio.to_thread(sign))}"
+
+
 def _examples_in_order() -> list[tuple[Path, dict[str, Any]]]:
     """The permit examples, each permit's in sequence order."""
     found = [(p, json.loads(p.read_text())) for p in EXAMPLES.glob("*.json")]
@@ -57,10 +81,14 @@ async def test_kcat_produces_the_golden_examples_and_the_hub_applies_them(
     as the newest row per permit, and nothing is dead-lettered."""
     topic = hub_settings.topic(topics.PERMIT_EVENTS)
     examples = _examples_in_order()
+    key = bootstrap.signing_key(hub_settings, "workpermit")  # the authority's key file
+    pem = hub_settings.keys / "private" / "workpermit" / f"{key.kid}.pem"
     for path, body in examples:
-        # One file = one message; kcat keys it and partitions with librdkafka's own hash.
+        # One file = one message; kcat keys it and partitions with librdkafka's own hash;
+        # openssl signs it, as a system without the hub's code would.
+        jws = await _openssl_jws(pem, key.kid, path.read_bytes())
         await _kcat(kcat, "-P", "-b", hub_settings.bootstrap, "-t", topic, "-k", body["subject"],
-                    "-H", f"content-type={CONTENT_TYPE}", str(path))
+                    "-H", f"content-type={CONTENT_TYPE}", "-H", f"jws={jws}", str(path))
     records = await read_topic(hub_settings, topic)
     assert len(records) == len(examples)
     assert {r.key.decode() for r in records} == {b["subject"] for _, b in examples}

@@ -118,13 +118,16 @@ def test_a_raw_record_keeps_its_bytes_and_headers() -> None:
     assert (d.error_class, d.error_message, d.event_id) == ("ValueError", "bad byte", None)
 
 
-def test_an_event_that_failed_its_handler_keeps_its_id_type_and_redrive_count() -> None:
-    """DeadLetter.of_delivery: keyed by subject, the event's JSON, the count carried over."""
+def test_an_event_that_failed_its_handler_keeps_its_bytes_headers_and_redrive_count() -> None:
+    """DeadLetter.of_delivery: keyed by subject, the record's exact bytes and every header
+    (its signature must still prove it when redriven), the count carried over."""
     event = issued_event()
-    delivery = Delivery("permits", 0, 12, 1767225600000, event,
-                        ((REDRIVE_COUNT, b"2"), ("content-type", b"old")))
-    d = DeadLetter.of_delivery(delivery, "handler_error", RuntimeError("boom"))
-    assert (d.key, d.value) == (event.subject.encode(), event.to_json())
+    raw = event.to_json() + b" "
+    sent = ((REDRIVE_COUNT, b"2"), ("content-type", b"application/cloudevents+json"),
+            ("jws", b"sig"))
+    d = DeadLetter.of_delivery(Delivery("permits", 0, 12, 1767225600000, event, sent, raw),
+                               "handler_error", RuntimeError("boom"))
+    assert (d.key, d.value) == (event.subject.encode(), raw)
     assert (d.event_id, d.event_type) == (str(event.id), event.type)
     assert d.redrive_count == 2
-    assert dict(d.headers)["content-type"] == b"application/cloudevents+json"
+    assert d.headers == list(sent)
