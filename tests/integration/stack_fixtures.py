@@ -143,4 +143,4 @@ def kafka_node(running_stack: RunningStack) -> Iterator[KafkaNode]:
     if not node.is_running():
         # Later tests share this broker, so one that stops or kills it must not break them.
         node.start()
-        node.wait_ready()
+        node.wait_ready(180)

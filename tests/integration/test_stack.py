@@ -143,7 +143,8 @@ async def test_kafka_keeps_messages_across_a_clean_restart(
     # Kafka writes this marker only at the end of an orderly shutdown.
     assert (kafka_node.log_dir / ".kafka_cleanshutdown").exists()
     await asyncio.to_thread(kafka_node.start)
-    await asyncio.to_thread(kafka_node.wait_ready)
+    # A restart on a loaded 2-core machine can take longer than a cold start.
+    await asyncio.to_thread(kafka_node.wait_ready, 180)
 
     assert kafka_node.pid not in (None, old_pid)
     assert sorted(await _consume(bootstrap, topic, len(values))) == sorted(values)
