@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import asyncpg
 from aiokafka import errors as kafka_errors
@@ -18,6 +18,16 @@ log = get_logger(__name__)
 
 class BadTarget(LookupError):
     """A group, agency, topic, partition or offset the operator named does not exist (exit 2)."""
+
+
+class MessageRefused(ValueError):
+    """A decoded message the runtime refuses while applying it: dead-lettered under `reason`.
+
+    Any other non-transient error of a handler is dead-lettered as `handler_error`.
+    """
+
+    reason: ClassVar[str]
+
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,  # includes ConnectionError: a server restarting or unreachable

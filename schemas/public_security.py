@@ -182,11 +182,21 @@ class ResidencePermitApplied(CloudEvent[ResidencePermitAppliedData]):
     SOURCE: ClassVar[str] = COUNTER_SOURCE
     type: Literal["cn.mps.entryexit.ResidencePermitApplied"]
 
+    def subject_rule(self) -> tuple[str, str] | None:
+        """The presented permit number; a token's claim is checked once its signature is."""
+        if isinstance(self.data.presented, PresentedPermitNo):
+            return "data.presented.permit_no", self.data.presented.permit_no
+        return None
+
 
 class ResidencePermitIssued(CloudEvent[ResidencePermitIssuedData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "ResidencePermitIssued"
     SOURCE: ClassVar[str] = PUBLIC_SECURITY_SOURCE
     type: Literal["cn.mps.entryexit.ResidencePermitIssued"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit the decision is about."""
+        return "data.permit_no", self.data.permit_no
 
 
 class ResidencePermitExtended(CloudEvent[ResidencePermitExtendedData]):
@@ -194,11 +204,19 @@ class ResidencePermitExtended(CloudEvent[ResidencePermitExtendedData]):
     SOURCE: ClassVar[str] = PUBLIC_SECURITY_SOURCE
     type: Literal["cn.mps.entryexit.ResidencePermitExtended"]
 
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit the decision is about."""
+        return "data.permit_no", self.data.permit_no
+
 
 class ResidencePermitRejected(CloudEvent[ResidencePermitRejectedData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "ResidencePermitRejected"
     SOURCE: ClassVar[str] = PUBLIC_SECURITY_SOURCE
     type: Literal["cn.mps.entryexit.ResidencePermitRejected"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit the decision is about."""
+        return "data.permit_no", self.data.permit_no
 
 
 class ResidencePermitCancellationRequired(CloudEvent[ResidencePermitCancellationRequiredData]):
@@ -206,11 +224,19 @@ class ResidencePermitCancellationRequired(CloudEvent[ResidencePermitCancellation
     SOURCE: ClassVar[str] = PUBLIC_SECURITY_SOURCE
     type: Literal["cn.mps.entryexit.ResidencePermitCancellationRequired"]
 
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit the decision is about."""
+        return "data.permit_no", self.data.permit_no
+
 
 class ResidencePermitExtensionAvailable(CloudEvent[ResidencePermitExtensionAvailableData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "ResidencePermitExtensionAvailable"
     SOURCE: ClassVar[str] = PUBLIC_SECURITY_SOURCE
     type: Literal["cn.mps.entryexit.ResidencePermitExtensionAvailable"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit the decision is about."""
+        return "data.permit_no", self.data.permit_no
 
 
 PUBLIC_SECURITY_REQUEST_TYPES: tuple[type[CloudEvent[Any]], ...] = (

@@ -273,16 +273,17 @@ async def test_bad_requests_are_dead_lettered_and_a_redelivery_decides_once(
     hub_settings: Settings,
 ) -> None:
     """The same message delivered twice yields one outcome; undecodable, schema-violating,
-    mis-keyed and self-contradicting requests go to the DLQ with their reason, and the
-    stream goes on."""
+    mis-keyed and self-contradicting requests go to the DLQ with their reason (the last one
+    refused by the codec, before any handler), and the stream goes on."""
     async with agency_running(hub_settings, AGENCY) as auth:
         permit = await issued_permit(auth, holder(31), entry=ENTRY)
         await synced(hub_settings, AGENCY, auth)
         twice = applied(permit.permit_no, "B-twice")
         missing = json.loads(applied(permit.permit_no, "B-missing").to_json())
         del missing["data"]["applied_on"]
-        contradicting = applied("156000000000999999", "B-contra",
-                                presented=PresentedPermitNo(permit_no=permit.permit_no))
+        # `create` refuses to build it (subject_mismatch), as any producer of ours would.
+        contradicting = applied(permit.permit_no, "B-contra").model_copy(
+            update={"subject": "156000000000999999"})
         key = permit.permit_no.encode()
         await send_raw(hub_settings, topics.PUBLIC_SECURITY_REQUESTS, [
             (key, twice.to_json()),
@@ -306,8 +307,8 @@ async def test_bad_requests_are_dead_lettered_and_a_redelivery_decides_once(
     dead = await read_topic(hub_settings, topics.dead_letter_topic(group))
     reasons = Counter(dict(r.headers)["dlq.reason"].decode() for r in dead)
     assert reasons == {"undecodable": 1, "schema_violation": 1, "key_mismatch": 1,
-                       "handler_error": 1}
-    mismatch = next(r for r in dead if dict(r.headers)["dlq.reason"] == b"handler_error")
-    assert dict(mismatch.headers)["dlq.error.class"] == b"RequestMismatch"
+                       "subject_mismatch": 1}
+    mismatch = next(r for r in dead if dict(r.headers)["dlq.reason"] == b"subject_mismatch")
+    assert b"data.presented.permit_no" in dict(mismatch.headers)["dlq.error.message"]
     stored = await rows(hub_settings, AGENCY, "SELECT application_id FROM ps_applications")
     assert sorted(r["application_id"] for r in stored) == ["B-after", "B-twice"]

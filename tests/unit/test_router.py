@@ -220,12 +220,19 @@ class FakeConnection:
         self.merged: list[tuple[Any, ...]] = []
         self.outbox: list[dict[str, Any]] = []
 
-    async def fetch(self, sql: str, ids: list[uuid.UUID], types: list[str]) -> list[dict[str, Any]]:
-        """INSERT INTO hub_handled_events … ON CONFLICT DO NOTHING RETURNING event_id."""
-        assert "hub_handled_events" in sql
-        new = [i for i in dict.fromkeys(ids) if i not in self.handled]
-        self.handled.update(new)
-        return [{"event_id": i} for i in new]
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """INSERT INTO hub_handled_events … RETURNING event_id, or a view's held versions."""
+        if "hub_handled_events" in sql:
+            ids, _types = args
+            new = [i for i in dict.fromkeys(ids) if i not in self.handled]
+            self.handled.update(new)
+            return [{"event_id": i} for i in new]
+        assert sql.startswith("SELECT permit_no, sequence FROM t_")  # the jump limit's read
+        held: dict[Any, int] = {}
+        for key, sequence in self.merged:
+            if key in args[0]:
+                held[key] = max(sequence, held.get(key, sequence))
+        return list(held.items())
 
     async def fetchval(self, sql: str, source: str, subject: str) -> int:
         """The next number of hub_subject_sequences for (source, subject)."""
@@ -301,3 +308,4 @@ async def test_a_redelivered_request_is_not_handled_again() -> None:
     await r.apply(cast(Any, conn), deliveries(s))
     assert calls == [s.id]
     assert len(conn.outbox) == 1
+
