@@ -78,6 +78,11 @@ class ResidenceRejection(StrEnum):
     """The QR token is forged, damaged, signed by an unknown key, or names another permit."""
     TOKEN_EXPIRED = "token_expired"
     """Refresh the QR code in the e-SSC app and scan again."""
+    TOKEN_REUSED = "token_reused"
+    """This QR code was accepted before for this purpose: refresh it in the app, scan again."""
+    SCAN_TIME_INVALID = "scan_time_invalid"
+    """The scan time is not within the leeway of when the application reached the hub: the
+    counter's clock is off or the request was held back; scan again."""
     LEGACY_PERMIT_NO_TOKEN = "legacy_permit_no_token"
     """A pre-integration permit has no e-card QR code: present the permit number instead."""
     APPLIED_TOO_LATE = "applied_too_late"
@@ -211,6 +216,8 @@ class ResidencePermitExtended(CloudEvent[ResidencePermitExtendedData]):
 
 class ResidencePermitRejected(CloudEvent[ResidencePermitRejectedData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "ResidencePermitRejected"
+    # v2 adds the reasons token_reused and scan_time_invalid (schemas/compatibility.toml).
+    VERSION: ClassVar[int] = 2
     SOURCE: ClassVar[str] = PUBLIC_SECURITY_SOURCE
     type: Literal["cn.mps.entryexit.ResidencePermitRejected"]
 

@@ -15,6 +15,7 @@ import pytest
 from consumers.card.issuer import QrIssuer, signing_key
 from hub.settings import Settings
 from schemas import Codec, topics
+from schemas.permit_token import token_digest
 from schemas.permits import CancellationReason, Category, PermitRecord, PermitStandard, PermitStatus
 from schemas.public_security import (
     RESIDENCE_EVENT_TYPES,
@@ -165,9 +166,10 @@ async def test_a_scanned_qr_token_is_verified_with_the_card_services_published_k
     now = datetime.now(UTC)
     stale = QrIssuer(issuer.key, clock=lambda: now - timedelta(minutes=30))
 
-    def by_token(permit_no: str, app_id: str, token: str) -> ResidencePermitApplied:
+    def by_token(permit_no: str, app_id: str, token: str,
+                 scanned_at: datetime | None = None) -> ResidencePermitApplied:
         return applied(permit_no, app_id, presented=PresentedQrToken(
-            token=token, scanned_at=datetime.now(UTC)))
+            token=token, scanned_at=scanned_at or datetime.now(UTC)))
 
     card = "ESSC0123456789ABCDEF"
     async with agency_running(settings, AGENCY) as auth:
@@ -175,26 +177,33 @@ async def test_a_scanned_qr_token_is_verified_with_the_card_services_published_k
         other = await issued_permit(auth, holder(12), entry=ENTRY)
         legacy = await auth.register_legacy(legacy_record("110000201900000013", 13))
         await synced(settings, AGENCY, auth)
+        good_token = issuer.issue(good.permit_no, card)[0]
         await send(settings, topics.PUBLIC_SECURITY_REQUESTS, [
-            by_token(good.permit_no, "T-good", issuer.issue(good.permit_no, card)[0]),
+            by_token(good.permit_no, "T-good", good_token),
+            by_token(good.permit_no, "T-reused", good_token),
             by_token(other.permit_no, "T-expired", stale.issue(other.permit_no, card)[0]),
+            # Scanned (says the counter) while the stale token was valid: a backdated scan.
+            by_token(other.permit_no, "T-backdated", stale.issue(other.permit_no, card)[0],
+                     scanned_at=now - timedelta(minutes=25)),
             by_token(other.permit_no, "T-forged", forger.issue(other.permit_no, card)[0]),
             by_token(other.permit_no, "T-misdirected", issuer.issue(good.permit_no, card)[0]),
             by_token(legacy.permit_no, "T-legacy", issuer.issue(legacy.permit_no, card)[0]),
         ])
-        await wait_for(settings, topics.RESIDENCE_EVENTS, CODEC, lambda es: len(es) >= 5,
-                       what="five token decisions")
+        await wait_for(settings, topics.RESIDENCE_EVENTS, CODEC, lambda es: len(es) >= 7,
+                       what="seven token decisions")
         await auth.migrate(legacy.permit_no)
         await synced(settings, AGENCY, auth)
         await send(settings, topics.PUBLIC_SECURITY_REQUESTS, [
             by_token(legacy.permit_no, "T-migrated", issuer.issue(legacy.permit_no, card)[0])])
         events = await wait_for(settings, topics.RESIDENCE_EVENTS, CODEC,
-                                lambda es: len(es) >= 6, what="the migrated holder's decision")
+                                lambda es: len(es) >= 8, what="the migrated holder's decision")
 
     decided = {k: outcome(v) for k, v in by_request(events, "application_id").items()}
     assert decided == {
         "T-good": ("ResidencePermitIssued", None),
+        "T-reused": ("ResidencePermitRejected", "token_reused"),
         "T-expired": ("ResidencePermitRejected", "token_expired"),
+        "T-backdated": ("ResidencePermitRejected", "scan_time_invalid"),
         "T-forged": ("ResidencePermitRejected", "token_invalid"),
         "T-misdirected": ("ResidencePermitRejected", "token_invalid"),
         "T-legacy": ("ResidencePermitRejected", "legacy_permit_no_token"),
@@ -202,6 +211,11 @@ async def test_a_scanned_qr_token_is_verified_with_the_card_services_published_k
     }
     issued = [e for e in events if e.type.endswith("Issued")]
     assert {e.data.verified_by for e in issued} == {"qr_token"}
+    taken = await rows(settings, AGENCY, "SELECT token_digest, purpose, application_id"
+                       " FROM ps_accepted_tokens ORDER BY application_id")
+    assert [(r["application_id"], r["purpose"]) for r in taken] == [
+        ("T-good", "first"), ("T-migrated", "first")]
+    assert taken[0]["token_digest"] == token_digest(good_token)
 
 
 async def test_work_permit_extension_and_cancellation_reach_the_residence_permit(
