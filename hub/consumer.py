@@ -10,10 +10,12 @@ Guarantees, and where they come from:
 - The offset rows are locked (`FOR UPDATE`) at the start of each batch and records below
   the stored offset are dropped: a zombie instance that lost its partitions mid-batch
   cannot apply what the new owner already applied.
-- A message that cannot be decoded, fails the schema, has an unknown type, has a key that
-  is not its subject, or makes the handler raise a non-transient error goes to the
-  group's dead-letter topic with the reason and its origin in headers. The dead letter is
-  acknowledged by Kafka before the offset moves past it, so nothing is lost.
+- A message that cannot be decoded, fails the schema or the envelope rules (source,
+  subject, sequence), has an unknown type, has no key or a key that is not its subject,
+  jumps too far above the version its view holds, or makes the handler raise a
+  non-transient error goes to the group's dead-letter topic with the reason and its
+  origin in headers. The dead letter is acknowledged by Kafka before the offset moves
+  past it, so nothing is lost.
 - Transient faults (Postgres or Kafka unreachable) are retried with backoff, never
   dead-lettered, never skipped.
 """
@@ -33,7 +35,7 @@ from aiokafka.structs import ConsumerRecord
 
 from hub.db import Connection, lock_offsets, store_offsets, stored_offsets
 from hub.delivery import BatchHandler, Delivery, Refusal, accept
-from hub.errors import is_transient, retry_transient
+from hub.errors import MessageRefused, is_transient, retry_transient
 from hub.kafka import DeadLetter, Producer, dead_letter_destination, dead_letter_headers
 from hub.logging import get_logger
 from hub.signing import Verifier
@@ -351,7 +353,8 @@ class ViewConsumer:
                         error_class=type(exc).__name__,
                         error=str(exc)[:500],
                     )
-                failed.append(DeadLetter.of_delivery(delivery, "handler_error", exc))
+                reason = exc.reason if isinstance(exc, MessageRefused) else "handler_error"
+                failed.append(DeadLetter.of_delivery(delivery, reason, exc))
         return failed
 
     async def _send_dead_letters(self, dead: list[DeadLetter]) -> None:

@@ -55,6 +55,10 @@ class Refusal:
     error: Exception
 
 
+class KeyMissing(ValueError):
+    """The record has no key, so nothing placed it on its subject's partition."""
+
+
 class KeyMismatch(ValueError):
     """The record's key is not the event's subject (which the key must be, for ordering)."""
 
@@ -74,7 +78,10 @@ def accept(rec: ConsumerRecord, codec: Codec, verifier: Verifier) -> Delivery | 
         verifier.check_type(signer, event.type)
     except Unauthenticated as exc:
         return Refusal("unauthenticated", exc)
-    if rec.key is not None and rec.key.decode(errors="replace") != event.subject:
+    if rec.key is None:
+        # A keyless record lands on any partition: its subject's order is not guaranteed.
+        return Refusal("key_missing", KeyMissing("the message has no key; it must be the subject"))
+    if rec.key.decode(errors="replace") != event.subject:
         # Neither value goes into the message: keys and subjects are permit numbers.
         return Refusal("key_mismatch", KeyMismatch("the message key is not the event's subject"))
     return Delivery(rec.topic, rec.partition, rec.offset, rec.timestamp, event,

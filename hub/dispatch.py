@@ -14,12 +14,17 @@ Two kinds of work, in the order the events arrived:
 
 Each event reaches a handler at most once: its id is recorded in `hub_handled_events` in
 the same transaction, so a redelivered or republished request yields no second outcome.
+
+A handler that must check a time its request claims against when the request reached Kafka
+is registered with `on_received` and gets a third argument, `Received`; it stays a plain
+function a test calls with the time it chooses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from pydantic import BaseModel
@@ -43,8 +48,24 @@ class Emit:
     data: BaseModel
 
 
+@dataclass(frozen=True)
+class Received:
+    """What the runtime knows of an event's record beyond the event: when Kafka took it."""
+
+    at: datetime
+    """The record's timestamp: the broker's clock, as hub topics use LogAppendTime."""
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> Received:
+        """The record time of a delivery."""
+        return cls(datetime.fromtimestamp(delivery.timestamp_ms / 1000, UTC))
+
+
 Handler = Callable[[Any, V], Awaitable[Sequence[Emit]]]
 """A plain decision function: the event and the agency's view in, outcomes out."""
+
+ReceivedHandler = Callable[[Any, V, Received], Awaitable[Sequence[Emit]]]
+"""A decision function that also needs when its record reached Kafka (`Router.on_received`)."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +80,8 @@ class Handle(Generic[V]):
     """Call these handlers on an event seen for the first time, and emit their outcomes."""
 
     event: CloudEvent[Any]
-    handlers: tuple[Handler[V], ...]
+    handlers: tuple[ReceivedHandler[V], ...]
+    received: Received
 
 
 Step: TypeAlias = "Merge | Handle[V]"
@@ -76,7 +98,7 @@ class Router(Generic[V]):
     projections: dict[str, tuple[ViewTable, Callable[[Any], tuple[Any, ...] | None]]] = field(
         default_factory=dict
     )
-    handlers: dict[str, list[Handler[V]]] = field(default_factory=dict)
+    handlers: dict[str, list[ReceivedHandler[V]]] = field(default_factory=dict)
 
     def project(
         self,
@@ -90,6 +112,14 @@ class Router(Generic[V]):
 
     def on(self, event_type: type[CloudEvent[Any]], handler: Handler[V]) -> None:
         """Call `handler` for each event of this type (after any projection of it)."""
+
+        async def call(event: Any, view: V, received: Received) -> Sequence[Emit]:
+            return await handler(event, view)
+
+        self.on_received(event_type, call)
+
+    def on_received(self, event_type: type[CloudEvent[Any]], handler: ReceivedHandler[V]) -> None:
+        """Like `on`, for a handler that also takes when the event's record reached Kafka."""
         self.handlers.setdefault(event_type.EVENT_TYPE, []).append(handler)
 
     def batch_handler(self) -> BatchHandler:
@@ -114,7 +144,7 @@ class Router(Generic[V]):
                 view = self.view_factory(conn)
             emits: list[Emit] = []
             for handler in step.handlers:
-                emits.extend(await handler(step.event, view))
+                emits.extend(await handler(step.event, view, step.received))
             await self._emit(conn, emits)
 
     def plan(self, deliveries: Sequence[Delivery], first: Set[Any]) -> Iterator[Step[V]]:
@@ -141,7 +171,7 @@ class Router(Generic[V]):
                 # must be in it. A projected event carries its own full record, so its
                 # handlers read that, and the bulk merge goes on undisturbed.
                 yield _merge(pending)
-            yield Handle(d.event, tuple(handlers))
+            yield Handle(d.event, tuple(handlers), Received.of(d))
         if pending:
             yield _merge(pending)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import asyncpg
 from aiokafka import errors as kafka_errors
@@ -22,6 +22,15 @@ class BadTarget(LookupError):
 
 class NotReady(RuntimeError):
     """Set-up the command needs is missing (a password file, a migrated schema): exit 1."""
+
+
+class MessageRefused(ValueError):
+    """A decoded message the runtime refuses while applying it: dead-lettered under `reason`.
+
+    Any other non-transient error of a handler is dead-lettered as `handler_error`.
+    """
+
+    reason: ClassVar[str]
 
 
 _TRANSIENT: tuple[type[BaseException], ...] = (

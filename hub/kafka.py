@@ -177,7 +177,12 @@ async def ensure_topics(settings: Settings, names: Iterable[str]) -> list[str]:
     try:
         existing = set(await admin.list_topics())
         missing = [n for n in wanted if n not in existing]
-        config = {"min.insync.replicas": str(settings.min_insync_replicas)}
+        config = {
+            "min.insync.replicas": str(settings.min_insync_replicas),
+            # The broker stamps each record on append: a record's time is the hub's clock,
+            # never a client's claim (a counter's scan time is checked against it).
+            "message.timestamp.type": "LogAppendTime",
+        }
         new = [
             NewTopic(n, settings.partitions, settings.replication_factor, topic_configs=config)
             for n in missing

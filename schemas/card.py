@@ -183,12 +183,12 @@ class ECardRegistrationRequested(CloudEvent[ECardRegistrationRequestedData]):
     SOURCE: ClassVar[str] = APP_SOURCE
     type: Literal["cn.mohrss.ssc.ECardRegistrationRequested"]
 
-    @model_validator(mode="after")
-    def _subject_names_the_permit(self) -> ECardRegistrationRequested:
-        expected = self.data.permit_no or self.data.ssn
-        if self.subject != expected:
-            raise ValueError("subject must be data.permit_no, or data.ssn when registering by SSN")
-        return self
+    def subject_rule(self) -> tuple[str, str]:
+        """The permit number the request names, else its SSN."""
+        if self.data.permit_no is not None:
+            return "data.permit_no", self.data.permit_no
+        assert self.data.ssn is not None  # the payload requires one of the two
+        return "data.ssn when registering by SSN", self.data.ssn
 
 
 class ExpiryReminderSweepRequested(CloudEvent[ExpiryReminderSweepRequestedData]):
@@ -198,17 +198,19 @@ class ExpiryReminderSweepRequested(CloudEvent[ExpiryReminderSweepRequestedData])
     SOURCE: ClassVar[str] = SCHEDULER_SOURCE
     type: Literal["cn.mohrss.ssc.ExpiryReminderSweepRequested"]
 
-    @model_validator(mode="after")
-    def _subject_names_the_day(self) -> ExpiryReminderSweepRequested:
-        if self.subject != sweep_subject(self.data.as_of):
-            raise ValueError(f"subject must be {sweep_subject(self.data.as_of)!r}")
-        return self
+    def subject_rule(self) -> tuple[str, str]:
+        """The sweep's day."""
+        return "expiry-sweep/<data.as_of>", sweep_subject(self.data.as_of)
 
 
 class ECardIssued(CloudEvent[ECardIssuedData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "ECardIssued"
     SOURCE: ClassVar[str] = CARD_SOURCE
     type: Literal["cn.mohrss.ssc.ECardIssued"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The permit the card shows."""
+        return "data.permit.permit_no", self.data.permit.permit_no
 
 
 class ECardRejected(CloudEvent[ECardRejectedData]):
@@ -218,17 +220,31 @@ class ECardRejected(CloudEvent[ECardRejectedData]):
     SOURCE: ClassVar[str] = CARD_SOURCE
     type: Literal["cn.mohrss.ssc.ECardRejected"]
 
+    def subject_rule(self) -> tuple[str, str] | None:
+        """The permit number when the rejection names one; else the request's subject (SSN)."""
+        if self.data.permit_no is None:
+            return None
+        return "data.permit_no", self.data.permit_no
+
 
 class PhysicalCardIssued(CloudEvent[PhysicalCardIssuedData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "PhysicalCardIssued"
     SOURCE: ClassVar[str] = CARD_SOURCE
     type: Literal["cn.mohrss.ssc.PhysicalCardIssued"]
 
+    def subject_rule(self) -> tuple[str, str]:
+        """The permit the SSN was registered under."""
+        return "data.permit_no", self.data.permit_no
+
 
 class PermitNotificationSent(CloudEvent[PermitNotificationSentData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "PermitNotificationSent"
     SOURCE: ClassVar[str] = CARD_SOURCE
     type: Literal["cn.mohrss.ssc.PermitNotificationSent"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The permit the notice is about."""
+        return "data.permit_no", self.data.permit_no
 
 
 def sweep_subject(as_of: date) -> str:

@@ -8,7 +8,12 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from schemas.envelope import CloudEvent
+from schemas.envelope import (
+    SEQUENCE_OUT_OF_RANGE,
+    SOURCE_MISMATCH,
+    SUBJECT_MISMATCH,
+    CloudEvent,
+)
 
 
 class DecodeFailure(StrEnum):
@@ -17,6 +22,12 @@ class DecodeFailure(StrEnum):
     UNDECODABLE = "undecodable"
     UNKNOWN_TYPE = "unknown_type"
     SCHEMA = "schema_violation"
+    SOURCE = SOURCE_MISMATCH
+    """Valid, but from a source other than its type's `SOURCE`."""
+    SUBJECT = SUBJECT_MISMATCH
+    """Valid, but its subject is not what its data names (`CloudEvent.subject_rule`)."""
+    SEQUENCE = SEQUENCE_OUT_OF_RANGE
+    """Valid, but its `sequence` is beyond a positive 32-bit integer (`MAX_SEQUENCE`)."""
 
 
 class DecodeError(Exception):
@@ -29,6 +40,8 @@ class DecodeError(Exception):
 
 
 _TAG_ERRORS = {"union_tag_invalid"}  # a `type` no model claims; a missing one is a schema error
+_ENVELOPE_RULES = {f.value: f for f in (DecodeFailure.SOURCE, DecodeFailure.SUBJECT,
+                                        DecodeFailure.SEQUENCE)}
 
 
 class Codec:
@@ -60,6 +73,9 @@ def _classify(exc: ValidationError) -> DecodeError:
         return DecodeError(DecodeFailure.UNDECODABLE, _summary(errors))
     if kinds & _TAG_ERRORS:
         return DecodeError(DecodeFailure.UNKNOWN_TYPE, _summary(errors))
+    broken = sorted(kinds & _ENVELOPE_RULES.keys())
+    if broken:  # raised only once the schema passed, so it is the one error
+        return DecodeError(_ENVELOPE_RULES[broken[0]], _summary(errors))
     return DecodeError(DecodeFailure.SCHEMA, _summary(errors))
 
 

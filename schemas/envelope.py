@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 CONTENT_TYPE = "application/cloudevents+json"
 """The Kafka `content-type` header of a structured-mode CloudEvent."""
 
 SCHEMA_URN = "urn:permit-hub:schema"
+
+MAX_SEQUENCE = 2**31 - 1
+"""The largest `sequence`: a positive 32-bit integer, what every view's `integer` column holds.
+
+Checked by the model (so by the codec and by `create`), not stated in the JSON Schema: a
+`maximum` there is a tighter bound for readers than the committed versions give writers, which
+FULL_TRANSITIVE refuses (BACKWARD). docs/domain.md §3.
+"""
+
+# The envelope rules every reader enforces beyond the JSON Schema, by their error types; the
+# codec turns each into the dead-letter reason of the same name (`schemas.codec.DecodeFailure`).
+SOURCE_MISMATCH = "source_mismatch"
+SUBJECT_MISMATCH = "subject_mismatch"
+SEQUENCE_OUT_OF_RANGE = "sequence_out_of_range"
 
 D = TypeVar("D", bound=BaseModel)
 
@@ -46,7 +61,10 @@ class CloudEvent(Contract, Generic[D]):
     """A CloudEvents 1.0 envelope around one event's data.
 
     Subclasses pin `type` to a literal and `data` to the payload model; `EVENT_TYPE`,
-    `SOURCE` and `VERSION` name the contract.
+    `SOURCE` and `VERSION` name the contract, and `subject_rule` says where the subject
+    comes from. Beyond the JSON Schema, an event is valid only with its type's `SOURCE`, a
+    `sequence` of at most MAX_SEQUENCE and the subject its rule names (`_check_envelope`):
+    those rules cannot be schema keywords without breaking FULL_TRANSITIVE compatibility.
     """
 
     EVENT_TYPE: ClassVar[str]
@@ -67,6 +85,25 @@ class CloudEvent(Contract, Generic[D]):
         ge=1, description="per subject and source, +1 on every event: ordering and idempotency"
     )
     data: D
+
+    def subject_rule(self) -> tuple[str, str] | None:
+        """Where this type's contract takes the subject from, and its value; None: not fixed."""
+        return None
+
+    @model_validator(mode="after")
+    def _check_envelope(self) -> Self:
+        """The rules the schema cannot state; messages name rules, never the values."""
+        if self.source != self.SOURCE:
+            raise PydanticCustomError(SOURCE_MISMATCH, "source must be {source} for this type",
+                                      {"source": self.SOURCE})
+        if self.sequence > MAX_SEQUENCE:
+            raise PydanticCustomError(SEQUENCE_OUT_OF_RANGE, "sequence must be at most {max}",
+                                      {"max": MAX_SEQUENCE})
+        rule = self.subject_rule()
+        if rule is not None and self.subject != rule[1]:
+            raise PydanticCustomError(SUBJECT_MISMATCH, "subject must be {where}",
+                                      {"where": rule[0]})
+        return self
 
     @classmethod
     def schema_id(cls) -> str:

@@ -4,6 +4,9 @@ A token is two base64url segments (no padding) joined by a dot::
 
     base64url(payload JSON) "." base64url(Ed25519 signature of the first segment's ASCII)
 
+Both segments must be canonical base64url: exactly what encoding their bytes gives (no
+padding, no stray bits in the last character), so one token has one text.
+
 The payload is compact JSON ``{"v":1,"pn":permit no,"cid":card id,"iat":epoch s,
 "exp":epoch s,"kid":key id}``; the signature covers the encoded segment itself, so a
 verifier never has to re-serialise JSON the same way. About 250 characters: a version-10
@@ -46,6 +49,7 @@ __all__ = [
     "public_jwk",
     "published_keys_path",
     "sign",
+    "token_digest",
     "verify",
 ]
 
@@ -161,10 +165,12 @@ def _parse(token: str) -> tuple[str, bytes, Claims]:
         raise _malformed("not two base64url segments joined by a dot")
     body, sig = parts
     try:
-        payload = json.loads(_b64decode(body))
-        signature = _b64decode(sig)
+        raw_body, signature = _b64decode(body), _b64decode(sig)
+        payload = json.loads(raw_body)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise _malformed("a segment is not base64url-encoded JSON and signature") from None
+    if _b64encode(raw_body) != body or _b64encode(signature) != sig:
+        raise _malformed("a segment is not canonical base64url (stray bits at its end)")
     if len(signature) != 64:
         raise _malformed(f"an Ed25519 signature has 64 bytes, not {len(signature)}")
     return body, signature, _claims(payload)
@@ -191,6 +197,15 @@ def _claims(payload: Any) -> Claims:
     except (OverflowError, OSError, ValueError):
         raise _malformed("a time is out of range") from None
     return Claims(permit_no=pn, card_id=cid, issued_at=issued, expires_at=expires, key_id=kid)
+
+
+def token_digest(token: str) -> bytes:
+    """SHA-256 of a verified token's signed segment: what a verifier records to take it once.
+
+    Of the payload, not the whole text, so that no other signature over the same claims
+    (were one ever accepted) passes for a new token.
+    """
+    return hashlib.sha256(token.strip().split(".", 1)[0].encode("ascii")).digest()
 
 
 def _malformed(detail: str) -> TokenRejected:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 import pycountry
 from pydantic import AfterValidator, Field, model_validator
@@ -222,51 +222,60 @@ class PermitMigratedData(PermitPayload):
 
 # Events ---------------------------------------------------------------------------------
 
+P = TypeVar("P", bound=PermitPayload)
 
 
-class NotificationLetterIssued(CloudEvent[NotificationLetterIssuedData]):
+class PermitLifecycleEvent(CloudEvent[P], Generic[P]):
+    """Subject: the number of the permit whose record the event carries."""
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The permit number in `data.permit`."""
+        return "data.permit.permit_no", self.data.permit.permit_no
+
+
+class NotificationLetterIssued(PermitLifecycleEvent[NotificationLetterIssuedData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "NotificationLetterIssued"
     SOURCE: ClassVar[str] = AUTHORITY_SOURCE
     type: Literal["cn.mohrss.workpermit.NotificationLetterIssued"]
 
 
-class PermitIssued(CloudEvent[PermitIssuedData]):
+class PermitIssued(PermitLifecycleEvent[PermitIssuedData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "PermitIssued"
     SOURCE: ClassVar[str] = AUTHORITY_SOURCE
     type: Literal["cn.mohrss.workpermit.PermitIssued"]
 
 
-class PermitExtended(CloudEvent[PermitExtendedData]):
+class PermitExtended(PermitLifecycleEvent[PermitExtendedData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "PermitExtended"
     SOURCE: ClassVar[str] = AUTHORITY_SOURCE
     type: Literal["cn.mohrss.workpermit.PermitExtended"]
 
 
-class PermitChanged(CloudEvent[PermitChangedData]):
+class PermitChanged(PermitLifecycleEvent[PermitChangedData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "PermitChanged"
     SOURCE: ClassVar[str] = AUTHORITY_SOURCE
     type: Literal["cn.mohrss.workpermit.PermitChanged"]
 
 
-class PermitCancelled(CloudEvent[PermitCancelledData]):
+class PermitCancelled(PermitLifecycleEvent[PermitCancelledData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "PermitCancelled"
     SOURCE: ClassVar[str] = AUTHORITY_SOURCE
     type: Literal["cn.mohrss.workpermit.PermitCancelled"]
 
 
-class PermitExpired(CloudEvent[PermitExpiredData]):
+class PermitExpired(PermitLifecycleEvent[PermitExpiredData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "PermitExpired"
     SOURCE: ClassVar[str] = AUTHORITY_SOURCE
     type: Literal["cn.mohrss.workpermit.PermitExpired"]
 
 
-class LegacyPermitRegistered(CloudEvent[LegacyPermitRegisteredData]):
+class LegacyPermitRegistered(PermitLifecycleEvent[LegacyPermitRegisteredData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "LegacyPermitRegistered"
     SOURCE: ClassVar[str] = AUTHORITY_SOURCE
     type: Literal["cn.mohrss.workpermit.LegacyPermitRegistered"]
 
 
-class PermitMigrated(CloudEvent[PermitMigratedData]):
+class PermitMigrated(PermitLifecycleEvent[PermitMigratedData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "PermitMigrated"
     SOURCE: ClassVar[str] = AUTHORITY_SOURCE
     type: Literal["cn.mohrss.workpermit.PermitMigrated"]

@@ -78,6 +78,11 @@ class ResidenceRejection(StrEnum):
     """The QR token is forged, damaged, signed by an unknown key, or names another permit."""
     TOKEN_EXPIRED = "token_expired"
     """Refresh the QR code in the e-SSC app and scan again."""
+    TOKEN_REUSED = "token_reused"
+    """This QR code was accepted before for this purpose: refresh it in the app, scan again."""
+    SCAN_TIME_INVALID = "scan_time_invalid"
+    """The scan time is not within the leeway of when the application reached the hub: the
+    counter's clock is off or the request was held back; scan again."""
     LEGACY_PERMIT_NO_TOKEN = "legacy_permit_no_token"
     """A pre-integration permit has no e-card QR code: present the permit number instead."""
     APPLIED_TOO_LATE = "applied_too_late"
@@ -182,11 +187,21 @@ class ResidencePermitApplied(CloudEvent[ResidencePermitAppliedData]):
     SOURCE: ClassVar[str] = COUNTER_SOURCE
     type: Literal["cn.mps.entryexit.ResidencePermitApplied"]
 
+    def subject_rule(self) -> tuple[str, str] | None:
+        """The presented permit number; a token's claim is checked once its signature is."""
+        if isinstance(self.data.presented, PresentedPermitNo):
+            return "data.presented.permit_no", self.data.presented.permit_no
+        return None
+
 
 class ResidencePermitIssued(CloudEvent[ResidencePermitIssuedData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "ResidencePermitIssued"
     SOURCE: ClassVar[str] = PUBLIC_SECURITY_SOURCE
     type: Literal["cn.mps.entryexit.ResidencePermitIssued"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit the decision is about."""
+        return "data.permit_no", self.data.permit_no
 
 
 class ResidencePermitExtended(CloudEvent[ResidencePermitExtendedData]):
@@ -194,11 +209,21 @@ class ResidencePermitExtended(CloudEvent[ResidencePermitExtendedData]):
     SOURCE: ClassVar[str] = PUBLIC_SECURITY_SOURCE
     type: Literal["cn.mps.entryexit.ResidencePermitExtended"]
 
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit the decision is about."""
+        return "data.permit_no", self.data.permit_no
+
 
 class ResidencePermitRejected(CloudEvent[ResidencePermitRejectedData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "ResidencePermitRejected"
+    # v2 adds the reasons token_reused and scan_time_invalid (schemas/compatibility.toml).
+    VERSION: ClassVar[int] = 2
     SOURCE: ClassVar[str] = PUBLIC_SECURITY_SOURCE
     type: Literal["cn.mps.entryexit.ResidencePermitRejected"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit the decision is about."""
+        return "data.permit_no", self.data.permit_no
 
 
 class ResidencePermitCancellationRequired(CloudEvent[ResidencePermitCancellationRequiredData]):
@@ -206,11 +231,19 @@ class ResidencePermitCancellationRequired(CloudEvent[ResidencePermitCancellation
     SOURCE: ClassVar[str] = PUBLIC_SECURITY_SOURCE
     type: Literal["cn.mps.entryexit.ResidencePermitCancellationRequired"]
 
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit the decision is about."""
+        return "data.permit_no", self.data.permit_no
+
 
 class ResidencePermitExtensionAvailable(CloudEvent[ResidencePermitExtensionAvailableData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "ResidencePermitExtensionAvailable"
     SOURCE: ClassVar[str] = PUBLIC_SECURITY_SOURCE
     type: Literal["cn.mps.entryexit.ResidencePermitExtensionAvailable"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit the decision is about."""
+        return "data.permit_no", self.data.permit_no
 
 
 PUBLIC_SECURITY_REQUEST_TYPES: tuple[type[CloudEvent[Any]], ...] = (

@@ -202,11 +202,24 @@ class InsuranceRegistrationRequested(CloudEvent[InsuranceRegistrationRequestedDa
     SOURCE: ClassVar[str] = FRONT_DOOR_SOURCE
     type: Literal["cn.mohrss.socialinsurance.InsuranceRegistrationRequested"]
 
+    def subject_rule(self) -> tuple[str, str]:
+        """The reference the request gives, whichever kind it is."""
+        ref = self.data.reference
+        if isinstance(ref, ByPermitNo):
+            return "data.reference.permit_no", ref.permit_no
+        if isinstance(ref, ByLetterNo):
+            return "data.reference.letter_no", ref.letter_no
+        return "data.reference.card_id", ref.card_id
+
 
 class InsuranceRegistered(CloudEvent[InsuranceRegisteredData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "InsuranceRegistered"
     SOURCE: ClassVar[str] = SOCIAL_INSURANCE_SOURCE
     type: Literal["cn.mohrss.socialinsurance.InsuranceRegistered"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The permit the outcome is about."""
+        return "data.permit_no", self.data.permit_no
 
 
 class InsuranceRegistrationRejected(CloudEvent[InsuranceRegistrationRejectedData]):
@@ -214,17 +227,31 @@ class InsuranceRegistrationRejected(CloudEvent[InsuranceRegistrationRejectedData
     SOURCE: ClassVar[str] = SOCIAL_INSURANCE_SOURCE
     type: Literal["cn.mohrss.socialinsurance.InsuranceRegistrationRejected"]
 
+    def subject_rule(self) -> tuple[str, str]:
+        """The permit the reference matched, else the reference as given."""
+        if self.data.permit_no is not None:
+            return "data.permit_no", self.data.permit_no
+        return "data.reference", self.data.reference
+
 
 class InsuranceRegistrationReferred(CloudEvent[InsuranceRegistrationReferredData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "InsuranceRegistrationReferred"
     SOURCE: ClassVar[str] = SOCIAL_INSURANCE_SOURCE
     type: Literal["cn.mohrss.socialinsurance.InsuranceRegistrationReferred"]
 
+    def subject_rule(self) -> tuple[str, str]:
+        """The permit the outcome is about."""
+        return "data.permit_no", self.data.permit_no
+
 
 class InsuranceSuspended(CloudEvent[InsuranceSuspendedData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "InsuranceSuspended"
     SOURCE: ClassVar[str] = SOCIAL_INSURANCE_SOURCE
     type: Literal["cn.mohrss.socialinsurance.InsuranceSuspended"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The permit the outcome is about."""
+        return "data.permit_no", self.data.permit_no
 
 
 class SocialSecurityNumberIssued(CloudEvent[SocialSecurityNumberIssuedData]):
@@ -237,6 +264,10 @@ class SocialSecurityNumberIssued(CloudEvent[SocialSecurityNumberIssuedData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "SocialSecurityNumberIssued"
     SOURCE: ClassVar[str] = SOCIAL_INSURANCE_SOURCE
     type: Literal["cn.mohrss.socialinsurance.SocialSecurityNumberIssued"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The permit the outcome is about."""
+        return "data.permit_no", self.data.permit_no
 
 
 SOCIAL_INSURANCE_REQUEST_TYPES: tuple[type[CloudEvent[Any]], ...] = (

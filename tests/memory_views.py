@@ -12,7 +12,7 @@ import dataclasses
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from consumers.card.handlers import card_permit
@@ -190,6 +190,7 @@ class MemoryPublicSecurityView:
         self.permits: dict[str, CheckedPermit] = {}
         self.residences: dict[str, StoredResidence] = {}  # by residence_permit_no
         self.applications: list[StoredApplication] = []
+        self.accepted_tokens: dict[tuple[bytes, str], tuple[str, uuid.UUID, datetime]] = {}
         self._numbers = 0
 
     def project(self, event: PermitEvent) -> None:
@@ -274,6 +275,16 @@ class MemoryPublicSecurityView:
         if held is not None:
             self.residences[residence_permit_no] = dataclasses.replace(
                 held, extension_available_until=until)
+
+    async def accept_token(
+        self, digest: bytes, purpose: str, application_id: str, event_id: uuid.UUID,
+        expires_at: datetime,
+    ) -> bool:
+        """Record the token's digest for `purpose`; (digest, purpose) is the primary key."""
+        if (digest, purpose) in self.accepted_tokens:  # ON CONFLICT DO NOTHING
+            return False
+        self.accepted_tokens[digest, purpose] = (application_id, event_id, expires_at)
+        return True
 
     async def require_cancellation(self, residence_permit_no: str, cancel_by: date | None) -> None:
         """Mark the residence permit for cancellation."""

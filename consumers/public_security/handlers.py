@@ -2,7 +2,9 @@
 
 - Every permit event keeps its view of the permit (`checked_permit`).
 - `ResidencePermitApplied` → `ResidencePermitIssued`, `ResidencePermitExtended` or
-  `ResidencePermitRejected` (rules in `rules.py`, docs/domain.md §2 public security).
+  `ResidencePermitRejected` (rules in `rules.py`, docs/domain.md §2 public security). A QR
+  token is checked against the time its request reached Kafka (`received_at`), and taken
+  once per purpose: its digest is recorded once it has proven the permit.
 - `PermitCancelled` → `ResidencePermitCancellationRequired` for the residence permit on it.
 - `PermitExtended` → `ResidencePermitExtensionAvailable`: the holder may apply to extend the
   residence permit up to the new end; nothing changes until that application is decided.
@@ -12,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from consumers.public_security import rules
 from consumers.public_security.ports import PublicSecurityViewPort
 from consumers.public_security.records import CheckedPermit
-from consumers.public_security.tokens import TokenCheck
+from consumers.public_security.tokens import AcceptedToken, TokenCheck
 from hub.dispatch import Emit
 from hub.logging import get_logger
 from schemas.permits import PermitCancelled, PermitEvent, PermitExtended
@@ -74,25 +77,34 @@ class Policy:
 
 
 async def on_application(
-    event: ResidencePermitApplied, view: PublicSecurityViewPort, policy: Policy
+    event: ResidencePermitApplied,
+    view: PublicSecurityViewPort,
+    policy: Policy,
+    *,
+    received_at: datetime,
 ) -> Sequence[Emit]:
-    """Decide an application for a work-type residence permit, and store the decision."""
+    """Decide an application for a work-type residence permit, and store the decision.
+
+    `received_at` is when the request's record reached Kafka (the broker's clock).
+    """
     app: ResidencePermitAppliedData = event.data
     permit_no = event.subject
     if isinstance(app.presented, PresentedPermitNo) and app.presented.permit_no != permit_no:
-        raise RequestMismatch(
-            f"subject {permit_no!r} is not the presented permit number {app.presented.permit_no!r}")
+        # The codec refuses such a record already (subject_mismatch); a direct call may not.
+        raise RequestMismatch("the subject is not the presented permit number")
     if await view.decided(app.application_id) is not None:
         return await _refuse(event, view, rules.Refuse(
             ResidenceRejection.DUPLICATE_APPLICATION,
             f"application {app.application_id} was already decided; that decision stands"))
-    refused = None
+    checked: rules.Refuse | AcceptedToken | None = None
     if isinstance(app.presented, PresentedQrToken):
         # The signature first: a forged token learns nothing about the permit.
-        refused = policy.check_token(app.presented, permit_no)
+        checked = policy.check_token(app.presented, permit_no, received_at)
     permit = await view.permit(permit_no)
-    refused = refused or rules.check_permit(
-        permit, permit_no, by_token=isinstance(app.presented, PresentedQrToken))
+    refused = checked if isinstance(checked, rules.Refuse) else rules.check_permit(
+        permit, permit_no, by_token=checked is not None)
+    if refused is None and isinstance(checked, AcceptedToken):
+        refused = await _take_once(event, view, checked)
     if refused is not None:
         return await _refuse(event, view, refused)
     assert permit is not None
@@ -104,6 +116,23 @@ async def on_application(
         return await _grant(event, view, decision)
     assert residence is not None
     return await _extend(event, view, decision, residence.residence_permit_no)
+
+
+async def _take_once(
+    event: ResidencePermitApplied, view: PublicSecurityViewPort, token: AcceptedToken
+) -> rules.Refuse | None:
+    """Record a token that proved its permit; refuse it if it did so before for this purpose.
+
+    Only now: a token refused earlier (its signature, its permit's state in this view, which
+    may lag the card's) is not used up, so the holder may present it again.
+    """
+    purpose = event.data.purpose.value
+    if await view.accept_token(token.digest, purpose, event.data.application_id, event.id,
+                               token.expires_at):
+        return None
+    return rules.Refuse(ResidenceRejection.TOKEN_REUSED,
+                        f"this QR code was already presented for a {purpose} application; "
+                        "refresh it in the e-SSC app and scan again")
 
 
 async def _refuse(

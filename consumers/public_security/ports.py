@@ -6,7 +6,7 @@ unit tests use an in-memory one. The handlers depend on this port only.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -38,6 +38,12 @@ class PublicSecurityViewPort(Protocol):
         residence_permit_no: str | None = None,
     ) -> None:
         """Store an application and its decision, one row per submission (event id)."""
+
+    async def accept_token(
+        self, digest: bytes, purpose: str, application_id: str, event_id: UUID,
+        expires_at: datetime,
+    ) -> bool:
+        """Record a QR token (its digest) accepted for `purpose`; False if it was before."""
 
     async def issue(
         self, permit_no: str, application_id: str, valid_from: date, valid_until: date

@@ -19,7 +19,7 @@ from consumers.public_security.tokens import PublishedKeys, token_check
 from consumers.public_security.views import PERMITS, PublicSecurityView
 from hub.agency import Agency, Channel, PermitView
 from hub.delivery import BatchHandler
-from hub.dispatch import Emit, Router
+from hub.dispatch import Emit, Received, Router
 from hub.settings import Settings
 from schemas import PERMIT_EVENT_TYPES, topics
 from schemas.permit_token import published_keys_path
@@ -51,13 +51,15 @@ def router(
     )
     r.project(PERMIT_EVENT_TYPES, PERMITS, checked_permit)
 
-    async def application(event: Any, view: PublicSecurityView) -> Sequence[Emit]:
-        return await on_application(event, view, p)
+    async def application(
+        event: Any, view: PublicSecurityView, received: Received
+    ) -> Sequence[Emit]:
+        return await on_application(event, view, p, received_at=received.at)
 
     async def cancelled(event: Any, view: PublicSecurityView) -> Sequence[Emit]:
         return await on_permit_cancelled(event, view, p)
 
-    r.on(ResidencePermitApplied, application)
+    r.on_received(ResidencePermitApplied, application)  # scan time vs. the record's time
     r.on(PermitCancelled, cancelled)
     r.on(PermitExtended, on_permit_extended)
     return r

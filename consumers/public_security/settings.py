@@ -24,5 +24,6 @@ class PublicSecuritySettings(BaseSettings):
         default=30,
         ge=0,
         le=300,
-        description="clock skew allowed between the card service and the counter's scanner",
+        description="clock skew allowed between the card service and the counter's scanner, "
+        "and between a scan and when its application reached Kafka",
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -61,6 +61,17 @@ class PublicSecurityView:
             event_id, app.application_id, permit_no, app.purpose.value, app.presented.kind,
             app.entry_date, app.applied_on, app.requested_until, outcome, reason, message,
             residence_permit_no)
+
+    async def accept_token(
+        self, digest: bytes, purpose: str, application_id: str, event_id: UUID,
+        expires_at: datetime,
+    ) -> bool:
+        """Record a QR token (its digest) accepted for `purpose`; False if it was before."""
+        taken: bool | None = await self.conn.fetchval(
+            "INSERT INTO ps_accepted_tokens (token_digest, purpose, application_id, event_id,"
+            " expires_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+            digest, purpose, application_id, event_id, expires_at)
+        return bool(taken)
 
     async def issue(
         self, permit_no: str, application_id: str, valid_from: date, valid_until: date

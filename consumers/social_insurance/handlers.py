@@ -93,7 +93,8 @@ async def on_registration_requested(
     """Decide a registration request, and store the decision."""
     request = event.data
     if _reference_text(request.reference) != event.subject:
-        raise RequestMismatch(f"subject {event.subject!r} is not the request's reference")
+        # The codec refuses such a record already (subject_mismatch); a direct call may not.
+        raise RequestMismatch("the subject is not the request's reference")
     resolved = await _resolve(request.reference, view)
     if await view.decided(request.request_id) is not None:
         return await _reject(event, view, resolved if isinstance(resolved, str) else None,

@@ -43,8 +43,8 @@ BINDING_VERSION = "0.4.0"  # the Kafka bindings version FastStream writes on cha
 
 
 DEAD_LETTER_HEADERS: dict[str, str] = {
-    "dlq.reason": "why: " + ", ".join([*(f.value for f in DecodeFailure), "key_mismatch",
-                                        "handler_error"]),
+    "dlq.reason": "why: " + ", ".join([*(f.value for f in DecodeFailure), "key_missing",
+                                        "key_mismatch", "sequence_jump", "handler_error"]),
     "dlq.error.class": "the exception's class",
     "dlq.error.message": "the exception's message (at most 2000 characters)",
     "dlq.origin.topic": "where the message was read",

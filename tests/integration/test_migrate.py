@@ -83,6 +83,8 @@ INSERT INTO si_permits VALUES ('P1', 1, 'valid', 'Holder', 'FR', 'C1', 'Employer
 
 LATER_COLUMNS = {("ps_permits", "standard"), ("si_permits", "standard"),
                  ("si_permits", "passport_no"), ("si_permits", "date_of_birth")}
+LATER_TABLES = {"ps_accepted_tokens"}
+"""Tables that steps after the baselines create: the code before migrations never had them."""
 
 
 @pytest.fixture
@@ -242,12 +244,17 @@ async def test_a_database_of_the_old_code_adopts_the_baseline(
 
     adopted = await schema(conn)
     assert adopted == await fresh_schema(dsn, "fresh")
-    assert {k: v - _migrations_table(v) for k, v in adopted.items()} == old  # nothing changed
+    # Nothing changed, but for the bookkeeping and the tables later steps add.
+    assert {k: v - _migrations_table(v) - _later_tables(v) for k, v in adopted.items()} == old
     assert await conn.fetchval("SELECT count(*) FROM hub_outbox") == 1
 
 
 def _migrations_table(items: set[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
     return {i for i in items if i[0] in ("hub_schema_migrations", "hub_schema_migrations_pkey")}
+
+
+def _later_tables(items: set[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
+    return {i for i in items if i[0] in LATER_TABLES}
 
 
 @pytest.mark.parametrize("started_by_old_code", [False, True])

@@ -15,6 +15,7 @@ import pytest
 from consumers.card.issuer import QrIssuer, signing_key
 from hub.settings import Settings
 from schemas import Codec, topics
+from schemas.permit_token import token_digest
 from schemas.permits import CancellationReason, Category, PermitRecord, PermitStandard, PermitStatus
 from schemas.public_security import (
     RESIDENCE_EVENT_TYPES,
@@ -165,9 +166,10 @@ async def test_a_scanned_qr_token_is_verified_with_the_card_services_published_k
     now = datetime.now(UTC)
     stale = QrIssuer(issuer.key, clock=lambda: now - timedelta(minutes=30))
 
-    def by_token(permit_no: str, app_id: str, token: str) -> ResidencePermitApplied:
+    def by_token(permit_no: str, app_id: str, token: str,
+                 scanned_at: datetime | None = None) -> ResidencePermitApplied:
         return applied(permit_no, app_id, presented=PresentedQrToken(
-            token=token, scanned_at=datetime.now(UTC)))
+            token=token, scanned_at=scanned_at or datetime.now(UTC)))
 
     card = "ESSC0123456789ABCDEF"
     async with agency_running(settings, AGENCY) as auth:
@@ -175,26 +177,33 @@ async def test_a_scanned_qr_token_is_verified_with_the_card_services_published_k
         other = await issued_permit(auth, holder(12), entry=ENTRY)
         legacy = await auth.register_legacy(legacy_record("110000201900000013", 13))
         await synced(settings, AGENCY, auth)
+        good_token = issuer.issue(good.permit_no, card)[0]
         await send(settings, topics.PUBLIC_SECURITY_REQUESTS, [
-            by_token(good.permit_no, "T-good", issuer.issue(good.permit_no, card)[0]),
+            by_token(good.permit_no, "T-good", good_token),
+            by_token(good.permit_no, "T-reused", good_token),
             by_token(other.permit_no, "T-expired", stale.issue(other.permit_no, card)[0]),
+            # Scanned (says the counter) while the stale token was valid: a backdated scan.
+            by_token(other.permit_no, "T-backdated", stale.issue(other.permit_no, card)[0],
+                     scanned_at=now - timedelta(minutes=25)),
             by_token(other.permit_no, "T-forged", forger.issue(other.permit_no, card)[0]),
             by_token(other.permit_no, "T-misdirected", issuer.issue(good.permit_no, card)[0]),
             by_token(legacy.permit_no, "T-legacy", issuer.issue(legacy.permit_no, card)[0]),
         ])
-        await wait_for(settings, topics.RESIDENCE_EVENTS, CODEC, lambda es: len(es) >= 5,
-                       what="five token decisions")
+        await wait_for(settings, topics.RESIDENCE_EVENTS, CODEC, lambda es: len(es) >= 7,
+                       what="seven token decisions")
         await auth.migrate(legacy.permit_no)
         await synced(settings, AGENCY, auth)
         await send(settings, topics.PUBLIC_SECURITY_REQUESTS, [
             by_token(legacy.permit_no, "T-migrated", issuer.issue(legacy.permit_no, card)[0])])
         events = await wait_for(settings, topics.RESIDENCE_EVENTS, CODEC,
-                                lambda es: len(es) >= 6, what="the migrated holder's decision")
+                                lambda es: len(es) >= 8, what="the migrated holder's decision")
 
     decided = {k: outcome(v) for k, v in by_request(events, "application_id").items()}
     assert decided == {
         "T-good": ("ResidencePermitIssued", None),
+        "T-reused": ("ResidencePermitRejected", "token_reused"),
         "T-expired": ("ResidencePermitRejected", "token_expired"),
+        "T-backdated": ("ResidencePermitRejected", "scan_time_invalid"),
         "T-forged": ("ResidencePermitRejected", "token_invalid"),
         "T-misdirected": ("ResidencePermitRejected", "token_invalid"),
         "T-legacy": ("ResidencePermitRejected", "legacy_permit_no_token"),
@@ -202,6 +211,11 @@ async def test_a_scanned_qr_token_is_verified_with_the_card_services_published_k
     }
     issued = [e for e in events if e.type.endswith("Issued")]
     assert {e.data.verified_by for e in issued} == {"qr_token"}
+    taken = await rows(settings, AGENCY, "SELECT token_digest, purpose, application_id"
+                       " FROM ps_accepted_tokens ORDER BY application_id")
+    assert [(r["application_id"], r["purpose"]) for r in taken] == [
+        ("T-good", "first"), ("T-migrated", "first")]
+    assert taken[0]["token_digest"] == token_digest(good_token)
 
 
 async def test_work_permit_extension_and_cancellation_reach_the_residence_permit(
@@ -273,16 +287,17 @@ async def test_bad_requests_are_dead_lettered_and_a_redelivery_decides_once(
     hub_settings: Settings,
 ) -> None:
     """The same message delivered twice yields one outcome; undecodable, schema-violating,
-    mis-keyed and self-contradicting requests go to the DLQ with their reason, and the
-    stream goes on."""
+    mis-keyed and self-contradicting requests go to the DLQ with their reason (the last one
+    refused by the codec, before any handler), and the stream goes on."""
     async with agency_running(hub_settings, AGENCY) as auth:
         permit = await issued_permit(auth, holder(31), entry=ENTRY)
         await synced(hub_settings, AGENCY, auth)
         twice = applied(permit.permit_no, "B-twice")
         missing = json.loads(applied(permit.permit_no, "B-missing").to_json())
         del missing["data"]["applied_on"]
-        contradicting = applied("156000000000999999", "B-contra",
-                                presented=PresentedPermitNo(permit_no=permit.permit_no))
+        # `create` refuses to build it (subject_mismatch), as any producer of ours would.
+        contradicting = applied(permit.permit_no, "B-contra").model_copy(
+            update={"subject": "156000000000999999"})
         key = permit.permit_no.encode()
         await send_raw(hub_settings, topics.PUBLIC_SECURITY_REQUESTS, [
             (key, twice.to_json()),
@@ -306,8 +321,8 @@ async def test_bad_requests_are_dead_lettered_and_a_redelivery_decides_once(
     dead = await read_topic(hub_settings, topics.dead_letter_topic(group))
     reasons = Counter(dict(r.headers)["dlq.reason"].decode() for r in dead)
     assert reasons == {"undecodable": 1, "schema_violation": 1, "key_mismatch": 1,
-                       "handler_error": 1}
-    mismatch = next(r for r in dead if dict(r.headers)["dlq.reason"] == b"handler_error")
-    assert dict(mismatch.headers)["dlq.error.class"] == b"RequestMismatch"
+                       "subject_mismatch": 1}
+    mismatch = next(r for r in dead if dict(r.headers)["dlq.reason"] == b"subject_mismatch")
+    assert b"data.presented.permit_no" in dict(mismatch.headers)["dlq.error.message"]
     stored = await rows(hub_settings, AGENCY, "SELECT application_id FROM ps_applications")
     assert sorted(r["application_id"] for r in stored) == ["B-after", "B-twice"]

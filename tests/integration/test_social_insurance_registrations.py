@@ -340,8 +340,8 @@ async def test_legacy_permits_are_honoured_and_named_by_ecard_only_after_migrati
 
 async def test_bad_requests_are_dead_lettered_with_their_reason(hub_settings: Settings) -> None:
     """Undecodable, schema-violating (a bad e-card id), mis-keyed and self-contradicting
-    requests go to the DLQ with their reason; card events the agency ignores do not; the
-    stream goes on."""
+    requests go to the DLQ with their reason (the last one refused by the codec, before any
+    handler); card events the agency ignores do not; the stream goes on."""
     async with agency_running(hub_settings, AGENCY) as auth:
         permit = await issued_permit(auth, holder(41), entry=ENTRY)
         await synced(hub_settings, AGENCY, auth)
@@ -366,6 +366,6 @@ async def test_bad_requests_are_dead_lettered_with_their_reason(hub_settings: Se
     dead = await read_topic(hub_settings, topics.dead_letter_topic(hub_settings.topic(AGENCY)))
     reasons = Counter(dict(r.headers)["dlq.reason"].decode() for r in dead)
     assert reasons == {"undecodable": 1, "schema_violation": 1, "key_mismatch": 1,
-                       "handler_error": 1}
-    mismatch = next(r for r in dead if dict(r.headers)["dlq.reason"] == b"handler_error")
-    assert dict(mismatch.headers)["dlq.error.class"] == b"RequestMismatch"
+                       "subject_mismatch": 1}
+    mismatch = next(r for r in dead if dict(r.headers)["dlq.reason"] == b"subject_mismatch")
+    assert b"data.reference.permit_no" in dict(mismatch.headers)["dlq.error.message"]

@@ -402,11 +402,10 @@ async def test_an_extension_gives_the_new_end_its_own_reminder() -> None:
     (lambda b: b["data"].pop("verification"), "verification"),
     (lambda b: b["data"].update(ssn="SSN0000001"), "exactly one of permit_no or ssn"),
     (lambda b: b["data"].update(permit_no="12345", ssn=None), "permit_no"),
-    (lambda b: b.update(subject="156000000000000002"), "subject must be"),
     (lambda b: b["data"]["verification"].update(result="maybe"), "result"),
     (lambda b: b["data"].update(request_id="not-a-uuid"), "request_id"),
-], ids=["no-name", "no-verification", "both-ids", "bad-permit-no", "subject-mismatch",
-        "bad-result", "bad-request-id"])
+], ids=["no-name", "no-verification", "both-ids", "bad-permit-no", "bad-result",
+        "bad-request-id"])
 def test_a_malformed_request_is_a_schema_violation_with_the_field_named(
     mutate: Any, needle: str
 ) -> None:
@@ -417,6 +416,19 @@ def test_a_malformed_request_is_a_schema_violation_with_the_field_named(
         AGENCY.codec().decode(json.dumps(body).encode())
     assert caught.value.failure is DecodeFailure.SCHEMA
     assert needle in caught.value.detail
+
+
+def test_a_request_whose_subject_is_not_its_permit_is_a_subject_mismatch() -> None:
+    """The envelope rule, not a field: its own dead-letter reason, naming where the subject
+    must come from and neither value."""
+    body = registration_request(NAME, permit_no=PERMIT, at=NOW).model_dump(mode="json")
+    body["subject"] = "156000000000000002"
+    with pytest.raises(DecodeError) as caught:
+        AGENCY.codec().decode(json.dumps(body).encode())
+    assert caught.value.failure is DecodeFailure.SUBJECT
+    assert "subject must be data.permit_no" in caught.value.detail
+    assert PERMIT not in caught.value.detail
+    assert "156000000000000002" not in caught.value.detail
 
 
 def test_the_card_codec_reads_every_contract_type_and_refuses_unknown_ones() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from schemas.permit_token import (
     load_public_keys,
     public_jwk,
     sign,
+    token_digest,
     verify,
 )
 
@@ -196,3 +198,60 @@ def test_a_jwk_whose_key_id_lies_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps({"keys": [jwk]}))
     with pytest.raises(ValueError, match="does not match"):
         load_public_keys(path)
+
+
+# canonical base64url ----------------------------------------------------------------------
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _stray_bits(segment: str) -> str:
+    """The same bytes with the unused low bits of the last character set: a second spelling."""
+    last = _ALPHABET.index(segment[-1])
+    unused = {2: 0b1111, 3: 0b11}[len(segment) % 4]
+    assert last & unused == 0, "a canonical segment leaves them clear"
+    return segment[:-1] + _ALPHABET[last | unused]
+
+
+def test_a_signature_with_stray_bits_is_malformed_though_it_decodes_the_same() -> None:
+    """64 bytes in 86 characters leave 4 bits over; setting them spells the same signature
+    another way, which verify refuses before any key is used."""
+    body, sig = token().split(".")
+    other = _stray_bits(sig)
+    assert base64.urlsafe_b64decode(other + "==") == base64.urlsafe_b64decode(sig + "==")
+    assert reason_of(f"{body}.{other}") is RejectReason.MALFORMED
+
+
+def test_a_payload_with_stray_bits_is_malformed() -> None:
+    """The payload segment must be canonical too (shown here before the signature check)."""
+    body, sig = token().split(".")
+    assert reason_of(f"{_stray_bits(body)}.{sig}") is RejectReason.MALFORMED
+
+
+@pytest.mark.parametrize("text", [
+    f"{b64(b'x')}==.{SIG}", f"{_payload()}.{SIG}==", f"{_payload()}.{SIG}=",
+], ids=["padded-payload", "padded-signature", "one-pad"])
+def test_padding_is_malformed(text: str) -> None:
+    """Tokens carry no padding: base64url without `=`."""
+    assert reason_of(text) is RejectReason.MALFORMED
+
+
+@given(st.integers(min_value=0, max_value=2**32))
+def test_every_token_sign_makes_is_canonical(seconds: int) -> None:
+    """What the issuer signs, the verifier accepts: sign never writes stray bits."""
+    issued = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds % 10**8)
+    text = sign(claims(issued_at=issued, expires_at=issued + timedelta(minutes=10)), KEY, KID)
+    assert verify(text, KEYS, issued).issued_at == issued
+
+
+# the digest a verifier records -------------------------------------------------------------
+
+
+def test_the_digest_is_of_the_signed_segment_and_ignores_surrounding_space() -> None:
+    """SHA-256 of the payload segment: the same for every copy of one token, another for
+    another token, and nothing of the token can be read back from it."""
+    text = token()
+    body = text.split(".")[0]
+    assert token_digest(text) == hashlib.sha256(body.encode()).digest()
+    assert token_digest(f"  {text}\n") == token_digest(text)
+    assert token_digest(token(card_id="ESSC00000000000000FF")) != token_digest(text)

@@ -7,6 +7,7 @@ Kafka or Postgres: `MemoryPublicSecurityView` keeps the rows and unique indexes 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from consumers.public_security.handlers import Policy
 from consumers.public_security.tokens import token_check
 from hub.dispatch import Emit
 from producers.work_permit import domain
-from schemas.permit_token import key_id
+from schemas.permit_token import key_id, token_digest
 from schemas.permits import (
     CancellationReason,
     Category,
@@ -145,8 +146,16 @@ def token(permit_no: str, key: SigningKey = CARD_KEY, issued_at: datetime = SCAN
     return QrIssuer(key, clock=lambda: issued_at).issue(permit_no, CARD_ID)[0]
 
 
-async def apply(view: MemoryPublicSecurityView, event: ResidencePermitApplied) -> Sequence[Emit]:
-    return await handlers.on_application(event, view, POLICY)
+async def apply(
+    view: MemoryPublicSecurityView, event: ResidencePermitApplied,
+    received_at: datetime | None = None,
+) -> Sequence[Emit]:
+    """Decide as the router would; the record reached Kafka two seconds after the scan."""
+    if received_at is None:
+        presented = event.data.presented
+        scanned = presented.scanned_at if isinstance(presented, PresentedQrToken) else SCANNED
+        received_at = scanned + timedelta(seconds=2)
+    return await handlers.on_application(event, view, POLICY, received_at=received_at)
 
 
 def only(emits: Sequence[Emit], event_type: type[Any], subject: str = PERMIT) -> Any:
@@ -335,6 +344,75 @@ async def test_a_forged_token_learns_nothing_about_the_permit() -> None:
     known = rejected(await apply(view, by_token("T-1", PERMIT, token(PERMIT, key=FORGER))))
     unknown = rejected(await apply(view, by_token("T-2", OTHER, token(OTHER, key=FORGER))), OTHER)
     assert known.reason is unknown.reason is R.TOKEN_INVALID
+
+
+async def test_a_backdated_scan_of_a_long_expired_token_is_refused() -> None:
+    """The counter says the code was scanned while valid, but its request reached Kafka a
+    month later: scan_time_invalid, and the token is not recorded as used."""
+    view = MemoryPublicSecurityView()
+    Authority(view).issued()
+    event = by_token("T-1", PERMIT, token(PERMIT))  # scanned_at SCANNED, within its life
+    emits = await apply(view, event, received_at=SCANNED + timedelta(days=30))
+    assert rejected(emits).reason is R.SCAN_TIME_INVALID
+    assert view.accepted_tokens == {}
+    assert view.residences == {}
+
+
+async def test_a_token_is_taken_once_and_only_its_digest_is_kept() -> None:
+    """Presented again for another application of the same purpose: token_reused, with a
+    message that names neither the token nor the permit."""
+    view = MemoryPublicSecurityView()
+    auth = Authority(view)
+    auth.issued()
+    auth.issued(OTHER)
+    text = token(PERMIT)
+    assert only(await apply(view, by_token("T-1", PERMIT, text)), ResidencePermitIssued)
+    assert list(view.accepted_tokens) == [(token_digest(text), "first")]
+    again = rejected(await apply(view, by_token("T-2", PERMIT, text)))
+    assert again.reason is R.TOKEN_REUSED
+    assert PERMIT not in again.message
+    assert text not in again.message
+    assert len(view.accepted_tokens) == 1
+
+
+async def test_a_token_that_proved_its_permit_is_used_up_even_if_the_application_fails() -> None:
+    """Refused on its merits (too late): the token did prove the permit, so it is taken."""
+    view = MemoryPublicSecurityView()
+    Authority(view).issued()
+    text = token(PERMIT)
+    late = applied("T-1", PERMIT, presented=PresentedQrToken(token=text, scanned_at=SCANNED),
+                   applied_on=ENTRY + timedelta(days=31))
+    assert rejected(await apply(view, late)).reason is R.APPLIED_TOO_LATE
+    assert rejected(await apply(view, by_token("T-2", PERMIT, text))).reason is R.TOKEN_REUSED
+
+
+async def test_a_token_refused_before_it_proved_anything_is_not_used_up() -> None:
+    """Forged, expired, or its permit not yet provable by token in this view: nothing is
+    recorded, so a genuine token may be presented again once the view has caught up."""
+    view = MemoryPublicSecurityView()
+    Authority(view).legacy()
+    forged = rejected(await apply(view, by_token("T-1", PERMIT, token(PERMIT, key=FORGER))))
+    legacy = rejected(await apply(view, by_token("T-2", PERMIT, token(PERMIT))))
+    assert (forged.reason, legacy.reason) == (R.TOKEN_INVALID, R.LEGACY_PERMIT_NO_TOKEN)
+    assert view.accepted_tokens == {}
+
+
+async def test_a_token_is_taken_once_per_purpose() -> None:
+    """The same token backs one first application and one extension, not two of either."""
+    view = MemoryPublicSecurityView()
+    auth = Authority(view)
+    await _first_residence(view, auth)
+    text = token(PERMIT, issued_at=SCANNED)
+    ext = applied("X-1", purpose=ApplicationPurpose.EXTENSION, entry_date=None,
+                  applied_on=ENTRY + timedelta(days=10), requested_until=date(2026, 3, 2),
+                  presented=PresentedQrToken(token=text, scanned_at=SCANNED))
+    assert rejected(await apply(view, ext)).reason is R.NOTHING_TO_EXTEND
+    again = ext.model_copy(update={"id": uuid.uuid4(),
+                                   "data": ext.data.model_copy(update={"application_id": "X-2"})})
+    assert rejected(await apply(view, again)).reason is R.TOKEN_REUSED
+    first = rejected(await apply(view, by_token("F-1", PERMIT, text)))
+    assert first.reason is R.ALREADY_ISSUED
+    assert sorted(p for _, p in view.accepted_tokens) == ["extension", "first"]
 
 
 async def test_a_legacy_permit_needs_its_number_until_it_is_migrated() -> None:

@@ -10,8 +10,13 @@ from pydantic import ValidationError
 
 from consumers.public_security import rules
 from consumers.public_security.rules import Extend, Grant, PermitFacts, Refuse, ResidenceFacts
-from consumers.public_security.tokens import check_token
-from schemas.permit_token import Claims, key_id, sign
+from consumers.public_security.tokens import (
+    AcceptedToken,
+    check_scan_time,
+    check_token,
+    token_check,
+)
+from schemas.permit_token import Claims, key_id, sign, token_digest
 from schemas.public_security import (
     ApplicationPurpose,
     PresentedPermitNo,
@@ -304,3 +309,47 @@ def test_an_application_presents_exactly_one_kind_of_proof() -> None:
         application(presented={"kind": "passport", "permit_no": PERMIT_NO})
     with pytest.raises(ValidationError):
         PresentedQrToken(token=token(), scanned_at=datetime(2025, 3, 11, 9, 30))
+
+
+# The scan time against the record's time -----------------------------------------------------
+
+LEEWAY = timedelta(seconds=30)
+
+
+@pytest.mark.parametrize("offset", [timedelta(0), LEEWAY, -LEEWAY],
+                         ids=["same", "+leeway", "-leeway"])
+def test_a_scan_within_the_leeway_of_the_record_time_passes(offset: timedelta) -> None:
+    """The counter's clock may be off by the leeway either way, or its submission slow."""
+    assert check_scan_time(SCANNED + offset, SCANNED, LEEWAY) is None
+
+
+@pytest.mark.parametrize("offset", [
+    LEEWAY + timedelta(seconds=1), -LEEWAY - timedelta(seconds=1), -timedelta(days=30),
+], ids=["future", "past", "backdated"])
+def test_a_scan_time_beyond_the_leeway_is_refused(offset: timedelta) -> None:
+    """A backdated (or future) scan time is refused for itself, whatever the token says."""
+    refused = check_scan_time(SCANNED + offset, SCANNED, LEEWAY)
+    assert refused is not None
+    assert refused.reason is ResidenceRejection.SCAN_TIME_INVALID
+    assert "30 s" in refused.message
+
+
+def test_a_long_expired_token_with_a_backdated_scan_is_refused_for_the_scan_time() -> None:
+    """The measured hole: scanned_at set back into the token's life made an expired token
+    pass; checked against the record's time it is refused, before the token is looked at."""
+    check = token_check(lambda: KEYS, LEEWAY)
+    backdated = presented(token(), scanned_at=SCANNED)
+    received_long_after = SCANNED + timedelta(days=3)
+    assert check_token(backdated, PERMIT_NO, KEYS, LEEWAY) is None  # alone it looks fine
+    refused = check(backdated, PERMIT_NO, received_long_after)
+    assert isinstance(refused, Refuse)
+    assert refused.reason is ResidenceRejection.SCAN_TIME_INVALID
+
+
+def test_an_accepted_token_is_kept_as_its_digest_and_expiry() -> None:
+    """What the handler records: the digest of the signed segment, never the token."""
+    text = token()
+    accepted = token_check(lambda: KEYS, LEEWAY)(presented(text), PERMIT_NO, SCANNED)
+    assert isinstance(accepted, AcceptedToken)
+    assert accepted.digest == token_digest(text)
+    assert accepted.expires_at == SCANNED + timedelta(minutes=8)

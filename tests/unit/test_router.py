@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 from hypothesis import given
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from consumers.card.requests import registration_request, sweep_request
 from hub.delivery import Delivery
-from hub.dispatch import Emit, Handle, Merge, Router, Step
+from hub.dispatch import Emit, Handle, Merge, Received, Router, Step
 from hub.projection import ViewTable
 from producers.work_permit import domain
 from schemas.card import ExpiryReminderSweepRequested
@@ -220,12 +220,19 @@ class FakeConnection:
         self.merged: list[tuple[Any, ...]] = []
         self.outbox: list[dict[str, Any]] = []
 
-    async def fetch(self, sql: str, ids: list[uuid.UUID], types: list[str]) -> list[dict[str, Any]]:
-        """INSERT INTO hub_handled_events … ON CONFLICT DO NOTHING RETURNING event_id."""
-        assert "hub_handled_events" in sql
-        new = [i for i in dict.fromkeys(ids) if i not in self.handled]
-        self.handled.update(new)
-        return [{"event_id": i} for i in new]
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """INSERT INTO hub_handled_events … RETURNING event_id, or a view's held versions."""
+        if "hub_handled_events" in sql:
+            ids, _types = args
+            new = [i for i in dict.fromkeys(ids) if i not in self.handled]
+            self.handled.update(new)
+            return [{"event_id": i} for i in new]
+        assert sql.startswith("SELECT permit_no, sequence FROM t_")  # the jump limit's read
+        held: dict[Any, int] = {}
+        for key, sequence in self.merged:
+            if key in args[0]:
+                held[key] = max(sequence, held.get(key, sequence))
+        return list(held.items())
 
     async def fetchval(self, sql: str, source: str, subject: str) -> int:
         """The next number of hub_subject_sequences for (source, subject)."""
@@ -301,3 +308,32 @@ async def test_a_redelivered_request_is_not_handled_again() -> None:
     await r.apply(cast(Any, conn), deliveries(s))
     assert calls == [s.id]
     assert len(conn.outbox) == 1
+
+
+def test_the_plan_carries_each_handled_events_record_time() -> None:
+    """`plan` stays pure: the record's Kafka timestamp travels in the Handle step."""
+    r = router()
+    s = sweep(1)
+    [step] = list(r.plan([Delivery("topic", 0, 0, 1767225600123, s)], {s.id}))
+    assert isinstance(step, Handle)
+    assert step.received == Received(datetime(2026, 1, 1, 0, 0, 0, 123000, tzinfo=UTC))
+
+
+async def test_a_handler_that_asks_gets_the_record_time_and_plain_ones_do_not() -> None:
+    """`on_received` handlers take (event, view, Received); `on` handlers keep (event, view)."""
+    s = sweep(1)
+    seen: list[Any] = []
+
+    async def timed(event: Any, view: Any, received: Received) -> Sequence[Emit]:
+        seen.append(received.at)
+        return []
+
+    async def plain(event: Any, view: Any) -> Sequence[Emit]:
+        seen.append("plain")
+        return []
+
+    r: Router[Any] = Router(outcome_topic="outcomes", view_factory=lambda conn: conn)
+    r.on_received(ExpiryReminderSweepRequested, timed)
+    r.on(ExpiryReminderSweepRequested, plain)
+    await r.apply(cast(Any, FakeConnection()), [Delivery("topic", 0, 0, 1767225600000, s)])
+    assert seen == [datetime(2026, 1, 1, tzinfo=UTC), "plain"]
