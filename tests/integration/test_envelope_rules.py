@@ -57,7 +57,8 @@ def _violations(true_next: CloudEvent[Any], other_permit: str) -> dict[str, Viol
 async def _kcat_produce(kcat: str, settings: Settings, key: str | None, path: Path) -> None:
     """One file as one message; Java's partitioner (murmur2), so a key lands where ours do.
     Signed with the authority's key: what is tested is the contract, not the signature."""
-    jws = dict(signed(settings, topics.PERMIT_EVENTS, await asyncio.to_thread(path.read_bytes)))["jws"].decode()
+    value = await asyncio.to_thread(path.read_bytes)
+    jws = dict(signed(settings, topics.PERMIT_EVENTS, value))["jws"].decode()
     args = [kcat, "-P", "-b", settings.bootstrap, "-t", settings.topic(topics.PERMIT_EVENTS),
             "-X", "partitioner=murmur2_random", "-H", f"content-type={CONTENT_TYPE}",
             "-H", f"jws={jws}"]

@@ -9,6 +9,7 @@ give (both read through `hub.delivery.accept`).
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from hub.delivery import Delivery, KeyMismatch, KeyMissing, Refusal, accept
+from hub.signing import KeyStore, Verifier
 from schemas import Codec, DecodeError, DecodeFailure
 from schemas.envelope import MAX_SEQUENCE
 from schemas.permits import PermitIssued, PermitIssuedData
@@ -136,14 +138,23 @@ def test_a_producer_cannot_create_an_event_that_breaks_a_rule() -> None:
 # accept: the Kafka key ------------------------------------------------------------------
 
 
+_KEYS_DIR = tempfile.TemporaryDirectory(prefix="hub-envelope-keys-")  # removed at exit
+_KEYS = KeyStore(Path(_KEYS_DIR.name))
+_AUTHORITY = _KEYS.signing_key("workpermit")
+VERIFIER = Verifier(_KEYS, {"workpermit": frozenset(t.EVENT_TYPE for t in ALL_EVENT_TYPES)})
+"""The signature passes, so what these tests see is the contract's rule."""
+
+
 def record(key: bytes | None, value: bytes) -> ConsumerRecord:
-    return ConsumerRecord("t", 0, 7, 1767225600000, 1, key, value, None, 0, len(value), ())
+    headers = [("jws", _AUTHORITY.sign(value))]
+    return ConsumerRecord("t", 0, 7, 1767225600000, 1, key, value, None, 0, len(value),
+                          headers)
 
 
 def test_a_record_without_a_key_is_refused_as_key_missing() -> None:
     """A null key would let the record land on any partition: refused, naming no value."""
     value = (EXAMPLES / "PermitIssued.json").read_bytes()
-    refused = accept(record(None, value), CODEC)
+    refused = accept(record(None, value), CODEC, VERIFIER)
     assert isinstance(refused, Refusal)
     assert refused.reason == "key_missing"
     assert isinstance(refused.error, KeyMissing)
@@ -153,8 +164,8 @@ def test_the_key_must_be_the_subject() -> None:
     """The subject as key is accepted; another key is key_mismatch."""
     value = (EXAMPLES / "PermitIssued.json").read_bytes()
     subject = json.loads(value)["subject"].encode()
-    assert isinstance(accept(record(subject, value), CODEC), Delivery)
-    refused = accept(record(OTHER_PERMIT.encode(), value), CODEC)
+    assert isinstance(accept(record(subject, value), CODEC, VERIFIER), Delivery)
+    refused = accept(record(OTHER_PERMIT.encode(), value), CODEC, VERIFIER)
     assert isinstance(refused, Refusal)
     assert isinstance(refused.error, KeyMismatch)
     assert OTHER_PERMIT not in str(refused.error)
@@ -162,6 +173,6 @@ def test_the_key_must_be_the_subject() -> None:
 
 def test_an_undecodable_keyless_record_is_undecodable_first() -> None:
     """The value is read first, so the reason stays the most basic one."""
-    refused = accept(record(None, b"{ not json"), CODEC)
+    refused = accept(record(None, b"{ not json"), CODEC, VERIFIER)
     assert isinstance(refused, Refusal)
     assert refused.reason == "undecodable"

@@ -9,6 +9,7 @@ dead-letters the event as `sequence_jump`) or, for a replay, leaves the row out.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from hub.consumer import ConsumerSpec, ViewConsumer
 from hub.delivery import Delivery
 from hub.projection import MAX_SEQUENCE_JUMP, SequenceJump, ViewTable, sequence_jumps
+from hub.signing import KeyStore, Verifier
 from schemas import Codec
 from schemas.envelope import MAX_SEQUENCE
 from schemas.permits import PermitIssued
@@ -130,7 +132,9 @@ class SavepointConnection:
         return Savepoint()
 
 
-async def test_the_consumer_dead_letters_a_jump_as_sequence_jump_and_applies_the_rest() -> None:
+async def test_the_consumer_dead_letters_a_jump_as_sequence_jump_and_applies_the_rest(
+    tmp_path: Path,
+) -> None:
     """The batch fails on the jump, is re-applied one by one, and only the jump is a dead
     letter, with reason sequence_jump; another handler error stays handler_error."""
     forged, true, broken = issued_event(A, 99), issued_event(A, 4), issued_event(B, 7)
@@ -144,7 +148,8 @@ async def test_the_consumer_dead_letters_a_jump_as_sequence_jump_and_applies_the
                 raise RuntimeError("some handler bug")
         applied.extend(d.event.sequence for d in deliveries)
 
-    spec = ConsumerSpec("g", ("t",), Codec([PermitIssued]), apply, "g.dlq")
+    spec = ConsumerSpec("g", ("t",), Codec([PermitIssued]), apply, "g.dlq",
+                        Verifier(KeyStore(tmp_path), {}))
     consumer = ViewConsumer(spec, bootstrap="localhost:9", pool=None, producer=None)  # type: ignore[arg-type]
     todo = [Delivery("t", 0, i, 0, e) for i, e in enumerate([forged, true, broken])]
     dead = await consumer._apply_isolating(SavepointConnection(), todo)  # type: ignore[arg-type]
