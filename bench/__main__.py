@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import machine
+from bench import machine, signatures
 from bench.child import spawn
 from bench.cpu import CpuMonitor
 from bench.fill import fill
@@ -148,6 +148,9 @@ async def run(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
     m = results["machine"]
     say(f"machine: {m['cpu_model']}, {m['cores_logical']} cores, {m['ram_gb']} GB RAM; "
         f"Python {m['python']}, Kafka {m['kafka']}, Postgres {m['postgres']}")
+
+    results["signatures"] = signatures.measure()
+    say(signatures.render(results["signatures"]).strip())
 
     await init_all(settings)
     results["durable_commit"] = await machine.durable_commit_ms(settings.server_url())

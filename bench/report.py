@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import signatures
+
 TARGETS = {
     "rebuild_events_per_s": 20_000,
     "live_p99_ms": 100.0,
@@ -181,6 +183,8 @@ def _live(live: dict[str, Any]) -> str:
 def render(results: dict[str, Any]) -> str:
     """The full human-readable report."""
     parts = [_machine(results)]
+    if "signatures" in results:
+        parts.append(signatures.render(results["signatures"]))
     if "fill" in results:
         parts.append(_fill(results))
     if "reference" in results and "rebuild" in results:
