@@ -18,8 +18,10 @@ from pathlib import Path
 
 import asyncpg
 
-from hub.settings import AGENCIES, Settings
+from hub.registry import installed
+from hub.settings import Settings
 from hub.stack.kafka import KafkaNode
+from hub.stack.local import kafka_node
 from hub.stack.postgres import EmbeddedPostgres, ensure_databases_sync
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -73,11 +75,12 @@ class BenchStack:
             topic_prefix="bench.",
             database_prefix="bench_",
             partitions=partitions,
+            kafka_libs=kafka_libs_dir(),
         )
         return cls(
             home=home,
             settings=settings,
-            kafka=KafkaNode(kafka_libs_dir(), home / "kafka", kafka_port, controller_port),
+            kafka=kafka_node(settings, home / "kafka"),
             postgres=EmbeddedPostgres(home / "postgres", pg_port, durable=True),
             keep=keep,
         )
@@ -91,7 +94,7 @@ class BenchStack:
         self.postgres.start()
         self.postgres.wait_ready()
         self._track_commit_timestamps()
-        names = [self.settings.database_name(agency) for agency in AGENCIES]
+        names = [self.settings.database_name(agency) for agency in installed().names()]
         ensure_databases_sync(self.settings.server_url(), names)
         self.kafka.wait_ready()
 

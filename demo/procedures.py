@@ -16,6 +16,7 @@ from consumers.card import qr
 from consumers.card.cli import permit_download, verify_image
 from consumers.card.requests import registration_request
 from hub import bootstrap
+from hub.credentials import front_door
 from hub.kafka import publish
 from hub.ops.lag import caught_up
 from hub.registry import installed
@@ -47,8 +48,10 @@ class Casebook:
 
 
 async def send(settings: Settings, topic: str, events: Iterable[CloudEvent[Any]]) -> None:
-    """Publish requests as a front-door system would."""
-    await publish(settings, topic, events, client_id="demo-front-door")
+    """Publish requests as the front-door system of the agency that takes them would."""
+    owner = next(a.name for a in installed() if a.requests and a.requests.topic == topic)
+    await publish(settings, topic, events, client_id="demo-front-door",
+                  principal=front_door(owner))
 
 
 async def synced(settings: Settings, within: float = 60.0) -> None:

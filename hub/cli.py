@@ -50,7 +50,8 @@ def _agency_names() -> list[str]:
 
 @app.command()
 def init() -> None:
-    """Create the topics and each agency's database; apply its schema migrations (idempotent)."""
+    """As Kafka's set-up principal: create the Kafka users, topics and ACLs; create each
+    agency's database and apply its schema migrations (idempotent)."""
     from hub.bootstrap import init_all
 
     commands.run(init_all, service=True)
@@ -59,10 +60,11 @@ def init() -> None:
 @topics_app.command("create")
 def topics_create() -> None:
     """Create the topics that do not exist yet, with the configured partitions and replication."""
+    from hub.credentials import ADMIN
     from hub.kafka import ensure_topics
 
     async def go(settings: Settings) -> list[str]:
-        return await ensure_topics(settings, installed().topics(settings))
+        return await ensure_topics(settings, installed().topics(settings), ADMIN)
 
     commands.emit_json({"created": commands.run(go)})
 
@@ -112,7 +114,9 @@ def run(
 
     async def go(settings: Settings) -> None:
         installed().get(agency)  # an agency that is not installed exits 2, nothing started
-        await bootstrap.init_all(settings)
+        # As the agency's own principal, which may create no topic: `hub init` sets up Kafka.
+        await bootstrap.check_agency_topics(settings, agency)
+        await bootstrap.init_databases(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -29,6 +29,7 @@ from consumers.card.views import CardView
 from hub.agency import CommandContext
 from hub.commands import emit_json
 from hub.commands import settings as _settings
+from hub.credentials import front_door
 from hub.db import open_pool
 from hub.kafka import publish
 from hub.settings import Settings
@@ -169,7 +170,7 @@ def sweep_command(
     """Publish the daily expiry-reminder sweep (what a scheduler runs once a day)."""
     as_of = today.date() if today else rules.china_date(datetime.now(UTC))
     asyncio.run(publish(_settings(), topics.CARD_REQUESTS, [sweep_request(as_of)],
-                        client_id=FRONT_DOOR))
+                        client_id=FRONT_DOOR, principal=front_door(AGENCY)))
     emit_json({"published": "ExpiryReminderSweepRequested", "as_of": as_of.isoformat()})
 
 

@@ -74,10 +74,11 @@ from aiokafka.structs import ConsumerRecord
 
 from hub.agency import Agency, PermitView
 from hub.commands import emit_json, run
+from hub.credentials import OPS
 from hub.db import Connection, lock_offsets, open_pool
 from hub.delivery import Refusal, accept
 from hub.errors import BadTarget
-from hub.kafka import partitions_of
+from hub.kafka import client_options, partitions_of
 from hub.projection import ViewTable
 from hub.registry import installed
 from hub.settings import Settings
@@ -219,7 +220,7 @@ async def _resolve(
 
 
 def _reader(settings: Settings) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+    return AIOKafkaConsumer(**client_options(settings, OPS), enable_auto_commit=False,
                             auto_offset_reset="earliest", isolation_level="read_committed",
                             client_id="hub-ops-replay", max_partition_fetch_bytes=4 << 20)
 

@@ -15,13 +15,32 @@ from aiokafka.structs import ConsumerRecord
 
 from hub import bootstrap, kafka
 from hub.bootstrap import init_all
-from hub.kafka import partitions_of
+from hub.credentials import ADMIN, front_door
+from hub.kafka import client_options, partitions_of
 from hub.projection import fetch_all
 from hub.registry import installed
 from hub.settings import Settings
 from schemas import CloudEvent, topics
 
 __all__ = ["hub_settings"]
+
+AUTHORITY = installed().authority().name
+"""The principal that alone (with ops' redrive) writes the permit topic; tests that put
+records there, good or malformed, stand in for the authority's relay."""
+
+OBSERVER = ADMIN
+"""Tests read topics as the set-up principal, a super user outside the ACL matrix."""
+
+
+def writer_of(topic: str) -> str:
+    """The principal that may write a topic (before the prefix): the front door of the
+    agency taking requests on it, or the agency publishing it."""
+    for a in installed():
+        if a.requests is not None and a.requests.topic == topic:
+            return front_door(a.name)
+        if a.publishes is not None and a.publishes.topic == topic:
+            return a.name
+    raise LookupError(f"no agency declares topic {topic!r}")
 
 
 @pytest.fixture
@@ -55,7 +74,8 @@ async def eventually(
 
 async def publish(settings: Settings, events: Iterable[CloudEvent[Any]]) -> int:
     """Produce events to the permit topic as the authority's relay would; return how many."""
-    return await kafka.publish(settings, topics.PERMIT_EVENTS, events, client_id="test-publisher")
+    return await kafka.publish(settings, topics.PERMIT_EVENTS, events, client_id="test-publisher",
+                               principal=AUTHORITY)
 
 
 def expected_rows(
@@ -81,7 +101,7 @@ async def read_topic(
     settings: Settings, topic: str, timeout: float = 5.0  # noqa: ASYNC109 - a read deadline
 ) -> list[ConsumerRecord]:
     """Every record currently in a topic, in partition order."""
-    reader = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    reader = AIOKafkaConsumer(**client_options(settings, OBSERVER), enable_auto_commit=False)
     await reader.start()
     try:
         tps = [TopicPartition(topic, p) for p in await partitions_of(reader, topic)]

@@ -35,7 +35,7 @@ from schemas.card import (
 from schemas.permits import CancellationReason, Category, PermitRecord, PermitStandard, PermitStatus
 from schemas.social_insurance import SocialSecurityNumberIssued, SocialSecurityNumberIssuedData
 from tests.factories import employer, holder
-from tests.integration.hub_fixtures import eventually, read_topic
+from tests.integration.hub_fixtures import eventually, read_topic, writer_of
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,8 @@ async def card_hub(hub_settings: Settings, tmp_path: Path) -> AsyncIterator[Card
 async def submit(settings: Settings, events: Iterable[CloudEvent[Any]],
                  topic: str = topics.CARD_REQUESTS) -> int:
     """Publish as a front door does (the hub's one publish helper)."""
-    return await publish(settings, topic, events, client_id="test-front-door")
+    return await publish(settings, topic, events, client_id="test-front-door",
+                         principal=writer_of(topic))
 
 
 async def in_view(hub: CardHub, permit_no: str, column: str, value: Any) -> None:
@@ -201,7 +202,8 @@ async def test_malformed_requests_are_dead_lettered_with_the_reason(card_hub: Ca
         b"{not json",
     ]
     topic = hub.settings.topic(topics.CARD_REQUESTS)
-    async with bootstrap.producer(hub.settings, "bad-front-door") as prod:
+    async with bootstrap.producer(hub.settings, "bad-front-door",
+                                  principal=writer_of(topics.CARD_REQUESTS)) as prod:
         for value in bad:
             await prod.send_and_wait(topic, key=good.encode(), value=value)
     await in_view(hub, good, "status", "active")

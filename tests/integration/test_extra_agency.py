@@ -34,7 +34,7 @@ from producers.work_permit import authority
 from schemas import topics
 from schemas.permits import CancellationReason, Category
 from tests.factories import employer, holder
-from tests.integration.hub_fixtures import eventually
+from tests.integration.hub_fixtures import AUTHORITY, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -202,7 +202,7 @@ async def test_an_agency_from_another_distribution_gets_the_whole_hub(
 
 async def _publish_garbage(settings: Settings) -> int:
     """One record no agency can decode, on the permit topic; its offset."""
-    async with bootstrap.producer(settings, "test-garbage") as prod:
+    async with bootstrap.producer(settings, "test-garbage", principal=AUTHORITY) as prod:
         meta = await prod.send_and_wait(settings.topic(topics.PERMIT_EVENTS),
                                         key=b"000000000000000000", value=b"not json")
     offset: int = meta.offset

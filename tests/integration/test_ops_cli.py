@@ -35,6 +35,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "HUB_DATABASE_URL": settings.server_url(),
         "HUB_TOPIC_PREFIX": settings.topic_prefix,
         "HUB_DATABASE_PREFIX": settings.database_prefix,
+        "HUB_HOME": str(settings.home),
         "USER": "ops-tester",
     }
 
