@@ -367,8 +367,10 @@ async def _run(
 ) -> None:
     """Build, then switch (unbounded) or leave the shadow (bounded); record the outcome."""
     reader = _reader(settings)
-    await reader.start()
     try:
+        # Inside the try: a replay cancelled while the reader logs in (a TLS and SCRAM
+        # handshake) is recorded as interrupted, not left `running`.
+        await reader.start()
         tps = [TopicPartition(r.topic, p.partition) for p in r.partitions]
         reader.assign(tps)
         for p in r.partitions:

@@ -120,9 +120,16 @@ class LocalStack:
         }
 
     def _kafka_status(self) -> dict[str, Any]:
+        security = {
+            "security_protocol": self.settings.kafka_security_protocol,
+            "ca_file": str(self.settings.kafka_ca()),
+            "credentials": str(self.settings.kafka_password_file(ADMIN).parent),
+        }
         if self.kafka is None:
-            return {"managed": False, "running": None, "bootstrap": self.settings.bootstrap}
+            return {"managed": False, "running": None, "bootstrap": self.settings.bootstrap,
+                    **security}
         return {
+            **security,
             "managed": True,
             "running": self.kafka.is_running(),
             "pid": self.kafka.pid,

@@ -81,6 +81,9 @@ def _session_settings(home: Path, kafka_port: int, controller_port: int, pg_port
         postgres_port=pg_port,
         topic_prefix=f"t{tag}.",
         database_prefix=f"t{tag}_",
+        # Named outright, so a test that gives itself another home keeps the login.
+        kafka_ca_file=home / "tls" / "ca.crt",
+        kafka_credentials_dir=home / "secrets" / "kafka",
     )
 
 
