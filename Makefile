@@ -58,6 +58,7 @@ lint: $(VENV)/.installed
 schemas: $(VENV)/.installed
 	$(BIN)/python -m schemas.export
 	$(BIN)/python -m hub.ops.asyncapi
+	$(BIN)/python -m hub.ops.acls
 
 stack-up: setup
 	$(BIN)/hub stack up
