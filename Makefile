@@ -25,8 +25,10 @@ $(LIBS)/.resolved: stack/pom.xml
 
 # kcat (librdkafka, no Python) is the foreign Kafka client three integration tests use.
 # It comes from the system's packages, so it is installed only where root has apt-get.
+# A librdkafka older than 2.6.1 cannot log in to Kafka 4 with SCRAM (Debian 12 has 2.0.2):
+# stack/kcat_runtime.py then writes .cache/kcat/kcat, kcat on a newer librdkafka.
 KCAT_HINT := install it with 'sudo apt-get install kcat' (macOS: 'brew install kcat')
-kcat:
+kcat: $(VENV)/.installed
 	@command -v kcat >/dev/null 2>&1 || \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat) || \
@@ -34,6 +36,7 @@ kcat:
 	else \
 	    echo "kcat is missing; $(KCAT_HINT)."; \
 	fi
+	@$(BIN)/python stack/kcat_runtime.py
 
 demo: setup
 	$(BIN)/python -m demo
@@ -55,6 +58,7 @@ lint: $(VENV)/.installed
 schemas: $(VENV)/.installed
 	$(BIN)/python -m schemas.export
 	$(BIN)/python -m hub.ops.asyncapi
+	$(BIN)/python -m hub.ops.acls
 
 stack-up: setup
 	$(BIN)/hub stack up

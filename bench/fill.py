@@ -17,6 +17,7 @@ from typing import Any
 
 from demo.synthetic import stream
 from hub import bootstrap
+from hub.registry import installed
 from hub.settings import Settings
 from hub.signing import SIGNATURE_HEADER
 from schemas import CONTENT_TYPE, topics
@@ -36,7 +37,10 @@ async def fill(
     produced = permits = chunk = 0
     generate_s = send_s = 0.0
     value_bytes = 0
-    async with bootstrap.producer(settings, "bench-fill", linger_ms=linger_ms) as prod:
+    # As the authority, the one principal that writes the permit topic.
+    authority = installed().authority().name
+    async with bootstrap.producer(settings, "bench-fill", principal=authority,
+                                  linger_ms=linger_ms) as prod:
         while produced < events:
             start = time.perf_counter()
             messages: list[tuple[bytes, bytes]] = []

@@ -54,7 +54,8 @@ from bench.cpu import CpuMonitor
 from bench.stack import BenchStack
 from hub import bootstrap
 from hub.db import stored_offsets
-from hub.kafka import end_offsets
+from hub.kafka import client_options, end_offsets
+from hub.kafka_credentials import OPS
 from hub.ops.lag import caught_up
 from hub.registry import installed
 from producers.work_permit import Authority
@@ -188,7 +189,7 @@ class LivePhase:
             async with bootstrap.pool(self.settings, "workpermit", max_size=self.pool_size) as p:
                 self._auth = Authority(p, topic=self.topic)
                 commands = await self._prepare(self._auth)
-                start_offsets = await end_offsets(self.settings, [self.topic])
+                start_offsets = await end_offsets(self.settings, [self.topic], OPS)
                 monitor = CpuMonitor(self._cpu_roots(), alone=("bench driver",))
                 async with monitor:
                     await self._drive(commands)
@@ -263,7 +264,7 @@ class LivePhase:
         read = {a: {self.settings.topic(t) for t in d.reads} for a, d in declared.items()}
         names = sorted(set().union(*read.values()))
         ends = {(tp.topic, tp.partition): end
-                for tp, end in (await end_offsets(self.settings, names)).items()}
+                for tp, end in (await end_offsets(self.settings, names, OPS)).items()}
         for agency, agency_topics in read.items():
             wanted = {k: v for k, v in ends.items() if k[0] in agency_topics and v > 0}
             group = declared[agency].group_id(self.settings)
@@ -445,7 +446,7 @@ class LivePhase:
         self, start: dict[TopicPartition, int]
     ) -> dict[tuple[str, int], float]:
         """(permit, sequence) → the record's CreateTime (set by the relay's producer), s."""
-        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap,
+        reader = AIOKafkaConsumer(**client_options(self.settings, OPS),
                                   enable_auto_commit=False)
         await reader.start()
         out: dict[tuple[str, int], float] = {}

@@ -45,6 +45,7 @@ from hub.bootstrap import running_consumer
 from hub.consumer import ViewConsumer
 from hub.delivery import Delivery
 from hub.kafka import end_offsets
+from hub.kafka_credentials import OPS
 from hub.logging import configure_logging
 from hub.ops.lag import agency_lag, caught_up
 from hub.registry import installed
@@ -112,7 +113,7 @@ async def rebuild(agency: str) -> dict[str, Any]:
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
     read = [settings.topic(t) for t in installed().get(agency).reads]
-    total = sum((await end_offsets(settings, read)).values())
+    total = sum((await end_offsets(settings, read, OPS)).values())
     if any(p.stored is not None for p in await agency_lag(settings, agency)):
         raise RuntimeError(f"the {agency} database already holds offsets: not a rebuild")
     timing = BatchTiming(total)

@@ -20,7 +20,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.child import cpu_seconds, emit, peak_rss_mb
-from hub.kafka import partitions_of
+from hub.kafka import client_options, partitions_of
+from hub.kafka_credentials import OPS
 from hub.logging import configure_logging
 from hub.settings import Settings
 from schemas import PERMIT_EVENT_TYPES, Codec, topics
@@ -33,7 +34,7 @@ async def reference() -> dict[str, Any]:
     topic = settings.topic(topics.PERMIT_EVENTS)
     decode = Codec(PERMIT_EVENT_TYPES).decode
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
+        **client_options(settings, OPS),
         enable_auto_commit=False,
         isolation_level="read_committed",
         max_partition_fetch_bytes=4 * 1024 * 1024,

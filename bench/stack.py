@@ -21,6 +21,7 @@ import asyncpg
 from hub.registry import installed
 from hub.settings import SUPERUSER, Settings
 from hub.stack.kafka import KafkaNode
+from hub.stack.local import kafka_node
 from hub.stack.postgres import EmbeddedPostgres, ensure_databases_sync
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -75,11 +76,12 @@ class BenchStack:
             topic_prefix="bench.",
             database_prefix="bench_",
             partitions=partitions,
+            kafka_libs=kafka_libs_dir(),
         )
         return cls(
             home=home,
             settings=settings,
-            kafka=KafkaNode(kafka_libs_dir(), home / "kafka", kafka_port, controller_port),
+            kafka=kafka_node(settings, home / "kafka"),
             postgres=EmbeddedPostgres(home / "postgres", pg_port, durable=True,
                                       password_file=settings.secret_file(SUPERUSER)),
             keep=keep,

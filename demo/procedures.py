@@ -16,8 +16,8 @@ from consumers.card import qr
 from consumers.card.cli import permit_download, verify_image
 from consumers.card.requests import registration_request
 from hub import bootstrap
-from hub.agency import front_door
 from hub.kafka import publish
+from hub.kafka_credentials import front_door
 from hub.ops.lag import caught_up
 from hub.registry import installed
 from hub.settings import Settings
@@ -48,7 +48,8 @@ class Casebook:
 
 
 async def send(settings: Settings, topic: str, events: Iterable[CloudEvent[Any]]) -> None:
-    """Publish requests as the front-door system of the agency owning the topic would."""
+    """Publish requests as the front-door system of the agency that takes them would: it
+    logs in and signs as itself."""
     owner = next(a.name for a in installed() if a.requests and a.requests.topic == topic)
     await publish(settings, topic, events,
                   signer=bootstrap.signing_key(settings, front_door(owner)))

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings
 from hub.consumer import ConsumerSpec
 from hub.delivery import BatchHandler
 from hub.kafka import quarantine_topic
+from hub.kafka_credentials import front_door
 from hub.projection import ViewTable
 from hub.settings import Settings
 from hub.signing import Verifier
@@ -33,11 +34,6 @@ RowFunction = Callable[[Any], tuple[Any, ...] | None]
 
 Reads = Mapping[str, str]
 """JSON path → the type a consumer reads there (see `schemas.expectations`)."""
-
-
-def front_door(agency: str) -> str:
-    """The signer (and Kafka principal) of the systems that submit an agency's requests."""
-    return f"{agency}-front-door"
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,20 @@ from typing import Any
 
 import asyncpg
 
+from hub import acl
 from hub.agency import Agency, CommandContext, Lookup
 from hub.consumer import ViewConsumer
 from hub.db import open_pool
 from hub.errors import BadTarget, NotReady
-from hub.kafka import Producer, ensure_topics, open_producer
+from hub.kafka import (
+    Producer,
+    client_options,
+    ensure_topics,
+    missing_topics,
+    open_producer,
+    protocol_client,
+)
+from hub.kafka_credentials import ADMIN, ensure_users
 from hub.logging import get_logger
 from hub.migrate import Migration, apply, drift, load, status
 from hub.outbox import OutboxRelay
@@ -91,9 +100,11 @@ async def _connect_app(settings: Settings, agency: str) -> asyncpg.Connection:
 
 
 async def init_all(settings: Settings, registry: Registry | None = None) -> None:
-    """Topics, databases and signing keys: everything a hub process expects to exist."""
+    """Kafka users, topics and ACLs, databases and signing keys: everything a hub process
+    expects to exist. Kafka's part runs as the set-up principal, `admin`."""
     registry = registry or installed()
-    await ensure_topics(settings, registry.topics(settings))
+    await init_kafka_access(settings, registry)
+    await ensure_topics(settings, registry.topics(settings), ADMIN)
     await init_databases(settings, registry)
     init_keys(settings, registry)
 
@@ -120,11 +131,34 @@ def signing_key(settings: Settings, signer: str) -> SigningKey:
     return key_store(settings).signing_key(signer)
 
 
+async def init_kafka_access(settings: Settings, registry: Registry | None = None) -> None:
+    """Every principal's SCRAM credential, and the ACL matrix of these settings, applied
+    (nothing to do on a PLAINTEXT cluster, which has no identities)."""
+    if settings.kafka_security_protocol == "plaintext":
+        return
+    registry = registry or installed()
+    async with protocol_client(settings, ADMIN) as client:
+        made = await ensure_users(client, settings, acl.principals(registry))
+        if made:
+            log.info("kafka users created", principals=made)
+        await acl.apply(client, settings, acl.matrix(settings, registry))
+
+
+async def check_agency_topics(settings: Settings, agency: str) -> None:
+    """Fail unless every topic the agency reads or writes exists and is granted to it
+    (`hub init` makes both; an agency's principal may create nothing)."""
+    needs = installed().get(agency).kafka_needs(settings)
+    missing = await missing_topics(settings, [*needs.read, *needs.write], agency)
+    if missing:
+        raise BadTarget(f"agency {agency!r} cannot see topics {missing}: run `hub init` "
+                        "(as the set-up principal) first")
+
+
 def producer(
-    settings: Settings, client_id: str, *, linger_ms: int = 0
+    settings: Settings, client_id: str, *, principal: str, linger_ms: int = 0
 ) -> contextlib.AbstractAsyncContextManager[Producer]:
-    """A started idempotent producer, stopped (and flushed) on exit."""
-    return open_producer(settings, client_id, linger_ms=linger_ms)
+    """A started idempotent producer acting as `principal`, stopped (and flushed) on exit."""
+    return open_producer(settings, client_id, principal=principal, linger_ms=linger_ms)
 
 
 def pool(
@@ -141,10 +175,13 @@ async def running_consumer(
 ) -> AsyncIterator[ViewConsumer]:
     """One member of an agency's consumer group, consuming in the background until exit."""
     spec = installed().get(agency).consumer_spec(settings, verifier(settings))
-    async with pool(settings, agency) as p, producer(settings, f"{spec.group_id}-dlq") as prod:
+    async with (
+        pool(settings, agency) as p,
+        producer(settings, f"{spec.group_id}-dlq", principal=agency) as prod,
+    ):
         runtime = ViewConsumer(
             spec,
-            bootstrap=settings.bootstrap,
+            kafka=client_options(settings, agency),
             pool=p,
             producer=prod,
             max_records=settings.batch_max_records,
@@ -162,7 +199,7 @@ async def running_consumer(
 @contextlib.asynccontextmanager
 async def running_relay(settings: Settings, agency: str) -> AsyncIterator[OutboxRelay]:
     """The outbox relay of one agency's database, relaying in the background until exit."""
-    async with producer(settings, f"{settings.topic(agency)}-relay") as prod:
+    async with producer(settings, f"{settings.topic(agency)}-relay", principal=agency) as prod:
         store = key_store(settings)
         relay = OutboxRelay(settings.dsn(agency), prod, lambda: store.signing_key(agency))
         task = asyncio.create_task(relay.run(), name=f"relay-{agency}")

@@ -52,8 +52,9 @@ def _agency_names() -> list[str]:
 
 @app.command()
 def init() -> None:
-    """Create the topics, each agency's database and its two Postgres roles (owner, runtime);
-    apply its schema migrations as the owner (idempotent)."""
+    """As Kafka's set-up principal: create the Kafka users, topics and ACLs; create each
+    agency's database and its two Postgres roles (owner, runtime), apply its schema
+    migrations as the owner; publish a signing key for every signer (idempotent)."""
     from hub.bootstrap import init_all
 
     commands.run(init_all, service=True)
@@ -63,9 +64,10 @@ def init() -> None:
 def topics_create() -> None:
     """Create the topics that do not exist yet, with the configured partitions and replication."""
     from hub.kafka import ensure_topics
+    from hub.kafka_credentials import ADMIN
 
     async def go(settings: Settings) -> list[str]:
-        return await ensure_topics(settings, installed().topics(settings))
+        return await ensure_topics(settings, installed().topics(settings), ADMIN)
 
     commands.emit_json({"created": commands.run(go)})
 
@@ -118,6 +120,8 @@ def run(
     async def go(settings: Settings) -> None:
         # An agency that is not installed exits 2, nothing started.
         await bootstrap.check_schema(settings, installed().get(agency))
+        # As the agency's own principal, which may create no topic: `hub init` sets up Kafka.
+        await bootstrap.check_agency_topics(settings, agency)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

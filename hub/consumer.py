@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -87,7 +88,7 @@ class ViewConsumer:
         self,
         spec: ConsumerSpec,
         *,
-        bootstrap: str,
+        kafka: Mapping[str, Any],
         pool: asyncpg.Pool,
         producer: Producer,
         max_records: int = 2000,
@@ -101,7 +102,8 @@ class ViewConsumer:
         self.timeout_ms = timeout_ms
         self.stats = ConsumerStats()
         self.assigned: set[TopicPartition] = set()
-        self.bootstrap = bootstrap
+        self.kafka = kafka
+        """The Kafka client options (`hub.kafka.client_options`): its principal's login."""
         self.client_id = client_id or spec.group_id
         self._consumer = self._new_kafka_consumer()
         self._stopping = asyncio.Event()
@@ -144,7 +146,7 @@ class ViewConsumer:
 
     def _new_kafka_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **self.kafka,
             group_id=self.spec.group_id,
             client_id=self.client_id,
             enable_auto_commit=False,

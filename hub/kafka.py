@@ -1,4 +1,5 @@
-"""Kafka pieces the hub shares: the idempotent producer, topic creation, dead letters."""
+"""Kafka pieces the hub shares: client options, the idempotent producer, topic creation,
+dead letters."""
 
 from __future__ import annotations
 
@@ -7,15 +8,20 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import ConsumerRecord
+from faststream.security import SASLScram512
 
 from hub.delivery import Delivery
 from hub.errors import retry_transient
+from hub.kafka_credentials import password
 from hub.logging import get_logger
 from hub.settings import Settings
 from hub.signing import SIGNATURE_HEADER, SigningKey
@@ -35,12 +41,69 @@ REDRIVE_LIMIT = 3
 """A dead letter redriven more often than this goes to quarantine: a loop guard."""
 
 
+SASL_MECHANISM = "SCRAM-SHA-512"
+
+KafkaOptions = dict[str, Any]
+"""Keyword arguments of an aiokafka client: where the brokers are and how to log in. It holds
+a password: pass it to a client, never to a log line or a message."""
+
+
+def client_options(
+    settings: Settings, principal: str, *, describe_only: bool = False
+) -> KafkaOptions:
+    """How every hub client connects to Kafka, as `principal` (see `hub.credentials`).
+
+    `describe_only` leaves out the password and the TLS context, for a broker object that
+    describes the hub and never connects (the AsyncAPI document's).
+    """
+    options: KafkaOptions = {"bootstrap_servers": settings.bootstrap}
+    if settings.kafka_security_protocol == "plaintext":
+        # Only by an explicit setting, for a trusted development cluster: no identity.
+        return {**options, "security_protocol": "PLAINTEXT"}
+    options |= {"security_protocol": "SASL_SSL", "sasl_mechanism": SASL_MECHANISM,
+                "sasl_plain_username": principal}
+    if describe_only:
+        return options
+    return options | {"sasl_plain_password": password(settings, principal),
+                      "ssl_context": _ssl_context(settings.kafka_ca())}
+
+
+def faststream_options(options: KafkaOptions) -> KafkaOptions:
+    """Client options in the form a FastStream `KafkaBroker` takes them."""
+    security = None
+    if options["security_protocol"] == "SASL_SSL":
+        security = SASLScram512(options["sasl_plain_username"],
+                                options.get("sasl_plain_password", ""),
+                                ssl_context=options.get("ssl_context"), use_ssl=True)
+    return {"bootstrap_servers": options["bootstrap_servers"], "security": security}
+
+
+def _ssl_context(ca_file: Path) -> Any:
+    if not ca_file.is_file():
+        raise FileNotFoundError(
+            f"no Kafka CA certificate at {ca_file}: start the local stack (`hub stack up`) "
+            "or set HUB_KAFKA_CA_FILE")
+    # Verifies the broker's certificate chain and its host name (check_hostname).
+    return create_ssl_context(cafile=str(ca_file))
+
+
+@contextlib.asynccontextmanager
+async def protocol_client(settings: Settings, principal: str) -> AsyncIterator[AIOKafkaClient]:
+    """A bootstrapped low-level client for the admin requests of `hub.kafka_wire`."""
+    client = AIOKafkaClient(**client_options(settings, principal), client_id="hub-admin")
+    await retry_transient("start kafka client", client.bootstrap)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
 class Producer:
     """An idempotent producer (`acks=all`): Kafka drops the duplicates its own retries make."""
 
-    def __init__(self, bootstrap: str, *, client_id: str, linger_ms: int = 0) -> None:
+    def __init__(self, options: KafkaOptions, *, client_id: str, linger_ms: int = 0) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+            **options,
             client_id=client_id,
             enable_idempotence=True,
             acks="all",
@@ -169,10 +232,10 @@ def dead_letter_headers(d: DeadLetter, group_id: str, now: datetime) -> Headers:
     return headers
 
 
-async def ensure_topics(settings: Settings, names: Iterable[str]) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+async def ensure_topics(settings: Settings, names: Iterable[str], principal: str) -> list[str]:
+    """Create the topics that do not exist yet, as `principal`; return the names created."""
     wanted = list(names)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="hub-admin")
+    admin = AIOKafkaAdminClient(**client_options(settings, principal), client_id="hub-admin")
     await retry_transient("start kafka admin", admin.start)
     try:
         existing = set(await admin.list_topics())
@@ -206,12 +269,24 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> No
     raise TimeoutError(f"topics not visible after creation: {names}")
 
 
+async def missing_topics(settings: Settings, names: Iterable[str], principal: str) -> list[str]:
+    """The topics of `names` that `principal` cannot see: absent, or not granted to it."""
+    admin = AIOKafkaAdminClient(**client_options(settings, principal), client_id="hub-check")
+    await retry_transient("start kafka admin", admin.start)
+    try:
+        # Metadata lists only the topics the principal may describe.
+        visible = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    return [n for n in names if n not in visible]
+
+
 @contextlib.asynccontextmanager
 async def open_producer(
-    settings: Settings, client_id: str, *, linger_ms: int = 0
+    settings: Settings, client_id: str, *, principal: str, linger_ms: int = 0
 ) -> AsyncIterator[Producer]:
-    """A started idempotent producer, stopped (and flushed) on exit."""
-    p = Producer(settings.bootstrap, client_id=client_id, linger_ms=linger_ms)
+    """A started idempotent producer acting as `principal`, stopped (and flushed) on exit."""
+    p = Producer(client_options(settings, principal), client_id=client_id, linger_ms=linger_ms)
     await p.start()
     try:
         yield p
@@ -225,7 +300,9 @@ async def publish(
 ) -> int:
     """Publish events to a topic (prefixed here) as a front door does: keyed by subject, in
     structured CloudEvents mode, signed; wait for every acknowledgement, return how many."""
-    async with open_producer(settings, client_id or signer.signer, linger_ms=5) as prod:
+    # The signer is the principal too: a front door logs in and signs as itself.
+    async with open_producer(settings, client_id or signer.signer, principal=signer.signer,
+                             linger_ms=5) as prod:
         futures = []
         for e in events:
             value = e.to_json()
@@ -248,9 +325,11 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
     return sorted(known)
 
 
-async def end_offsets(settings: Settings, topic_names: Iterable[str]) -> dict[TopicPartition, int]:
-    """The log-end offset of every partition of these topics."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+async def end_offsets(
+    settings: Settings, topic_names: Iterable[str], principal: str
+) -> dict[TopicPartition, int]:
+    """The log-end offset of every partition of these topics, read as `principal`."""
+    consumer = AIOKafkaConsumer(**client_options(settings, principal), enable_auto_commit=False)
     await retry_transient("start offsets reader", consumer.start)
     try:
         tps = [TopicPartition(t, p) for t in topic_names for p in await partitions_of(consumer, t)]

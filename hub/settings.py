@@ -39,6 +39,30 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(
         default="", description="prefix of every topic and group, so two hubs can share a broker"
     )
+    kafka_security_protocol: Literal["sasl_ssl", "plaintext"] = Field(
+        default="sasl_ssl",
+        description="how clients reach Kafka: `sasl_ssl` (SCRAM-SHA-512 over TLS, one principal "
+        "per process, ACLs) or `plaintext` (no encryption, no identity: only for a trusted "
+        "development cluster; the local stack then runs without authorizer)",
+    )
+    kafka_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the brokers' certificates; unset means the "
+        "local stack's own CA, <home>/tls/ca.crt",
+    )
+    kafka_credentials_dir: Path | None = Field(
+        default=None,
+        description="directory of the SCRAM passwords, one file <principal>.password each "
+        "(0600); unset means <home>/secrets/kafka, where the local stack and `hub init` "
+        "write the ones they create",
+    )
+    kafka_password_files: dict[str, Path] = Field(
+        default_factory=dict,
+        description="per principal (an agency's name, <agency>-front-door, ops, admin), the "
+        'file holding its SCRAM password, as a JSON object (e.g. {"tax": '
+        '"/run/secrets/tax.password"}); a principal not named here reads its file in '
+        "kafka_credentials_dir",
+    )
     partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int = Field(default=1, ge=1)
@@ -94,6 +118,22 @@ class Settings(BaseSettings):
     def secret_file(self, role: str) -> Path:
         """The file holding one Postgres role's password."""
         return self.secrets_dir / role
+
+    @property
+    def kafka_tls_dir(self) -> Path:
+        """Where the local stack keeps its CA and the Kafka node's key and certificate."""
+        return self.home / "tls"
+
+    def kafka_ca(self) -> Path:
+        """The CA file clients verify the brokers with."""
+        return self.kafka_ca_file or self.kafka_tls_dir / "ca.crt"
+
+    def kafka_password_file(self, principal: str) -> Path:
+        """The file holding one principal's SCRAM password."""
+        if principal in self.kafka_password_files:
+            return self.kafka_password_files[principal]
+        directory = self.kafka_credentials_dir or self.home / "secrets" / "kafka"
+        return directory / f"{principal}.password"
 
     def server_url(self) -> str:
         """URL of the shared server's maintenance database `postgres`, as its administrator

@@ -26,11 +26,12 @@ from consumers.card import documents, qr, rules
 from consumers.card.issuer import QrIssuer
 from consumers.card.requests import sweep_request
 from consumers.card.views import CardView
-from hub.agency import CommandContext, front_door
+from hub.agency import CommandContext
 from hub.commands import emit_json
 from hub.commands import settings as _settings
 from hub.db import open_pool
 from hub.kafka import publish
+from hub.kafka_credentials import front_door
 from hub.settings import Settings
 from hub.signing import KeyStore
 from schemas import topics

@@ -33,6 +33,8 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from pydantic import Field
 
+from hub.kafka import client_options, faststream_options
+from hub.kafka_credentials import OPS
 from hub.registry import Registry, installed
 from hub.settings import Settings
 from schemas.codec import DecodeFailure
@@ -68,9 +70,12 @@ def describe(settings: Settings, registry: Registry | None = None) -> _Described
     """The broker that describes the hub under these settings (never connected)."""
     registry = registry or installed()
     broker = KafkaBroker(
-        settings.bootstrap,
+        # Never connected: the options describe the security scheme, without a password.
+        **faststream_options(client_options(settings, OPS, describe_only=True)),
         description="The local stack's broker (`hub stack up`); HUB_KAFKA_BOOTSTRAP names a "
-        "real cluster. Every message is a CloudEvents 1.0 JSON event in structured mode.",
+        "real cluster. Clients log in with SCRAM-SHA-512 over TLS, one principal per process, "
+        "and hold only the rights of docs/acl-matrix.json. Every message is a CloudEvents 1.0 "
+        "JSON event in structured mode.",
     )
     channels = registry.channels()
     carried = {settings.topic(c.topic): c.event_types for c in channels}
@@ -124,6 +129,7 @@ def document() -> dict[str, Any]:
     settings = Settings(
         topic_prefix="", kafka_bootstrap=None,
         kafka_port=Settings.model_fields["kafka_port"].default,
+        kafka_security_protocol="sasl_ssl",
     )
     described = describe(settings)
     with warnings.catch_warnings(record=True) as caught:

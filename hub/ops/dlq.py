@@ -18,7 +18,8 @@ from aiokafka.structs import ConsumerRecord
 
 from hub.agency import Agency
 from hub.errors import BadTarget, retry_transient
-from hub.kafka import REDRIVE_COUNT, Headers, partitions_of, quarantine_topic
+from hub.kafka import REDRIVE_COUNT, Headers, client_options, partitions_of, quarantine_topic
+from hub.kafka_credentials import OPS
 from hub.registry import installed
 from hub.settings import Settings
 
@@ -111,7 +112,7 @@ def _message(rec: ConsumerRecord) -> DeadLetterMessage:
 
 
 async def _reader(settings: Settings) -> AIOKafkaConsumer:
-    reader = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+    reader = AIOKafkaConsumer(**client_options(settings, OPS), enable_auto_commit=False,
                               client_id="hub-ops-dlq")
     await retry_transient("start dlq reader", reader.start)
     return reader

@@ -21,7 +21,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from hub.agency import Agency
 from hub.db import open_pool, stored_offsets
 from hub.errors import retry_transient
-from hub.kafka import partitions_of
+from hub.kafka import client_options, partitions_of
+from hub.kafka_credentials import OPS
 from hub.registry import installed
 from hub.settings import Settings
 
@@ -71,7 +72,7 @@ def _agencies(settings: Settings, groups: list[str] | None) -> list[Agency]:
 async def lag_report(settings: Settings, groups: list[str] | None = None) -> list[PartitionLag]:
     """Every partition of the named groups' topics (all agencies when none are named), with
     Kafka's committed offsets and the age of the oldest record each view has not applied."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="hub-ops-lag")
+    admin = AIOKafkaAdminClient(**client_options(settings, OPS), client_id="hub-ops-lag")
     await retry_transient("start kafka admin", admin.start)
     try:
         committed = {
@@ -99,7 +100,7 @@ async def caught_up(settings: Settings, agency: str) -> bool:
 @contextlib.asynccontextmanager
 async def _reader(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
     reader = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+        **client_options(settings, OPS), enable_auto_commit=False,
         isolation_level="read_committed", client_id="hub-ops-lag",
     )
     await retry_transient("start lag reader", reader.start)

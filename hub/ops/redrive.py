@@ -21,7 +21,8 @@ from aiokafka import AIOKafkaProducer
 
 from hub.db import open_pool
 from hub.errors import BadTarget, retry_transient
-from hub.kafka import DLQ_PREFIX, REDRIVE_COUNT, Headers
+from hub.kafka import DLQ_PREFIX, REDRIVE_COUNT, Headers, client_options
+from hub.kafka_credentials import OPS
 from hub.ops.dlq import DeadLetterMessage, dlq_topic_of, parse_ref, read_all
 from hub.settings import Settings
 
@@ -68,7 +69,7 @@ async def redrive(
         if dry_run:
             return [_plan(m, "skipped" if (m.partition, m.offset) in sent and not again
                           else "planned") for m in chosen]
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all",
+        producer = AIOKafkaProducer(**client_options(settings, OPS), acks="all",
                                     enable_idempotence=True, client_id="hub-ops-redrive")
         await retry_transient("start redrive producer", producer.start)
         try:

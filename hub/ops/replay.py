@@ -84,7 +84,8 @@ from hub.commands import emit_json, run
 from hub.db import Connection, lock_offsets, open_pool
 from hub.delivery import Refusal, accept
 from hub.errors import BadTarget
-from hub.kafka import partitions_of
+from hub.kafka import client_options, partitions_of
+from hub.kafka_credentials import OPS
 from hub.projection import ViewTable
 from hub.registry import installed
 from hub.settings import Settings
@@ -227,7 +228,7 @@ async def _resolve(
 
 
 def _reader(settings: Settings) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+    return AIOKafkaConsumer(**client_options(settings, OPS), enable_auto_commit=False,
                             auto_offset_reset="earliest", isolation_level="read_committed",
                             client_id="hub-ops-replay", max_partition_fetch_bytes=4 << 20)
 
@@ -375,8 +376,10 @@ async def _run(
 ) -> None:
     """Build, then switch (unbounded) or leave the shadow (bounded); record the outcome."""
     reader = _reader(settings)
-    await reader.start()
     try:
+        # Inside the try: a replay cancelled while the reader logs in (a TLS and SCRAM
+        # handshake) is recorded as interrupted, not left `running`.
+        await reader.start()
         tps = [TopicPartition(r.topic, p.partition) for p in r.partitions]
         reader.assign(tps)
         for p in r.partitions:

@@ -5,19 +5,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import signal
 import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from hub.stack.ports import ensure_port_free
+from hub.stack.tls import NodeTls, ensure_node_tls, node_principal
 
-__all__ = ["KafkaNode", "KafkaNodeError", "new_cluster_id"]
+__all__ = ["KafkaNode", "KafkaNodeError", "NodeSecurity", "new_cluster_id"]
 
 # The official start script uses 1G; half of that is plenty for a test broker on 2 cores,
 # and fixed -Xms avoids heap resizing pauses during benchmarks.
@@ -72,6 +77,17 @@ class KafkaNodeError(RuntimeError):
     """The local Kafka node could not be configured, started, reached or stopped."""
 
 
+@dataclass(frozen=True)
+class NodeSecurity:
+    """What a node that serves SASL_SSL needs: its TLS directory and its set-up principal."""
+
+    tls_dir: Path
+    admin: str
+    """The super user whose SCRAM credential the storage is formatted with."""
+    admin_password: Callable[[], str]
+    """The admin's password (made on first use by the caller)."""
+
+
 class KafkaNode:
     """One KRaft Kafka process (process.roles=broker,controller) with its own data directory.
 
@@ -79,11 +95,19 @@ class KafkaNode:
     the same arguments in another process re-attaches to a running broker via its pid file.
     """
 
-    def __init__(self, libs_dir: Path, data_dir: Path, port: int, controller_port: int) -> None:
+    def __init__(
+        self, libs_dir: Path, data_dir: Path, port: int, controller_port: int, *,
+        client_options: Callable[[], dict[str, Any]], security: NodeSecurity | None = None,
+    ) -> None:
         self.libs_dir = libs_dir.resolve()
         self.data_dir = data_dir.resolve()
         self.port = port
         self.controller_port = controller_port
+        self.client_options = client_options
+        """The set-up principal's client options (`hub.kafka.client_options`): the
+        readiness probe connects with them."""
+        self.security = security
+        """None: clients get PLAINTEXT without authorizer (a trusted development node)."""
         # Kept only in the process that spawned the JVM, to reap it (no zombie).
         self._popen: subprocess.Popen[bytes] | None = None
 
@@ -120,6 +144,17 @@ class KafkaNode:
         return self.data_dir / "kafka.pid"
 
     @property
+    def mode_file(self) -> Path:
+        """Records whether the storage was formatted for SASL_SSL (with the admin's
+        credential) or for PLAINTEXT; the other mode cannot start on it."""
+        return self.data_dir / "security-mode"
+
+    @property
+    def mode(self) -> str:
+        """`sasl_ssl` or `plaintext`: what clients get from this node."""
+        return "plaintext" if self.security is None else "sasl_ssl"
+
+    @property
     def bootstrap(self) -> str:
         """host:port that clients connect to."""
         return f"127.0.0.1:{self.port}"
@@ -143,7 +178,7 @@ class KafkaNode:
 
     def _server_properties(self) -> str:
         listeners = (
-            f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+            f"CLIENTS://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
         )
         props = {
             "process.roles": "broker,controller",
@@ -153,9 +188,9 @@ class KafkaNode:
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
             "listeners": listeners,
             "advertised.listeners": listeners,
-            "inter.broker.listener.name": "PLAINTEXT",
+            "inter.broker.listener.name": "CLIENTS",
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            **self._security_properties(),
             "log.dirs": str(self.log_dir),
             # Topics are created explicitly by `hub topics create`; a typo must fail loudly.
             "auto.create.topics.enable": "false",
@@ -178,6 +213,36 @@ class KafkaNode:
             "share.coordinator.threads": "1",
         }
         return "".join(f"{key}={value}\n" for key, value in props.items())
+
+    def _security_properties(self) -> dict[str, str]:
+        if self.security is None:
+            return {"listener.security.protocol.map": "CLIENTS:PLAINTEXT,CONTROLLER:PLAINTEXT"}
+        tls = NodeTls(self.security.tls_dir)
+        return {
+            # Clients get SASL_SSL only: SCRAM-SHA-512 identities over TLS. The controller
+            # listener (127.0.0.1) takes only this node itself, by mutual TLS with the node
+            # certificate, so there is no ANONYMOUS super user: a local process without a
+            # certificate from the stack's CA gets nothing from the controller either.
+            "listener.security.protocol.map": "CLIENTS:SASL_SSL,CONTROLLER:SSL",
+            "listener.name.controller.ssl.client.auth": "required",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            # A single node opens no inter-broker connection (no replica to fetch for, and
+            # the hub uses no transactions, whose markers would travel that way), so the
+            # broker needs no credential of its own on this listener.
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "listener.name.clients.scram-sha-512.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            # PEM stores (KIP-651): the key and chain in one file, the CA in another.
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(tls.node_pem),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(tls.ca_cert),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            # The set-up principal, and the node on its controller listener (broker
+            # registration and heartbeats need ClusterAction).
+            "super.users": f"User:{self.security.admin};{node_principal()}",
+        }
 
     def _log4j_properties(self) -> str:
         log = self.server_log
@@ -209,17 +274,14 @@ class KafkaNode:
         return (self.log_dir / "meta.properties").exists()
 
     def format(self) -> None:
-        """Format the storage with a random cluster id (only the first time; later a no-op)."""
+        """Format the storage with a random cluster id (only the first time; later a no-op),
+        with the admin's SCRAM credential when the node serves SASL_SSL."""
         if self.is_formatted():
+            self._check_mode()
             return
         if not self.properties_file.exists():
             self.configure()
-        command = [
-            "java",
-            *TOOL_JVM_OPTS,
-            f"-Dlog4j2.configurationFile={self.log4j_file}",
-            "-cp",
-            self._classpath(),
+        arguments = [
             "kafka.tools.StorageTool",
             "format",
             "--standalone",
@@ -229,11 +291,51 @@ class KafkaNode:
             "-c",
             str(self.properties_file),
         ]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        secret = ""
+        if self.security is not None:
+            # KRaft stores SCRAM credentials in its metadata log; the admin's must be there
+            # before the first start, since only an authenticated admin can add users.
+            secret = self.security.admin_password()
+            arguments += ["--add-scram",
+                          f"SCRAM-SHA-512=[name={self.security.admin},password={secret}]"]
+        result = self._run_tool(arguments)
         if result.returncode != 0:
+            output = f"{result.stdout}{result.stderr}"
             raise KafkaNodeError(
                 f"Formatting Kafka storage in {self.log_dir} failed:\n"
-                f"{result.stdout}{result.stderr}"
+                f"{output.replace(secret, '***') if secret else output}"
+            )
+        self.mode_file.write_text(self.mode + "\n")
+
+    def _run_tool(self, arguments: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run a Kafka tool class with its arguments in an @argfile (0600, removed after):
+        the java launcher expands it itself (JDK 9+), so a password given to the tool never
+        appears in the process list."""
+        argfile = self.data_dir / "tool.args"
+        argfile.unlink(missing_ok=True)
+        fd = os.open(argfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            # One argument per line; the hub's passwords are URL-safe, so nothing to quote.
+            out.write("\n".join(arguments) + "\n")
+        command = ["java", *TOOL_JVM_OPTS, f"-Dlog4j2.configurationFile={self.log4j_file}",
+                   "-cp", self._classpath(), f"@{argfile}"]
+        try:
+            return subprocess.run(command, capture_output=True, text=True, check=False)
+        finally:
+            argfile.unlink(missing_ok=True)
+
+    def _check_mode(self) -> None:
+        # Storage formatted without the admin's credential cannot serve SASL_SSL (no one
+        # could log in to add it), and the other way round the node would keep refusing.
+        try:
+            formatted = self.mode_file.read_text().strip()
+        except FileNotFoundError:
+            formatted = "plaintext"  # formatted by a hub from before SASL_SSL
+        if formatted != self.mode:
+            raise KafkaNodeError(
+                f"The Kafka storage in {self.log_dir} was formatted for {formatted} clients, "
+                f"but HUB_KAFKA_SECURITY_PROTOCOL is {self.mode}. Set it back, or stop the "
+                f"stack and remove {self.data_dir} to start over with empty topics."
             )
 
     def _classpath(self) -> str:
@@ -279,6 +381,8 @@ class KafkaNode:
             self._check_running_port()
             return
         self.check_ports()
+        if self.security is not None:
+            ensure_node_tls(self.security.tls_dir)
         # Rewritten on every start so the files always match this object's ports.
         self.configure()
         self.format()
@@ -302,7 +406,7 @@ class KafkaNode:
 
     def _check_running_port(self) -> None:
         # A broker started earlier with other ports keeps them; say so instead of timing out.
-        expected = f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+        expected = f"listeners=CLIENTS://127.0.0.1:{self.port},"
         if expected not in self.properties_file.read_text():
             raise KafkaNodeError(
                 f"The Kafka node in {self.data_dir} already runs with other ports "
@@ -327,7 +431,7 @@ class KafkaNode:
         while True:
             if not self.is_running():
                 raise KafkaNodeError(f"Kafka exited during start-up.\n{self.log_tail()}")
-            if _port_open(self.port) and _answers_metadata(self.bootstrap):
+            if _port_open(self.port) and _answers_metadata(self._probe_options()):
                 return
             if time.monotonic() > deadline:
                 raise KafkaNodeError(
@@ -335,6 +439,9 @@ class KafkaNode:
                     f"{self.log_tail()}"
                 )
             time.sleep(0.2)
+
+    def _probe_options(self) -> dict[str, Any]:
+        return {**self.client_options(), "bootstrap_servers": self.bootstrap}
 
     def stop(self, timeout: float = 30) -> None:
         """Stop the broker cleanly (SIGTERM), SIGKILL it after `timeout` s, wait for exit."""
@@ -410,18 +517,18 @@ def _wait_gone(process: psutil.Process, timeout: float) -> bool:
     return True
 
 
-def _answers_metadata(bootstrap: str) -> bool:
+def _answers_metadata(options: dict[str, Any]) -> bool:
     # A thread of its own gives the probe a fresh event loop, so wait_ready() also works
     # when called from async code (where asyncio.run would refuse to nest).
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, _describe_cluster(bootstrap)).result()
+        return pool.submit(asyncio.run, _describe_cluster(options)).result()
 
 
-async def _describe_cluster(bootstrap: str) -> bool:
+async def _describe_cluster(options: dict[str, Any]) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=3000)
     try:
         await admin.start()
         cluster = await admin.describe_cluster()

@@ -3,20 +3,44 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from hub.kafka import client_options
+from hub.kafka_credentials import ADMIN, CredentialsMissing, ensure_password
 from hub.settings import SUPERUSER, Settings
-from hub.stack.kafka import KafkaNode, KafkaNodeError
+from hub.stack.kafka import KafkaNode, KafkaNodeError, NodeSecurity
 from hub.stack.ports import PortInUse
 from hub.stack.postgres import EmbeddedPostgres, PostgresServerError, ensure_databases_sync
 
-__all__ = ["STACK_ERRORS", "LocalStack", "redact_url"]
+__all__ = ["STACK_ERRORS", "LocalStack", "kafka_node", "redact_url"]
 
 # What `up`/`down` raise for problems a user can act on (ports, missing jars, logs).
-STACK_ERRORS: tuple[type[Exception], ...] = (KafkaNodeError, PostgresServerError, PortInUse)
+STACK_ERRORS: tuple[type[Exception], ...] = (
+    KafkaNodeError, PostgresServerError, PortInUse, CredentialsMissing)
+
+
+def kafka_node(settings: Settings, data_dir: Path) -> KafkaNode:
+    """The local Kafka node these settings describe: its ports, and SASL_SSL with the
+    stack's own CA and the admin's credential unless the settings ask for PLAINTEXT."""
+    security = None
+    if settings.kafka_security_protocol == "sasl_ssl":
+        security = NodeSecurity(
+            tls_dir=settings.kafka_tls_dir.resolve(),
+            admin=ADMIN,
+            admin_password=lambda: ensure_password(settings, ADMIN)[0],
+        )
+    return KafkaNode(
+        libs_dir=settings.kafka_libs,
+        data_dir=data_dir,
+        port=settings.kafka_port,
+        controller_port=settings.kafka_controller_port,
+        client_options=lambda: client_options(settings, ADMIN),
+        security=security,
+    )
 
 
 class LocalStack:
@@ -41,12 +65,7 @@ class LocalStack:
         self.kafka: KafkaNode | None = None
         self.postgres: EmbeddedPostgres | None = None
         if settings.kafka_bootstrap is None:
-            self.kafka = KafkaNode(
-                libs_dir=self.libs_dir,
-                data_dir=self.stack_dir / "kafka",
-                port=settings.kafka_port,
-                controller_port=settings.kafka_controller_port,
-            )
+            self.kafka = kafka_node(settings, self.stack_dir / "kafka")
         if settings.database_url is None:
             self.postgres = EmbeddedPostgres(
                 self.stack_dir / "postgres", settings.postgres_port,
@@ -107,9 +126,16 @@ class LocalStack:
         }
 
     def _kafka_status(self) -> dict[str, Any]:
+        security = {
+            "security_protocol": self.settings.kafka_security_protocol,
+            "ca_file": str(self.settings.kafka_ca()),
+            "credentials": str(self.settings.kafka_password_file(ADMIN).parent),
+        }
         if self.kafka is None:
-            return {"managed": False, "running": None, "bootstrap": self.settings.bootstrap}
+            return {"managed": False, "running": None, "bootstrap": self.settings.bootstrap,
+                    **security}
         return {
+            **security,
             "managed": True,
             "running": self.kafka.is_running(),
             "pid": self.kafka.pid,

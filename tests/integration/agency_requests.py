@@ -17,7 +17,7 @@ from hub.settings import Settings
 from producers.work_permit import Authority, authority
 from schemas import CloudEvent, Codec
 from schemas.permits import Category, Employer, Holder, PermitRecord
-from tests.integration.hub_fixtures import eventually, read_topic, signed
+from tests.integration.hub_fixtures import eventually, read_topic, signed, writer_of
 
 HANSA = Employer(name="Hansa Automotive Systems (Shanghai) Co., Ltd.",
                  credit_code="91310115MA1K4XYW8B", province="Shanghai", city="Shanghai")
@@ -50,8 +50,9 @@ async def send(settings: Settings, topic: str, events: Iterable[CloudEvent[Any]]
 
 
 async def send_raw(settings: Settings, topic: str, messages: Sequence[tuple[bytes, bytes]]) -> None:
-    """Publish raw key/value pairs (for malformed input), signed by the topic's front door."""
-    async with bootstrap.producer(settings, "test-front-door") as prod:
+    """Publish raw key/value pairs (for malformed input), as and signed by whoever may
+    write the topic."""
+    async with bootstrap.producer(settings, "test-front-door", principal=writer_of(topic)) as prod:
         futures = [await prod.send(settings.topic(topic), key=k, value=v,
                                    headers=signed(settings, topic, v))
                    for k, v in messages]

@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from hub import bootstrap, kafka
-from hub.agency import front_door
 from hub.bootstrap import init_all
-from hub.kafka import partitions_of
+from hub.kafka import client_options, partitions_of
+from hub.kafka_credentials import ADMIN, front_door
 from hub.projection import fetch_all
 from hub.registry import installed
 from hub.settings import Settings
@@ -26,6 +26,24 @@ from hub.signing import SIGNATURE_HEADER
 from schemas import CONTENT_TYPE, CloudEvent, topics
 
 __all__ = ["hub_settings"]
+
+AUTHORITY = installed().authority().name
+"""The principal that alone (with ops' redrive) writes the permit topic; tests that put
+records there, good or malformed, stand in for the authority's relay."""
+
+OBSERVER = ADMIN
+"""Tests read topics as the set-up principal, a super user outside the ACL matrix."""
+
+
+def writer_of(topic: str) -> str:
+    """The principal that may write a topic (before the prefix): the front door of the
+    agency taking requests on it, or the agency publishing it."""
+    for a in installed():
+        if a.requests is not None and a.requests.topic == topic:
+            return front_door(a.name)
+        if a.publishes is not None and a.publishes.topic == topic:
+            return a.name
+    raise LookupError(f"no agency declares topic {topic!r}")
 
 
 @pytest.fixture
@@ -67,26 +85,14 @@ async def eventually(
 async def publish(settings: Settings, events: Iterable[CloudEvent[Any]]) -> int:
     """Produce events to the permit topic as the authority's relay would; return how many."""
     return await kafka.publish(settings, topics.PERMIT_EVENTS, events,
-                               signer=bootstrap.signing_key(settings, "workpermit"))
-
-
-def signer_of_topic(topic: str) -> str:
-    """Who signs what is published to a topic (unprefixed): its agency for its outcomes, the
-    agency's front doors for its requests."""
-    for agency in installed():
-        if agency.publishes and agency.publishes.topic == topic:
-            return agency.name
-        if agency.requests and agency.requests.topic == topic:
-            return front_door(agency.name)
-    raise LookupError(f"no agency owns {topic}")
+                               signer=bootstrap.signing_key(settings, AUTHORITY))
 
 
 def signed(settings: Settings, topic: str, value: bytes) -> list[tuple[str, bytes]]:
     """The headers a record on `topic` (unprefixed) carries: content type and signature, by
     whoever may publish there (for malformed input that must pass the signature check)."""
-    key = bootstrap.signing_key(settings, signer_of_topic(topic))
+    key = bootstrap.signing_key(settings, writer_of(topic))
     return [("content-type", CONTENT_TYPE.encode()), (SIGNATURE_HEADER, key.sign(value))]
-
 
 def expected_rows(
     events: Iterable[CloudEvent[Any]], handler: Callable[[Any], tuple[Any, ...]]
@@ -111,7 +117,7 @@ async def read_topic(
     settings: Settings, topic: str, timeout: float = 5.0  # noqa: ASYNC109 - a read deadline
 ) -> list[ConsumerRecord]:
     """Every record currently in a topic, in partition order."""
-    reader = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    reader = AIOKafkaConsumer(**client_options(settings, OBSERVER), enable_auto_commit=False)
     await reader.start()
     try:
         tps = [TopicPartition(topic, p) for p in await partitions_of(reader, topic)]

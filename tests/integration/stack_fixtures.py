@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,23 +20,31 @@ from pathlib import Path
 
 import pytest
 
+from hub.kafka_credentials import password
 from hub.registry import installed
 from hub.roles import provision
 from hub.settings import SUPERUSER, Settings
 from hub.stack.kafka import KafkaNode
+from hub.stack.local import kafka_node as local_kafka_node
 from hub.stack.postgres import EmbeddedPostgres
 
 __all__ = [
     "RunningStack",
     "free_ports",
+    "java_client_config",
     "kafka_libs_dir",
     "kafka_node",
     "kcat",
+    "kcat_login",
     "running_stack",
     "stack_settings",
 ]
 
 KCAT_MISSING = "kcat is not on PATH: install it with `sudo apt-get install kcat` or `make setup`."
+KCAT_TOO_OLD = ("kcat's librdkafka is older than 2.6.1 and cannot log in to Kafka 4 with SCRAM: "
+                "run `make setup` (it writes .cache/kcat/kcat, see stack/kcat_runtime.py).")
+KCAT_WRAPPER = Path(__file__).resolve().parents[2] / ".cache" / "kcat" / "kcat"
+"""The system's kcat on a newer librdkafka, where `make setup` found the system's too old."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,9 @@ def _session_settings(home: Path, kafka_port: int, controller_port: int, pg_port
         postgres_port=pg_port,
         topic_prefix=f"t{tag}.",
         database_prefix=f"t{tag}_",
+        # Named outright, so a test that gives itself another home keeps the login.
+        kafka_ca_file=home / "tls" / "ca.crt",
+        kafka_credentials_dir=home / "secrets" / "kafka",
     )
 
 
@@ -106,7 +119,7 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
     settings = _session_settings(home, kafka_port, controller_port, pg_port)
     stack = RunningStack(
         settings=settings,
-        kafka=KafkaNode(kafka_libs_dir(), home / "kafka", kafka_port, controller_port),
+        kafka=local_kafka_node(settings, home / "kafka"),
         postgres=EmbeddedPostgres(home / "postgres", pg_port, durable=False,
                                   password_file=settings.secret_file(SUPERUSER)),
     )
@@ -119,13 +132,55 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
 
 @pytest.fixture(scope="session")
 def kcat() -> str:
-    """The kcat executable; without it the test fails under CI (`CI` set), else is skipped."""
-    path = shutil.which("kcat")
-    if path is None:
+    """The kcat executable (one whose librdkafka speaks SCRAM to Kafka 4); without it the
+    test fails under CI (`CI` set), else is skipped."""
+    path = str(KCAT_WRAPPER) if KCAT_WRAPPER.exists() else shutil.which("kcat")
+    problem = KCAT_MISSING if path is None else None
+    if path is not None and _librdkafka_version(path) < (2, 6, 1):
+        problem = KCAT_TOO_OLD
+    if problem is not None:
         # CI must run every test, so a missing tool there is a broken machine, not an extra.
         if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(KCAT_MISSING, pytrace=False)
-        pytest.skip(KCAT_MISSING)
+            pytest.fail(problem, pytrace=False)
+        pytest.skip(problem)
+    assert path is not None
+    return path
+
+
+def _librdkafka_version(kcat: str) -> tuple[int, ...]:
+    out = subprocess.run([kcat, "-V"], capture_output=True, text=True, check=False, timeout=30)
+    found = re.search(r"librdkafka (\d+)\.(\d+)\.(\d+)", out.stdout + out.stderr)
+    return tuple(int(n) for n in found.groups()) if found else (0,)
+
+
+def kcat_login(settings: Settings, principal: str) -> list[str]:
+    """kcat's options to reach the broker as `principal` over SASL_SSL. The password goes in
+    a 0600 properties file (`-F`), so it never shows in the process list."""
+    secret = settings.home / "kcat" / f"{principal}.properties"
+    if not secret.exists():
+        secret.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(f"sasl.password={password(settings, principal)}\n")
+    return ["-b", settings.bootstrap, "-X", "security.protocol=SASL_SSL",
+            "-X", "sasl.mechanisms=SCRAM-SHA-512", "-X", f"ssl.ca.location={settings.kafka_ca()}",
+            "-X", f"sasl.username={principal}", "-F", str(secret)]
+
+
+def java_client_config(settings: Settings, principal: str) -> Path:
+    """A 0600 client properties file for Kafka's own tools (`--command-config`), logging in
+    as `principal` over SASL_SSL with the stack's CA as a PEM trust store."""
+    path = settings.home / "java-clients" / f"{principal}.properties"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        jaas = ("org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{principal}" password="{password(settings, principal)}";')
+        lines = ["security.protocol=SASL_SSL", "sasl.mechanism=SCRAM-SHA-512",
+                 f"sasl.jaas.config={jaas}", "ssl.truststore.type=PEM",
+                 f"ssl.truststore.location={settings.kafka_ca()}"]
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write("\n".join(lines) + "\n")
     return path
 
 

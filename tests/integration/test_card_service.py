@@ -39,8 +39,8 @@ from tests.integration.hub_fixtures import (
     eventually,
     read_topic,
     signed,
-    signer_of_topic,
     with_home,
+    writer_of,
 )
 
 pytestmark = pytest.mark.integration
@@ -107,7 +107,7 @@ async def submit(settings: Settings, events: Iterable[CloudEvent[Any]],
                  topic: str = topics.CARD_REQUESTS) -> int:
     """Publish as a front door does (the hub's one publish helper)."""
     return await publish(settings, topic, events,
-                         signer=bootstrap.signing_key(settings, signer_of_topic(topic)))
+                         signer=bootstrap.signing_key(settings, writer_of(topic)))
 
 
 async def in_view(hub: CardHub, permit_no: str, column: str, value: Any) -> None:
@@ -208,7 +208,8 @@ async def test_malformed_requests_are_dead_lettered_with_the_reason(card_hub: Ca
         b"{not json",
     ]
     topic = hub.settings.topic(topics.CARD_REQUESTS)
-    async with bootstrap.producer(hub.settings, "bad-front-door") as prod:
+    async with bootstrap.producer(hub.settings, "bad-front-door",
+                                  principal=writer_of(topics.CARD_REQUESTS)) as prod:
         for value in bad:
             await prod.send_and_wait(topic, key=good.encode(), value=value,
                                      headers=signed(hub.settings, topics.CARD_REQUESTS, value))

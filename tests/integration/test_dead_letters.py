@@ -15,6 +15,7 @@ from hub.ops.lag import caught_up
 from hub.settings import Settings
 from schemas import topics
 from tests.integration.hub_fixtures import (
+    AUTHORITY,
     eventually,
     expected_rows,
     publish,
@@ -69,7 +70,7 @@ async def test_each_kind_of_bad_input_is_dead_lettered_with_its_reason(
     topic = hub_settings.topic(topics.PERMIT_EVENTS)
     origins = {}
     await publish(hub_settings, first)
-    async with bootstrap.producer(hub_settings, "bad-client") as prod:
+    async with bootstrap.producer(hub_settings, "bad-client", principal=AUTHORITY) as prod:
         for reason, (key, value) in bad.items():
             meta = await prod.send_and_wait(
                 topic, key=key, value=value,

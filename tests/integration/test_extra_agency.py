@@ -34,7 +34,7 @@ from producers.work_permit import authority
 from schemas import topics
 from schemas.permits import CancellationReason, Category
 from tests.factories import employer, holder
-from tests.integration.hub_fixtures import eventually, signed
+from tests.integration.hub_fixtures import AUTHORITY, eventually, signed
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +87,8 @@ def _env(settings: Settings, paths: list[str]) -> dict[str, str]:
         "HUB_DATABASE_PREFIX": settings.database_prefix,
         "HUB_TOPIC_PREFIX": settings.topic_prefix,
         "HUB_HOME": str(settings.home),
+        "HUB_KAFKA_CA_FILE": str(settings.kafka_ca()),
+        "HUB_KAFKA_CREDENTIALS_DIR": str(settings.kafka_password_file("ops").parent),
         "HUB_BATCH_TIMEOUT_MS": "50",
         "HUB_LOG_FORMAT": "json",
     }
@@ -202,7 +204,7 @@ async def test_an_agency_from_another_distribution_gets_the_whole_hub(
 
 async def _publish_garbage(settings: Settings) -> int:
     """One record no agency can decode, on the permit topic; its offset."""
-    async with bootstrap.producer(settings, "test-garbage") as prod:
+    async with bootstrap.producer(settings, "test-garbage", principal=AUTHORITY) as prod:
         meta = await prod.send_and_wait(
             settings.topic(topics.PERMIT_EVENTS), key=b"000000000000000000", value=b"not json",
             headers=signed(settings, topics.PERMIT_EVENTS, b"not json"))

@@ -44,6 +44,8 @@ def _env(settings: Settings) -> dict[str, str]:
         "HUB_TOPIC_PREFIX": settings.topic_prefix,
         "HUB_DATABASE_PREFIX": settings.database_prefix,
         "HUB_HOME": str(settings.home),
+        "HUB_KAFKA_CA_FILE": str(settings.kafka_ca()),
+        "HUB_KAFKA_CREDENTIALS_DIR": str(settings.kafka_password_file("ops").parent),
         "HUB_BATCH_MAX_RECORDS": "500",
         "HUB_LOG_FORMAT": "json",
     })

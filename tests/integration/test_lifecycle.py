@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from demo.synthetic import _employer, _holder
 from hub import bootstrap
-from hub.kafka import partitions_of
+from hub.kafka import client_options, partitions_of
 from hub.ops.lag import caught_up
 from hub.ops.views import drifts
 from hub.projection import fetch_all
@@ -22,7 +22,7 @@ from hub.settings import Settings
 from producers.work_permit import Authority, PermitRuleViolation, authority
 from schemas import topics
 from schemas.permits import CancellationReason, Category, PermitStatus
-from tests.integration.hub_fixtures import eventually
+from tests.integration.hub_fixtures import AUTHORITY, OBSERVER, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -152,7 +152,7 @@ async def _no_drift(settings: Settings) -> bool:
 async def _republish_everything(settings: Settings) -> int:
     """Read the permit topic from the start and produce every message again."""
     topic = settings.topic(topics.PERMIT_EVENTS)
-    reader = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    reader = AIOKafkaConsumer(**client_options(settings, OBSERVER), enable_auto_commit=False)
     await reader.start()
     try:
         tps = [TopicPartition(topic, p) for p in await partitions_of(reader, topic)]
@@ -166,7 +166,7 @@ async def _republish_everything(settings: Settings) -> int:
                 records.extend(recs)
     finally:
         await reader.stop()
-    async with bootstrap.producer(settings, "republisher") as prod:
+    async with bootstrap.producer(settings, "republisher", principal=AUTHORITY) as prod:
         futures = [await prod.send(topic, key=r.key, value=r.value, headers=list(r.headers))
                    for r in records]
         for f in futures:

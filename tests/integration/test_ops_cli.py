@@ -36,6 +36,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "HUB_HOME": str(settings.home),
         "HUB_TOPIC_PREFIX": settings.topic_prefix,
         "HUB_DATABASE_PREFIX": settings.database_prefix,
+        "HUB_KAFKA_CA_FILE": str(settings.kafka_ca()),
+        "HUB_KAFKA_CREDENTIALS_DIR": str(settings.kafka_password_file("ops").parent),
         "USER": "ops-tester",
     }
 

@@ -15,7 +15,14 @@ from hub.kafka import REDRIVE_COUNT, REDRIVE_LIMIT, end_offsets, quarantine_topi
 from hub.ops.lag import caught_up
 from hub.settings import Role, Settings
 from schemas import CloudEvent, topics
-from tests.integration.hub_fixtures import eventually, publish, read_topic, signed
+from tests.integration.hub_fixtures import (
+    AUTHORITY,
+    OBSERVER,
+    eventually,
+    publish,
+    read_topic,
+    signed,
+)
 from tests.integration.test_ops_cli import invoke
 
 pytestmark = pytest.mark.integration
@@ -58,7 +65,7 @@ async def test_dead_letters_are_listed_shown_redriven_recorded_and_quarantined(
     unknown["type"] = "cn.mohrss.workpermit.PermitTeleported"
     await _sql(hub_settings, BLOCK, role="owner")  # DDL: the owner's
     await publish(hub_settings, [*stream(10, seed=9), blocked, broken])
-    async with bootstrap.producer(hub_settings, "foreign") as prod:
+    async with bootstrap.producer(hub_settings, "foreign", principal=AUTHORITY) as prod:
         value = json.dumps(unknown).encode()
         await prod.send_and_wait(permit_topic, key=blocked.subject.encode(), value=value,
                                  headers=signed(hub_settings, topics.PERMIT_EVENTS, value))
@@ -85,10 +92,10 @@ async def test_dead_letters_are_listed_shown_redriven_recorded_and_quarantined(
         assert shown["key"] == blocked.subject == shown["value"]["subject"]
 
         # A dry run plans all three and changes nothing: no message, no record, no table.
-        ends = await end_offsets(hub_settings, [permit_topic, dlq])
+        ends = await end_offsets(hub_settings, [permit_topic, dlq], OBSERVER)
         plan = await _json(hub_settings, "dlq", "redrive", "card", "--all", "--dry-run")
         assert sorted(p["result"] for p in plan) == ["planned"] * 3
-        assert await end_offsets(hub_settings, [permit_topic, dlq]) == ends
+        assert await end_offsets(hub_settings, [permit_topic, dlq], OBSERVER) == ends
         assert await _sql(hub_settings, "SELECT * FROM hub_redrives") == []
 
         # The fix, then the redrive: the blocked permit is applied, once.
@@ -154,14 +161,14 @@ async def test_dlq_commands_refuse_what_does_not_exist_and_change_nothing(
     """Unknown groups, partitions, offsets and malformed refs exit 2 with a message, and a
     refused redrive sends and records nothing."""
     permit_topic = hub_settings.topic(topics.PERMIT_EVENTS)
-    async with bootstrap.producer(hub_settings, "foreign") as prod:
+    async with bootstrap.producer(hub_settings, "foreign", principal=AUTHORITY) as prod:
         await prod.send_and_wait(permit_topic, key=b"1" * 18, value=b"not json",
                                  headers=signed(hub_settings, topics.PERMIT_EVENTS, b"not json"))
     async with bootstrap.running_consumer(hub_settings, "card"):
         await eventually(lambda: caught_up(hub_settings, "card"), what="card to catch up")
     [dead] = (await _json(hub_settings, "dlq", "list", "card"))["messages"]
     assert dead["reason"] == "undecodable"
-    ends = await end_offsets(hub_settings, [permit_topic])
+    ends = await end_offsets(hub_settings, [permit_topic], OBSERVER)
 
     cases = {
         ("dlq", "list", "no_such_group"): "no_such_group",
@@ -177,5 +184,5 @@ async def test_dlq_commands_refuse_what_does_not_exist_and_change_nothing(
         result = await invoke(hub_settings, *args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
-    assert await end_offsets(hub_settings, [permit_topic]) == ends
+    assert await end_offsets(hub_settings, [permit_topic], OBSERVER) == ends
     assert await _sql(hub_settings, "SELECT * FROM hub_redrives") == []

@@ -1,6 +1,7 @@
 """Foreign clients on the real broker: kcat (librdkafka, no Python) produces the golden
 examples as a Java or Go agency system would, and the hub applies them; kcat reads what the
-hub's relay publishes, and the JSON validates against the committed schemas."""
+hub's relay publishes, and the JSON validates against the committed schemas. kcat logs in
+over SASL_SSL like every client: as the authority to write, as ops to read."""
 
 from __future__ import annotations
 
@@ -19,13 +20,22 @@ import pytest
 from consumers.card.handlers import card_permit
 from hub import bootstrap
 from hub.kafka import end_offsets
+from hub.kafka_credentials import OPS
 from hub.ops.lag import caught_up
 from hub.settings import Settings
 from producers.work_permit import authority
 from schemas import CONTENT_TYPE, Codec, topics
 from schemas.export import schema_path
 from schemas.registry import ALL_EVENT_TYPES
-from tests.integration.hub_fixtures import eventually, expected_rows, read_topic, view_rows
+from tests.integration.hub_fixtures import (
+    AUTHORITY,
+    OBSERVER,
+    eventually,
+    expected_rows,
+    read_topic,
+    view_rows,
+)
+from tests.integration.stack_fixtures import kcat_login
 from tests.integration.test_lifecycle import random_lifecycles
 
 pytestmark = pytest.mark.integration
@@ -87,8 +97,9 @@ async def test_kcat_produces_the_golden_examples_and_the_hub_applies_them(
         # One file = one message; kcat keys it and partitions with librdkafka's own hash;
         # openssl signs it, as a system without the hub's code would.
         jws = await _openssl_jws(pem, key.kid, path.read_bytes())
-        await _kcat(kcat, "-P", "-b", hub_settings.bootstrap, "-t", topic, "-k", body["subject"],
-                    "-H", f"content-type={CONTENT_TYPE}", "-H", f"jws={jws}", str(path))
+        await _kcat(kcat, "-P", *kcat_login(hub_settings, AUTHORITY), "-t", topic,
+                    "-k", body["subject"], "-H", f"content-type={CONTENT_TYPE}",
+                    "-H", f"jws={jws}", str(path))
     records = await read_topic(hub_settings, topic)
     assert len(records) == len(examples)
     assert {r.key.decode() for r in records} == {b["subject"] for _, b in examples}
@@ -116,9 +127,9 @@ async def test_kcat_reads_what_the_relay_publishes_and_it_validates_against_the_
                 return await p.fetchval("SELECT count(*) FROM hub_outbox") == 0
 
         await eventually(relayed, what="the outbox to drain")
-    published = sum((await end_offsets(hub_settings, [topic])).values())
-    out = await _kcat(kcat, "-C", "-b", hub_settings.bootstrap, "-t", topic, "-o", "beginning",
-                      "-e", "-J", "-q")
+    published = sum((await end_offsets(hub_settings, [topic], OBSERVER)).values())
+    out = await _kcat(kcat, "-C", *kcat_login(hub_settings, OPS), "-t", topic,
+                      "-o", "beginning", "-e", "-J", "-q")
     messages = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert len(messages) == published >= 15
     validators: dict[str, jsonschema.Draft202012Validator] = {}

@@ -14,18 +14,20 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from demo.synthetic import stream
 from hub import bootstrap
+from hub.kafka import client_options
+from hub.kafka_credentials import OPS
 from hub.ops.lag import PartitionLag, caught_up, lag_report
 from hub.settings import Settings
 from schemas import topics
 from tests.integration.hub_fixtures import eventually, publish, read_topic
-from tests.integration.stack_fixtures import kafka_libs_dir
+from tests.integration.stack_fixtures import java_client_config, kafka_libs_dir, kcat_login
 from tests.integration.test_ops_cli import invoke
 
 pytestmark = pytest.mark.integration
 
 
 async def _kafka_committed(settings: Settings, group: str) -> dict[tuple[str, int], int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings, OPS))
     await admin.start()
     try:
         return {(tp.topic, tp.partition): o.offset
@@ -38,7 +40,7 @@ def _kcat_end_offsets(
     kcat: str, settings: Settings, topic: str, partitions: int
 ) -> dict[int, int]:
     """Log-end offsets as kcat (librdkafka) sees them: the offset for timestamp -1 (latest)."""
-    args = [kcat, "-b", settings.bootstrap, "-Q"]
+    args = [kcat, *kcat_login(settings, OPS), "-Q"]
     for p in range(partitions):
         args += ["-t", f"{topic}:{p}:-1"]
     out = subprocess.run(args, capture_output=True, text=True, timeout=30, check=True).stdout
@@ -53,7 +55,9 @@ def _consumer_groups_tool(
     """`kafka-consumer-groups --describe`: partition → (current offset, log end, lag)."""
     cmd = ["java", "-Xmx256m", "-XX:+UseSerialGC", "-cp", f"{kafka_libs_dir()}/*",
            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-           "--bootstrap-server", settings.bootstrap, "--describe", "--group", group]
+           "--bootstrap-server", settings.bootstrap,
+           "--command-config", str(java_client_config(settings, OPS)),
+           "--describe", "--group", group]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
     rows = {}
     for line in out.splitlines():

@@ -16,10 +16,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import UnknownTopicOrPartitionError
 
+from hub.kafka import client_options
+from hub.kafka_credentials import ADMIN
 from hub.registry import installed
 from hub.settings import Settings
 from hub.stack.kafka import KafkaNode
-from hub.stack.local import LocalStack
+from hub.stack.local import LocalStack, kafka_node
 from hub.stack.postgres import EmbeddedPostgres
 from tests.integration.stack_fixtures import RunningStack, free_ports
 
@@ -30,8 +32,8 @@ CONSUME_TIMEOUT_S = 20
 _PART = ("Kafka broker", "Kafka controller", "Postgres server")
 
 
-async def _create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _create_topic(settings: Settings, name: str, partitions: int = 1) -> None:
+    admin = AIOKafkaAdminClient(**client_options(settings, ADMIN))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1)])
@@ -39,8 +41,8 @@ async def _create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
         await admin.close()
 
 
-async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+async def _produce(settings: Settings, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(**client_options(settings, ADMIN), acks="all")
     await producer.start()
     try:
         for value in values:
@@ -49,9 +51,10 @@ async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
-async def _consume(bootstrap: str, topic: str, count: int) -> list[bytes]:
+async def _consume(settings: Settings, topic: str, count: int) -> list[bytes]:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        topic, **client_options(settings, ADMIN), auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     received: list[bytes] = []
@@ -71,21 +74,19 @@ def _unique_topic(settings: Settings, name: str) -> str:
 
 async def test_broker_creates_writes_and_reads_a_topic(stack_settings: Settings) -> None:
     """A topic created on the broker takes messages and gives them back in order."""
-    bootstrap = stack_settings.bootstrap
     topic = _unique_topic(stack_settings, "stack-roundtrip")
     values = [f"message {n}".encode() for n in range(5)]
 
-    await _create_topic(bootstrap, topic)
-    await _produce(bootstrap, topic, values)
+    await _create_topic(stack_settings, topic)
+    await _produce(stack_settings, topic, values)
 
-    assert await _consume(bootstrap, topic, len(values)) == values
+    assert await _consume(stack_settings, topic, len(values)) == values
 
 
 async def test_broker_does_not_auto_create_topics(stack_settings: Settings) -> None:
     """Writing to a topic nobody created fails, and the topic still does not exist."""
-    bootstrap = stack_settings.bootstrap
     topic = _unique_topic(stack_settings, "nobody")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    producer = AIOKafkaProducer(**client_options(stack_settings, ADMIN), request_timeout_ms=3000)
     await producer.start()
     try:
         with pytest.raises(UnknownTopicOrPartitionError):
@@ -93,7 +94,7 @@ async def test_broker_does_not_auto_create_topics(stack_settings: Settings) -> N
     finally:
         await producer.stop()
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(stack_settings, ADMIN))
     await admin.start()
     try:
         assert topic not in await admin.list_topics()
@@ -117,7 +118,7 @@ def test_nodes_reattach_from_another_handle(running_stack: RunningStack) -> None
     """New handles on the same data directories see the running servers and their pids."""
     kafka = running_stack.kafka
     postgres = running_stack.postgres
-    kafka_again = KafkaNode(kafka.libs_dir, kafka.data_dir, kafka.port, kafka.controller_port)
+    kafka_again = kafka_node(running_stack.settings, kafka.data_dir)
     postgres_again = EmbeddedPostgres(
         postgres.data_dir, postgres.port, password_file=postgres.password_file)
 
@@ -131,11 +132,10 @@ async def test_kafka_keeps_messages_across_a_clean_restart(
     kafka_node: KafkaNode, stack_settings: Settings
 ) -> None:
     """A node stopped cleanly and started on the same data still holds a topic's messages."""
-    bootstrap = stack_settings.bootstrap
     topic = _unique_topic(stack_settings, "stack-restart")
     values = [f"kept {n}".encode() for n in range(10)]
-    await _create_topic(bootstrap, topic, partitions=3)
-    await _produce(bootstrap, topic, values)
+    await _create_topic(stack_settings, topic, partitions=3)
+    await _produce(stack_settings, topic, values)
     old_pid = kafka_node.pid
 
     await asyncio.to_thread(kafka_node.stop)
@@ -147,7 +147,7 @@ async def test_kafka_keeps_messages_across_a_clean_restart(
     await asyncio.to_thread(kafka_node.wait_ready, 180)
 
     assert kafka_node.pid not in (None, old_pid)
-    assert sorted(await _consume(bootstrap, topic, len(values))) == sorted(values)
+    assert sorted(await _consume(stack_settings, topic, len(values))) == sorted(values)
 
 
 def test_stack_up_on_its_own_running_servers_reattaches(running_stack: RunningStack) -> None:
@@ -160,7 +160,7 @@ def test_stack_up_on_its_own_running_servers_reattaches(running_stack: RunningSt
     )
     stack = LocalStack(managed)
     # The session's servers live in the fixture's directories, not under home/stack.
-    stack.kafka = KafkaNode(kafka.libs_dir, kafka.data_dir, kafka.port, kafka.controller_port)
+    stack.kafka = kafka_node(managed, kafka.data_dir)
     stack.postgres = EmbeddedPostgres(
         postgres.data_dir, postgres.port, password_file=postgres.password_file)
     pids = (kafka.pid, postgres.pid)

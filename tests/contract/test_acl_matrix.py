@@ -1,0 +1,102 @@
+"""The Kafka ACL matrix (hub/acl.py): the committed document is current, and the rights it
+derives from the declarations follow the rules of least privilege."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub import acl
+from hub.kafka import quarantine_topic
+from hub.kafka_credentials import ADMIN, OPS, front_door, user
+from hub.kafka_wire import Acl, Operation, ResourceType
+from hub.ops.acls import DOCUMENT, main, render
+from hub.registry import installed
+from hub.settings import Settings
+from schemas import topics
+
+SETTINGS = Settings(topic_prefix="t.", kafka_security_protocol="sasl_ssl")
+TOPIC, GROUP, CLUSTER = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.CLUSTER
+READ, WRITE = Operation.READ, Operation.WRITE
+
+
+@pytest.fixture(scope="module")
+def matrix() -> set[Acl]:
+    """The rights under a prefixed hub's settings."""
+    return set(acl.matrix(SETTINGS, installed()))
+
+
+def holders(matrix: set[Acl], kind: ResourceType, name: str, op: Operation) -> set[str]:
+    """The principals (without `User:`) granted `op` on the resource."""
+    return {a.principal.removeprefix("User:") for a in matrix
+            if (a.resource_type, a.resource, a.operation) == (kind, name, op)}
+
+
+def test_the_committed_document_is_up_to_date() -> None:
+    """Regenerate with `python -m hub.ops.acls` after changing an agency's topics or group."""
+    assert DOCUMENT.exists(), "run `python -m hub.ops.acls`"
+    assert DOCUMENT.read_text() == render(), "out of date: run `python -m hub.ops.acls`"
+    assert main(["--check"]) == 0
+
+
+def test_only_the_authority_and_ops_redrive_write_the_permit_topic(matrix: set[Acl]) -> None:
+    """The permit lifecycle has one author; ops may put a dead letter back where it came from."""
+    permit_topic = SETTINGS.topic(topics.PERMIT_EVENTS)
+    assert holders(matrix, TOPIC, permit_topic, WRITE) == {installed().authority().name, OPS}
+
+
+def test_each_agency_reads_what_it_declares_with_its_own_group_only(matrix: set[Acl]) -> None:
+    """An agency reads its declared topics, joins its own group, and writes its outcome topic
+    and its group's dead-letter and quarantine topics: nothing else."""
+    for agency in installed():
+        mine = {a for a in matrix if a.principal == user(agency.name)}
+        reads = {a.resource for a in mine if (a.resource_type, a.operation) == (TOPIC, READ)}
+        writes = {a.resource for a in mine if (a.resource_type, a.operation) == (TOPIC, WRITE)}
+        groups = {a.resource for a in mine if a.resource_type == GROUP}
+        assert reads == {SETTINGS.topic(t) for t in agency.reads}
+        expected = {SETTINGS.topic(agency.publishes.topic)} if agency.publishes else set()
+        if agency.consumes:
+            dead = agency.dead_letter_topic(SETTINGS)
+            expected |= {dead, quarantine_topic(dead)}
+        assert writes == expected
+        assert groups == ({agency.group_id(SETTINGS)} if agency.consumes else set())
+
+
+def test_dead_letters_are_read_by_ops_alone(matrix: set[Acl]) -> None:
+    """They hold personal data: the agency writes its own, cannot read it back, and ops reads."""
+    for agency in installed().consumers():
+        dead = agency.dead_letter_topic(SETTINGS)
+        for topic in (dead, quarantine_topic(dead)):
+            assert holders(matrix, TOPIC, topic, READ) == {OPS}
+            assert holders(matrix, TOPIC, topic, WRITE) == {agency.name}
+
+
+def test_a_front_door_writes_its_agencys_request_topic_only(matrix: set[Acl]) -> None:
+    """A request topic is written by its agency's front door (and ops' redrive, if a group
+    reads it); a front door holds nothing else but IdempotentWrite."""
+    for agency in installed():
+        if agency.requests is None:
+            continue
+        door = front_door(agency.name)
+        request_topic = SETTINGS.topic(agency.requests.topic)
+        assert {(a.resource_type, a.resource, a.operation) for a in matrix
+                if a.principal == user(door)} == {
+            (TOPIC, request_topic, WRITE), (CLUSTER, "kafka-cluster", Operation.IDEMPOTENT_WRITE)}
+        assert holders(matrix, TOPIC, request_topic, WRITE) <= {door, OPS}
+
+
+def test_ops_writes_only_where_a_dead_letter_came_from(matrix: set[Acl]) -> None:
+    """`hub dlq redrive` sends a dead letter back to its origin, one of the topics its group
+    reads; ops can write no other topic (no outcome nobody reads, no dead-letter topic)."""
+    origins = {SETTINGS.topic(t) for a in installed().consumers() for t in a.reads}
+    written = {a.resource for a in matrix
+               if a.principal == user(OPS) and (a.resource_type, a.operation) == (TOPIC, WRITE)}
+    assert written == origins
+
+
+def test_every_writer_holds_idempotent_write_and_admin_holds_no_rule(matrix: set[Acl]) -> None:
+    """Every producer of the hub is idempotent; the set-up principal is a super user instead."""
+    writers = {a.principal for a in matrix if a.operation == WRITE}
+    idempotent = {a.principal for a in matrix if a.resource_type == CLUSTER}
+    assert writers == idempotent
+    assert not [a for a in matrix if a.principal == user(ADMIN)]
+    assert {a.resource_type for a in matrix} == {TOPIC, GROUP, CLUSTER}
