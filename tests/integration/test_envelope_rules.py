@@ -22,6 +22,7 @@ from hub.settings import Settings
 from schemas import CONTENT_TYPE, CloudEvent, topics
 from schemas.envelope import MAX_SEQUENCE
 from tests.integration.hub_fixtures import (
+    AUTHORITY,
     eventually,
     expected_rows,
     publish,
@@ -29,6 +30,7 @@ from tests.integration.hub_fixtures import (
     signed,
     view_rows,
 )
+from tests.integration.stack_fixtures import kcat_login
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +61,8 @@ async def _kcat_produce(kcat: str, settings: Settings, key: str | None, path: Pa
     Signed with the authority's key: what is tested is the contract, not the signature."""
     value = await asyncio.to_thread(path.read_bytes)
     jws = dict(signed(settings, topics.PERMIT_EVENTS, value))["jws"].decode()
-    args = [kcat, "-P", "-b", settings.bootstrap, "-t", settings.topic(topics.PERMIT_EVENTS),
+    args = [kcat, "-P", *kcat_login(settings, AUTHORITY),
+            "-t", settings.topic(topics.PERMIT_EVENTS),
             "-X", "partitioner=murmur2_random", "-H", f"content-type={CONTENT_TYPE}",
             "-H", f"jws={jws}"]
     args += ["-k", key] if key is not None else []

@@ -24,6 +24,7 @@ from schemas import CONTENT_TYPE, topics
 from schemas.permits import CancellationReason, Category
 from tests.factories import employer, holder
 from tests.integration.hub_fixtures import eventually, read_topic
+from tests.integration.stack_fixtures import kcat_login
 
 pytestmark = pytest.mark.integration
 
@@ -42,11 +43,12 @@ def _forged_cancellation(genuine: bytes) -> bytes:
     return json.dumps(body).encode()
 
 
-async def _kcat_unsigned(kcat: str, settings: Settings, topic: str, key: str,
+async def _kcat_unsigned(kcat: str, settings: Settings, principal: str, topic: str, key: str,
                          value: bytes) -> None:
-    """Produce with a foreign client and no signature, as anyone on the network could."""
+    """Produce with a foreign client and no signature, logged in with a stolen password of a
+    principal the broker lets write the topic: only the signature tells the forgery apart."""
     await asyncio.to_thread(
-        subprocess.run, [kcat, "-P", "-b", settings.bootstrap, "-t", topic, "-k", key,
+        subprocess.run, [kcat, "-P", *kcat_login(settings, principal), "-t", topic, "-k", key,
                          "-H", f"content-type={CONTENT_TYPE}"],
         input=value, check=True, timeout=60)
 
@@ -74,7 +76,7 @@ async def test_forged_and_wrongly_signed_records_are_dead_lettered_and_change_no
         forged = _forged_cancellation(genuine)
 
         # 1. No signature at all, from a foreign client.
-        await _kcat_unsigned(kcat, settings, permit_topic, no, forged)
+        await _kcat_unsigned(kcat, settings, "workpermit", permit_topic, no, forged)
         # 2. A genuine signature, by an agency whose key may not emit permit events.
         # 3. The authority's own key, revoked after it was stolen (rotated first, so the
         #    authority goes on signing).
@@ -83,7 +85,7 @@ async def test_forged_and_wrongly_signed_records_are_dead_lettered_and_change_no
         bootstrap.key_store(settings).revoke(stolen.kid, by="ops-tester")
         await asyncio.sleep(1)  # past hub.signing.CHECK_EVERY_S: the consumers have seen it
         card_key = bootstrap.signing_key(settings, "card")
-        async with bootstrap.producer(settings, "attacker") as prod:
+        async with bootstrap.producer(settings, "attacker", principal="workpermit") as prod:
             for key in (card_key, stolen):
                 await prod.send_and_wait(permit_topic, key=no.encode(), value=forged, headers=[
                     ("content-type", CONTENT_TYPE.encode()), ("jws", key.sign(forged))])
@@ -92,7 +94,8 @@ async def test_forged_and_wrongly_signed_records_are_dead_lettered_and_change_no
                           "source": "/cn/gov/mohrss/social-insurance", "subject": no,
                           "type": "cn.mohrss.socialinsurance.SocialSecurityNumberIssued",
                           "sequence": 1, "data": {}}).encode()
-        await _kcat_unsigned(kcat, settings, settings.topic(topics.INSURANCE_EVENTS), no, ssn)
+        await _kcat_unsigned(kcat, settings, "social_insurance",
+                             settings.topic(topics.INSURANCE_EVENTS), no, ssn)
         for agency in ("card", "public_security"):
             await eventually(lambda a=agency: caught_up(settings, a),  # type: ignore[misc]
                              what=f"{agency} to pass the forgeries")

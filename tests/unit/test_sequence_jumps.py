@@ -150,7 +150,8 @@ async def test_the_consumer_dead_letters_a_jump_as_sequence_jump_and_applies_the
 
     spec = ConsumerSpec("g", ("t",), Codec([PermitIssued]), apply, "g.dlq",
                         Verifier(KeyStore(tmp_path), {}))
-    consumer = ViewConsumer(spec, kafka={"bootstrap_servers": "localhost:9"}, pool=None, producer=None)  # type: ignore[arg-type]
+    consumer = ViewConsumer(spec, kafka={"bootstrap_servers": "localhost:9"},
+                            pool=None, producer=None)  # type: ignore[arg-type]
     todo = [Delivery("t", 0, i, 0, e) for i, e in enumerate([forged, true, broken])]
     dead = await consumer._apply_isolating(SavepointConnection(), todo)  # type: ignore[arg-type]
     assert [(d.offset, d.reason) for d in dead] == [(0, "sequence_jump"), (2, "handler_error")]
