@@ -9,7 +9,6 @@ change of this file; `tests/contract/test_acl_matrix.py` fails when it is out of
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from hub import acl
 from hub.kafka_credentials import ADMIN, user
+from hub.ops._documents import write_or_check
 from hub.registry import Registry, installed
 from hub.settings import Settings
 from hub.stack.tls import node_principal
@@ -44,19 +44,7 @@ def render(registry: Registry | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write docs/acl-matrix.json, or with --check fail if it is out of date."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="fail if the file is out of date")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not DOCUMENT.exists() or DOCUMENT.read_text() != text:
-            print(f"out of date: {DOCUMENT} (run `python -m hub.ops.acls`)", file=sys.stderr)
-            return 1
-        return 0
-    DOCUMENT.write_text(text)
-    print(DOCUMENT)
-    return 0
+    return write_or_check(DOCUMENT, render, module="hub.ops.acls", doc=__doc__, argv=argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ otherwise); `tests/contract/test_asyncapi.py` fails when `docs/asyncapi.json` is
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import warnings
@@ -35,6 +34,7 @@ from pydantic import Field
 
 from hub.kafka import client_options, faststream_options
 from hub.kafka_credentials import OPS
+from hub.ops._documents import write_or_check
 from hub.registry import Registry, installed
 from hub.settings import Settings
 from schemas.codec import DecodeFailure
@@ -191,20 +191,7 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write docs/asyncapi.json, or with --check fail if it is out of date."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="fail if the file is out of date")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not DOCUMENT.exists() or DOCUMENT.read_text() != text:
-            print(f"out of date: {DOCUMENT} (run `python -m hub.ops.asyncapi`)", file=sys.stderr)
-            return 1
-        return 0
-    DOCUMENT.parent.mkdir(parents=True, exist_ok=True)
-    DOCUMENT.write_text(text)
-    print(DOCUMENT)
-    return 0
+    return write_or_check(DOCUMENT, render, module="hub.ops.asyncapi", doc=__doc__, argv=argv)
 
 
 if __name__ == "__main__":
