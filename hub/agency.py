@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import asyncpg
@@ -27,6 +27,7 @@ from hub.projection import ViewTable
 from hub.settings import Settings
 from hub.signing import Verifier
 from schemas import CloudEvent, Codec, topics
+from schemas.evidence import EvidenceHeadPublished, heads_topic
 from schemas.permits import PermitRecord
 
 RowFunction = Callable[[Any], tuple[Any, ...] | None]
@@ -135,6 +136,33 @@ class Agency:
             raise ValueError(f"agency {self.name!r} reads topics but accepts no event type")
 
     @property
+    def heads(self) -> Channel | None:
+        """Where it publishes its evidence log's chain heads (`hub.evidence`): every agency
+        that publishes does, through the same outbox and relay."""
+        if self.publishes is None:
+            return None
+        return Channel(heads_topic(self.name), (EvidenceHeadPublished,),
+                       f"the chain heads of {self.title}'s evidence log, for the other"
+                       " agencies to record")
+
+    def channels(self) -> list[Channel]:
+        """The topics it owns: its publications, its chain heads, its requests."""
+        return [c for c in (self.publishes, self.heads, self.requests) if c is not None]
+
+    def with_peers(self, peers: Sequence[Agency]) -> Agency:
+        """This declaration reading, besides its own topics, the chain heads of `peers`
+        (the registry gives every consuming agency those of every other publishing one)."""
+        extra = tuple(p.heads.topic for p in peers
+                      if p.heads is not None and p.name != self.name
+                      and p.heads.topic not in self.reads)
+        if not self.consumes or not extra:
+            return self
+        head: tuple[type[CloudEvent[Any]], ...] = (EvidenceHeadPublished,)
+        accepts = self.accepts if EvidenceHeadPublished in self.accepts else (
+            *self.accepts, *head)
+        return replace(self, reads=(*self.reads, *extra), accepts=accepts)
+
+    @property
     def consumes(self) -> bool:
         """Whether it runs a consumer group."""
         return self.build is not None
@@ -166,7 +194,7 @@ class Agency:
 
     def owned_topics(self, settings: Settings) -> list[str]:
         """The topics this agency brings to the hub: its channels and its dead letters."""
-        owned = [settings.topic(c.topic) for c in (self.publishes, self.requests) if c]
+        owned = [settings.topic(c.topic) for c in self.channels()]
         if self.consumes:
             dead = self.dead_letter_topic(settings)
             owned += [dead, quarantine_topic(dead)]
@@ -177,7 +205,8 @@ class Agency:
         for its outcomes, its front doors (`<name>-front-door`) for its requests."""
         out = {}
         if self.publishes is not None:
-            out[self.name] = frozenset(t.EVENT_TYPE for t in self.publishes.event_types)
+            out[self.name] = frozenset(t.EVENT_TYPE for c in (self.publishes, self.heads) if c
+                                       for t in c.event_types)
         if self.requests is not None:
             out[front_door(self.name)] = frozenset(
                 t.EVENT_TYPE for t in self.requests.event_types)
@@ -185,7 +214,7 @@ class Agency:
 
     def kafka_needs(self, settings: Settings) -> KafkaNeeds:
         """The groups, topics and operations its processes use."""
-        write = [settings.topic(self.publishes.topic)] if self.publishes else []
+        write = [settings.topic(c.topic) for c in (self.publishes, self.heads) if c]
         if self.consumes:
             dead = self.dead_letter_topic(settings)
             write += [dead, quarantine_topic(dead)]

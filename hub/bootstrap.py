@@ -18,6 +18,7 @@ from hub.agency import Agency, CommandContext, Lookup
 from hub.consumer import ViewConsumer
 from hub.db import open_pool
 from hub.errors import BadTarget, NotReady
+from hub.evidence_heads import HeadPublisher
 from hub.kafka import (
     Producer,
     client_options,
@@ -212,8 +213,9 @@ async def running_relay(settings: Settings, agency: str) -> AsyncIterator[Outbox
 
 @contextlib.asynccontextmanager
 async def running_agency(settings: Settings, agency: str) -> AsyncIterator[list[asyncio.Event]]:
-    """Everything one agency runs: its consumer group (if it consumes) and its outbox relay
-    (if it publishes); yields the events set when one of them ends by itself."""
+    """Everything one agency runs: its consumer group (if it consumes), its outbox relay and
+    its chain-head publisher (if it publishes); yields the events set when one of them ends
+    by itself."""
     declared = installed().get(agency)
     async with contextlib.AsyncExitStack() as stack:
         done: list[asyncio.Event] = []
@@ -222,7 +224,26 @@ async def running_agency(settings: Settings, agency: str) -> AsyncIterator[list[
                 running_consumer(settings, agency))).done)
         if declared.publishes is not None:
             done.append((await stack.enter_async_context(running_relay(settings, agency))).done)
+            done.append((await stack.enter_async_context(
+                running_head_publisher(settings, declared))).done)
         yield done
+
+
+@contextlib.asynccontextmanager
+async def running_head_publisher(
+    settings: Settings, agency: Agency
+) -> AsyncIterator[HeadPublisher]:
+    """The agency's chain-head publisher (`hub.evidence_heads`), until exit."""
+    assert agency.heads is not None
+    async with pool(settings, agency.name, max_size=1) as p:
+        publisher = HeadPublisher(p, agency.name, settings.topic(agency.heads.topic),
+                                  interval=settings.evidence_head_interval_s)
+        task = asyncio.create_task(publisher.run(), name=f"heads-{agency.name}")
+        try:
+            yield publisher
+        finally:
+            publisher.stop()
+            await _finish(task)
 
 
 @contextlib.asynccontextmanager

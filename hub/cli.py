@@ -11,6 +11,7 @@ import typer
 
 from hub import commands
 from hub.ops.cli import dlq_app, lag, reconcile
+from hub.ops.evidence import evidence_app
 from hub.ops.keys import keys_app
 from hub.ops.replay import replay
 from hub.registry import installed
@@ -31,6 +32,8 @@ app.add_typer(views_app, name="views")
 app.add_typer(dlq_app, name="dlq", help="Dead letters per consumer group: list, show, redrive.")
 app.add_typer(schemas_app, name="schemas", help="The contract: compatibility of event schemas.")
 app.add_typer(keys_app, name="keys", help="Event-signing keys: list, rotate, revoke.")
+app.add_typer(evidence_app, name="evidence",
+              help="Evidence logs: verify chains, show or export who said what about a permit.")
 app.command("lag")(lag)
 app.command("reconcile")(reconcile)
 app.command("replay")(replay)

@@ -16,6 +16,9 @@ Guarantees, and where they come from:
   non-transient error goes to the group's dead-letter topic with the reason and its
   origin in headers. The dead letter is acknowledged by Kafka before the offset moves
   past it, so nothing is lost.
+- Every record of the batch, with its outcome (applied, a peer's chain head recorded, or
+  dead-lettered and why), is appended to the agency's evidence log in that same
+  transaction (`hub.evidence`).
 - Transient faults (Postgres or Kafka unreachable) are retried with backoff, never
   dead-lettered, never skipped.
 """
@@ -37,6 +40,7 @@ from aiokafka.structs import ConsumerRecord
 from hub.db import Connection, lock_offsets, store_offsets, stored_offsets
 from hub.delivery import BatchHandler, Delivery, Refusal, accept
 from hub.errors import MessageRefused, is_transient, retry_transient
+from hub.evidence import HEAD_TYPE, Entry, HeadRefused, append, record_heads
 from hub.kafka import DeadLetter, Producer, dead_letter_destination, dead_letter_headers
 from hub.logging import get_logger
 from hub.signing import Verifier
@@ -309,10 +313,17 @@ class ViewConsumer:
             todo = [d for d in deliveries if d.offset >= floor[(d.topic, d.partition)]]
             dead = [d for d in dead if d.offset >= floor[(d.topic, d.partition)]]
             skipped = len(deliveries) - len(todo)
-            failed = await self._apply_isolating(conn, todo)
-            dead = dead + failed
+            heads = [d for d in todo if d.event.type == HEAD_TYPE]
+            views = [d for d in todo if d.event.type != HEAD_TYPE]
+            failed = await self._apply_isolating(conn, views)
+            refused = await record_heads(conn, heads)
+            dead = dead + failed + [
+                DeadLetter.of_delivery(d, "unauthenticated", HeadRefused(
+                    f"a chain head signed by {d.signer} names another agency"))
+                for d in refused]
             if dead:
                 await self._send_dead_letters(dead)
+            await append(conn, _evidence(views, heads, dead))
             advance = {k: v for k, v in ends.items() if k not in ahead}
             await store_offsets(conn, self.spec.group_id, advance)
         self.stats.applied += len(todo) - len(failed)
@@ -414,3 +425,16 @@ class ViewConsumer:
             await asyncio.wait_for(self._consumer.commit(offsets), timeout=10)
         except Exception as exc:  # the database holds the truth; Kafka's copy may lag
             log.debug("kafka offset mirror skipped", error_class=type(exc).__name__)
+
+
+def _evidence(
+    views: list[Delivery], heads: list[Delivery], dead: list[DeadLetter]
+) -> list[Entry]:
+    """What one batch adds to the evidence log, in Kafka's order."""
+    refused = {(d.topic, d.partition, d.offset) for d in dead}
+    entries = [Entry.of_dead_letter(d) for d in dead]
+    entries += [Entry.of_delivery(d, "applied") for d in views
+                if (d.topic, d.partition, d.offset) not in refused]
+    entries += [Entry.of_delivery(d, "recorded") for d in heads
+                if (d.topic, d.partition, d.offset) not in refused]
+    return sorted(entries, key=lambda e: (e.topic, e.partition, e.offset))

@@ -31,6 +31,10 @@ class Delivery:
     headers: tuple[tuple[str, bytes], ...] = ()
     value: bytes = b""
     """The record's exact bytes (what its signature covers)."""
+    signer: str = ""
+    """Whose verified signature the record carries."""
+    kid: str = ""
+    """The id of the key that signature was verified with."""
 
     def bind(self) -> dict[str, Any]:
         """The log context of this delivery (no personal data)."""
@@ -63,11 +67,18 @@ class KeyMismatch(ValueError):
     """The record's key is not the event's subject (which the key must be, for ordering)."""
 
 
-def accept(rec: ConsumerRecord, codec: Codec, verifier: Verifier) -> Delivery | Refusal:
-    """Verify, decode and check a record: the one acceptance rule of every reader."""
+def accept(
+    rec: ConsumerRecord, codec: Codec, verifier: Verifier,
+    proven: tuple[bytes, str] | None = None,
+) -> Delivery | Refusal:
+    """Verify, decode and check a record: the one acceptance rule of every reader.
+
+    `proven`: the evidence log's digest and JWS of this record's position, when this
+    agency verified and applied it before (see `Verifier.verify`)."""
     value = rec.value or b""
     try:
-        signer = verifier.signer_of(rec.headers, value)
+        key = verifier.verify(rec.headers, value, proven)
+        signer = key.signer
     except Unauthenticated as exc:
         return Refusal("unauthenticated", exc)
     try:
@@ -85,4 +96,4 @@ def accept(rec: ConsumerRecord, codec: Codec, verifier: Verifier) -> Delivery | 
         # Neither value goes into the message: keys and subjects are permit numbers.
         return Refusal("key_mismatch", KeyMismatch("the message key is not the event's subject"))
     return Delivery(rec.topic, rec.partition, rec.offset, rec.timestamp, event,
-                    tuple(rec.headers or ()), value)
+                    tuple(rec.headers or ()), value, signer, key.kid)

@@ -1,9 +1,11 @@
 """The transactional outbox and its relay to Kafka.
 
 A service writes its state change and the event about it in one Postgres transaction
-(`enqueue`); the relay publishes outbox rows with the idempotent producer and deletes
-them only after Kafka acknowledged them. If the relay or Kafka dies mid-way the rows are
-still there and are sent again; consumers drop the duplicate by its `sequence`.
+(`enqueue`); the relay publishes outbox rows with the idempotent producer, signed, and
+deletes them only after Kafka acknowledged them, logging each as sent in the agency's
+evidence log (`hub.evidence`) in the transaction that deletes it. If the relay or Kafka
+dies mid-way the rows are still there and are sent again; consumers drop the duplicate by
+its `sequence`.
 
 One relay is active per database at a time (a session advisory lock); others wait as hot
 standbys. NOTIFY wakes the active relay as soon as a transaction commits.
@@ -22,6 +24,7 @@ import asyncpg
 
 from hub.db import Connection
 from hub.errors import Backoff, is_transient
+from hub.evidence import append, sent_entry
 from hub.kafka import Headers, Producer
 from hub.logging import get_logger
 from hub.signing import SIGNATURE_HEADER, SigningKey
@@ -159,18 +162,38 @@ class OutboxRelay:
             return 0
         futures = []
         key = self.signer()
+        sent_headers = []
         for row in rows:
             headers = [(k, v.encode()) for k, v in json.loads(row["headers"])]
             headers.append((SIGNATURE_HEADER, key.sign(row["value"])))
+            sent_headers.append(headers)
             futures.append(
                 await self.producer.send(
                     row["topic"], key=row["key"], value=row["value"], headers=headers
                 )
             )
-        await asyncio.gather(*futures)
-        # Only what Kafka acknowledged is deleted; a crash before this line re-sends.
-        await conn.execute(
-            "DELETE FROM hub_outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-        )
+        acks = await asyncio.gather(*futures)
+        # Only what Kafka acknowledged is deleted (and logged as sent, where it landed); a
+        # crash before the commit re-sends, and the evidence log then holds the second copy.
+        async with conn.transaction():
+            await append(conn, [
+                sent_entry(ack.topic, ack.partition, ack.offset, row["value"], headers,
+                           key.signer, key.kid, **_identity(row["value"]))
+                for row, headers, ack in zip(rows, sent_headers, acks, strict=True)])
+            await conn.execute(
+                "DELETE FROM hub_outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
         self.published += len(rows)
         return len(rows)
+
+
+def _identity(value: bytes) -> dict[str, str | None]:
+    """The CloudEvent id, type and subject of an outbox value, for the evidence log."""
+    try:
+        event = json.loads(value)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        event = {}
+    return {k: (str(event[f]) if event.get(f) is not None else None)
+            for k, f in (("event_id", "id"), ("event_type", "type"), ("subject", "subject"))}

@@ -8,6 +8,8 @@ An agency lives in any installed distribution that declares, in its `pyproject.t
 where `AGENCY` is a `hub.agency.Agency`. Loading an entry point imports the package and
 reads the declaration; nothing is built. The registry checks the topology once, as a
 whole: names unique, each topic owned by one agency, every topic read is owned by someone.
+It adds to each consuming agency the chain-heads topics of every other publishing agency
+(`Agency.with_peers`, `hub.evidence`).
 
 Only the composition root (`hub.bootstrap`) and the operator commands use the registry; the
 runtime never does.
@@ -35,7 +37,9 @@ class Registry:
 
     def __init__(self, agencies: Iterable[Agency]) -> None:
         self._by_name: dict[str, Agency] = {}
-        for agency in agencies:
+        declared = list(agencies)
+        # Every consuming agency records the chain heads of every other publishing one.
+        for agency in (a.with_peers(declared) for a in declared):
             if agency.name in self._by_name:
                 raise TopologyError(f"two agencies are named {agency.name!r}")
             self._by_name[agency.name] = agency
@@ -44,9 +48,7 @@ class Registry:
     def _check(self) -> None:
         owner: dict[str, str] = {}
         for a in self:
-            for channel in (a.publishes, a.requests):
-                if channel is None:
-                    continue
+            for channel in a.channels():
                 if channel.topic in owner:
                     raise TopologyError(
                         f"topic {channel.topic} is declared by {owner[channel.topic]!r} "
@@ -113,7 +115,7 @@ class Registry:
 
     def channels(self) -> list[Channel]:
         """Every topic the agencies own with what it carries, publications first."""
-        return [c for a in self for c in (a.publishes, a.requests) if c is not None]
+        return [c for a in self for c in a.channels()]
 
     def topics(self, settings: Settings) -> list[str]:
         """Every topic the hub uses under these settings, dead-letter topics included."""

@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(default=2000, ge=1)
     batch_timeout_ms: int = Field(default=100, ge=0)
 
+    # Evidence log
+    evidence_head_interval_s: float = Field(
+        default=30.0, gt=0,
+        description="how often a publishing agency sends its evidence log's chain head (when"
+        " the chain moved)",
+    )
+
     # Logging
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"

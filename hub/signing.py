@@ -25,6 +25,8 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -212,6 +214,17 @@ class Verifier:
 
     def signer_of(self, headers: Any, value: bytes) -> str:
         """The signer whose valid signature covers this value; Unauthenticated otherwise."""
+        return self.verify(headers, value).signer
+
+    def verify(self, headers: Any, value: bytes, proven: tuple[bytes, str] | None = None,
+               ) -> PublishedKey:
+        """The published key whose valid signature covers this value; Unauthenticated
+        otherwise.
+
+        `proven` is what the evidence log holds for this record's position when it was
+        verified and applied before (the value's SHA-256 and the JWS): if both match, the
+        Ed25519 check is not repeated. The key must still be known and not revoked.
+        """
         jws = next((v for k, v in headers or () if k == SIGNATURE_HEADER), None)
         if not jws:
             raise Unauthenticated("the record is not signed")
@@ -220,11 +233,15 @@ class Verifier:
             raise Unauthenticated("the signature is not a detached compact JWS")
         kid = self._kid(protected)
         key = self._key(kid)
+        if (proven is not None and proven[1] is not None
+                and hmac.compare_digest(proven[1].encode(), jws)
+                and hmac.compare_digest(proven[0], hashlib.sha256(value).digest())):
+            return key
         try:
             key.public_key.verify(_unb64(signature), protected + b"." + _b64(value))
         except InvalidSignature:
             raise Unauthenticated(f"bad signature under key {kid}") from None
-        return key.signer
+        return key
 
     def check_type(self, signer: str, event_type: str) -> None:
         """Refuse an event type its signer may not emit."""

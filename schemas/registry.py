@@ -6,6 +6,7 @@ from typing import Any
 
 from schemas.card import CARD_EVENT_TYPES
 from schemas.envelope import CloudEvent
+from schemas.evidence import EVIDENCE_EVENT_TYPES
 from schemas.permits import PERMIT_EVENT_TYPES
 from schemas.public_security import PUBLIC_SECURITY_REQUEST_TYPES, RESIDENCE_EVENT_TYPES
 from schemas.social_insurance import INSURANCE_EVENT_TYPES, SOCIAL_INSURANCE_REQUEST_TYPES
@@ -17,5 +18,6 @@ ALL_EVENT_TYPES: tuple[type[CloudEvent[Any]], ...] = (
     *RESIDENCE_EVENT_TYPES,
     *SOCIAL_INSURANCE_REQUEST_TYPES,
     *INSURANCE_EVENT_TYPES,
+    *EVIDENCE_EVENT_TYPES,
 )
 """Each event family adds its types here."""

@@ -12,7 +12,10 @@ How it works
    replay's per-partition next offset (`hub_replay_offsets`) are written in one
    transaction, so `--resume ID` continues exactly where the last commit left off, and an
    interrupted replay has touched nothing but its shadow. Every replay is a row of
-   `hub_replays` (who, when, range, status, result). Records the live consumer would
+   `hub_replays` (who, when, range, status, result). A record the agency's evidence log
+   holds as verified and applied at that position, with the same digest and JWS, is not
+   verified with Ed25519 again (its key must still be published and not revoked); every
+   other record is (`hub.evidence.proofs`). Records the live consumer would
    dead-letter (refused by `accept`, row function raising, a sequence jump) are skipped and
    counted.
 
@@ -84,6 +87,7 @@ from hub.commands import emit_json, run
 from hub.db import Connection, lock_offsets, open_pool
 from hub.delivery import Refusal, accept
 from hub.errors import BadTarget
+from hub.evidence import proofs
 from hub.kafka import client_options, partitions_of
 from hub.kafka_credentials import OPS
 from hub.projection import ViewTable
@@ -476,6 +480,9 @@ class _Builder:
         rows: list[tuple[Any, ...]] = []
         advance: dict[int, int] = {}
         read = skipped = 0
+        known = await proofs(conn, self.r.topic, {
+            tp.partition: (records[0].offset, records[-1].offset)
+            for tp, records in batch.items() if records})
         for tp, records in batch.items():
             for rec in records:
                 if bounds is not None and rec.offset >= bounds[tp.partition]:
@@ -483,7 +490,7 @@ class _Builder:
                     break
                 advance[tp.partition] = rec.offset + 1
                 read += 1
-                row = self._row(rec)
+                row = self._row(rec, known.get((rec.topic, rec.partition, rec.offset)))
                 if row is None:
                     skipped += 1
                 else:
@@ -508,9 +515,12 @@ class _Builder:
             " WHERE replay_id = $1 AND topic = $2 AND partition = $3",
             [(self.r.id, self.r.topic, p, o) for p, o in advance.items()])
 
-    def _row(self, rec: ConsumerRecord) -> tuple[Any, ...] | None:
-        """The shadow row of a record, or None for one the live consumer dead-letters."""
-        accepted = accept(rec, self.codec, self.verifier)
+    def _row(self, rec: ConsumerRecord, proven: tuple[bytes, str] | None
+             ) -> tuple[Any, ...] | None:
+        """The shadow row of a record, or None for one the live consumer dead-letters.
+        `proven`: the evidence log's proof that this agency verified and applied the exact
+        record before (its signature is then not verified again; its key's status is)."""
+        accepted = accept(rec, self.codec, self.verifier, proven)
         if isinstance(accepted, Refusal) or accepted.event.type not in _PERMIT_TYPES:
             return None
         try:

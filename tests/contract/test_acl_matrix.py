@@ -53,7 +53,7 @@ def test_each_agency_reads_what_it_declares_with_its_own_group_only(matrix: set[
         writes = {a.resource for a in mine if (a.resource_type, a.operation) == (TOPIC, WRITE)}
         groups = {a.resource for a in mine if a.resource_type == GROUP}
         assert reads == {SETTINGS.topic(t) for t in agency.reads}
-        expected = {SETTINGS.topic(agency.publishes.topic)} if agency.publishes else set()
+        expected = {SETTINGS.topic(c.topic) for c in (agency.publishes, agency.heads) if c}
         if agency.consumes:
             dead = agency.dead_letter_topic(SETTINGS)
             expected |= {dead, quarantine_topic(dead)}

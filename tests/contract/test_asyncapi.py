@@ -73,12 +73,16 @@ def doc_channel(doc: dict[str, Any], operation: dict[str, Any]) -> dict[str, Any
 def test_every_topic_and_dead_letter_topic_has_a_send_operation(
     generated: dict[str, Any],
 ) -> None:
-    """Every topic of schemas/topics.py, and each group's dead-letter topic, is published to."""
+    """Every topic of schemas/topics.py, each chain-heads topic and each group's dead-letter
+    topic is published to."""
     sending = {doc_channel(generated, op)["address"]
                for op in generated["operations"].values() if op["action"] == "send"}
     groups = {op["bindings"]["kafka"]["groupId"]["enum"][0]
               for op in generated["operations"].values() if op["action"] == "receive"}
-    assert sending == set(topics.ALL_TOPICS) | {topics.dead_letter_topic(g) for g in groups}
+    heads = {a.heads.topic for a in installed() if a.heads is not None}
+    assert heads, "every publishing agency sends its evidence log's chain heads"
+    assert sending == (set(topics.ALL_TOPICS) | heads
+                       | {topics.dead_letter_topic(g) for g in groups})
 
 
 def test_every_event_type_travels_on_some_topic() -> None:

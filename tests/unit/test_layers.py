@@ -97,7 +97,9 @@ def test_each_agency_asks_kafka_for_its_own_topics_only() -> None:
         needs = agency.kafka_needs(settings)
         assert set(needs.read) == {settings.topic(t) for t in agency.reads}
         assert (needs.group is not None) == agency.consumes
-        own = {settings.topic(agency.publishes.topic)} if agency.publishes else set()
+        own = ({settings.topic(agency.publishes.topic),
+                settings.topic(f"{agency.name}.evidence-heads.v1")}
+               if agency.publishes else set())
         dead = {t for t in needs.write if t.startswith(agency.dead_letter_topic(settings))}
         assert set(needs.write) == own | dead
 
