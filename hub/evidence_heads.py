@@ -1,7 +1,8 @@
 """Each publishing agency's chain head, sent regularly through its own outbox.
 
-The relay signs a head like any record the agency sends and logs it as sent; a head is
-sent again only once the chain has moved past the previous one (`hub.evidence`).
+The relay signs a head like any record the agency sends and logs it as sent; a new head
+is sent only once the chain holds news (a row other than a chain head) past the last one
+(`hub.evidence`). After a restart the current head is sent once more.
 """
 
 from __future__ import annotations
@@ -52,15 +53,18 @@ class HeadPublisher:
             self.done.set()
 
     async def publish_once(self) -> int | None:
-        """Enqueue the current head if it moved since the last one sent; its row number."""
+        """Enqueue the head as of the chain's last row that is not itself a chain head (sent
+        or received), if that row is newer than the last head sent; its row number.
+
+        Heads alone never move the published head: otherwise each agency's recording of
+        the others' heads would make it publish a new head, which they would record, and
+        so on without end. Those rows are covered by the next head that has news."""
         async with self.pool.acquire() as conn, conn.transaction():
             head = await conn.fetchrow(
-                "SELECT seq, row_hash, recorded_at, direction, event_type FROM hub_evidence"
-                " ORDER BY seq DESC LIMIT 1")
-            if head is None or head["seq"] == self.published:
+                "SELECT seq, row_hash, recorded_at FROM hub_evidence"
+                " WHERE event_type IS DISTINCT FROM $1 ORDER BY seq DESC LIMIT 1", HEAD_TYPE)
+            if head is None or (self.published is not None and head["seq"] <= self.published):
                 return None
-            if head["direction"] == "sent" and head["event_type"] == HEAD_TYPE:
-                return None  # the last row is our previous head: nothing happened since
             event = EvidenceHeadPublished.create(
                 subject=self.agency, sequence=head["seq"],
                 data=EvidenceHeadPublishedData(
@@ -70,5 +74,3 @@ class HeadPublisher:
         self.published = head["seq"]
         log.info("chain head published", agency=self.agency, seq=head["seq"])
         return int(head["seq"])
-
-

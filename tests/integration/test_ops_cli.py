@@ -12,6 +12,7 @@ from typer.testing import CliRunner, Result
 
 from hub.logging import configure_logging
 from hub.ops.cli import dlq_app, lag, reconcile
+from hub.ops.evidence import evidence_app
 from hub.ops.replay import replay
 from hub.settings import Settings
 
@@ -25,6 +26,7 @@ def ops_app() -> typer.Typer:
     app.command("reconcile")(reconcile)
     app.command("replay")(replay)
     app.add_typer(dlq_app, name="dlq")
+    app.add_typer(evidence_app, name="evidence")
     return app
 
 
