@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 LIBS   := .cache/kafka-libs
 
-.PHONY: setup kcat demo test unit bench lint schemas stack-up stack-down clean
+.PHONY: setup kcat demo test unit bench lint schemas stack-up stack-down compose-secrets clean
 
 setup: $(VENV)/.installed $(LIBS)/.resolved kcat
 
@@ -65,6 +65,11 @@ stack-up: setup
 
 stack-down: $(VENV)/.installed
 	$(BIN)/hub stack down
+
+# The Docker secrets of docker-compose.yml, under stack/secrets/ (git-ignored, 0600): run
+# before `docker compose up`, as the uid the containers run as (1000 by default).
+compose-secrets: $(VENV)/.installed
+	$(BIN)/python stack/compose_secrets.py
 
 clean:
 	-$(BIN)/hub stack down

@@ -25,7 +25,7 @@ from hub.kafka import quarantine_topic
 from hub.kafka_credentials import front_door
 from hub.projection import ViewTable
 from hub.settings import Settings
-from hub.signing import Verifier
+from hub.signing import TokenKey, Verifier
 from schemas import CloudEvent, Codec, topics
 from schemas.evidence import EvidenceHeadPublished, heads_topic
 from schemas.permits import PermitRecord
@@ -128,6 +128,9 @@ class Agency:
     settings: type[BaseSettings] | None = None
     """Its own settings (read from `HUB_<NAME>_*`), shown by `hub agencies`."""
     commands: Commands | None = None
+    token_keys: tuple[TokenKey, ...] = ()
+    """Signers of tokens it issues outside Kafka (e.g. signed QR codes), whose keys
+    `hub init` makes and `hub keys` rotates and revokes, never verifying a record."""
 
     def __post_init__(self) -> None:
         if bool(self.reads) != (self.build is not None):

@@ -111,15 +111,23 @@ async def init_all(settings: Settings, registry: Registry | None = None) -> None
 
 
 def init_keys(settings: Settings, registry: Registry | None = None) -> None:
-    """A published signing key for every signer that has none yet."""
+    """A published signing key for every signer that has none yet: the event signers', and
+    the token signers' (a token signer's key from before the registry is adopted)."""
+    registry = registry or installed()
     store = key_store(settings)
-    for signer in (registry or installed()).signers():
+    for signer in registry.signers():
         store.signing_key(signer)
+    for token in registry.token_keys():
+        if token.adopts and store.adopt(token.signer, token.purpose,
+                                        settings.home / token.adopts):
+            log.info("signing key adopted", signer=token.signer,
+                     file=str(settings.home / token.adopts))
+        store.signing_key(token.signer, token.purpose)
 
 
 def key_store(settings: Settings) -> KeyStore:
     """The key registry and private keys under these settings."""
-    return KeyStore(settings.keys)
+    return KeyStore.configured(settings)
 
 
 def verifier(settings: Settings) -> Verifier:

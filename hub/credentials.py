@@ -31,9 +31,13 @@ def read_secret(path: Path, *, hint: str) -> str:
 
 
 def ensure_secret(path: Path) -> str:
-    """The secret at `path`, generated and stored (0600) first if the file does not exist."""
-    _private_dir(path.parent)
+    """The secret at `path`, generated and stored (0600) first if the file does not exist.
+
+    A file that exists is only read: it may be a mounted secret (Docker's, in a directory
+    this process neither owns nor may change).
+    """
     if not path.exists():
+        _private_dir(path.parent)
         _create(path, secrets.token_urlsafe(SECRET_BYTES))
     # Another process may have won the race to create it: everyone uses the file that won.
     return read_secret(path, hint="remove it to have a new password generated")

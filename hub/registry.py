@@ -24,6 +24,7 @@ from importlib.metadata import entry_points
 from hub.agency import Agency, Channel, PermitView
 from hub.errors import BadTarget
 from hub.settings import Settings
+from hub.signing import EVENTS, TokenKey
 
 ENTRY_POINT_GROUP = "permit_hub.agencies"
 
@@ -112,6 +113,21 @@ class Registry:
     def signers(self) -> dict[str, frozenset[str]]:
         """Every signer and the event types it may emit (the verifiers' rights table)."""
         return {s: types for a in self for s, types in a.signers().items()}
+
+    def token_keys(self) -> list[TokenKey]:
+        """Every signer of tokens outside Kafka, with its purpose (the QR code's signer)."""
+        keys = [k for a in self for k in a.token_keys]
+        events = self.signers()
+        taken = [k.signer for k in keys if k.signer in events]
+        if taken or len({k.signer for k in keys}) != len(keys):
+            raise ValueError(f"token signers {taken or [k.signer for k in keys]} are named "
+                             "twice: a signer's keys have one purpose")
+        return keys
+
+    def key_purposes(self) -> dict[str, str]:
+        """Every signer `hub keys` manages, with what its keys sign (`events` for records)."""
+        return {**dict.fromkeys(self.signers(), EVENTS),
+                **{k.signer: k.purpose for k in self.token_keys()}}
 
     def channels(self) -> list[Channel]:
         """Every topic the agencies own with what it carries, publications first."""

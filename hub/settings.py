@@ -82,6 +82,17 @@ class Settings(BaseSettings):
         "migrations and its processes (that server manages its roles); an agency not named "
         "here gets its database and roles on the shared server",
     )
+    database_password_file: Path | None = Field(
+        default=None,
+        description="file holding the password of database_url's user when the URL carries "
+        "none (a Docker secret, so the administrator's password is never in the environment)",
+    )
+    database_secrets_dir: Path | None = Field(
+        default=None,
+        description="directory of the agency roles' password files, one per role named as "
+        "the role (0600); unset means <home>/secrets/postgres, where `hub init` writes the "
+        "ones that are missing",
+    )
     postgres_port: int = Field(default=15432, description="embedded server port")
     database_prefix: str = Field(default="permithub_")
 
@@ -95,6 +106,16 @@ class Settings(BaseSettings):
         default=None,
         description="the event-signing keys: `registry/` (every signer's public keys, shared "
         "with every service) and `private/<signer>/` (0600); unset means HUB_HOME/keys",
+    )
+    keys_registry_dir: Path | None = Field(
+        default=None,
+        description="the key registry, every signer's published keys (readable by every "
+        "service, written only by `hub init` and `hub keys`); unset means <keys_dir>/registry",
+    )
+    keys_private_dir: Path | None = Field(
+        default=None,
+        description="this host's private keys, one 0700 directory per signer; unset means "
+        "<keys_dir>/private",
     )
 
     # Consumer runtime
@@ -119,8 +140,8 @@ class Settings(BaseSettings):
 
     @property
     def secrets_dir(self) -> Path:
-        """Where the generated Postgres passwords live, one 0600 file per role."""
-        return self.home / "secrets" / "postgres"
+        """Where the Postgres passwords live, one 0600 file per role."""
+        return self.database_secrets_dir or self.home / "secrets" / "postgres"
 
     def secret_file(self, role: str) -> Path:
         """The file holding one Postgres role's password."""
@@ -146,11 +167,24 @@ class Settings(BaseSettings):
         """URL of the shared server's maintenance database `postgres`, as its administrator
         (for `hub init` and the stack, never for an agency's processes)."""
         if self.database_url:
-            return self.database_url
+            return self._with_admin_password(self.database_url)
         password = read_secret(self.secret_file(SUPERUSER),
                                hint="start the embedded Postgres with `hub stack up`")
         return (f"postgresql://{SUPERUSER}:{quote(password, safe='')}"
                 f"@127.0.0.1:{self.postgres_port}/postgres")
+
+    def _with_admin_password(self, url: str) -> str:
+        if self.database_password_file is None:
+            return url
+        parts = urlsplit(url)
+        user, at, host = parts.netloc.rpartition("@")
+        if not at or ":" in user:
+            raise ValueError("HUB_DATABASE_PASSWORD_FILE needs HUB_DATABASE_URL to name a user "
+                             "and no password, e.g. postgresql://postgres@db:5432/postgres")
+        password = read_secret(self.database_password_file,
+                               hint="it holds the password of HUB_DATABASE_URL's user")
+        netloc = f"{user}:{quote(password, safe='')}@{host}"
+        return urlunsplit(parts._replace(netloc=netloc))
 
     def database_name(self, agency: str) -> str:
         """The name of one agency's own database on the shared server."""
@@ -184,8 +218,18 @@ class Settings(BaseSettings):
 
     @property
     def keys(self) -> Path:
-        """Where the event-signing keys live."""
+        """Where the signing keys live (the registry and private keys, unless set apart)."""
         return self.keys_dir or self.home / "keys"
+
+    @property
+    def keys_registry(self) -> Path:
+        """The key registry: every signer's published keys."""
+        return self.keys_registry_dir or self.keys / "registry"
+
+    @property
+    def keys_private(self) -> Path:
+        """This host's private keys, `<signer>/<kid>.pem`."""
+        return self.keys_private_dir or self.keys / "private"
 
     def topic(self, name: str) -> str:
         """A topic or consumer-group name with this hub's prefix."""

@@ -15,6 +15,13 @@ one JWK set per signer (`keys/registry/<signer>.jwks.json`), each key with a sta
 (verifies nothing). A key id names its key (base64url SHA-256 of the raw key, 16
 characters), so a registry entry cannot claim another key's id.
 
+**Purposes.** Each signer's JWK set names what its keys sign: `events` (records on Kafka,
+the default) or a token purpose an agency declares (`TokenKey`, e.g. the signer of permit
+QR codes, `<agency>-qr` under `permit-qr`). A `Verifier` of records trusts only
+`events` keys, and a token verifier reads only its issuer's set and checks its purpose, so a
+QR key never verifies a record and an event key never verifies a QR token. Token keys are
+rotated, revoked and listed with `hub keys` like the others.
+
 **Rights.** A key verifies only the event types its signer may emit (given by the
 composition root from the agencies' declarations): a valid signature by one agency
 on an event type only another agency emits is still refused.
@@ -31,7 +38,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +53,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from hub.settings import Settings
 from schemas.permit_token import key_id, public_jwk
 
 CHECK_EVERY_S = 0.5
@@ -59,9 +67,36 @@ SIGNATURE_HEADER = "jws"
 
 Status = Literal["active", "retired", "revoked"]
 
+EVENTS = "events"
+"""The purpose of the keys that sign Kafka records; a JWK set naming no purpose has it."""
+
+
+@dataclass(frozen=True)
+class TokenKey:
+    """A signer whose keys sign tokens outside Kafka, as an agency declares it.
+
+    Its keys live in the same registry and are managed by `hub keys` like the event signers',
+    under their own `purpose`, so none of them verifies a record.
+    """
+
+    signer: str
+    purpose: str
+    adopts: str | None = None
+    """A PEM private key the signer used before the key registry, relative to HUB_HOME:
+    `hub init` publishes it as the signer's first key (so what it signed stays valid)."""
+
+    def __post_init__(self) -> None:
+        if self.purpose == EVENTS:
+            raise ValueError(f"token signer {self.signer!r} cannot have the purpose {EVENTS!r}")
+
 
 class Unauthenticated(ValueError):
     """A record whose signature does not prove who produced it (dead-letter reason)."""
+
+
+class KeyUnavailable(RuntimeError):
+    """A signer's key cannot be used here: none published and the registry is not writable
+    by this process, or the active key's private file is not on this host."""
 
 
 def _b64(raw: bytes) -> bytes:
@@ -104,33 +139,88 @@ class PublishedKey:
     public_key: Ed25519PublicKey
     status: Status
     created: str
+    purpose: str = EVENTS
 
 
 class KeyStore:
-    """The key registry and private keys under one directory (`Settings.keys_dir`)."""
+    """The key registry and this host's private keys (`Settings.keys_registry`,
+    `Settings.keys_private`; by default `registry/` and `private/` under one directory)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, registry: Path | None = None, private: Path | None = None
+    ) -> None:
         self.root = root
-        self.registry = root / "registry"
-        self.private = root / "private"
+        self.registry = registry or root / "registry"
+        self.private = private or root / "private"
+
+    @classmethod
+    def configured(cls, settings: Settings) -> KeyStore:
+        """The registry and private keys these settings name."""
+        return cls(settings.keys, registry=settings.keys_registry, private=settings.keys_private)
 
     # private keys ----------------------------------------------------------------------
 
-    def signing_key(self, signer: str) -> SigningKey:
+    def signing_key(self, signer: str, purpose: str = EVENTS) -> SigningKey:
         """The signer's active key, made and published on first use."""
+        self._check_purpose(signer, purpose)
         active = [k for k in self.published(signer) if k.status == "active"]
         if not active:
-            return self.rotate(signer)
+            try:
+                return self.rotate(signer, purpose)
+            except OSError as exc:
+                raise KeyUnavailable(
+                    f"{signer} has no active key in {self.registry}, and none can be made "
+                    f"here ({exc.strerror}); run `hub init`") from None
         kid = active[-1].kid
         path = self.private / signer / f"{kid}.pem"
-        key = load_pem_private_key(path.read_bytes(), password=None)
+        try:
+            key = load_pem_private_key(path.read_bytes(), password=None)
+        except FileNotFoundError:
+            raise KeyUnavailable(f"the private key of {signer}'s active key {kid} is not on "
+                                 f"this host ({path})") from None
         if not isinstance(key, Ed25519PrivateKey):
             raise TypeError(f"{path} does not hold an Ed25519 private key")
         return SigningKey(signer, kid, key)
 
-    def rotate(self, signer: str) -> SigningKey:
-        """A new active key for the signer; its earlier active key becomes `retired`."""
+    def active(self, signer: str, purpose: str = EVENTS) -> Callable[[], SigningKey]:
+        """The signer's active key whenever asked, following rotations and revocations
+        (read again only when the signer's JWK set file changed)."""
+        path = self.registry / f"{signer}.jwks.json"
+        cached: list[tuple[tuple[int, int, int], SigningKey]] = []
+
+        def current() -> SigningKey:
+            stamp = _stamp(path)
+            if not cached or cached[0][0] != stamp:
+                key = self.signing_key(signer, purpose)
+                cached[:] = [(_stamp(path), key)]  # the first use may have just published it
+            return cached[0][1]
+
+        return current
+
+    def rotate(self, signer: str, purpose: str | None = None) -> SigningKey:
+        """A new active key for the signer; its earlier active key becomes `retired`.
+
+        `purpose` is the signer's (`events` for a new signer when not given); a different
+        one than its published set names is refused.
+        """
+        purpose = self._check_purpose(signer, purpose)
         key = Ed25519PrivateKey.generate()
+        return self._publish(signer, purpose, key)
+
+    def adopt(self, signer: str, purpose: str, pem: Path) -> SigningKey | None:
+        """Publish the private key in `pem` as the first key of a signer that has none (a key
+        from before the registry); None if the signer has keys or there is no such file."""
+        self._check_purpose(signer, purpose)
+        if self._entries(signer) or not pem.exists():
+            return None
+        key = load_pem_private_key(pem.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise TypeError(f"{pem} does not hold an Ed25519 private key")
+        return self._publish(signer, purpose, key, adopted_from=str(pem))
+
+    def _publish(
+        self, signer: str, purpose: str, key: Ed25519PrivateKey, **extra: str
+    ) -> SigningKey:
         kid = key_id(key.public_key())
         pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
         _write_new(self.private / signer / f"{kid}.pem", pem, mode=0o600)
@@ -139,9 +229,20 @@ class KeyStore:
             for e in self._entries(signer)
         ]
         entry = {**public_jwk(key.public_key()), "status": "active",
-                 "created": datetime.now(UTC).isoformat(timespec="seconds")}
-        self._save(signer, [*entries, entry])
+                 "created": datetime.now(UTC).isoformat(timespec="seconds"), **extra}
+        self._save(signer, [*entries, entry], purpose)
         return SigningKey(signer, kid, key)
+
+    def purpose(self, signer: str) -> str | None:
+        """What the signer's published keys sign; None if it has published none."""
+        document = self._document(signer)
+        return None if document is None else str(document.get("purpose", EVENTS))
+
+    def _check_purpose(self, signer: str, purpose: str | None) -> str:
+        held = self.purpose(signer)
+        if purpose is not None and held is not None and purpose != held:
+            raise ValueError(f"{signer}'s keys sign {held}, not {purpose}")
+        return purpose or held or EVENTS
 
     def revoke(self, kid: str, *, by: str) -> str:
         """Revoke a key wherever it is published, recording who and when; return its signer
@@ -153,7 +254,7 @@ class KeyStore:
             entries = self._entries(signer)
             if any(e["kid"] == kid for e in entries):
                 self._save(signer, [{**e, **stamp} if e["kid"] == kid else e
-                                    for e in entries])
+                                    for e in entries], self.purpose(signer) or EVENTS)
                 with contextlib.suppress(FileNotFoundError):
                     (self.private / signer / f"{kid}.pem").unlink()
                 return signer
@@ -167,22 +268,30 @@ class KeyStore:
             p.name.removesuffix(".jwks.json") for p in self.registry.glob("*.jwks.json"))
         out = []
         for s in signers:
-            for e in self._entries(s):
+            document = self._document(s) or {}
+            purpose = str(document.get("purpose", EVENTS))
+            for e in document.get("keys", []):
                 key = Ed25519PublicKey.from_public_bytes(_unb64(e["x"].encode()))
                 if key_id(key) != e["kid"]:
                     raise ValueError(f"registry of {s}: key id {e['kid']} is not its key's")
-                out.append(PublishedKey(s, e["kid"], key, e["status"], e.get("created", "")))
+                out.append(PublishedKey(s, e["kid"], key, e["status"], e.get("created", ""),
+                                        purpose))
         return out
 
-    def _entries(self, signer: str) -> list[dict[str, Any]]:
+    def _document(self, signer: str) -> dict[str, Any] | None:
         path = self.registry / f"{signer}.jwks.json"
-        if not path.exists():
-            return []
-        keys: list[dict[str, Any]] = json.loads(path.read_text())["keys"]
+        try:
+            document: dict[str, Any] = json.loads(path.read_text())
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return document
+
+    def _entries(self, signer: str) -> list[dict[str, Any]]:
+        keys: list[dict[str, Any]] = (self._document(signer) or {}).get("keys", [])
         return keys
 
-    def _save(self, signer: str, entries: list[dict[str, Any]]) -> None:
-        document = {"signer": signer, "keys": entries}
+    def _save(self, signer: str, entries: list[dict[str, Any]], purpose: str) -> None:
+        document = {"signer": signer, "purpose": purpose, "keys": entries}
         _write_atomically(self.registry / f"{signer}.jwks.json",
                           json.dumps(document, indent=2).encode() + b"\n", mode=0o644)
 
@@ -276,9 +385,20 @@ class Verifier:
             key = self._keys.get(kid)
         if key is None:
             raise Unauthenticated(f"unknown key {kid}")
+        if key.purpose != EVENTS:
+            raise Unauthenticated(f"key {kid} of {key.signer} signs {key.purpose}, not records")
         if key.status == "revoked":
             raise Unauthenticated(f"key {kid} is revoked")
         return key
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is replaced (a new inode) or rewritten; zeros if absent."""
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0, 0)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _write_atomically(path: Path, content: bytes, *, mode: int) -> None:

@@ -12,10 +12,12 @@ The payload is compact JSON ``{"v":1,"pn":permit no,"cid":card id,"iat":epoch s,
 verifier never has to re-serialise JSON the same way. About 250 characters: a version-10
 QR code at error-correction level M.
 
-The issuer publishes its public keys as a JWK set (RFC 8037 ``OKP``/``Ed25519``) at
-``published_keys_path(home)``; a verifier loads it with `load_public_keys` and checks tokens
-offline with `verify`. A key id is the first 16 characters of the base64url SHA-256 of the
-raw public key, so a key names itself and rotation only adds keys to the set.
+The issuer signs as `QR_SIGNER`, whose public keys are a JWK set (RFC 8037
+``OKP``/``Ed25519``) in the hub's key registry, ``published_keys_file(registry)``, under the
+purpose `QR_KEY_PURPOSE`, each key `active`, `retired` (its tokens still verify) or
+`revoked` (its tokens prove nothing). A verifier loads it with `load_key_set` and checks
+tokens offline with `verify`. A key id is the first 16 characters of the base64url SHA-256
+of the raw public key, so a key names itself; rotation only adds keys to the set.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import binascii
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -41,13 +43,17 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 __all__ = [
     "MAX_LIFETIME",
+    "QR_KEY_PURPOSE",
+    "QR_SIGNER",
     "Claims",
+    "KeySet",
     "RejectReason",
     "TokenRejected",
     "key_id",
+    "load_key_set",
     "load_public_keys",
     "public_jwk",
-    "published_keys_path",
+    "published_keys_file",
     "sign",
     "token_digest",
     "verify",
@@ -69,6 +75,7 @@ class RejectReason(StrEnum):
 
     MALFORMED = "malformed"
     UNKNOWN_KEY = "unknown_key"
+    REVOKED_KEY = "revoked_key"
     BAD_SIGNATURE = "bad_signature"
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"
@@ -127,17 +134,23 @@ def verify(
     now: datetime,
     *,
     leeway: timedelta = timedelta(0),
+    revoked: Collection[str] = frozenset(),
 ) -> Claims:
     """The claims of a genuine token valid at `now`, or TokenRejected saying why not.
 
-    Checks, in order: the text's shape (malformed), the key id (unknown_key), the
-    signature (bad_signature), then the validity window widened by `leeway` on both ends
-    for clock skew (not_yet_valid, expired).
+    Checks, in order: the text's shape (malformed), the key id (revoked_key when it is in
+    `revoked`, unknown_key when not in `public_keys`), the signature (bad_signature), then
+    the validity window widened by `leeway` on both ends for clock skew (not_yet_valid,
+    expired).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     body, signature, claims = _parse(token)
     assert claims.key_id is not None  # _parse fills it from the payload
+    if claims.key_id in revoked:
+        raise TokenRejected(RejectReason.REVOKED_KEY,
+                            f"key {claims.key_id!r} was revoked by the issuer: its tokens "
+                            "prove nothing")
     key = public_keys.get(claims.key_id)
     if key is None:
         raise TokenRejected(RejectReason.UNKNOWN_KEY,
@@ -228,13 +241,23 @@ def _b64decode(text: str) -> bytes:
 
 # Published keys -------------------------------------------------------------------------
 
-PUBLISHED_KEYS = Path("keys") / "card-ssc.jwks.json"
-"""Where, under the hub's home directory, the card service publishes its public keys."""
+QR_SIGNER = "card-qr"
+"""The signer of permit QR tokens (the card service) in the hub's key registry."""
+QR_KEY_PURPOSE = "permit-qr"
+"""What the keys of `QR_SIGNER` sign; a JWK set naming another purpose verifies no token."""
 
 
-def published_keys_path(home: Path) -> Path:
-    """The card service's published JWK set under a hub home directory (`Settings.home`)."""
-    return home / PUBLISHED_KEYS
+def published_keys_file(registry: Path) -> Path:
+    """The token issuer's JWK set in a key registry directory (`Settings.keys_registry`)."""
+    return registry / f"{QR_SIGNER}.jwks.json"
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """The issuer's keys a verifier accepts tokens under, and the ids of its revoked keys."""
+
+    keys: Mapping[str, Ed25519PublicKey]
+    revoked: frozenset[str] = frozenset()
 
 
 def public_jwk(public_key: Ed25519PublicKey) -> dict[str, str]:
@@ -244,18 +267,35 @@ def public_jwk(public_key: Ed25519PublicKey) -> dict[str, str]:
             "use": "sig", "alg": "EdDSA"}
 
 
-def load_public_keys(path: Path) -> dict[str, Ed25519PublicKey]:
-    """The keys of a published JWK set file, by key id; a key whose id lies is refused."""
+def load_key_set(path: Path) -> KeySet:
+    """The keys of a published JWK set file by key id, revoked ones apart; a key whose id
+    lies, or a set whose keys sign something else than QR tokens, is refused (ValueError).
+
+    A set of the hub's registry names its `purpose`; one that names none there (it has a
+    `signer`) holds event-signing keys. A plain JWK set, with neither, is taken as is.
+    """
     document = json.loads(path.read_text())
+    purpose = document.get("purpose", "events" if "signer" in document else QR_KEY_PURPOSE)
+    if purpose != QR_KEY_PURPOSE:
+        raise ValueError(f"{path}: its keys sign {purpose}, not permit QR tokens")
     keys: dict[str, Ed25519PublicKey] = {}
+    revoked: set[str] = set()
     for jwk in document.get("keys", []):
         if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
             continue  # another issuer's algorithm: not ours to check
         key = Ed25519PublicKey.from_public_bytes(_b64decode(jwk["x"]))
         if jwk.get("kid") != key_id(key):
             raise ValueError(f"{path}: key id {jwk.get('kid')!r} does not match its key")
-        keys[key_id(key)] = key
-    return keys
+        if jwk.get("status") == "revoked":
+            revoked.add(key_id(key))
+        else:
+            keys[key_id(key)] = key
+    return KeySet(keys, frozenset(revoked))
+
+
+def load_public_keys(path: Path) -> dict[str, Ed25519PublicKey]:
+    """The keys of a published JWK set file that verify tokens (`load_key_set`), by key id."""
+    return dict(load_key_set(path).keys)
 
 
 def with_key_id(claims: Claims, kid: str) -> Claims:

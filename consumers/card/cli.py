@@ -3,12 +3,14 @@
 Two typer sub-apps, mounted by `hub/cli.py`:
 
 - `qr`: `hub qr verify IMAGE.png [--view AGENCY] [--keys JWKS] [--json]` decodes the QR
-  code, checks the token against the issuer's published keys, then the permit's status in
+  code, checks the token against the issuer's published keys (`card-qr` in the key
+  registry: a revoked key's token is refused), then the permit's status in
   the verifier's own view (any agency with a permit view, reached through the
   `CommandContext` the hub gives); exit 0 when accepted, 1 when refused (with the reason).
 - `card_app`: `hub card permit PERMIT_NO [--png PATH] [--json]` (query, and download with a
   fresh QR code), `hub card sweep [--today DATE]` (publish the daily reminder sweep),
-  `hub card keys` (where the published keys are).
+  `hub card keys` (the QR signer's published keys and its active key id; `hub keys` rotates
+  and revokes them).
 
 The hub mounts them through the agency's declaration (`commands`).
 """
@@ -35,7 +37,7 @@ from hub.kafka_credentials import front_door
 from hub.settings import Settings
 from hub.signing import KeyStore
 from schemas import topics
-from schemas.permit_token import load_public_keys, published_keys_path
+from schemas.permit_token import QR_KEY_PURPOSE, QR_SIGNER, load_key_set, published_keys_file
 
 AGENCY = "card"
 FRONT_DOOR = front_door(AGENCY)
@@ -56,11 +58,13 @@ async def verify_image(
         token = await asyncio.to_thread(qr.decode_png, image)
     except qr.QrUnreadable as exc:
         return qr.Verdict(False, "unreadable", str(exc))
-    keys_path = keys or published_keys_path(settings.home)
+    keys_path = keys or published_keys_file(settings.keys_registry)
     try:
-        public_keys = await asyncio.to_thread(load_public_keys, keys_path)
+        public_keys = await asyncio.to_thread(load_key_set, keys_path)
     except FileNotFoundError:
         return qr.Verdict(False, "no_keys", f"no published keys at {keys_path}")
+    except ValueError as exc:
+        return qr.Verdict(False, "no_keys", str(exc))
     async with context.permit_lookup(settings, view) as lookup:
         return await qr.judge(token, public_keys, now, lookup)
 
@@ -132,7 +136,7 @@ async def permit_download(
             return document
         async with conn.transaction():
             token, claims = await documents.issue_qr(
-                view, permit_no, issuer or QrIssuer.at_home(settings.home), today)
+                view, permit_no, issuer or QrIssuer.configured(settings), today)
     rendering = documents.render_permit_png(document, token, claims)
     await asyncio.to_thread(png.write_bytes, rendering)
     return {**document, "png": str(png), "qr": {
@@ -171,16 +175,17 @@ def sweep_command(
     """Publish the daily expiry-reminder sweep (what a scheduler runs once a day)."""
     as_of = today.date() if today else rules.china_date(datetime.now(UTC))
     settings = _settings()
-    signer = KeyStore(settings.keys).signing_key(FRONT_DOOR)
+    signer = KeyStore.configured(settings).signing_key(FRONT_DOOR)
     asyncio.run(publish(settings, topics.CARD_REQUESTS, [sweep_request(as_of)], signer=signer))
     emit_json({"published": "ExpiryReminderSweepRequested", "as_of": as_of.isoformat()})
 
 
 def keys_command() -> None:
-    """Where the card service publishes its public keys (made on first use)."""
+    """Where the QR signer's public keys are published, and its active key id."""
     settings = _settings()
-    issuer = QrIssuer.at_home(settings.home)
-    emit_json({"jwks": str(published_keys_path(settings.home)), "key_id": issuer.key.kid})
+    key = KeyStore.configured(settings).active(QR_SIGNER, QR_KEY_PURPOSE)()
+    emit_json({"signer": QR_SIGNER, "jwks": str(published_keys_file(settings.keys_registry)),
+               "key_id": key.kid})
 
 
 def commands(context: CommandContext) -> Sequence[tuple[str, typer.Typer]]:

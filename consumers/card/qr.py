@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from qrcode.constants import ERROR_CORRECT_M
 
 from consumers.card.rules import china_date
-from schemas.permit_token import Claims, TokenRejected, verify
+from schemas.permit_token import Claims, KeySet, TokenRejected, verify
 from schemas.permits import PermitStatus
 
 ACCEPTED_STATUSES = frozenset({PermitStatus.ACTIVE.value, PermitStatus.LETTER_ISSUED.value})
@@ -93,10 +93,15 @@ class Verdict:
         }
 
 
-def check_token(token: str, public_keys: Mapping[str, Ed25519PublicKey], now: datetime) -> Verdict:
-    """The token's own verdict: signature and validity window, no view consulted yet."""
+Keys = KeySet | Mapping[str, Ed25519PublicKey]
+"""The issuer's key set (revoked keys named), or just the keys that verify."""
+
+
+def check_token(token: str, public_keys: Keys, now: datetime) -> Verdict:
+    """The token's own verdict: key, signature and validity window, no view consulted yet."""
+    keys = public_keys if isinstance(public_keys, KeySet) else KeySet(public_keys)
     try:
-        claims = verify(token, public_keys, now)
+        claims = verify(token, keys.keys, now, revoked=keys.revoked)
     except TokenRejected as exc:
         return Verdict(False, exc.reason.value, exc.detail)
     return Verdict(True, "valid", "signature and validity window check out", claims)
@@ -124,7 +129,7 @@ def judge_permit(claims: Claims, permit: Mapping[str, Any] | None, today: date) 
 
 async def judge(
     token: str,
-    public_keys: Mapping[str, Ed25519PublicKey],
+    public_keys: Keys,
     now: datetime,
     lookup: Callable[[str], Awaitable[Mapping[str, Any] | None]],
 ) -> Verdict:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import typer
 
 from consumers.card import expectations, handlers
-from consumers.card.issuer import QrIssuer
+from consumers.card.issuer import TOKEN_KEY, QrIssuer
 from consumers.card.views import PERMITS, CardView
 from hub.agency import Agency, Channel, CommandContext, PermitView
 from hub.db import Connection
@@ -92,8 +92,8 @@ def batch_handler(settings: Settings, issuer: QrIssuer) -> BatchHandler:
 
 
 def build(settings: Settings) -> BatchHandler:
-    """The card group's batch handler, with the QR signing key under the hub's home."""
-    return batch_handler(settings, QrIssuer.at_home(settings.home))
+    """The card group's batch handler, signing QR tokens with the active `card-qr` key."""
+    return batch_handler(settings, QrIssuer.configured(settings))
 
 
 def _commands(context: CommandContext) -> Sequence[tuple[str, typer.Typer]]:
@@ -120,5 +120,6 @@ AGENCY = Agency(
     build=build,
     expectations=expectations.reads(),
     commands=_commands,
+    token_keys=(TOKEN_KEY,),
 )
 """The card service, as the hub's registry finds it (entry point `permit_hub.agencies`)."""

@@ -22,7 +22,7 @@ from hub.delivery import BatchHandler
 from hub.dispatch import Emit, Received, Router
 from hub.settings import Settings
 from schemas import PERMIT_EVENT_TYPES, topics
-from schemas.permit_token import published_keys_path
+from schemas.permit_token import published_keys_file
 from schemas.permits import PermitCancelled, PermitExtended
 from schemas.public_security import (
     PUBLIC_SECURITY_REQUEST_TYPES,
@@ -32,9 +32,10 @@ from schemas.public_security import (
 
 
 def policy(settings: Settings, own: PublicSecuritySettings | None = None) -> Policy:
-    """The handlers' policy: the card service's published keys and the configured deadlines."""
+    """The handlers' policy: the QR signer's keys in the key registry and the configured
+    deadlines."""
     own = own or PublicSecuritySettings()
-    keys = PublishedKeys(published_keys_path(settings.home))
+    keys = PublishedKeys(published_keys_file(settings.keys_registry))
     return Policy(
         check_token=token_check(keys.current, timedelta(seconds=own.token_leeway_seconds)),
         cancellation_deadline_days=own.cancellation_deadline_days,

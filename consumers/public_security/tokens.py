@@ -1,26 +1,27 @@
 """Checking a scanned permit QR token: its scan time, its signature, then what it claims.
 
-The token format and its verification belong to `schemas.permit_token`; this module loads the
-card service's published keys, checks the counter's scan time against the time its request
-reached Kafka, and turns a refusal into a reason the applicant can act on. That a token is
+The token format and its verification belong to `schemas.permit_token`; this module reads the
+QR signer's keys from the hub's key registry (only that signer's JWK set, of the QR purpose:
+an event-signing key verifies no token; a revoked key's tokens are refused by name),
+checks the counter's scan time against the time its request reached Kafka, and turns a
+refusal into a reason the applicant can act on. That a token is
 taken once is the handler's part: it needs public security's database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from consumers.public_security.rules import Refuse
 from hub.logging import get_logger
 from schemas.permit_token import (
+    KeySet,
     RejectReason,
     TokenRejected,
-    load_public_keys,
+    load_key_set,
     token_digest,
     verify,
 )
@@ -44,34 +45,32 @@ TokenCheck = Callable[[PresentedQrToken, str, datetime], Refuse | AcceptedToken]
 
 
 class PublishedKeys:
-    """The card service's published public keys, read again whenever the file changes.
-
-    The service only ever adds keys to the set (rotation), so a reload never drops a key
-    whose tokens may still be in use.
+    """The QR signer's published keys (`card-qr.jwks.json` in the key registry), read again
+    whenever the file changes: a rotation adds a key (the retired one still verifies), a
+    revocation moves one to `revoked`, refused from the next check on.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp: tuple[int, int] | None = None
-        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._stamp: tuple[int, int, int] | None = None
+        self._keys = KeySet({})
 
-    def current(self) -> Mapping[str, Ed25519PublicKey]:
-        """The keys as the file holds them now; none while the service has published none."""
+    def current(self) -> KeySet:
+        """The keys as the file holds them now; none while the issuer has published none."""
         try:
             stat = self.path.stat()
         except FileNotFoundError:
-            return {}
-        stamp = (stat.st_mtime_ns, stat.st_size)
+            return KeySet({})
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if stamp != self._stamp:
-            self._keys = load_public_keys(self.path)
+            self._keys = load_key_set(self.path)
             self._stamp = stamp
-            log.info("published card keys loaded", keys=len(self._keys))
+            log.info("published QR keys loaded", keys=len(self._keys.keys),
+                     revoked=len(self._keys.revoked))
         return self._keys
 
 
-def token_check(
-    keys: Callable[[], Mapping[str, Ed25519PublicKey]], leeway: timedelta
-) -> TokenCheck:
+def token_check(keys: Callable[[], KeySet], leeway: timedelta) -> TokenCheck:
     """A token check against the keys `keys()` returns, allowing `leeway` of clock skew."""
 
     def check(
@@ -101,7 +100,7 @@ def check_scan_time(
 def check_token(
     presented: PresentedQrToken,
     permit_no: str,
-    keys: Mapping[str, Ed25519PublicKey],
+    keys: KeySet,
     leeway: timedelta,
 ) -> Refuse | None:
     """None when the token is genuine, was valid when scanned, and names `permit_no`."""
@@ -112,17 +111,22 @@ def check_token(
 def verified_token(
     presented: PresentedQrToken,
     permit_no: str,
-    keys: Mapping[str, Ed25519PublicKey],
+    keys: KeySet,
     leeway: timedelta,
 ) -> Refuse | AcceptedToken:
     """`check_token`, keeping what the handler records of a token it accepts."""
     try:
-        claims = verify(presented.token, keys, presented.scanned_at, leeway=leeway)
+        claims = verify(presented.token, keys.keys, presented.scanned_at, leeway=leeway,
+                        revoked=keys.revoked)
     except TokenRejected as exc:
         if exc.reason is RejectReason.EXPIRED:
             return Refuse(ResidenceRejection.TOKEN_EXPIRED,
                           "the QR code had expired when it was scanned; refresh it in the "
                           "e-SSC app and scan again")
+        if exc.reason is RejectReason.REVOKED_KEY:
+            return Refuse(ResidenceRejection.TOKEN_INVALID,
+                          f"the QR code was not accepted ({exc.reason.value}: {exc.detail}); "
+                          "refresh it in the e-SSC app and scan again")
         return Refuse(ResidenceRejection.TOKEN_INVALID,
                       f"the QR code was not accepted ({exc.reason.value}: {exc.detail})")
     if claims.permit_no != permit_no:

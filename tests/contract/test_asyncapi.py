@@ -95,7 +95,7 @@ def test_each_agency_publishes_its_outcomes_where_its_router_sends_them(tmp_path
     """The outcome topics described are the ones the routers write to."""
     settings = Settings(home=tmp_path, topic_prefix="")
     outcome_topics = {
-        card_router(settings, QrIssuer.at_home(tmp_path)).outcome_topic,
+        card_router(settings, QrIssuer.configured(settings)).outcome_topic,
         public_security_router(settings).outcome_topic,
         social_insurance_router(settings).outcome_topic,
     }

@@ -171,7 +171,7 @@ def routed(tmp_path: Path) -> dict[str, set[str]]:
     """Agency → the event types (class names) its routers project or hand to a handler."""
     settings = Settings(home=tmp_path, topic_prefix="")
     routers = {
-        "card": [card_router(settings, QrIssuer.at_home(tmp_path)),
+        "card": [card_router(settings, QrIssuer.configured(settings)),
                  notification_router(settings)],
         "public_security": [public_security_router(settings)],
         "social_insurance": [social_insurance_router(settings)],

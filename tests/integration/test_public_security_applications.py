@@ -4,6 +4,7 @@ outcome through its outbox and stores it in its own database."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
@@ -11,11 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+from typer.testing import CliRunner
 
-from consumers.card.issuer import QrIssuer, signing_key
+from consumers.card.issuer import QrIssuer
+from hub.logging import configure_logging
+from hub.ops.keys import keys_app
 from hub.settings import Settings
+from hub.signing import KeyStore
 from schemas import Codec, topics
-from schemas.permit_token import token_digest
+from schemas.permit_token import QR_SIGNER, token_digest
 from schemas.permits import CancellationReason, Category, PermitRecord, PermitStandard, PermitStatus
 from schemas.public_security import (
     RESIDENCE_EVENT_TYPES,
@@ -161,8 +167,8 @@ async def test_a_scanned_qr_token_is_verified_with_the_card_services_published_k
     """Genuine, expired, forged and misdirected tokens; a legacy permit's token is refused
     until PermitMigrated puts it on the integrated standard, then accepted."""
     settings = with_home(hub_settings, tmp_path)
-    issuer = QrIssuer(signing_key(tmp_path))  # the card service's key, published under home
-    forger = QrIssuer(signing_key(tmp_path / "elsewhere"))  # a key nobody published
+    issuer = QrIssuer.configured(settings)  # card-qr's key, published in the key registry
+    forger = QrIssuer.from_store(KeyStore(tmp_path / "elsewhere"))  # a key nobody published
     now = datetime.now(UTC)
     stale = QrIssuer(issuer.key, clock=lambda: now - timedelta(minutes=30))
 
@@ -216,6 +222,69 @@ async def test_a_scanned_qr_token_is_verified_with_the_card_services_published_k
     assert [(r["application_id"], r["purpose"]) for r in taken] == [
         ("T-good", "first"), ("T-migrated", "first")]
     assert taken[0]["token_digest"] == token_digest(good_token)
+
+
+async def hub_keys(settings: Settings, *args: str) -> Any:
+    """`hub keys ARGS` as an operator runs it on this hub's keys; its JSON output."""
+    if not structlog.is_configured():
+        # Configured inside the runner, logging would keep writing to its closed buffer.
+        configure_logging("console", "INFO")
+    env = {"HUB_HOME": str(settings.home), "HUB_LOG_FORMAT": "json"}
+    result = await asyncio.to_thread(CliRunner().invoke, keys_app, list(args), env=env,
+                                     catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+async def test_the_qr_key_rotates_and_a_revoked_keys_tokens_are_refused(
+    hub_settings: Settings, tmp_path: Path
+) -> None:
+    """`hub keys rotate card-qr` while public security runs: a token signed before still
+    proves its permit (its key is retired), the new key's too; `hub keys revoke KID`: a
+    token under that key, issued before the revocation, is refused with the reason named."""
+    settings = with_home(hub_settings, tmp_path)
+    issuer = QrIssuer.configured(settings)  # what the card service signs with
+    card = "ESSC0123456789ABCDEF"
+
+    def by_token(permit_no: str, app_id: str, token: str) -> ResidencePermitApplied:
+        return applied(permit_no, app_id, presented=PresentedQrToken(
+            token=token, scanned_at=datetime.now(UTC)))
+
+    async with agency_running(settings, AGENCY) as auth:
+        first, second, third = [await issued_permit(auth, holder(n), entry=ENTRY)
+                                for n in (31, 32, 33)]
+        await synced(settings, AGENCY, auth)
+        before, old = issuer.issue(first.permit_no, card)
+        rotated = await hub_keys(settings, "rotate", QR_SIGNER)
+        after, new = issuer.issue(second.permit_no, card)
+        assert (old.key_id, new.key_id) != (rotated["active"], rotated["active"])
+        assert new.key_id == rotated["active"]
+        await send(settings, topics.PUBLIC_SECURITY_REQUESTS, [
+            by_token(first.permit_no, "K-retired", before),
+            by_token(second.permit_no, "K-rotated", after)])
+        await wait_for(settings, topics.RESIDENCE_EVENTS, CODEC, lambda es: len(es) >= 2,
+                       what="the decisions on both keys' tokens")
+
+        doomed, _ = issuer.issue(third.permit_no, card)
+        assert await hub_keys(settings, "revoke", new.key_id) == {
+            "revoked": new.key_id, "signer": QR_SIGNER}
+        await send(settings, topics.PUBLIC_SECURITY_REQUESTS, [
+            by_token(third.permit_no, "K-revoked", doomed)])
+        events = await wait_for(settings, topics.RESIDENCE_EVENTS, CODEC,
+                                lambda es: len(es) >= 3, what="the revoked key's decision")
+
+    decided = by_request(events, "application_id")
+    assert {k: outcome(v) for k, v in decided.items()} == {
+        "K-retired": ("ResidencePermitIssued", None),
+        "K-rotated": ("ResidencePermitIssued", None),
+        "K-revoked": ("ResidencePermitRejected", "token_invalid"),
+    }
+    message = decided["K-revoked"][0].data.message
+    assert "revoked_key" in message
+    assert new.key_id in message
+    listed = {r["kid"]: r["status"] for r in await hub_keys(settings, "list", "--json")
+              if r["signer"] == QR_SIGNER}
+    assert listed == {old.key_id: "retired", new.key_id: "revoked"}
 
 
 async def test_work_permit_extension_and_cancellation_reach_the_residence_permit(

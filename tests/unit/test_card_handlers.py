@@ -17,9 +17,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consumers.card import AGENCY, documents, handlers
-from consumers.card.issuer import QrIssuer, SigningKey
+from consumers.card.issuer import QrIssuer
 from consumers.card.requests import registration_request, sweep_request
 from hub.dispatch import Emit
+from hub.signing import SigningKey
 from producers.work_permit import domain
 from schemas import DecodeError, DecodeFailure
 from schemas.card import (
@@ -66,8 +67,8 @@ NAME = "Anna Schmidt"
 
 
 _PRIVATE = Ed25519PrivateKey.generate()
-KEY = SigningKey(_PRIVATE, key_id(_PRIVATE.public_key()))
-ISSUER = QrIssuer(KEY, clock=lambda: NOW)
+KEY = SigningKey("card-qr", key_id(_PRIVATE.public_key()), _PRIVATE)
+ISSUER = QrIssuer.fixed(KEY, clock=lambda: NOW)
 
 
 def record(**overrides: Any) -> PermitRecord:

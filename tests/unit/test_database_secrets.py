@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import stat
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -79,6 +79,35 @@ def test_a_role_without_a_password_file_says_run_hub_init(tmp_path: Path) -> Non
     """Before `hub init` there is no role password: one clear error, no URL."""
     with pytest.raises(NotReady, match="run `hub init`"):
         Settings(home=tmp_path).dsn("card")
+
+
+def test_a_mounted_secret_is_read_without_touching_its_directory(tmp_path: Path) -> None:
+    """A Docker secret's directory belongs to someone else: an existing file is only read."""
+    mounted = tmp_path / "run-secrets"
+    mounted.mkdir(mode=0o755)
+    mounted.chmod(0o755)
+    (mounted / "permithub_card_app").write_text("given\n")
+    assert ensure_secret(mounted / "permithub_card_app") == "given"
+    assert stat.S_IMODE(mounted.stat().st_mode) == 0o755
+
+
+def test_role_passwords_and_the_administrator_s_may_be_secret_files(tmp_path: Path) -> None:
+    """HUB_DATABASE_SECRETS_DIR holds the roles' files; HUB_DATABASE_PASSWORD_FILE the
+    password of HUB_DATABASE_URL's user, which then names none (Docker secrets)."""
+    (tmp_path / "permithub_card_app").write_text("app pw\n")
+    (tmp_path / "admin").write_text("admin/pw\n")
+    settings = Settings(home=tmp_path / "home", database_secrets_dir=tmp_path,
+                        database_url="postgresql://postgres@db:5432/postgres",
+                        database_password_file=tmp_path / "admin")
+    assert settings.secret_file("permithub_card_app") == tmp_path / "permithub_card_app"
+    assert settings.server_url() == "postgresql://postgres:admin%2Fpw@db:5432/postgres"
+    card = urlsplit(settings.dsn("card"))
+    assert (card.username, unquote(card.password or ""), card.hostname, card.path) == (
+        "permithub_card_app", "app pw", "db", "/permithub_card")
+    with_password = settings.model_copy(
+        update={"database_url": "postgresql://postgres:inline@db/postgres"})
+    with pytest.raises(ValueError, match="no password"):
+        with_password.server_url()
 
 
 def test_a_role_name_postgres_would_truncate_is_refused() -> None:

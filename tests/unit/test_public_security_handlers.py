@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from consumers.card.issuer import QrIssuer, SigningKey
+from consumers.card.issuer import QrIssuer
 from consumers.public_security import handlers
 from consumers.public_security.handlers import Policy
 from consumers.public_security.tokens import token_check
 from hub.dispatch import Emit
+from hub.signing import SigningKey
 from producers.work_permit import domain
-from schemas.permit_token import key_id, token_digest
+from schemas.permit_token import KeySet, key_id, token_digest
 from schemas.permits import (
     CancellationReason,
     Category,
@@ -64,7 +65,7 @@ CARD_ID = "ESSC0123456789ABCDEF"
 
 def _key() -> SigningKey:
     private = Ed25519PrivateKey.generate()
-    return SigningKey(private, key_id(private.public_key()))
+    return SigningKey("card-qr", key_id(private.public_key()), private)
 
 
 CARD_KEY = _key()
@@ -72,7 +73,7 @@ CARD_KEY = _key()
 FORGER = _key()
 """A key nobody published."""
 POLICY = Policy(
-    check_token=token_check(lambda: {CARD_KEY.kid: CARD_KEY.private_key.public_key()},
+    check_token=token_check(lambda: KeySet({CARD_KEY.kid: CARD_KEY.private_key.public_key()}),
                             timedelta(seconds=30)),
     cancellation_deadline_days=15,
 )
@@ -143,7 +144,7 @@ def by_token(application_id: str, permit_no: str, token: str,
 
 def token(permit_no: str, key: SigningKey = CARD_KEY, issued_at: datetime = SCANNED) -> str:
     """A permit QR token signed with `key` at `issued_at`, valid ten minutes."""
-    return QrIssuer(key, clock=lambda: issued_at).issue(permit_no, CARD_ID)[0]
+    return QrIssuer.fixed(key, clock=lambda: issued_at).issue(permit_no, CARD_ID)[0]
 
 
 async def apply(

@@ -16,7 +16,7 @@ from consumers.public_security.tokens import (
     check_token,
     token_check,
 )
-from schemas.permit_token import Claims, key_id, sign, token_digest
+from schemas.permit_token import Claims, KeySet, key_id, sign, token_digest
 from schemas.public_security import (
     ApplicationPurpose,
     PresentedPermitNo,
@@ -237,7 +237,7 @@ def test_the_cancellation_deadline_is_configuration_not_law() -> None:
 
 KEY = Ed25519PrivateKey.generate()
 KID = key_id(KEY.public_key())
-KEYS = {KID: KEY.public_key()}
+KEYS = KeySet({KID: KEY.public_key()})
 SCANNED = datetime(2025, 3, 11, 9, 30, tzinfo=UTC)
 
 

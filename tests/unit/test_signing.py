@@ -148,3 +148,23 @@ def _publish_foreign_key(store: KeyStore, pem: Path) -> str:
     (store.registry / "workpermit.jwks.json").write_text(
         json.dumps({"signer": "workpermit", "keys": [entry]}))
     return key_id(key.public_key())
+
+
+def test_the_registry_and_the_private_keys_may_live_apart(tmp_path: Path) -> None:
+    """HUB_KEYS_REGISTRY_DIR (shared, read-only for services) and HUB_KEYS_PRIVATE_DIR (this
+    host's keys) override HUB_KEYS_DIR's `registry/` and `private/`."""
+    from hub.settings import Settings
+
+    default = Settings(home=tmp_path)
+    assert (default.keys_registry, default.keys_private) == (
+        tmp_path / "keys" / "registry", tmp_path / "keys" / "private")
+    apart = Settings(home=tmp_path, keys_registry_dir=tmp_path / "shared",
+                     keys_private_dir=tmp_path / "mine")
+    store = KeyStore.configured(apart)
+    key = store.signing_key("workpermit")
+    assert (tmp_path / "shared" / "workpermit.jwks.json").exists()
+    assert (tmp_path / "mine" / "workpermit" / f"{key.kid}.pem").exists()
+    assert not (tmp_path / "keys").exists()
+    reader = Verifier(KeyStore(tmp_path / "elsewhere", registry=tmp_path / "shared"),
+                      {"workpermit": frozenset({TYPE})})
+    assert reader.signer_of(headers(key.sign(VALUE)), VALUE) == "workpermit"
