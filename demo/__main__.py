@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop the local stack after the story (default: leave it up)")
     args = parser.parse_args(argv)
     settings = Settings()
+    if "HUB_EVIDENCE_HEAD_INTERVAL_S" not in os.environ:
+        # A story of seconds: chain heads every second, so the others record them in time.
+        settings = settings.model_copy(update={"evidence_head_interval_s": 1.0})
     # The story's table is the output; keep the services' routine lines out of its way.
     configure_logging(settings.log_format, os.environ.get("HUB_LOG_LEVEL", "WARNING"))
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

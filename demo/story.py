@@ -24,6 +24,7 @@ from demo.procedures import (
 )
 from hub import bootstrap
 from hub.logging import get_logger
+from hub.ops.evidence import uncovered, verify_log
 from hub.ops.views import Drift, drifts
 from hub.projection import fetch_all
 from hub.registry import installed
@@ -231,6 +232,16 @@ async def settle(settings: Settings, within: float = 60.0) -> list[Drift]:
         await asyncio.sleep(0.2)
 
 
+async def committed(settings: Settings, within: float = 30.0) -> None:
+    """Wait until every agency's history so far is covered by chain heads the others
+    recorded (they are sent every `evidence_head_interval_s`)."""
+    deadline = time.monotonic() + within
+    while True:
+        if not await uncovered(settings) or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.2)
+
+
 async def side_by_side(settings: Settings, permit_nos: list[str]) -> str:
     """A table of what the authority and each agency hold for these permits."""
     async with authority(settings) as auth:
@@ -282,6 +293,7 @@ async def play(settings: Settings, *, keep_running: bool = True) -> int:
             await register_john_again(settings, people["john"])
             after = await card_standard(settings, john)
             found = await settle(settings)
+            await committed(settings)
             permit_nos = [p.permit_no for p in people.values()]
             print(await side_by_side(settings, permit_nos))
             print("\nEach agency's records:\n" + await casebook(settings, book))
@@ -292,9 +304,17 @@ async def play(settings: Settings, *, keep_running: bool = True) -> int:
             print(f"\nAnna's permit with its QR code: {png}"
                   f"\n  scanned by public security: {book.qr_verdict}"
                   f"\n  check it yourself: .venv/bin/hub qr verify {book.qr_png}")
+        verdicts = [await verify_log(settings, a) for a in installed().names()]
     finally:
         if not keep_running:
             stack.down()
+    print("\nEach agency's evidence log (hub evidence verify):")
+    for v in verdicts:
+        state = "verifies" if v.ok else f"FAILS at row {v.first_bad_row}: {v.problems[0]}"
+        print(f"  {v.agency:<18} {v.rows:>5} rows, {v.heads_compared} chain head(s) recorded"
+              f" by others match: {state}")
+    if not all(v.ok for v in verdicts):
+        return 1
     if found:
         print(f"\n{len(found)} disagreement(s) between the authority and the views:")
         for drift in found[:50]:

@@ -36,7 +36,7 @@ from hub.bootstrap import key_store
 from hub.commands import emit_json, json_default, run
 from hub.db import Connection
 from hub.errors import BadTarget
-from hub.evidence import row_entry
+from hub.evidence import HEAD_TYPE, row_entry
 from hub.evidence_chain import GENESIS, chain, check_signature, entry_digest
 from hub.registry import installed
 from hub.settings import Settings
@@ -138,6 +138,29 @@ async def verify_log(settings: Settings, agency: str) -> Verdict:
         verdict.bad(seq, f"missing: {heads[seq][0][1]} recorded a chain head there, but the"
                          f" log ends at row {expected - 1}")
     return verdict
+
+
+async def uncovered(settings: Settings) -> list[str]:
+    """Publishing agencies whose last row of news is not yet covered by a chain head every
+    other consuming agency recorded (empty: every history so far is committed to by peers)."""
+    out = []
+    for publisher in installed():
+        if publisher.heads is None:
+            continue
+        conn = await asyncpg.connect(settings.dsn(publisher.name))
+        try:
+            news = await conn.fetchval("SELECT max(seq) FROM hub_evidence"
+                                       " WHERE event_type IS DISTINCT FROM $1", HEAD_TYPE)
+        finally:
+            await conn.close()
+        if news is None:
+            continue
+        heads = await peer_heads(settings, publisher.name)
+        readers = {a.name for a in installed().consumers() if a.name != publisher.name}
+        covering = {by for seq, found in heads.items() if seq >= news for _, by in found}
+        if not readers <= covering:
+            out.append(publisher.name)
+    return out
 
 
 def _check_row(row: asyncpg.Record, keys: dict[str, dict[str, Any]], verdict: Verdict) -> None:
