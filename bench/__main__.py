@@ -29,7 +29,9 @@ from bench.stack import REPO_ROOT, BenchStack, kafka_libs_dir
 from hub import bootstrap
 from hub.bootstrap import init_all
 from hub.logging import configure_logging
+from hub.ops.replay import run_replay
 from hub.registry import installed
+from hub.settings import Settings
 
 AGENCIES = tuple(a.name for a in installed().consumers())
 _T0 = time.perf_counter()
@@ -80,13 +82,17 @@ async def checkpoint(stack: BenchStack) -> None:
 
 async def reset_agency_database(stack: BenchStack, agency: str) -> None:
     """Empty every table of one agency's database: views, stored offsets, handled events,
-    outbox (TRUNCATE: new files, no dead rows), as before its first rebuild. As the owner:
-    the runtime role may not truncate."""
-    async with bootstrap.pool(stack.settings, agency, max_size=1, role="owner") as p:
-        tables = [r["t"] for r in await p.fetch(
+    outbox, evidence log (TRUNCATE: new files, no dead rows), as before its first rebuild.
+    As the owner: the runtime role may not truncate, and the evidence log refuses it to
+    anyone until its owner switches the append-only trigger off (a bench database only)."""
+    async with bootstrap.pool(stack.settings, agency, max_size=1, role="owner") as p, \
+            p.acquire() as conn, conn.transaction():
+        tables = [r["t"] for r in await conn.fetch(
             "SELECT quote_ident(tablename) AS t FROM pg_tables WHERE schemaname = 'public'")]
         if tables:
-            await p.execute(f"TRUNCATE {', '.join(tables)}")
+            await conn.execute("ALTER TABLE hub_evidence DISABLE TRIGGER USER")
+            await conn.execute(f"TRUNCATE {', '.join(tables)}")
+            await conn.execute("ALTER TABLE hub_evidence ENABLE TRIGGER USER")
 
 
 async def view_rows(stack: BenchStack, agency: str) -> int:
@@ -131,6 +137,16 @@ async def rebuild_one(stack: BenchStack, agency: str, batch: int, log_dir: Path,
         f"{result['wall_s']:.2f} s, mean batch {result['mean_batch']:.0f}, "
         f"peak {result['peak_rss_mb']:.0f} MB, caught up: {result['caught_up']}")
     return result
+
+
+async def replay_measured(settings: Settings, view: str) -> dict[str, Any]:
+    """One full `hub replay` of a view, in this process: its events per second."""
+    started = time.perf_counter()
+    replay = await run_replay(settings, view, "earliest")
+    wall = time.perf_counter() - started
+    return {"view": view, "status": replay.status, "events": replay.events,
+            "skipped": replay.skipped, "wall_s": round(wall, 2),
+            "events_per_s": round(replay.events / wall, 1) if wall else 0.0}
 
 
 async def run(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
@@ -199,6 +215,13 @@ async def run(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
                 f"{results['fill']['permits']} permits, applied {r['applied']} of "
                 f"{r['events_in_topic']} events, caught up: {r['caught_up']}")
     results["rebuild"] = rebuild
+
+    # `hub replay` after the rebuild: the card's evidence log now proves every record it
+    # verified and applied, so the replay checks digests and key status, not Ed25519.
+    say("replay: hub replay card --from earliest (records proven by the evidence log)")
+    results["replay"] = await replay_measured(settings, "card")
+    say(f"  {results['replay']['events_per_s']:,.0f} events/s, status"
+        f" {results['replay']['status']}")
 
     if args.latency_seconds > 0:
         await checkpoint(stack)

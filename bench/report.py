@@ -189,6 +189,12 @@ def render(results: dict[str, Any]) -> str:
         parts.append(_fill(results))
     if "reference" in results and "rebuild" in results:
         parts.append(_rebuild(results))
+    if results.get("replay"):
+        r = results["replay"]
+        parts.append(f"\nReplay of the {r['view']} view (`hub replay`, records proven by its"
+                     f" evidence log): {r['events']:,} events in {r['wall_s']} s ="
+                     f" {r['events_per_s']:,.0f} events/s, {r['skipped']} skipped,"
+                     f" status {r['status']}")
     if results.get("live"):
         parts.append(_live(results["live"]))
     if results.get("live_error"):
