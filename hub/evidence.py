@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from hub.db import Connection
 from hub.delivery import Delivery
-from hub.evidence_chain import GENESIS, chain, entry_digest
+from hub.evidence_chain import GENESIS, TREE_HEADER, chain, entry_digest
 from hub.kafka import DeadLetter, Headers
 from hub.signing import SIGNATURE_HEADER
 from schemas.evidence import EvidenceHeadPublished, EvidenceHeadPublishedData
@@ -39,8 +39,8 @@ LOCK = 0x68756265  # "hube": appends to one database's chain are serialised
 HEAD_TYPE = EvidenceHeadPublished.EVENT_TYPE
 
 COLUMNS = ("seq", "recorded_at", "direction", "outcome", "topic", "partition", "offset",
-           "event_id", "event_type", "subject", "signer", "kid", "jws", "digest", "value",
-           "prev_hash", "row_hash")
+           "event_id", "event_type", "subject", "signer", "kid", "jws", "tree", "digest",
+           "value", "prev_hash", "row_hash")
 
 Direction = Literal["received", "sent"]
 Proofs = Mapping[tuple[str, int, int], tuple[bytes, str]]
@@ -58,6 +58,8 @@ class Entry:
     offset: int
     value: bytes
     jws: str | None
+    tree: str | None
+    """The record's place in the batch tree its JWS signs (`jws-tree`), if it has one."""
     event_id: str | None = None
     event_type: str | None = None
     subject: str | None = None
@@ -69,20 +71,20 @@ class Entry:
     def of_delivery(cls, d: Delivery, outcome: str) -> Entry:
         """A record the consumer accepted (its signature verified)."""
         return cls("received", outcome, d.topic, d.partition, d.offset, d.value,
-                   _jws(d.headers), str(d.event.id), d.event.type, d.event.subject,
-                   d.signer, d.kid)
+                   _header(d.headers, SIGNATURE_HEADER), _header(d.headers, TREE_HEADER),
+                   str(d.event.id), d.event.type, d.event.subject, d.signer, d.kid)
 
     @classmethod
     def of_dead_letter(cls, d: DeadLetter) -> Entry:
         """A record the consumer dead-lettered: kept as received, its signer unproven unless
         it failed only after being verified."""
         return cls("received", f"dead_letter:{d.reason}", d.topic, d.partition, d.offset,
-                   d.value, _jws(d.headers), d.event_id, d.event_type,
-                   None, None, None)
+                   d.value, _header(d.headers, SIGNATURE_HEADER),
+                   _header(d.headers, TREE_HEADER), d.event_id, d.event_type, None, None, None)
 
 
-def _jws(headers: Iterable[tuple[str, bytes | None]]) -> str | None:
-    raw = next((v for k, v in headers if k == SIGNATURE_HEADER), None)
+def _header(headers: Iterable[tuple[str, bytes | None]], name: str) -> str | None:
+    raw = next((v for k, v in headers if k == name), None)
     return raw.decode("ascii", "replace") if raw else None
 
 
@@ -108,11 +110,12 @@ async def append(conn: Connection, entries: Sequence[Entry]) -> None:
             "seq": seq, "recorded_at": stamp, "direction": e.direction, "outcome": e.outcome,
             "topic": e.topic, "partition": e.partition, "offset": e.offset,
             "event_id": e.event_id, "event_type": e.event_type, "subject": e.subject,
-            "signer": e.signer, "kid": e.kid, "jws": e.jws, "digest": digest.hex()}
+            "signer": e.signer, "kid": e.kid, "jws": e.jws, "tree": e.tree,
+            "digest": digest.hex()}
         row_hash = chain(prev, entry_digest(fields))
         rows.append((seq, now, e.direction, e.outcome, e.topic, e.partition, e.offset,
-                     e.event_id, e.event_type, e.subject, e.signer, e.kid, e.jws, digest,
-                     e.value, prev, row_hash))
+                     e.event_id, e.event_type, e.subject, e.signer, e.kid, e.jws, e.tree,
+                     digest, e.value, prev, row_hash))
         prev = row_hash
     await conn.copy_records_to_table("hub_evidence", records=rows, columns=COLUMNS)
 
@@ -124,7 +127,7 @@ def row_entry(row: Mapping[str, Any] | Any) -> dict[str, Any]:
             "partition": row["partition"], "offset": row["offset"],
             "event_id": row["event_id"], "event_type": row["event_type"],
             "subject": row["subject"], "signer": row["signer"], "kid": row["kid"],
-            "jws": row["jws"], "digest": bytes(row["digest"]).hex()}
+            "jws": row["jws"], "tree": row["tree"], "digest": bytes(row["digest"]).hex()}
 
 
 # chain heads ---------------------------------------------------------------------------
@@ -175,5 +178,6 @@ def sent_entry(topic: str, partition: int, offset: int, value: bytes, headers: H
                signer: str, kid: str, *, event_id: str | None, event_type: str | None,
                subject: str | None) -> Entry:
     """A record the relay sent and Kafka acknowledged at this position."""
-    return Entry("sent", "published", topic, partition, offset, value, _jws(headers),
+    return Entry("sent", "published", topic, partition, offset, value,
+                 _header(headers, SIGNATURE_HEADER), _header(headers, TREE_HEADER),
                  event_id, event_type, subject, signer, kid)

@@ -15,9 +15,13 @@ head, their entry digests only (no content, no personal data), so the chain can 
 from the first exported row to the head without seeing anyone else's records.
 
 **A signature.** The JWS is `BASE64URL(protected) ".." BASE64URL(signature)`, Ed25519 over
-`BASE64URL(protected) "." BASE64URL(value)` (RFC 7515 Appendix F, RFC 8037); the key is
+`BASE64URL(protected) "." BASE64URL(payload)` (RFC 7515 Appendix F, RFC 8037); the key is
 the one whose `kid` the protected header names, in the bundle's `keys.json` (the signers'
-published JWK sets).
+published JWK sets). The payload is the record's value, or, when the protected header says
+`"tree": true`, the root of the Merkle tree (RFC 9162 §2.1, SHA-256) over the values of the
+batch the record was sent in: the entry's `tree` (`INDEX.SIZE.PATH`, the record's leaf
+index, the tree's size and the base64url of its inclusion path) leads from the record's
+leaf hash to that root. One signature then covers a whole batch.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ GENESIS = bytes(32)
 """What the first row chains from."""
 
 ENTRY_FIELDS = ("seq", "recorded_at", "direction", "outcome", "topic", "partition", "offset",
-                "event_id", "event_type", "subject", "signer", "kid", "jws", "digest")
+                "event_id", "event_type", "subject", "signer", "kid", "jws", "tree", "digest")
 """The fields of an entry, as its canonical JSON holds them."""
 
 
@@ -49,13 +53,88 @@ def chain(prev_hash: bytes, digest: bytes) -> bytes:
     return hashlib.sha256(prev_hash + digest).digest()
 
 
+# batch signatures: a Merkle tree over a batch's records (RFC 9162 §2.1) --------------------
+
+TREE_HEADER = "jws-tree"
+"""The Kafka header placing a record in the tree its `jws` signs: `INDEX.SIZE.PATH`, with
+PATH the base64url (no padding) of the inclusion path's hashes, concatenated."""
+
+MAX_TREE = 1 << 16
+"""The largest tree a verifier accepts (a relay batch is far smaller)."""
+
+
+def leaf_hash(value: bytes) -> bytes:
+    """RFC 9162: the hash of a leaf, SHA-256(0x00 || value)."""
+    return hashlib.sha256(b"\x00" + value).digest()
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def tree(leaves: list[bytes]) -> tuple[bytes, list[list[bytes]]]:
+    """The root of the Merkle tree over these leaf hashes and each leaf's inclusion path
+    (RFC 9162 §2.1.1 and §2.1.3.1: split at the largest power of two below the size)."""
+    if len(leaves) == 1:
+        return leaves[0], [[]]
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    left, left_paths = tree(leaves[:k])
+    right, right_paths = tree(leaves[k:])
+    return _node(left, right), ([[*p, right] for p in left_paths]
+                                + [[*p, left] for p in right_paths])
+
+
+def root_from_path(leaf: bytes, index: int, size: int, path: list[bytes]) -> bytes | None:
+    """The root an inclusion path leads to from a leaf (RFC 9162 §2.1.3.2); None if the path
+    cannot be one of a tree of that size."""
+    if not 0 <= index < size:
+        return None
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            r = _node(p, r)
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = _node(r, p)
+        fn, sn = fn >> 1, sn >> 1
+    return r if sn == 0 else None
+
+
+def tree_header(index: int, size: int, path: list[bytes]) -> str:
+    """The `jws-tree` header of the record at `index` of a tree of `size` leaves."""
+    return f"{index}.{size}.{base64.urlsafe_b64encode(b''.join(path)).rstrip(b'=').decode()}"
+
+
+def tree_root(value: bytes, header: str) -> bytes | None:
+    """The root a record's `jws-tree` header places it under; None if malformed."""
+    parts = header.split(".")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None
+    index, size = int(parts[0]), int(parts[1])
+    if size > MAX_TREE:
+        return None
+    try:
+        raw = _unb64(parts[2])
+    except ValueError:
+        return None
+    if len(raw) % 32 or len(raw) > 32 * 17:
+        return None
+    path = [raw[i:i + 32] for i in range(0, len(raw), 32)]
+    return root_from_path(leaf_hash(value), index, size, path)
+
+
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def check_signature(jws: str, value: bytes, keys: dict[str, dict[str, Any]]) -> str | None:
+def check_signature(jws: str, value: bytes, keys: dict[str, dict[str, Any]],
+                    tree_at: str | None = None) -> str | None:
     """None if `jws` is a valid Ed25519 signature of `value` by a key in `keys` (kid → JWK
-    with its `signer`); otherwise what is wrong with it."""
+    with its `signer`) — of the value itself, or, with `tree_at` (the `jws-tree` header), of
+    the root of the batch tree the value is in; otherwise what is wrong with it."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -69,8 +148,13 @@ def check_signature(jws: str, value: bytes, keys: dict[str, dict[str, Any]]) -> 
     jwk = keys.get(header.get("kid", "")) if isinstance(header, dict) else None
     if jwk is None or header.get("alg") != "EdDSA":
         return "names no known EdDSA key"
+    if bool(header.get("tree")) != (tree_at is not None):
+        return "does not say whether it signs a record or a batch tree"
+    payload = value if tree_at is None else tree_root(value, tree_at)
+    if payload is None:
+        return "places the record in no tree"
     key = Ed25519PublicKey.from_public_bytes(_unb64(jwk["x"]))
-    signing_input = protected.encode() + b"." + base64.urlsafe_b64encode(value).rstrip(b"=")
+    signing_input = protected.encode() + b"." + base64.urlsafe_b64encode(payload).rstrip(b"=")
     try:
         key.verify(_unb64(signature), signing_input)
     except InvalidSignature:
@@ -103,7 +187,7 @@ def _check_agency(log: dict[str, Any], keys: dict[str, dict[str, Any]]) -> list[
             if hashlib.sha256(value).hexdigest() != entry["digest"]:
                 problems.append(f"row {seq}: the value is not the one its digest names")
             if entry["jws"] is not None and entry["signer"] is not None:
-                wrong = check_signature(entry["jws"], value, keys)
+                wrong = check_signature(entry["jws"], value, keys, entry["tree"])
                 if wrong is None and keys[_kid(entry["jws"])]["signer"] != entry["signer"]:
                     wrong = "signed by another signer than the row names"
                 if wrong:

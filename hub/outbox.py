@@ -25,6 +25,7 @@ import asyncpg
 from hub.db import Connection
 from hub.errors import Backoff, is_transient
 from hub.evidence import append, sent_entry
+from hub.evidence_chain import TREE_HEADER
 from hub.kafka import Headers, Producer
 from hub.logging import get_logger
 from hub.signing import SIGNATURE_HEADER, SigningKey
@@ -79,8 +80,9 @@ class OutboxRelay:
         self.dsn = dsn
         self.producer = producer
         self.signer = signer
-        """The agency's active key, asked for once per batch: every record is signed as it
-        leaves (hub.signing), and a rotation takes effect at the next batch."""
+        """The agency's active key, asked for once per batch: every batch is signed as it
+        leaves (one JWS over its Merkle root, hub.signing), and a rotation takes effect at
+        the next batch."""
         self.batch_size = batch_size
         self.published = 0
         self._wake = asyncio.Event()
@@ -163,9 +165,11 @@ class OutboxRelay:
         futures = []
         key = self.signer()
         sent_headers = []
-        for row in rows:
+        # One signature for the batch, over the Merkle root of its values (hub.signing).
+        jws, places = key.sign_batch([row["value"] for row in rows])
+        for row, place in zip(rows, places, strict=True):
             headers = [(k, v.encode()) for k, v in json.loads(row["headers"])]
-            headers.append((SIGNATURE_HEADER, key.sign(row["value"])))
+            headers += [(SIGNATURE_HEADER, jws), (TREE_HEADER, place)]
             sent_headers.append(headers)
             futures.append(
                 await self.producer.send(

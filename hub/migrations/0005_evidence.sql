@@ -15,6 +15,7 @@ CREATE TABLE hub_evidence (
     signer      text,
     kid         text,
     jws         text,
+    tree        text,
     digest      bytea       NOT NULL,
     value       bytea       NOT NULL,
     prev_hash   bytea       NOT NULL,

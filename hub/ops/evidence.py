@@ -170,7 +170,7 @@ def _check_row(row: asyncpg.Record, keys: dict[str, dict[str, Any]], verdict: Ve
     if chain(bytes(row["prev_hash"]), entry_digest(row_entry(row))) != bytes(row["row_hash"]):
         verdict.bad(seq, "its content does not match its hash")
     if row["signer"] is not None:
-        wrong = check_signature(row["jws"] or "", value, keys)
+        wrong = check_signature(row["jws"] or "", value, keys, row["tree"])
         if wrong is None and keys.get(row["kid"], {}).get("signer") != row["signer"]:
             wrong = "is not by the signer and key the row names"
         if wrong:

@@ -4,14 +4,26 @@ and how a replay's proof from the log stands in for an Ed25519 check (hub/signin
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from hub.evidence_chain import GENESIS, chain, check_bundle, entry_digest
+from hub.evidence_chain import (
+    GENESIS,
+    TREE_HEADER,
+    chain,
+    check_bundle,
+    check_signature,
+    entry_digest,
+    leaf_hash,
+    root_from_path,
+    tree,
+)
 from hub.signing import SIGNATURE_HEADER, KeyStore, Unauthenticated, Verifier
 
 TYPE = "cn.mohrss.workpermit.PermitIssued"
@@ -25,7 +37,7 @@ def _entry(seq: int, value: bytes, jws: str | None, signer: str | None, subject:
             "subject": subject, "signer": signer,
             "kid": json.loads(base64.urlsafe_b64decode(jws.split("..")[0] + "=="))["kid"]
             if jws else None,
-            "jws": jws, "digest": hashlib.sha256(value).hexdigest()}
+            "jws": jws, "tree": None, "digest": hashlib.sha256(value).hexdigest()}
 
 
 @pytest.fixture
@@ -127,3 +139,87 @@ def test_a_proof_from_the_log_replaces_the_ed25519_check_but_not_the_keys_status
     check.reload()
     with pytest.raises(Unauthenticated, match="revoked"):
         check.verify([(SIGNATURE_HEADER, jws)], value, proof)
+
+
+# batch signatures -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 8, 13, 64, 1000])
+def test_every_leaf_of_a_tree_of_any_size_leads_to_its_root(size: int) -> None:
+    leaves = [leaf_hash(f"record {i}".encode()) for i in range(size)]
+    root, paths = tree(leaves)
+    assert all(root_from_path(leaf, i, size, p) == root
+               for i, (leaf, p) in enumerate(zip(leaves, paths, strict=True)))
+    assert max(len(p) for p in paths) == (size - 1).bit_length()
+    if size > 1:
+        # The wrong index, size or a path of another leaf leads elsewhere (or nowhere).
+        assert root_from_path(leaves[0], 1, size, paths[0]) != root
+        assert root_from_path(leaves[1], 0, size, paths[0]) != root
+        assert root_from_path(leaves[0], 0, size, paths[0][:-1]) != root
+
+
+def test_a_tree_of_three_is_rfc_9162s() -> None:
+    """MTH(d0,d1,d2) = H(1 || H(1 || L0 || L1) || L2), with L = H(0 || d)."""
+    d = [b"a", b"b", b"c"]
+    leaf = [hashlib.sha256(b"\x00" + x).digest() for x in d]
+
+    def node(a: bytes, b: bytes) -> bytes:
+        return hashlib.sha256(b"\x01" + a + b).digest()
+    root, paths = tree(leaf)
+    assert root == node(node(leaf[0], leaf[1]), leaf[2])
+    assert paths == [[leaf[1], leaf[2]], [leaf[0], leaf[2]], [node(leaf[0], leaf[1])]]
+
+
+def _batch_headers(jws: bytes, place: bytes) -> list[tuple[str, bytes]]:
+    return [(SIGNATURE_HEADER, jws), (TREE_HEADER, place)]
+
+
+def test_a_batch_signature_verifies_each_record_on_its_own_with_one_ed25519_check(
+    tmp_path: Path,
+) -> None:
+    store = KeyStore(tmp_path / "keys")
+    key = store.signing_key("workpermit")
+    values = [json.dumps({"n": i}).encode() for i in range(50)]
+    jws, places = key.sign_batch(values)
+    check = Verifier(store, {"workpermit": frozenset({TYPE})})
+    check.reload()
+    checks: list[bytes] = []
+
+    class Counting:
+        def __init__(self, key: Ed25519PublicKey) -> None:
+            self.key = key
+
+        def verify(self, signature: bytes, data: bytes) -> None:
+            checks.append(data)
+            self.key.verify(signature, data)
+    published = check._keys[key.kid]
+    check._keys[key.kid] = dataclasses.replace(
+        published, public_key=Counting(published.public_key))  # type: ignore[arg-type]
+    # Out of order and one by one, as records of several partitions arrive.
+    for i in reversed(range(50)):
+        assert check.verify(_batch_headers(jws, places[i]), values[i]).signer == "workpermit"
+    assert len(checks) == 1
+
+    # A changed value, a place of another record, a missing place: refused.
+    with pytest.raises(Unauthenticated, match="bad signature"):
+        check.verify(_batch_headers(jws, places[3]), values[3] + b" ")
+    with pytest.raises(Unauthenticated, match="bad signature"):
+        check.verify(_batch_headers(jws, places[4]), values[3])
+    with pytest.raises(Unauthenticated, match="whether it signs"):
+        check.verify([(SIGNATURE_HEADER, jws)], values[3])
+    with pytest.raises(Unauthenticated, match="malformed"):
+        check.verify(_batch_headers(jws, b"3.50.!!"), values[3])
+    # A record's own signature presented as a batch's: refused, not confused.
+    single = key.sign(values[3])
+    with pytest.raises(Unauthenticated, match="whether it signs"):
+        check.verify(_batch_headers(single, places[3]), values[3])
+
+    # The auditor's check agrees, and a revoked key ends the batch's verified state.
+    keys = {k["kid"]: {**k, "signer": "workpermit"} for k in json.loads(
+        (store.registry / "workpermit.jwks.json").read_text())["keys"]}
+    assert check_signature(jws.decode(), values[7], keys, places[7].decode()) is None
+    assert check_signature(jws.decode(), values[7], keys, places[8].decode()) == "bad signature"
+    store.revoke(key.kid, by="test")
+    check.reload()
+    with pytest.raises(Unauthenticated, match="revoked"):
+        check.verify(_batch_headers(jws, places[0]), values[0])
