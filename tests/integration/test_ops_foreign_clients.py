@@ -19,6 +19,7 @@ import pytest
 
 from consumers.card.handlers import card_permit
 from hub import bootstrap
+from hub.evidence_chain import tree_root
 from hub.kafka import end_offsets
 from hub.kafka_credentials import OPS
 from hub.ops.lag import caught_up
@@ -112,12 +113,42 @@ async def test_kcat_produces_the_golden_examples_and_the_hub_applies_them(
     assert await view_rows(hub_settings, "card") == expected_rows(events, card_permit)
 
 
+ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
+"""The DER prefix of an Ed25519 public key's SubjectPublicKeyInfo (RFC 8410)."""
+
+
+async def _openssl_verifies(jws: str, payload: bytes, jwks: list[dict[str, Any]]) -> bool:
+    """Whether openssl alone verifies a detached JWS over `payload` with the key it names."""
+    protected, _, signature = jws.partition("..")
+    header = json.loads(base64.urlsafe_b64decode(protected + "=="))
+    [jwk] = [k for k in jwks if k["kid"] == header["kid"]]
+    raw = base64.urlsafe_b64decode(jwk["x"] + "==")
+
+    def run() -> bool:
+        with tempfile.TemporaryDirectory() as tmp:
+            der = Path(tmp) / "key.der"
+            der.write_bytes(ED25519_SPKI + raw)
+            data = Path(tmp) / "input"
+            data.write_bytes(protected.encode() + b"."
+                             + base64.urlsafe_b64encode(payload).rstrip(b"="))
+            sig = Path(tmp) / "sig"
+            sig.write_bytes(base64.urlsafe_b64decode(signature + "=="))
+            done = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-keyform", "DER",
+                                   "-inkey", str(der), "-rawin", "-in", str(data),
+                                   "-sigfile", str(sig)], capture_output=True, timeout=30,
+                                  check=False)
+            return done.returncode == 0
+
+    return await asyncio.to_thread(run)
+
+
 async def test_kcat_reads_what_the_relay_publishes_and_it_validates_against_the_schemas(
     kcat: str, hub_settings: Settings
 ) -> None:
     """`kcat -C -J -e` reads every message the authority's relay published: keyed by the
-    permit number, with the CloudEvents content type, and valid against the committed
-    schema of its type."""
+    permit number, with the CloudEvents content type, valid against the committed schema
+    of its type, and signed: openssl verifies each batch's JWS over the Merkle root the
+    record's `jws-tree` path leads to."""
     topic = hub_settings.topic(topics.PERMIT_EVENTS)
     async with bootstrap.running_relay(hub_settings, "workpermit"), authority(hub_settings) as auth:
         await random_lifecycles(auth, random.Random(5), permits=15)
@@ -134,6 +165,7 @@ async def test_kcat_reads_what_the_relay_publishes_and_it_validates_against_the_
     assert len(messages) == published >= 15
     validators: dict[str, jsonschema.Draft202012Validator] = {}
     seen = set()
+    roots: set[tuple[str, bytes]] = set()
     for m in messages:
         body = json.loads(m["payload"])
         event_type = BY_TYPE[body["type"]]
@@ -145,4 +177,12 @@ async def test_kcat_reads_what_the_relay_publishes_and_it_validates_against_the_
         headers = dict(zip(m["headers"][::2], m["headers"][1::2], strict=True))
         assert headers["content-type"] == CONTENT_TYPE
         seen.add(event_type.__name__)
+        # The relay's batch signature: the record's inclusion path leads to a root that
+        # openssl verifies the JWS over, as a system without the hub's code would.
+        root = tree_root(m["payload"].encode(), headers["jws-tree"])
+        assert root is not None
+        roots.add((headers["jws"], root))
     assert {"NotificationLetterIssued", "PermitIssued"} <= seen
+    registry = json.loads((hub_settings.keys / "registry" / "workpermit.jwks.json").read_text())
+    for jws, root in roots:
+        assert await _openssl_verifies(jws, root, registry["keys"])
