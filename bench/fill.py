@@ -17,12 +17,15 @@ from typing import Any
 
 from demo.synthetic import stream
 from hub import bootstrap
+from hub.evidence_chain import TREE_HEADER
 from hub.registry import installed
 from hub.settings import Settings
 from hub.signing import SIGNATURE_HEADER
 from schemas import CONTENT_TYPE, topics
 
 CHUNK_PERMITS = 2000
+RELAY_BATCH = 1000
+"""The outbox relay's batch size (`OutboxRelay.batch_size`): one signature per batch."""
 BASE = 900_000_000_000_000_000
 
 
@@ -32,7 +35,8 @@ async def fill(
     """Produce `events` synthetic events to the permit topic; return counts and rates."""
     topic = settings.topic(topics.PERMIT_EVENTS)
     content = ("content-type", CONTENT_TYPE.encode())
-    # Signed as the authority's relay signs them: the consumers verify every record.
+    # Signed as the authority's relay signs them (one JWS per batch of RELAY_BATCH over its
+    # Merkle root): the consumers verify every record.
     signer = bootstrap.signing_key(settings, "workpermit")
     produced = permits = chunk = 0
     generate_s = send_s = 0.0
@@ -53,11 +57,15 @@ async def fill(
                     break
             generate_s += time.perf_counter() - start
             start = time.perf_counter()
-            futures = [
-                await prod.send(topic, key=key, value=value,
-                                headers=[content, (SIGNATURE_HEADER, signer.sign(value))])
-                for key, value in messages
-            ]
+            futures = []
+            for i in range(0, len(messages), RELAY_BATCH):
+                batch = messages[i:i + RELAY_BATCH]
+                jws, places = signer.sign_batch([value for _, value in batch])
+                futures += [
+                    await prod.send(topic, key=key, value=value, headers=[
+                        content, (SIGNATURE_HEADER, jws), (TREE_HEADER, place)])
+                    for (key, value), place in zip(batch, places, strict=True)
+                ]
             await asyncio.gather(*futures)
             send_s += time.perf_counter() - start
             produced += len(messages)
