@@ -41,7 +41,7 @@ from hub.db import Connection, lock_offsets, store_offsets, stored_offsets
 from hub.delivery import BatchHandler, Delivery, Refusal, accept
 from hub.errors import MessageRefused, is_transient, retry_transient
 from hub.evidence import HEAD_TYPE, Entry, HeadRefused, append, record_heads
-from hub.kafka import DeadLetter, Producer, dead_letter_destination, dead_letter_headers
+from hub.kafka import DeadLetter, Producer, dead_letter_record, quarantine_record
 from hub.logging import get_logger
 from hub.signing import Verifier
 from schemas import Codec
@@ -372,16 +372,14 @@ class ViewConsumer:
 
     async def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
         now = datetime.now(UTC)
-        futures = [
-            await self.producer.send(
-                dead_letter_destination(d, self.spec.dead_letter_topic),
-                key=d.key,
-                value=d.value,
-                headers=dead_letter_headers(d, self.spec.group_id, now),
-            )
-            for d in dead
-        ]
-        await asyncio.gather(*futures)
+        futures = [await self._send_dead_letter(d, now) for d in dead]
+        acks = await asyncio.gather(*futures, return_exceptions=True)
+        for d, ack in zip(dead, acks, strict=True):
+            if isinstance(ack, BaseException):
+                if is_transient(ack):
+                    raise ack
+                # Refused by the broker (too large after all, a bad header): quarantine.
+                await (await self._quarantine(d, now, ack))
         for d in dead:
             log.warning(
                 "dead-lettered",
@@ -395,6 +393,28 @@ class ViewConsumer:
                 error_class=d.error_class,
                 error=d.error_message[:300],
             )
+
+    async def _send_dead_letter(self, d: DeadLetter, now: datetime) -> asyncio.Future[Any]:
+        """Queue one dead letter; one that cannot be built or queued goes to quarantine, so a
+        record never stops the stream."""
+        try:
+            rec = dead_letter_record(d, self.spec.dead_letter_topic, self.spec.group_id, now)
+            return await self.producer.send(rec.topic, key=rec.key, value=rec.value,
+                                            headers=rec.headers)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            return await self._quarantine(d, now, exc)
+
+    async def _quarantine(
+        self, d: DeadLetter, now: datetime, exc: BaseException
+    ) -> asyncio.Future[Any]:
+        log.error("dead letter not sendable, quarantining it", group=self.spec.group_id,
+                  topic=d.topic, partition=d.partition, offset=d.offset,
+                  error_class=type(exc).__name__)
+        rec = quarantine_record(d, self.spec.dead_letter_topic, self.spec.group_id, now, exc)
+        return await self.producer.send(rec.topic, key=rec.key, value=rec.value,
+                                        headers=rec.headers)
 
     def _mirror_to_kafka(
         self, ends: dict[tuple[str, int], int], ahead: dict[tuple[str, int], int]

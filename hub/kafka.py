@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+import hashlib
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,9 @@ log = get_logger(__name__)
 
 Headers = list[tuple[str, bytes]]
 
+RecordHeaders = list[tuple[str, bytes | None]]
+"""The headers of a record read from Kafka: a header's value may be null."""
+
 DLQ_PREFIX = "dlq."
 """Prefix of the headers a dead letter carries about its origin and failure."""
 
@@ -39,6 +43,18 @@ REDRIVE_COUNT = "dlq.redrive.count"
 
 REDRIVE_LIMIT = 3
 """A dead letter redriven more often than this goes to quarantine: a loop guard."""
+
+DEAD_LETTER_LIMIT = 1_000_000
+"""Bytes of key, value and headers a dead letter may take. The producer refuses a record over
+its max_request_size (1 MiB) and the broker one over message.max.bytes (1 MiB + 12), for good:
+this leaves room for the record's and batch's framing. A longer value is truncated."""
+
+TRUNCATED = "dlq.value.truncated"
+"""Header of a dead letter whose value was cut to DEAD_LETTER_LIMIT; `dlq.value.size` and
+`dlq.value.sha256` then name the original (whole in the agency's evidence log)."""
+
+QUARANTINED = "dlq.quarantined"
+"""Header of a dead letter sent to quarantine because it could not be dead-lettered: why."""
 
 
 SASL_MECHANISM = "SCRAM-SHA-512"
@@ -121,11 +137,12 @@ class Producer:
         await self._producer.stop()
 
     async def send(
-        self, topic: str, *, key: bytes | None, value: bytes, headers: Headers | None = None
+        self, topic: str, *, key: bytes | None, value: bytes,
+        headers: Sequence[tuple[str, bytes | None]] | None = None,
     ) -> asyncio.Future[Any]:
         """Queue one message; the returned future resolves when Kafka has acknowledged it."""
         fut: asyncio.Future[Any] = await self._producer.send(
-            topic, value=value, key=key, headers=headers or []
+            topic, value=value, key=key, headers=list(headers or ())
         )
         return fut
 
@@ -146,7 +163,7 @@ class DeadLetter:
     timestamp_ms: int
     key: bytes | None
     value: bytes
-    headers: Headers
+    headers: RecordHeaders
     reason: str
     error_class: str
     error_message: str
@@ -192,11 +209,16 @@ class DeadLetter:
     @property
     def redrive_count(self) -> int:
         """How often this message was redriven before it failed again (0 if never)."""
-        raw = next((v for k, v in self.headers if k == REDRIVE_COUNT), b"0")
-        try:
-            return int(raw)
-        except ValueError:
-            return REDRIVE_LIMIT + 1  # a mangled counter must not reopen the loop
+        return redrive_count(self.headers)
+
+
+def redrive_count(headers: RecordHeaders) -> int:
+    """The `dlq.redrive.count` a record carries (0 if none). A mangled counter (null, not a
+    short decimal number) counts as over the limit: it must not reopen the loop."""
+    raw = next((v for k, v in headers if k == REDRIVE_COUNT), b"0")
+    if raw is None or not 0 < len(raw) <= 9 or not raw.isdigit():
+        return REDRIVE_LIMIT + 1
+    return int(raw)
 
 
 def quarantine_topic(dead_letter_topic: str) -> str:
@@ -211,10 +233,10 @@ def dead_letter_destination(d: DeadLetter, dead_letter_topic: str) -> str:
     return dead_letter_topic
 
 
-def dead_letter_headers(d: DeadLetter, group_id: str, now: datetime) -> Headers:
+def dead_letter_headers(d: DeadLetter, group_id: str, now: datetime) -> RecordHeaders:
     """The original headers plus the failure and origin, as `dlq.*` headers."""
     kept = [(k, v) for k, v in d.headers if not k.startswith(DLQ_PREFIX)]
-    redrives = next((v for k, v in d.headers if k == f"{DLQ_PREFIX}redrive.count"), None)
+    redrives = next((v for k, v in d.headers if k == REDRIVE_COUNT), None)
     extra = {
         "reason": d.reason,
         "error.class": d.error_class,
@@ -226,10 +248,70 @@ def dead_letter_headers(d: DeadLetter, group_id: str, now: datetime) -> Headers:
         "group": group_id,
         "time": now.isoformat(),
     }
-    headers = kept + [(DLQ_PREFIX + k, v.encode()) for k, v in extra.items()]
-    if redrives is not None:
-        headers.append((f"{DLQ_PREFIX}redrive.count", redrives))
+    # `replace`: an error's text may hold a lone surrogate, which must not stop the letter.
+    headers = kept + [(DLQ_PREFIX + k, v.encode(errors="replace")) for k, v in extra.items()]
+    if any(k == REDRIVE_COUNT for k, _ in d.headers):
+        headers.append((REDRIVE_COUNT, redrives))
     return headers
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """What is sent for a dead letter: where, and the key, value and headers."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: RecordHeaders
+
+
+class DeadLetterTooLarge(ValueError):
+    """A dead letter whose key and headers alone exceed DEAD_LETTER_LIMIT."""
+
+
+def dead_letter_record(
+    d: DeadLetter, dead_letter_topic: str, group_id: str, now: datetime
+) -> DeadLetterRecord:
+    """The record a dead letter is sent as: every header, the value cut to fit the limit."""
+    headers = dead_letter_headers(d, group_id, now)
+    return DeadLetterRecord(dead_letter_destination(d, dead_letter_topic), d.key,
+                            *_fit(d.key, d.value, headers))
+
+
+def quarantine_record(
+    d: DeadLetter, dead_letter_topic: str, group_id: str, now: datetime, exc: BaseException
+) -> DeadLetterRecord:
+    """The record for a dead letter that could not be built or sent: to quarantine, with
+    why, the `dlq.*` headers only and no key (either may be what did not fit); its
+    `dlq.origin.*` headers still name the original record."""
+    bare = DeadLetter(d.topic, d.partition, d.offset, d.timestamp_ms, None, d.value, [],
+                      d.reason, d.error_class, d.error_message, d.event_id, d.event_type)
+    why = f"{type(exc).__name__}: {exc}"[:500].encode(errors="replace")
+    headers = [*dead_letter_headers(bare, group_id, now), (QUARANTINED, why)]
+    return DeadLetterRecord(quarantine_topic(dead_letter_topic), None,
+                            *_fit(None, d.value, headers))
+
+
+def _fit(
+    key: bytes | None, value: bytes, headers: RecordHeaders
+) -> tuple[bytes, RecordHeaders]:
+    """The value and headers within DEAD_LETTER_LIMIT: the value truncated if need be, with
+    its original size and SHA-256 in headers."""
+    if _size(key, value, headers) <= DEAD_LETTER_LIMIT:
+        return value, headers
+    headers = [*headers, (TRUNCATED, b"true"), ("dlq.value.size", str(len(value)).encode()),
+               ("dlq.value.sha256", hashlib.sha256(value).hexdigest().encode())]
+    room = DEAD_LETTER_LIMIT - _size(key, b"", headers)
+    if room < 0:
+        raise DeadLetterTooLarge(f"key and headers take {DEAD_LETTER_LIMIT - room} bytes, over "
+                                 f"the dead-letter limit of {DEAD_LETTER_LIMIT}")
+    return value[:room], headers
+
+
+def _size(key: bytes | None, value: bytes, headers: RecordHeaders) -> int:
+    # Each header also costs its two length varints (at most 5 bytes each).
+    return (len(key or b"") + len(value)
+            + sum(len(k.encode()) + len(v or b"") + 10 for k, v in headers))
 
 
 async def ensure_topics(settings: Settings, names: Iterable[str], principal: str) -> list[str]:

@@ -14,6 +14,9 @@ CONTENT_TYPE = "application/cloudevents+json"
 
 SCHEMA_URN = "urn:permit-hub:schema"
 
+SPECVERSION = "1.0"
+"""The CloudEvents version every hub message is, required in each (CloudEvents 1.0 §3.1)."""
+
 MAX_SEQUENCE = 2**31 - 1
 """The largest `sequence`: a positive 32-bit integer, what every view's `integer` column holds.
 
@@ -71,7 +74,9 @@ class CloudEvent(Contract, Generic[D]):
     SOURCE: ClassVar[str]
     VERSION: ClassVar[int] = 1
 
-    specversion: str = Field(default="1.0", pattern=r"^1\.0$")
+    # Required on read (`_require_specversion`); the default is only what the committed JSON
+    # Schemas have always said (a required property there would fail FULL_TRANSITIVE).
+    specversion: str = Field(default=SPECVERSION, pattern=r"^1\.0$")
     # Required on the wire (CloudEvents 1.0): a reader must never invent an id, or a
     # republished message would look new to the handlers' idempotency check.
     id: uuid.UUID = Field(description="unique per event")
@@ -89,6 +94,22 @@ class CloudEvent(Contract, Generic[D]):
     def subject_rule(self) -> tuple[str, str] | None:
         """Where this type's contract takes the subject from, and its value; None: not fixed."""
         return None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _require_specversion(cls, data: Any) -> Any:
+        """Refuse a message without `specversion` rather than assume one.
+
+        Not a `required` in the JSON Schema: the committed versions leave it optional, and a
+        reader requiring more than an earlier writer's schema is BACKWARD-incompatible, as
+        with MAX_SEQUENCE. Every writer of those versions wrote it all the same (pydantic
+        writes defaults, CloudEvents 1.0 requires it of every other producer), so only a
+        message that is not a CloudEvent lacks it.
+        """
+        if isinstance(data, dict) and "specversion" not in data:
+            raise PydanticCustomError("specversion_missing",
+                                      "specversion is required (CloudEvents 1.0)")
+        return data
 
     @model_validator(mode="after")
     def _check_envelope(self) -> Self:
@@ -115,6 +136,7 @@ class CloudEvent(Contract, Generic[D]):
         """A new event of this type, with a fresh id and the current time."""
         extra.setdefault("id", uuid.uuid4())
         return cls(
+            specversion=SPECVERSION,
             source=cls.SOURCE,
             type=cls.EVENT_TYPE,
             subject=subject,

@@ -55,6 +55,10 @@ DEAD_LETTER_HEADERS: dict[str, str] = {
     "dlq.origin.timestamp": "its Kafka timestamp, ms since the epoch",
     "dlq.group": "the consumer group that gave up on it",
     "dlq.time": "when, ISO 8601",
+    "dlq.value.truncated": "present (`true`) when the value was cut to fit the topic",
+    "dlq.value.size": "with dlq.value.truncated: the original value's size in bytes",
+    "dlq.value.sha256": "with dlq.value.truncated: the original value's SHA-256, hex",
+    "dlq.quarantined": "on the quarantine topic: why the dead letter could not be sent",
 }
 """What `hub.kafka.dead_letter_headers` adds to the original headers."""
 

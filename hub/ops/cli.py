@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -92,34 +93,76 @@ Quarantine = Annotated[
 ]
 
 
+Limit = Annotated[int | None, typer.Option(min=1, help="at most this many dead letters")]
+Since = Annotated[
+    datetime | None,
+    typer.Option(help="only those dead-lettered at or after this time (UTC unless it says)"),
+]
+
+
 @dlq_app.command("list")
-def dlq_list(group: Group, quarantine: Quarantine = False, as_json: AsJson = False) -> None:
-    """Every dead letter of a group with its reason and origin, and the counts per reason."""
-    from hub.ops.dlq import dlq_topic_of, read_all, reason_counts
+def dlq_list(
+    group: Group, quarantine: Quarantine = False, limit: Limit = None, since: Since = None,
+    as_json: AsJson = False,
+) -> None:
+    """A group's dead letters with their reasons and origins, then the counts per reason.
+
+    Printed as they are read from the topic, so a DLQ of any size lists in constant memory.
+    """
+    from hub.ops.dlq import dlq_topic_of, scan
     from hub.ops.redrive import redrive_log
 
-    async def work(s: Settings) -> tuple[str, list[Any], set[str]]:
+    async def work(s: Settings) -> None:
         _, topic = dlq_topic_of(s, group, quarantine=quarantine)
-        messages = await read_all(s, topic)
-        log = await redrive_log(s, group)
-        sent = {f"{r['dlq_partition']}:{r['dlq_offset']}" for r in log
+        sent = {f"{r['dlq_partition']}:{r['dlq_offset']}" for r in await redrive_log(s, group)
                 if r["result"] == "sent" and r["dlq_topic"] == topic}
-        return topic, messages, sent
+        out = _JsonListing(topic) if as_json else _TextListing(topic)
+        async for m in scan(s, topic, since=_utc(since), limit=limit):
+            out.row({**m.summary(), "redriven": m.ref in sent})
+        out.close()
 
-    topic, messages, sent = run(work)
-    rows = [{**m.summary(), "redriven": m.ref in sent} for m in messages]
-    if as_json:
-        emit_json({"topic": topic, "total": len(rows), "by_reason": reason_counts(messages),
-                   "messages": rows})
-        return
-    typer.echo(f"{topic}: {len(rows)} dead letter(s)")
-    for reason, count in reason_counts(messages).items():
-        typer.echo(f"  {count:>6}  {reason}")
-    for r in rows:
+    run(work)
+
+
+def _utc(when: datetime | None) -> datetime | None:
+    return when if when is None or when.tzinfo else when.replace(tzinfo=UTC)
+
+
+class _TextListing:
+    """`dlq list` for a terminal: a line pair per dead letter, then the counts."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic, self.reasons = topic, Counter[str]()
+
+    def row(self, r: dict[str, Any]) -> None:
+        self.reasons[r["reason"] or "(none)"] += 1
         mark = " (redriven)" if r["redriven"] else ""
+        mark += " (truncated)" if r["truncated"] else ""
         typer.echo(f"{r['ref']:>10}  {r['reason'] or '-':<18} {r['origin'] or '-':<50} "
                    f"{r['event_type'] or '-'}  redrives={r['redrive_count']}{mark}\n"
                    f"{'':>12}{r['error_class']}: {(r['error_message'] or '')[:120]}")
+
+    def close(self) -> None:
+        typer.echo(f"{self.topic}: {self.reasons.total()} dead letter(s)")
+        for reason, count in self.reasons.most_common():
+            typer.echo(f"  {count:>6}  {reason}")
+
+
+class _JsonListing(_TextListing):
+    """`dlq list --json`: one JSON document, its messages written as they are read."""
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(topic)
+        typer.echo(f'{{"topic": {json.dumps(topic)},\n "messages": [', nl=False)
+
+    def row(self, r: dict[str, Any]) -> None:
+        sep = ",\n  " if self.reasons else "\n  "
+        self.reasons[r["reason"] or "(none)"] += 1
+        typer.echo(sep + json.dumps(r, sort_keys=True, ensure_ascii=False), nl=False)
+
+    def close(self) -> None:
+        typer.echo(f'],\n "total": {self.reasons.total()},\n'
+                   f' "by_reason": {json.dumps(dict(self.reasons.most_common()))}}}')
 
 
 @dlq_app.command("show")
@@ -130,7 +173,7 @@ def dlq_show(
     as_json: AsJson = False,
 ) -> None:
     """One dead letter with all its headers, its key and its value."""
-    from hub.ops.dlq import dlq_topic_of, read_one
+    from hub.ops.dlq import dlq_topic_of, printable, read_one
 
     async def work(s: Settings) -> dict[str, Any]:
         _, topic = dlq_topic_of(s, group, quarantine=quarantine)
@@ -147,7 +190,8 @@ def dlq_show(
     for name, value in detail["headers"]:
         typer.echo(f"  {name}: {value}")
     typer.echo("value:")
-    typer.echo(json.dumps(detail["value"], indent=2, ensure_ascii=False))
+    # The parsed value's strings may hold control characters json.dumps leaves raw.
+    typer.echo(printable(json.dumps(detail["value"], indent=2, ensure_ascii=False)))
 
 
 @dlq_app.command("redrive")
@@ -165,9 +209,14 @@ def dlq_redrive(
         bool, typer.Option("--dry-run", help="show what would be sent; send and record nothing")
     ] = False,
     quarantine: Quarantine = False,
+    limit: Limit = None,
+    since: Since = None,
     as_json: AsJson = False,
 ) -> None:
-    """Send dead letters back to their origin topic with the redrive count +1; record each."""
+    """Send dead letters back to their origin topic with the redrive count +1; record each.
+
+    With --all they are read from the topic as they are sent (--since and --limit page it);
+    a truncated dead letter is never sent back (the evidence log holds it whole)."""
     from hub.ops.redrive import Redrive, redrive
 
     if bool(refs) == redrive_all:
@@ -177,9 +226,12 @@ def dlq_redrive(
     async def work(s: Settings) -> list[Redrive]:
         progress = None if as_json or not sys.stderr.isatty() else _progress
         return await redrive(s, group, refs or None, reason=reason, again=again,
-                             dry_run=dry_run, quarantine=quarantine, on_progress=progress)
+                             dry_run=dry_run, quarantine=quarantine, since=_utc(since),
+                             limit=limit, on_progress=progress)
 
     done = run(work)
+    if done and not as_json and sys.stderr.isatty():
+        typer.echo(err=True)  # ends the progress line
     if as_json:
         emit_json([asdict(r) for r in done])
     else:
@@ -191,6 +243,6 @@ def dlq_redrive(
     raise typer.Exit(1 if any(r.result == "failed" for r in done) else 0)
 
 
-def _progress(done: int, total: int) -> None:
+def _progress(done: int) -> None:
     """A one-line progress counter on the terminal."""
-    typer.echo(f"\rredriving {done}/{total}", nl=done == total, err=True)
+    typer.echo(f"\rredriving {done}", nl=False, err=True)

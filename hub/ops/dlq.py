@@ -1,32 +1,73 @@
 """`hub dlq list|show`: a consumer group's dead letters, read straight from its DLQ topic.
 
 The topic is the record: nothing is copied elsewhere. Each message carries why it failed
-and where it came from in `dlq.*` headers (hub.kafka.dead_letter_headers).
+and where it came from in `dlq.*` headers (hub.kafka.dead_letter_headers). The topic is
+read a fetch at a time (`scan`), never held whole, and a dead letter is shown whatever it
+holds.
 """
 
 from __future__ import annotations
 
-import json
+import re
 import time
-from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pydantic_core
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from hub.agency import Agency
 from hub.errors import BadTarget, retry_transient
-from hub.kafka import REDRIVE_COUNT, Headers, client_options, partitions_of, quarantine_topic
+from hub.kafka import (
+    TRUNCATED,
+    RecordHeaders,
+    client_options,
+    partitions_of,
+    quarantine_topic,
+    redrive_count,
+)
 from hub.kafka_credentials import OPS
 from hub.registry import installed
 from hub.settings import Settings
 
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+"""What must not reach a terminal raw: C0 and C1 controls (escape sequences, carriage
+returns that overwrite a line, newlines that forge one) and bidirectional overrides."""
+
+
+def printable(text: str) -> str:
+    """`text` with every terminal control character written as its escape (`\\x1b`)."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else printable(raw.decode(errors="replace"))
+
+
+def _json(raw: bytes) -> Any:
+    """The JSON value of `raw`, or None. pydantic-core's parser stops at its nesting limit
+    with a ValueError, where the standard library's raises RecursionError, and what it
+    returns is shallow enough for `json.dumps` to print."""
+    try:
+        return pydantic_core.from_json(raw)
+    except ValueError:
+        return None
+
+
+def _number(text: str | None) -> int | None:
+    return int(text) if text and len(text) <= 19 and text.isdecimal() else None
+
 
 @dataclass(frozen=True)
 class DeadLetterMessage:
-    """One message in a DLQ topic, with its `dlq.*` headers read out."""
+    """One message in a DLQ topic, with its `dlq.*` headers read out.
+
+    Whatever it holds (null or binary headers, any key, a value of any shape and depth),
+    reading it never raises, and what it prints carries no terminal control character.
+    """
 
     topic: str
     partition: int
@@ -34,7 +75,7 @@ class DeadLetterMessage:
     timestamp_ms: int
     key: bytes | None
     value: bytes
-    headers: Headers
+    headers: RecordHeaders
 
     @property
     def ref(self) -> str:
@@ -42,33 +83,35 @@ class DeadLetterMessage:
         return f"{self.partition}:{self.offset}"
 
     def header(self, name: str) -> str | None:
-        """A header's value as text (the last one, if repeated)."""
+        """A header's value as printable text (the last one, if repeated; None if null)."""
         found = [v for k, v in self.headers if k == name]
-        return found[-1].decode(errors="replace") if found else None
+        return _text(found[-1]) if found else None
 
     @property
     def redrive_count(self) -> int:
-        """How often it was redriven before failing this time."""
-        raw = self.header(REDRIVE_COUNT)
-        return int(raw) if raw and raw.isdigit() else 0
+        """How often it was redriven before failing this time (`hub.kafka.redrive_count`)."""
+        return redrive_count(self.headers)
+
+    @property
+    def truncated(self) -> bool:
+        """True when its value was cut to fit the DLQ (the whole is in the evidence log)."""
+        return self.header(TRUNCATED) is not None
 
     @property
     def origin(self) -> tuple[str, int, int] | None:
         """Topic, partition and offset it failed at, from its headers (None if unreadable)."""
-        topic, partition, offset = (self.header(f"dlq.origin.{k}")
-                                    for k in ("topic", "partition", "offset"))
-        if not topic or not (partition or "").isdigit() or not (offset or "").isdigit():
+        topic = self.header("dlq.origin.topic")
+        partition, offset = (_number(self.header(f"dlq.origin.{k}")) for k in ("partition",
+                                                                               "offset"))
+        if not topic or partition is None or offset is None:
             return None
-        return topic, int(partition or 0), int(offset or 0)
+        return topic, partition, offset
 
     def event_type(self) -> str | None:
         """The CloudEvents `type` in the value, if the value is JSON with one."""
-        try:
-            body = json.loads(self.value)
-        except ValueError:
-            return None
+        body = _json(self.value)
         found = body.get("type") if isinstance(body, dict) else None
-        return found if isinstance(found, str) else None
+        return printable(found) if isinstance(found, str) else None
 
     def summary(self) -> dict[str, Any]:
         """What `dlq list` shows of it."""
@@ -79,21 +122,18 @@ class DeadLetterMessage:
             "error_message": self.header("dlq.error.message"),
             "origin": f"{origin[0]}:{origin[1]}:{origin[2]}" if origin else None,
             "event_type": self.event_type(), "redrive_count": self.redrive_count,
-            "dead_lettered_at": self.header("dlq.time"),
+            "dead_lettered_at": self.header("dlq.time"), "truncated": self.truncated,
         }
 
     def detail(self) -> dict[str, Any]:
         """Everything about it, as `dlq show` prints it."""
-        try:
-            value: Any = json.loads(self.value)
-        except ValueError:
-            value = self.value.decode(errors="replace")
+        value = _json(self.value)
         return {
             **self.summary(), "topic": self.topic,
             "timestamp": datetime.fromtimestamp(self.timestamp_ms / 1000, UTC).isoformat(),
-            "key": self.key.decode(errors="replace") if self.key is not None else None,
-            "headers": [[k, v.decode(errors="replace")] for k, v in self.headers],
-            "value": value,
+            "key": _text(self.key),
+            "headers": [[printable(k), _text(v)] for k, v in self.headers],
+            "value": _text(self.value) if value is None else value,
         }
 
 
@@ -125,26 +165,59 @@ async def _partitions(reader: AIOKafkaConsumer, topic: str) -> list[TopicPartiti
         raise BadTarget(f"dead-letter topic {topic!r} does not exist") from None
 
 
-async def read_all(settings: Settings, topic: str, wait_s: float = 30.0) -> list[DeadLetterMessage]:
-    """Every message in a DLQ topic, by partition and offset."""
+async def scan(
+    settings: Settings, topic: str, *, since: datetime | None = None,
+    limit: int | None = None, idle_s: float = 30.0,
+) -> AsyncIterator[DeadLetterMessage]:
+    """The messages of a DLQ topic by partition and offset, yielded as they are read, so no
+    command holds the topic in memory. `since`: only those dead-lettered at or after that
+    time (the topic's append time); `limit`: at most that many."""
+    if limit is not None and limit <= 0:
+        return
     reader = await _reader(settings)
     try:
         tps = await _partitions(reader, topic)
-        reader.assign(tps)
         ends = await reader.end_offsets(tps)
-        for tp, start in (await reader.beginning_offsets(tps)).items():
-            reader.seek(tp, start)
-        out: list[DeadLetterMessage] = []
-        deadline = time.monotonic() + wait_s
-        while [tp for tp in tps if await reader.position(tp) < ends[tp]]:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end in {wait_s}s")
-            for records in (await reader.getmany(timeout_ms=200)).values():
-                out += [_message(r) for r in records if r.offset < ends[TopicPartition(
-                    r.topic, r.partition)]]
-        return sorted(out, key=lambda m: (m.partition, m.offset))
+        starts = await _starts(reader, tps, since, ends)
+        left = limit
+        for tp in tps:
+            async for m in _read_partition(reader, tp, starts[tp], ends[tp], idle_s):
+                yield m
+                if left is not None:
+                    left -= 1
+                    if left == 0:
+                        return
     finally:
         await reader.stop()
+
+
+async def _starts(
+    reader: AIOKafkaConsumer, tps: list[TopicPartition], since: datetime | None,
+    ends: dict[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    if since is None:
+        return dict(await reader.beginning_offsets(tps))
+    found = await reader.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in tps})
+    return {tp: ends[tp] if found.get(tp) is None else found[tp].offset for tp in tps}
+
+
+async def _read_partition(
+    reader: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int, idle_s: float
+) -> AsyncIterator[DeadLetterMessage]:
+    """The messages of one partition from `start` up to `end`, a fetch at a time."""
+    reader.assign([tp])
+    reader.seek(tp, start)
+    deadline = time.monotonic() + idle_s
+    while await reader.position(tp) < end:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"could not read {tp.topic}:{tp.partition} to its end: no "
+                               f"progress in {idle_s}s")
+        records = (await reader.getmany(tp, timeout_ms=200, max_records=500)).get(tp, [])
+        if records:
+            deadline = time.monotonic() + idle_s
+        for rec in records:
+            if rec.offset < end:
+                yield _message(rec)
 
 
 def parse_ref(ref: str) -> tuple[int, int]:
@@ -181,8 +254,3 @@ async def read_one(settings: Settings, topic: str, ref: str) -> DeadLetterMessag
         raise TimeoutError(f"could not read {topic}:{ref}")
     finally:
         await reader.stop()
-
-
-def reason_counts(messages: list[DeadLetterMessage]) -> dict[str, int]:
-    """How many dead letters there are per reason."""
-    return dict(Counter(m.header("dlq.reason") or "(none)" for m in messages).most_common())

@@ -13,17 +13,18 @@ the duplicate.
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from hub.db import open_pool
 from hub.errors import BadTarget, retry_transient
-from hub.kafka import DLQ_PREFIX, REDRIVE_COUNT, Headers, client_options
+from hub.kafka import DLQ_PREFIX, REDRIVE_COUNT, RecordHeaders, client_options
 from hub.kafka_credentials import OPS
-from hub.ops.dlq import DeadLetterMessage, dlq_topic_of, parse_ref, read_all
+from hub.ops.dlq import DeadLetterMessage, dlq_topic_of, read_one, scan
 from hub.settings import Settings
 
 
@@ -52,55 +53,84 @@ async def redrive(
     again: bool = False,
     dry_run: bool = False,
     quarantine: bool = False,
-    on_progress: Callable[[int, int], None] | None = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> list[Redrive]:
-    """Redrive the named dead letters (all when `refs` is None) of a group to their origins."""
+    """Redrive the named dead letters (all when `refs` is None, streamed from the topic:
+    `since` and `limit` page it) of a group to their origins."""
     agency, topic = dlq_topic_of(settings, group, quarantine=quarantine)
-    group_id, origins = agency.group_id(settings), [settings.topic(t) for t in agency.reads]
-    wanted = [parse_ref(r) for r in refs] if refs is not None else None
-    messages = await read_all(settings, topic)
-    chosen = _choose(messages, wanted, topic, reason)
-    for m in chosen:
-        if m.origin is None or m.origin[0] not in origins:
-            raise BadTarget(f"{topic}:{m.ref} names origin {m.header('dlq.origin.topic')!r}, "
-                            f"not a topic of {group_id}; nothing was redriven")
+    group_id, origins = agency.group_id(settings), {settings.topic(t) for t in agency.reads}
+    if refs is not None:
+        named = [await _named(settings, topic, r) for r in dict.fromkeys(refs)]
+        for m in named:
+            if not _from(m, origins):
+                raise BadTarget(f"{topic}:{m.ref} names origin "
+                                f"{m.header('dlq.origin.topic')!r}, not a topic of {group_id};"
+                                " nothing was redriven")
+    chosen = _iterate(named) if refs is not None else scan(settings, topic, since=since,
+                                                           limit=limit)
     async with open_pool(settings.dsn(agency.name), max_size=1) as pool:
-        sent = await _already_sent(pool, group_id, topic, dry_run=dry_run)
-        if dry_run:
-            return [_plan(m, "skipped" if (m.partition, m.offset) in sent and not again
-                          else "planned") for m in chosen]
-        producer = AIOKafkaProducer(**client_options(settings, OPS), acks="all",
-                                    enable_idempotence=True, client_id="hub-ops-redrive")
-        await retry_transient("start redrive producer", producer.start)
+        sent = await _already_sent(pool, group_id, topic)
+        producer = None if dry_run else AIOKafkaProducer(
+            **client_options(settings, OPS), acks="all", enable_idempotence=True,
+            client_id="hub-ops-redrive")
+        if producer is not None:
+            await retry_transient("start redrive producer", producer.start)
         try:
-            out = []
-            for done, m in enumerate(chosen, start=1):
-                if (m.partition, m.offset) in sent and not again:
-                    out.append(_plan(m, "skipped"))
-                else:
-                    out.append(await _send_one(pool, producer, group_id, topic, m))
+            out: list[Redrive] = []
+            async for m in chosen:
+                if reason is not None and m.header("dlq.reason") != reason:
+                    continue
+                out.append(await _one(pool, producer, group_id, topic, m, origins,
+                                      skip=(m.partition, m.offset) in sent and not again))
                 if on_progress is not None:
-                    on_progress(done, len(chosen))
+                    on_progress(len(out))
             return out
         finally:
-            await producer.stop()
+            if producer is not None:
+                await producer.stop()
 
 
-def _choose(
-    messages: list[DeadLetterMessage], wanted: list[tuple[int, int]] | None, topic: str,
-    reason: str | None,
-) -> list[DeadLetterMessage]:
-    if wanted is not None:
-        by_ref = {(m.partition, m.offset): m for m in messages}
-        missing = [f"{p}:{o}" for p, o in wanted if (p, o) not in by_ref]
-        if missing:
-            raise BadTarget(f"{topic} holds no message at {', '.join(missing)}; "
-                            "nothing was redriven")
-        messages = [by_ref[w] for w in dict.fromkeys(wanted)]
-    return [m for m in messages if reason is None or m.header("dlq.reason") == reason]
+async def _named(settings: Settings, topic: str, ref: str) -> DeadLetterMessage:
+    try:
+        return await read_one(settings, topic, ref)
+    except BadTarget as exc:
+        raise BadTarget(f"{exc}; nothing was redriven") from None
 
 
-def redriven_headers(m: DeadLetterMessage) -> Headers:
+async def _iterate(messages: list[DeadLetterMessage]) -> AsyncIterator[DeadLetterMessage]:
+    for m in messages:
+        yield m
+
+
+def _from(m: DeadLetterMessage, origins: set[str]) -> bool:
+    return m.origin is not None and m.origin[0] in origins
+
+
+async def _one(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer | None, group: str, topic: str,
+    m: DeadLetterMessage, origins: set[str], *, skip: bool,
+) -> Redrive:
+    """One dead letter's redrive, or why it is not sent (a dry run has no producer)."""
+    if not _from(m, origins):
+        return _refused(m, f"origin {m.header('dlq.origin.topic')!r} is not a topic of {group}")
+    if m.truncated:
+        return _refused(m, "its value was truncated; the whole record is in the evidence log")
+    if skip:
+        return _plan(m, "skipped")
+    if producer is None:
+        return _plan(m, "planned")
+    return await _send_one(pool, producer, group, topic, m)
+
+
+def _refused(m: DeadLetterMessage, why: str) -> Redrive:
+    origin = "{}:{}:{}".format(*m.origin) if m.origin else "-"
+    return Redrive(m.ref, m.header("dlq.reason"), m.event_type(), origin,
+                   m.redrive_count, "failed", error=why)
+
+
+def redriven_headers(m: DeadLetterMessage) -> RecordHeaders:
     """The original headers, without the failure's `dlq.*` ones, and the count one higher."""
     kept = [(k, v) for k, v in m.headers if not k.startswith(DLQ_PREFIX)]
     return [*kept, (REDRIVE_COUNT, str(m.redrive_count + 1).encode())]
@@ -112,9 +142,7 @@ def _plan(m: DeadLetterMessage, result: str) -> Redrive:
                    m.redrive_count + 1, result)
 
 
-async def _already_sent(
-    pool: asyncpg.Pool, group: str, topic: str, *, dry_run: bool
-) -> set[tuple[int, int]]:
+async def _already_sent(pool: asyncpg.Pool, group: str, topic: str) -> set[tuple[int, int]]:
     rows = await pool.fetch(
         "SELECT DISTINCT dlq_partition, dlq_offset FROM hub_redrives"
         " WHERE group_id = $1 AND dlq_topic = $2 AND result = 'sent'", group, topic)

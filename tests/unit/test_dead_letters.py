@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import pytest
@@ -11,11 +12,17 @@ from hypothesis import strategies as st
 
 from hub.delivery import Delivery
 from hub.kafka import (
+    DEAD_LETTER_LIMIT,
+    QUARANTINED,
     REDRIVE_COUNT,
     REDRIVE_LIMIT,
+    TRUNCATED,
     DeadLetter,
+    DeadLetterTooLarge,
     dead_letter_destination,
     dead_letter_headers,
+    dead_letter_record,
+    quarantine_record,
     quarantine_topic,
 )
 from tests.factories import issued_event
@@ -24,7 +31,9 @@ NOW = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 DLT = "hub.card.dlq"
 
 
-def dead_letter(headers: list[tuple[str, bytes]] | None = None, **fields: object) -> DeadLetter:
+def dead_letter(
+    headers: list[tuple[str, bytes | None]] | None = None, **fields: object
+) -> DeadLetter:
     """A decode failure at card.requests 2:41, with these original headers."""
     values: dict[str, object] = {
         "topic": "card.requests", "partition": 2, "offset": 41, "timestamp_ms": 1767225600000,
@@ -131,3 +140,57 @@ def test_an_event_that_failed_its_handler_keeps_its_bytes_headers_and_redrive_co
     assert (d.event_id, d.event_type) == (str(event.id), event.type)
     assert d.redrive_count == 2
     assert d.headers == list(sent)
+
+
+@pytest.mark.parametrize("raw", [None, b"9" * 5000])
+def test_a_null_or_huge_redrive_count_counts_as_over_the_limit(raw: bytes | None) -> None:
+    """A null header value, or more digits than int() takes, quarantines instead of raising."""
+    assert dead_letter([(REDRIVE_COUNT, raw)]).redrive_count == REDRIVE_LIMIT + 1
+
+
+def test_null_header_values_travel_with_the_dead_letter() -> None:
+    """A header whose value is null is kept as null, and a null counter stays as it was."""
+    headers = dead_letter_headers(dead_letter([("trace", None), (REDRIVE_COUNT, None)]), "g",
+                                  NOW)
+    assert ("trace", None) in headers
+    assert (REDRIVE_COUNT, None) in headers
+
+
+def test_a_dead_letter_within_the_limit_is_sent_whole() -> None:
+    """Key, value and every header as they came, to the group's DLQ."""
+    rec = dead_letter_record(dead_letter([("jws", b"sig")]), DLT, "g", NOW)
+    assert (rec.topic, rec.key, rec.value) == (DLT, b"156000000000000001", b"{ not json")
+    assert TRUNCATED not in dict(rec.headers)
+
+
+def test_a_dead_letter_over_the_limit_keeps_its_headers_digest_size_and_a_truncated_body() -> None:
+    """A value near the broker's limit plus the dlq.* headers is cut to fit, and says so."""
+    value = b"x" * 1_048_000
+    rec = dead_letter_record(dead_letter([("jws", b"s" * 300)], value=value), DLT, "g", NOW)
+    headers = dict(rec.headers)
+    assert headers["jws"] == b"s" * 300
+    assert headers["dlq.reason"] == b"undecodable"
+    assert headers[TRUNCATED] == b"true"
+    assert headers["dlq.value.size"] == str(len(value)).encode()
+    assert headers["dlq.value.sha256"] == hashlib.sha256(value).hexdigest().encode()
+    assert value.startswith(rec.value)
+    size = len(rec.key or b"") + len(rec.value) + sum(len(k) + len(v or b"") + 10
+                                                     for k, v in rec.headers)
+    assert size <= DEAD_LETTER_LIMIT
+
+
+def test_a_dead_letter_whose_headers_alone_are_too_large_is_refused() -> None:
+    """Truncating the value cannot help: building it raises, so the runtime quarantines it."""
+    with pytest.raises(DeadLetterTooLarge):
+        dead_letter_record(dead_letter([("big", b"h" * DEAD_LETTER_LIMIT)]), DLT, "g", NOW)
+
+
+def test_the_quarantine_record_drops_key_and_original_headers_and_says_why() -> None:
+    """What could not be dead-lettered goes to quarantine with its reason and origin."""
+    d = dead_letter([("big", b"h" * DEAD_LETTER_LIMIT)], key=b"k" * DEAD_LETTER_LIMIT)
+    rec = quarantine_record(d, DLT, "g", NOW, DeadLetterTooLarge("too large"))
+    headers = dict(rec.headers)
+    assert (rec.topic, rec.key, rec.value) == (quarantine_topic(DLT), None, b"{ not json")
+    assert "big" not in headers
+    assert headers[QUARANTINED] == b"DeadLetterTooLarge: too large"
+    assert (headers["dlq.reason"], headers["dlq.origin.offset"]) == (b"undecodable", b"41")

@@ -106,6 +106,27 @@ def test_bad_bytes_fail_with_a_reason(value: bytes, failure: DecodeFailure, deta
     assert detail in caught.value.detail
 
 
+@pytest.mark.parametrize("attribute", ["specversion", "id", "source", "type"])
+def test_a_required_cloudevents_attribute_is_never_defaulted(attribute: str) -> None:
+    """An event without specversion, id, source or type is a schema_violation naming it."""
+    body = json.loads(issued_event().to_json())
+    del body[attribute]
+    with pytest.raises(DecodeError) as caught:
+        CODEC.decode(json.dumps(body).encode())
+    assert caught.value.failure is DecodeFailure.SCHEMA
+    assert attribute in caught.value.detail
+
+
+@pytest.mark.parametrize("depth", [300, 100_000])
+def test_deeply_nested_json_is_undecodable_not_a_recursion_error(depth: int) -> None:
+    """JSON nested beyond the parser's limit is an undecodable message, never RecursionError."""
+    body = json.loads(issued_event().to_json())
+    value = json.dumps(body)[:-1].encode() + b', "x": ' + b"[" * depth + b"]" * depth + b"}"
+    with pytest.raises(DecodeError) as caught:
+        CODEC.decode(value)
+    assert caught.value.failure is DecodeFailure.UNDECODABLE
+
+
 def test_an_unknown_type_is_reported_as_such() -> None:
     """A well-formed envelope of a type no model claims is an unknown_type failure."""
     body = json.loads(issued_event().to_json())
