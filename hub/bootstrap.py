@@ -21,6 +21,7 @@ from hub.errors import BadTarget, NotReady
 from hub.evidence_heads import HeadPublisher
 from hub.kafka import (
     Producer,
+    check_login,
     client_options,
     ensure_topics,
     missing_topics,
@@ -154,8 +155,10 @@ async def init_kafka_access(settings: Settings, registry: Registry | None = None
 
 
 async def check_agency_topics(settings: Settings, agency: str) -> None:
-    """Fail unless every topic the agency reads or writes exists and is granted to it
-    (`hub init` makes both; an agency's principal may create nothing)."""
+    """Fail unless Kafka takes the agency's login and every topic it reads or writes exists
+    and is granted to it (`hub init` makes all three; an agency's principal may create
+    nothing)."""
+    await check_login(settings, agency)
     needs = installed().get(agency).kafka_needs(settings)
     missing = await missing_topics(settings, [*needs.read, *needs.write], agency)
     if missing:
@@ -196,6 +199,7 @@ async def running_consumer(
             max_records=settings.batch_max_records,
             timeout_ms=settings.batch_timeout_ms,
             client_id=client_id,
+            retry_window_s=settings.retry_window_s,
         )
         task = asyncio.create_task(runtime.run(), name=f"consumer-{agency}")
         try:

@@ -13,6 +13,7 @@ from hub import commands
 from hub.ops.cli import dlq_app, lag, reconcile
 from hub.ops.evidence import evidence_app
 from hub.ops.keys import keys_app
+from hub.ops.outbox import outbox_app
 from hub.ops.replay import replay
 from hub.registry import installed
 from hub.settings import Settings
@@ -32,6 +33,8 @@ app.add_typer(views_app, name="views")
 app.add_typer(dlq_app, name="dlq", help="Dead letters per consumer group: list, show, redrive.")
 app.add_typer(schemas_app, name="schemas", help="The contract: compatibility of event schemas.")
 app.add_typer(keys_app, name="keys", help="Event-signing keys: list, rotate, revoke.")
+app.add_typer(outbox_app, name="outbox",
+              help="Outbox rows Kafka refused, parked by the relay: list, retry.")
 app.add_typer(evidence_app, name="evidence",
               help="Evidence logs: verify chains, show or export who said what about a permit.")
 app.command("lag")(lag)

@@ -20,7 +20,11 @@ Guarantees, and where they come from:
   dead-lettered and why), is appended to the agency's evidence log in that same
   transaction (`hub.evidence`).
 - Transient faults (Postgres or Kafka unreachable) are retried with backoff, never
-  dead-lettered, never skipped.
+  dead-lettered, never skipped. A batch still failing after the retry window
+  (`HUB_RETRY_WINDOW_S`) with a fault of a healthy connection (a deadlock, the server out of
+  memory, every time) is applied message by message: the message that keeps failing is
+  dead-lettered as `retries_exhausted` and the group goes on. A connection fault is
+  nobody's message: it is waited out however long it lasts.
 """
 
 from __future__ import annotations
@@ -39,7 +43,14 @@ from aiokafka.structs import ConsumerRecord
 
 from hub.db import Connection, lock_offsets, store_offsets, stored_offsets
 from hub.delivery import BatchHandler, Delivery, Refusal, accept
-from hub.errors import MessageRefused, is_transient, retry_transient
+from hub.errors import (
+    ConfigurationFault,
+    MessageRefused,
+    RetriesExhausted,
+    is_connection_fault,
+    is_transient,
+    retry_transient,
+)
 from hub.evidence import HEAD_TYPE, Entry, HeadRefused, append, record_heads
 from hub.kafka import DeadLetter, Producer, dead_letter_record, quarantine_record
 from hub.logging import get_logger
@@ -98,12 +109,15 @@ class ViewConsumer:
         max_records: int = 2000,
         timeout_ms: int = 100,
         client_id: str | None = None,
+        retry_window_s: float = 60.0,
     ) -> None:
         self.spec = spec
         self.pool = pool
         self.producer = producer
         self.max_records = max_records
         self.timeout_ms = timeout_ms
+        self.retry_window_s = retry_window_s
+        """How long a batch is retried whole before it is applied message by message."""
         self.stats = ConsumerStats()
         self.assigned: set[TopicPartition] = set()
         self.kafka = kafka
@@ -122,8 +136,8 @@ class ViewConsumer:
         """Consume until `stop()` is called or the task is cancelled."""
         try:
             await self._run()
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, ConfigurationFault):
+            raise  # a configuration fault is the process's one line (hub.commands), no trace
         except Exception:
             log.exception("consumer failed", group=self.spec.group_id)
             raise
@@ -271,11 +285,25 @@ class ViewConsumer:
         deliveries, dead = self._decode(batch)
         ends = {(tp.topic, tp.partition): records[-1].offset + 1 for tp, records in batch.items()}
         starts = {(tp.topic, tp.partition): records[0].offset for tp, records in batch.items()}
-        ahead = await retry_transient(
-            f"{self.spec.group_id}: apply batch",
-            lambda: self._apply_batch(deliveries, dead, starts, ends),
-            on_retry=self.pool.expire_connections,
-        )
+        try:
+            ahead = await retry_transient(
+                f"{self.spec.group_id}: apply batch",
+                lambda: self._apply_batch(deliveries, dead, starts, ends),
+                on_retry=self.pool.expire_connections,
+                within=self.retry_window_s,
+            )
+        except RetriesExhausted as exc:
+            log.warning(
+                "batch still failing after the retry window, applying message by message",
+                group=self.spec.group_id,
+                size=len(deliveries),
+                error_class=type(exc.__cause__).__name__,
+            )
+            ahead = await retry_transient(
+                f"{self.spec.group_id}: apply batch message by message",
+                lambda: self._apply_batch(deliveries, dead, starts, ends, exhausted=True),
+                on_retry=self.pool.expire_connections,
+            )
         for (topic, partition), stored in ahead.items():
             # Another member already applied past this batch: continue from there.
             tp = TopicPartition(topic, partition)
@@ -305,6 +333,8 @@ class ViewConsumer:
         dead: list[DeadLetter],
         starts: dict[tuple[str, int], int],
         ends: dict[tuple[str, int], int],
+        *,
+        exhausted: bool = False,
     ) -> dict[tuple[str, int], int]:
         async with self.pool.acquire() as conn, conn.transaction():
             stored = await lock_offsets(conn, self.spec.group_id, list(ends))
@@ -315,7 +345,7 @@ class ViewConsumer:
             skipped = len(deliveries) - len(todo)
             heads = [d for d in todo if d.event.type == HEAD_TYPE]
             views = [d for d in todo if d.event.type != HEAD_TYPE]
-            failed = await self._apply_isolating(conn, views)
+            failed = await self._apply_isolating(conn, views, exhausted=exhausted)
             refused = await record_heads(conn, heads)
             dead = dead + failed + [
                 DeadLetter.of_delivery(d, "unauthenticated", HeadRefused(
@@ -332,32 +362,37 @@ class ViewConsumer:
         return ahead
 
     async def _apply_isolating(
-        self, conn: Connection, todo: list[Delivery]
+        self, conn: Connection, todo: list[Delivery], *, exhausted: bool = False
     ) -> list[DeadLetter]:
-        """Apply the whole batch; if a message breaks it, apply one by one to find which."""
+        """Apply the whole batch; if a message breaks it, apply one by one to find which.
+
+        `exhausted`: the batch outlasted its retry window, so go one by one at once, and a
+        message failing with a fault that may pass (not a connection fault) is its own.
+        """
         if not todo:
             return []
-        try:
-            async with conn.transaction():
-                await self.spec.apply(conn, todo)
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            log.warning(
-                "batch failed, isolating the message at fault",
-                group=self.spec.group_id,
-                size=len(todo),
-                error_class=type(exc).__name__,
-            )
-        else:
-            return []
+        if not exhausted:
+            try:
+                async with conn.transaction():
+                    await self.spec.apply(conn, todo)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.warning(
+                    "batch failed, isolating the message at fault",
+                    group=self.spec.group_id,
+                    size=len(todo),
+                    error_class=type(exc).__name__,
+                )
+            else:
+                return []
         failed: list[DeadLetter] = []
         for delivery in todo:
             try:
                 async with conn.transaction():
                     await self.spec.apply(conn, [delivery])
             except Exception as exc:
-                if is_transient(exc):
+                if is_connection_fault(exc) or (is_transient(exc) and not exhausted):
                     raise
                 with structlog.contextvars.bound_contextvars(**delivery.bind()):
                     log.error(  # noqa: TRY400 - the error is routed with its message, no trace
@@ -366,8 +401,7 @@ class ViewConsumer:
                         error_class=type(exc).__name__,
                         error=str(exc)[:500],
                     )
-                reason = exc.reason if isinstance(exc, MessageRefused) else "handler_error"
-                failed.append(DeadLetter.of_delivery(delivery, reason, exc))
+                failed.append(DeadLetter.of_delivery(delivery, _reason(exc), exc))
         return failed
 
     async def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
@@ -445,6 +479,14 @@ class ViewConsumer:
             await asyncio.wait_for(self._consumer.commit(offsets), timeout=10)
         except Exception as exc:  # the database holds the truth; Kafka's copy may lag
             log.debug("kafka offset mirror skipped", error_class=type(exc).__name__)
+
+
+def _reason(exc: BaseException) -> str:
+    """The dead-letter reason of a message its handler could not apply."""
+    if isinstance(exc, MessageRefused):
+        return exc.reason
+    # Only reached once the batch outlasted its retry window (see _apply_isolating).
+    return "retries_exhausted" if is_transient(exc) else "handler_error"
 
 
 def _evidence(

@@ -12,7 +12,7 @@ import contextlib
 
 import asyncpg
 
-from hub.errors import is_transient
+from hub.errors import raise_unless_transient
 from hub.evidence import HEAD_TYPE
 from hub.logging import get_logger
 from hub.outbox import OutgoingMessage, enqueue
@@ -43,8 +43,7 @@ class HeadPublisher:
                 try:
                     await self.publish_once()
                 except Exception as exc:
-                    if not is_transient(exc):
-                        raise
+                    raise_unless_transient(exc)
                     log.warning("chain head not published, retrying",
                                 error_class=type(exc).__name__)
                 with contextlib.suppress(TimeoutError):

@@ -15,13 +15,20 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.conn import collect_hosts, create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+)
 from aiokafka.helpers import create_ssl_context
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord
 from faststream.security import SASLScram512
 
 from hub.delivery import Delivery
-from hub.errors import retry_transient
+from hub.errors import ConfigurationFault, retry_transient
 from hub.kafka_credentials import password
 from hub.logging import get_logger
 from hub.settings import Settings
@@ -103,6 +110,33 @@ def _ssl_context(ca_file: Path) -> Any:
     return create_ssl_context(cafile=str(ca_file))
 
 
+async def check_login(settings: Settings, principal: str) -> None:
+    """`ConfigurationFault` when Kafka refuses the principal's password; nothing when it logs
+    in, or when no broker answers now (a client's start retries that).
+
+    aiokafka's bootstrap logs a refused login and raises only "Unable to bootstrap", the
+    error of a broker that is down, so a client retries a wrong password for ever; one
+    connection of our own tells the two apart.
+    """
+    options = client_options(settings, principal)
+    if options["security_protocol"] != "SASL_SSL":
+        return
+    host, port, _ = collect_hosts(settings.bootstrap, randomize=False)[0]
+    login = {k: options[k] for k in ("security_protocol", "ssl_context", "sasl_mechanism",
+                                      "sasl_plain_username", "sasl_plain_password")}
+    try:
+        conn = await create_conn(host, port, client_id="hub-login-check",
+                                 request_timeout_ms=10_000, **login)
+    except (SaslAuthenticationFailed, AuthenticationFailedError):
+        raise ConfigurationFault(
+            f"Kafka refused principal {principal!r}'s password, read from"
+            f" {settings.kafka_password_file(principal)}: put the right one there (`hub init`"
+            " registers the local stack's) or set HUB_KAFKA_PASSWORD_FILES") from None
+    except (OSError, KafkaError, TimeoutError):
+        return
+    conn.close()
+
+
 @contextlib.asynccontextmanager
 async def protocol_client(settings: Settings, principal: str) -> AsyncIterator[AIOKafkaClient]:
     """A bootstrapped low-level client for the admin requests of `hub.kafka_wire`."""
@@ -117,7 +151,11 @@ async def protocol_client(settings: Settings, principal: str) -> AsyncIterator[A
 class Producer:
     """An idempotent producer (`acks=all`): Kafka drops the duplicates its own retries make."""
 
-    def __init__(self, options: KafkaOptions, *, client_id: str, linger_ms: int = 0) -> None:
+    def __init__(
+        self, options: KafkaOptions, *, client_id: str, linger_ms: int = 0,
+        max_request_size: int = 1024 * 1024,
+    ) -> None:
+        self.max_request_size = max_request_size
         self._producer = AIOKafkaProducer(
             **options,
             client_id=client_id,
@@ -125,8 +163,14 @@ class Producer:
             acks="all",
             linger_ms=linger_ms,
             max_batch_size=256 * 1024,
+            max_request_size=max_request_size,
             request_timeout_ms=30_000,
         )
+
+    def record_size(self, key: bytes | None, value: bytes, headers: Headers) -> int:
+        """The bytes one record takes in a request, as the producer counts them against
+        `max_request_size` (a larger one is refused before it is sent)."""
+        return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers))
 
     async def start(self) -> None:
         """Connect, retrying while the broker is not yet reachable."""
@@ -368,7 +412,8 @@ async def open_producer(
     settings: Settings, client_id: str, *, principal: str, linger_ms: int = 0
 ) -> AsyncIterator[Producer]:
     """A started idempotent producer acting as `principal`, stopped (and flushed) on exit."""
-    p = Producer(client_options(settings, principal), client_id=client_id, linger_ms=linger_ms)
+    p = Producer(client_options(settings, principal), client_id=client_id, linger_ms=linger_ms,
+                 max_request_size=settings.kafka_max_request_bytes)
     await p.start()
     try:
         yield p

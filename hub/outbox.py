@@ -9,6 +9,21 @@ its `sequence`.
 
 One relay is active per database at a time (a session advisory lock); others wait as hot
 standbys. NOTIFY wakes the active relay as soon as a transaction commits.
+
+The relay never blocks on one row. A row Kafka refuses for the record itself (larger than
+the producer's `max_request_size`, found before the batch is signed; or refused by the
+broker as too large or invalid) is parked in `hub_outbox_parked` with its error, and the
+relay goes on with the next rows (`hub outbox parked` lists them, `hub outbox retry` puts
+them back). Parking keeps each subject's order: the later rows of a parked row's subject
+(same topic and key) stay in the outbox, unsent, until it is retried under its own id, so a
+consumer never sees a permit's event n+1 before event n. Sending them past it would lose
+event n for good (stale by its sequence when it came back) and, more than 10 events on,
+run into the consumers' sequence jump limit. Other subjects are not held. Faults that are
+not the row's (Kafka unreachable, a refused password or right) are not parked: the whole
+batch is retried, or the relay stops naming what to fix.
+
+`enqueue` refuses, before the caller commits, an event larger than `MAX_EVENT_BYTES`, so a
+valid event is parked only when a limit is set below what the hub assumes.
 """
 
 from __future__ import annotations
@@ -18,12 +33,14 @@ import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
+from aiokafka import errors as kafka_errors
 
 from hub.db import Connection
-from hub.errors import Backoff, is_transient
+from hub.errors import Backoff, MessageRefused, raise_unless_transient
 from hub.evidence import append, sent_entry
 from hub.evidence_chain import TREE_HEADER
 from hub.kafka import Headers, Producer
@@ -35,6 +52,32 @@ log = get_logger(__name__)
 
 CHANNEL = "hub_outbox"
 
+MAX_EVENT_BYTES = 256 * 1024
+"""The largest encoded event `enqueue` accepts: a quarter of Kafka's record limit (1 MiB), so
+the headers added later (the batch signature and Merkle path, a dead letter's `dlq.*`)
+never take a valid event over it. The v1 schemas bound strings but not collections (a
+family of 5,000 encodes to 1.18 MB), and a bound added to a published version is a
+narrowing that FULL_TRANSITIVE refuses: this limit is what keeps events sendable."""
+
+SIGNATURE_ALLOWANCE = 1024
+"""Bytes kept for the headers the relay adds to a row (`jws` ~150, `jws-tree` ~45 per level
+of the batch's Merkle tree) when it checks, before signing, that the row fits a request."""
+
+_REFUSED_RECORD: tuple[type[BaseException], ...] = (
+    kafka_errors.MessageSizeTooLargeError,  # the producer's limit, or the broker's
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.CorruptRecordException,
+    kafka_errors.InvalidTimestampError,
+)
+"""Kafka's refusals of one record for what it is: retrying cannot help, other rows can go."""
+
+
+class EventTooLarge(MessageRefused):
+    """An event too large for the outbox (`MAX_EVENT_BYTES`): refused before its transaction
+    commits; in a consumer, the message whose outcome it is is dead-lettered."""
+
+    reason = "outcome_too_large"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +97,14 @@ class OutgoingMessage:
 
 
 async def enqueue(conn: Connection, messages: Sequence[OutgoingMessage]) -> None:
-    """Write messages to the outbox inside the caller's transaction, and wake the relay."""
+    """Write messages to the outbox inside the caller's transaction, and wake the relay;
+    `EventTooLarge` (the caller's transaction then rolls back) for one over MAX_EVENT_BYTES."""
     if not messages:
         return
+    for m in messages:
+        if len(m.value) > MAX_EVENT_BYTES:
+            raise EventTooLarge(f"an event for {m.topic} encodes to {len(m.value):,} bytes,"
+                                f" over the outbox's limit of {MAX_EVENT_BYTES:,}")
     await conn.executemany(
         "INSERT INTO hub_outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4::jsonb)",
         [(m.topic, m.key, m.value, _headers_json(m.headers)) for m in messages],
@@ -66,6 +114,10 @@ async def enqueue(conn: Connection, messages: Sequence[OutgoingMessage]) -> None
 
 def _headers_json(headers: Headers) -> str:
     return json.dumps([[k, v.decode("utf-8", "backslashreplace")] for k, v in headers])
+
+
+def _stored_headers(row: asyncpg.Record) -> Headers:
+    return [(k, v.encode()) for k, v in json.loads(row["headers"])]
 
 
 class OutboxRelay:
@@ -109,8 +161,7 @@ class OutboxRelay:
                 await self._run_connected()
                 backoff.reset()
             except Exception as exc:
-                if not is_transient(exc):
-                    raise
+                raise_unless_transient(exc)  # a refused password stops the relay, one line
                 self.active.clear()
                 log.warning(
                     "outbox relay lost a connection, retrying",
@@ -156,39 +207,153 @@ class OutboxRelay:
 
     async def _relay_once(self, conn: Connection) -> int:
         self._wake.clear()
-        rows = await conn.fetch(
-            "SELECT id, topic, key, value, headers FROM hub_outbox ORDER BY id LIMIT $1",
-            self.batch_size,
-        )
+        rows = await conn.fetch(_NEXT_ROWS, self.batch_size)
         if not rows:
             return 0
-        futures = []
+        too_large = [(row, exc) for row in rows if (exc := self._too_large(row)) is not None]
+        if too_large:
+            # Before the batch is signed, so a parked row is in no signed batch.
+            async with conn.transaction():
+                await _park(conn, too_large)
+        sendable = _unblocked(rows, {row["id"] for row, _ in too_large})
+        if sendable:
+            await self._send_batch(conn, sendable)
+        return len(rows)
+
+    def _too_large(self, row: asyncpg.Record) -> kafka_errors.MessageSizeTooLargeError | None:
+        """The producer's refusal of this row, found before the batch is signed; None if it
+        fits a request with the signature headers it will get."""
+        size = SIGNATURE_ALLOWANCE + self.producer.record_size(
+            row["key"], row["value"], _stored_headers(row))
+        if size <= self.producer.max_request_size:
+            return None
+        return kafka_errors.MessageSizeTooLargeError(
+            f"{size:,} bytes with its headers, over the producer's max_request_size of"
+            f" {self.producer.max_request_size:,}")
+
+    async def _send_batch(self, conn: Connection, rows: list[asyncpg.Record]) -> None:
         key = self.signer()
-        sent_headers = []
         # One signature for the batch, over the Merkle root of its values (hub.signing).
         jws, places = key.sign_batch([row["value"] for row in rows])
-        for row, place in zip(rows, places, strict=True):
-            headers = [(k, v.encode()) for k, v in json.loads(row["headers"])]
-            headers += [(SIGNATURE_HEADER, jws), (TREE_HEADER, place)]
-            sent_headers.append(headers)
-            futures.append(
-                await self.producer.send(
-                    row["topic"], key=row["key"], value=row["value"], headers=headers
-                )
-            )
-        acks = await asyncio.gather(*futures)
+        sent_headers = [[*_stored_headers(row), (SIGNATURE_HEADER, jws), (TREE_HEADER, place)]
+                        for row, place in zip(rows, places, strict=True)]
+        outcomes = await self._send(rows, sent_headers)
+        refused = [(row, o) for row, o in zip(rows, outcomes, strict=True)
+                   if isinstance(o, BaseException)]
+        for _, exc in refused:
+            if not isinstance(exc, _REFUSED_RECORD):
+                raise exc  # not the row's fault: the batch is sent again, or the relay stops
+        sent = [(row, headers, ack) for row, headers, ack in zip(rows, sent_headers, outcomes,
+                                                                 strict=True)
+                if not isinstance(ack, BaseException)]
         # Only what Kafka acknowledged is deleted (and logged as sent, where it landed); a
         # crash before the commit re-sends, and the evidence log then holds the second copy.
+        # A row the broker refused after the batch was signed is parked in the same commit;
+        # its leaf stays in that batch's tree, a hash of a record nobody received.
         async with conn.transaction():
             await append(conn, [
                 sent_entry(ack.topic, ack.partition, ack.offset, row["value"], headers,
                            key.signer, key.kid, **_identity(row["value"]))
-                for row, headers, ack in zip(rows, sent_headers, acks, strict=True)])
+                for row, headers, ack in sent])
             await conn.execute(
-                "DELETE FROM hub_outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+                "DELETE FROM hub_outbox WHERE id = ANY($1::bigint[])", [r["id"] for r, _, _ in sent]
             )
-        self.published += len(rows)
-        return len(rows)
+            await _park(conn, refused)
+        self.published += len(sent)
+
+    async def _send(self, rows: list[asyncpg.Record], headers: list[Headers]) -> list[Any]:
+        """Each row's acknowledgement, or the error Kafka refused it with."""
+        futures: list[asyncio.Future[Any]] = []
+        for row, row_headers in zip(rows, headers, strict=True):
+            try:
+                futures.append(await self.producer.send(
+                    row["topic"], key=row["key"], value=row["value"], headers=row_headers))
+            except _REFUSED_RECORD as exc:  # refused by the producer before it was sent
+                refusal: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                refusal.set_exception(exc)
+                futures.append(refusal)
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+
+_NEXT_ROWS = """
+SELECT id, topic, key, value, headers FROM hub_outbox o
+ WHERE NOT EXISTS (SELECT 1 FROM hub_outbox_parked p WHERE p.topic = o.topic AND p.key = o.key)
+ ORDER BY id LIMIT $1
+"""
+"""The next rows to relay, leaving those whose subject has a row parked (module docstring)."""
+
+
+def _unblocked(rows: list[asyncpg.Record], parked: set[int]) -> list[asyncpg.Record]:
+    """The rows of a batch that may go now: neither parked nor behind a parked row of their
+    subject (those stay in the outbox, held by `_NEXT_ROWS` until the parked row is back)."""
+    blocked: set[tuple[str, bytes]] = set()
+    free = []
+    for row in rows:
+        subject = (row["topic"], row["key"])
+        if row["id"] in parked:
+            blocked.add(subject)
+        elif subject not in blocked or row["key"] is None:
+            free.append(row)
+    return free
+
+
+async def _park(conn: Connection, refused: Sequence[tuple[asyncpg.Record, BaseException]]) -> None:
+    """Move refused rows from the outbox to `hub_outbox_parked`, with their error."""
+    if not refused:
+        return
+    await conn.executemany(
+        "WITH moved AS (DELETE FROM hub_outbox WHERE id = $1 RETURNING *)"
+        " INSERT INTO hub_outbox_parked"
+        " (id, topic, key, value, headers, created_at, error_class, error)"
+        " SELECT id, topic, key, value, headers, created_at, $2, $3 FROM moved",
+        [(row["id"], type(exc).__name__, str(exc)[:1000]) for row, exc in refused],
+    )
+    for row, exc in refused:
+        # The row's id, topic and size: its key and content may be personal.
+        log.error("outbox row parked: Kafka refused it, the relay goes on without it"
+                  " (`hub outbox parked`)", outbox_id=row["id"], topic=row["topic"],
+                  size=len(row["value"]), error_class=type(exc).__name__,
+                  error=str(exc)[:300])
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedRow:
+    """An outbox row the relay could not send, as `hub outbox parked` shows it."""
+
+    id: int
+    topic: str
+    key: bytes | None
+    size: int
+    created_at: datetime
+    parked_at: datetime
+    error_class: str
+    error: str
+    held: int
+    """Later rows of the same subject waiting in the outbox behind it."""
+
+
+async def parked(conn: Connection) -> list[ParkedRow]:
+    """Every parked row of this database, oldest first."""
+    rows = await conn.fetch(
+        "SELECT p.id, p.topic, p.key, length(p.value) AS size, p.created_at, p.parked_at,"
+        " p.error_class, p.error, (SELECT count(*) FROM hub_outbox o"
+        "  WHERE o.topic = p.topic AND o.key = p.key) AS held"
+        " FROM hub_outbox_parked p ORDER BY p.id")
+    return [ParkedRow(**dict(r)) for r in rows]
+
+
+async def unpark(conn: Connection, ids: Sequence[int] | None) -> list[int]:
+    """Put parked rows (all when `ids` is None) back into the outbox under their own ids, so
+    each goes before the rows of its subject held behind it; wake the relay. The ids moved."""
+    async with conn.transaction():
+        moved = await conn.fetch(
+            "WITH moved AS (DELETE FROM hub_outbox_parked"
+            "  WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[]) RETURNING *)"
+            " INSERT INTO hub_outbox (id, topic, key, value, headers, created_at)"
+            " SELECT id, topic, key, value, headers, created_at FROM moved RETURNING id",
+            None if ids is None else list(ids))
+        await conn.execute(f"NOTIFY {CHANNEL}")
+    return sorted(r["id"] for r in moved)
 
 
 def _identity(value: bytes) -> dict[str, str | None]:

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int = Field(default=1, ge=1)
+    kafka_max_request_bytes: int = Field(
+        default=1024 * 1024, ge=64 * 1024,
+        description="the largest request a hub producer sends (aiokafka's max_request_size,"
+        " Kafka's default record limit); an outbox row larger than that is parked, not sent"
+        " (`hub outbox parked`)",
+    )
 
     # Postgres
     database_url: str | None = Field(
@@ -121,6 +127,13 @@ class Settings(BaseSettings):
     # Consumer runtime
     batch_max_records: int = Field(default=2000, ge=1)
     batch_timeout_ms: int = Field(default=100, ge=0)
+    retry_window_s: float = Field(
+        default=60.0, gt=0,
+        description="how long a consumer retries a batch failing with a fault that may pass (a"
+        " deadlock, the server out of resources) before it applies the batch message by message"
+        " and dead-letters the one that keeps failing; a connection fault is waited out however"
+        " long it lasts",
+    )
 
     # Evidence log
     evidence_head_interval_s: float = Field(

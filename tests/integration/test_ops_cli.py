@@ -13,6 +13,7 @@ from typer.testing import CliRunner, Result
 from hub.logging import configure_logging
 from hub.ops.cli import dlq_app, lag, reconcile
 from hub.ops.evidence import evidence_app
+from hub.ops.outbox import outbox_app
 from hub.ops.replay import replay
 from hub.settings import Settings
 
@@ -27,6 +28,7 @@ def ops_app() -> typer.Typer:
     app.command("replay")(replay)
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(evidence_app, name="evidence")
+    app.add_typer(outbox_app, name="outbox")
     return app
 
 
@@ -58,7 +60,8 @@ async def invoke(settings: Settings, *args: str) -> Result:
 
 @pytest.mark.parametrize(
     "args",
-    [["lag"], ["reconcile"], ["replay"], ["dlq", "list"], ["dlq", "show"], ["dlq", "redrive"]],
+    [["lag"], ["reconcile"], ["replay"], ["dlq", "list"], ["dlq", "show"], ["dlq", "redrive"],
+     ["outbox", "parked"]],
 )
 def test_every_ops_command_has_help(args: list[str]) -> None:
     """`--help` describes each command and its options without touching Kafka or Postgres."""
