@@ -67,7 +67,8 @@ async def _rounds(settings: Settings, records: int, rounds: int) -> dict[str, fl
     best: dict[str, float] = {}
     for n in range(rounds):
         topic = f"cost-{n}"
-        await ensure_topics(settings.model_copy(update={"partitions": 1}), [topic], ADMIN)
+        await ensure_topics(settings.model_copy(update={"partitions": 1}), {topic: "retained"},
+                            ADMIN)
         login, produced = await _produce(settings, topic, records)
         consumed = await _consume(settings, topic, records)
         for key, value in (("login_s", login), ("produce_s", produced), ("consume_s", consumed)):

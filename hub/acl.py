@@ -16,7 +16,8 @@ Who may do what (every right is an ALLOW on a literal name; Read and Write imply
   topics some group reads, each one a possible origin; IdempotentWrite. That makes ops the
   one principal besides the authority that can append to the permit topic, which redrive
   needs for a dead letter that came from it; it cannot write an outcome topic no group
-  reads, a request topic no group reads, or any dead-letter topic.
+  reads, a request topic no group reads, or any dead-letter topic. DescribeConfigs on every
+  hub topic, for `hub topics describe` (a topic's retention policy, no record).
 - `admin` holds no ACL: it is a super user (`super.users`), as the node itself is.
 
 `hub init` applies the matrix of its settings: it creates the rules that are missing and
@@ -95,7 +96,8 @@ def _agency(settings: Settings, agency: Agency) -> set[Acl]:
 
 def _ops(settings: Settings, agencies: list[Agency]) -> set[Acl]:
     who = user(OPS)
-    acls: set[Acl] = set()
+    acls = {Acl(who, Topic, t, Operation.DESCRIBE_CONFIGS)
+            for a in agencies for t in a.owned_topics(settings)}
     for a in agencies:
         if not a.consumes:
             continue

@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings
 
 from hub.consumer import ConsumerSpec
 from hub.delivery import BatchHandler
-from hub.kafka import quarantine_topic
+from hub.kafka import TopicPolicy, quarantine_topic
 from hub.kafka_credentials import front_door
 from hub.projection import ViewTable
 from hub.settings import Settings
@@ -45,6 +45,10 @@ class Channel:
     """The topic's name before the settings' prefix."""
     event_types: tuple[type[CloudEvent[Any]], ...]
     description: str
+    compacted: bool = False
+    """Whether every event on it carries its subject's full state, so that the newest event
+    per key (the subject) rebuilds every view: Kafka then keeps that one for ever and drops
+    the superseded ones (`hub.kafka.TopicPolicy`). Otherwise records expire by age."""
 
 
 @dataclass(frozen=True)
@@ -197,10 +201,16 @@ class Agency:
 
     def owned_topics(self, settings: Settings) -> list[str]:
         """The topics this agency brings to the hub: its channels and its dead letters."""
-        owned = [settings.topic(c.topic) for c in self.channels()]
+        return list(self.topic_policies(settings))
+
+    def topic_policies(self, settings: Settings) -> dict[str, TopicPolicy]:
+        """Its topics, each with how long Kafka keeps its records."""
+        owned: dict[str, TopicPolicy] = {
+            settings.topic(c.topic): "compacted" if c.compacted else "retained"
+            for c in self.channels()}
         if self.consumes:
             dead = self.dead_letter_topic(settings)
-            owned += [dead, quarantine_topic(dead)]
+            owned |= dict.fromkeys((dead, quarantine_topic(dead)), "dead-letters")
         return owned
 
     def signers(self) -> dict[str, frozenset[str]]:

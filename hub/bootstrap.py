@@ -106,7 +106,7 @@ async def init_all(settings: Settings, registry: Registry | None = None) -> None
     expects to exist. Kafka's part runs as the set-up principal, `admin`."""
     registry = registry or installed()
     await init_kafka_access(settings, registry)
-    await ensure_topics(settings, registry.topics(settings), ADMIN)
+    await ensure_topics(settings, registry.topic_policies(settings), ADMIN)
     await init_databases(settings, registry)
     init_keys(settings, registry)
 

@@ -68,14 +68,15 @@ def init() -> None:
 
 @topics_app.command("create")
 def topics_create() -> None:
-    """Create the topics that do not exist yet, with the configured partitions and replication."""
+    """Create the topics that do not exist yet, with the configured partitions and replication,
+    and bring every topic's retention policy to its settings (as `hub init` does)."""
     from hub.kafka import ensure_topics
     from hub.kafka_credentials import ADMIN
 
-    async def go(settings: Settings) -> list[str]:
-        return await ensure_topics(settings, installed().topics(settings), ADMIN)
+    async def go(settings: Settings) -> dict[str, list[str]]:
+        return await ensure_topics(settings, installed().topic_policies(settings), ADMIN)
 
-    commands.emit_json({"created": commands.run(go)})
+    commands.emit_json(commands.run(go))
 
 
 @topics_app.command("list")
@@ -83,6 +84,25 @@ def topics_list() -> None:
     """The topics this hub uses, with their names under the configured prefix."""
     for name in installed().topics(Settings()):
         typer.echo(name)
+
+
+@topics_app.command("describe")
+def topics_describe(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Each topic's retention policy as the broker holds it, beside the one the settings
+    give it; exit 1 when a topic is missing or differs (`hub init` brings it back)."""
+    from hub.ops.topics import describe
+
+    rows = commands.run(describe)
+    if as_json:
+        commands.emit_json([r.as_dict() for r in rows])
+    else:
+        typer.echo(f"{'TOPIC':<52} {'POLICY':<13} {'CLEANUP':<8} {'RETENTION':>10} "
+                   f"{'COMPACTION-LAG':>14} {'ISR':>3}  STATE")
+        for r in rows:
+            typer.echo(r.line())
+    raise typer.Exit(1 if any(r.state != "as set" for r in rows) else 0)
 
 
 @app.command("agencies")

@@ -25,6 +25,12 @@ Guarantees, and where they come from:
   memory, every time) is applied message by message: the message that keeps failing is
   dead-lettered as `retries_exhausted` and the group goes on. A connection fault is
   nobody's message: it is waited out however long it lasts.
+- A stored offset outside the partition's log (below its start: retention deleted records
+  the view never applied; above its end: the topic was recreated) stops that partition
+  alone, with an error naming it, the offsets and the repair (`hub replay`): the rest of
+  the group goes on, and nothing is skipped. The partition is checked again every
+  `OUTSIDE_RECHECK_S` and resumes by itself once its stored offset is inside the log
+  (the replay's switch moves it there).
 """
 
 from __future__ import annotations
@@ -83,6 +89,39 @@ class ConsumerStats:
     last_commit_monotonic: float = field(default_factory=time.monotonic)
 
 
+@dataclass(frozen=True)
+class OutsideLog:
+    """A partition whose stored offset is not in its log: it cannot continue there, and
+    must not continue anywhere else on its own (that would skip or re-apply records)."""
+
+    topic: str
+    partition: int
+    stored: int
+    log_start: int
+    log_end: int
+
+    @classmethod
+    def check(cls, tp: TopicPartition, stored: int, start: int, end: int) -> OutsideLog | None:
+        """The problem, if the stored offset is outside [log start, log end]."""
+        if start <= stored <= end:
+            return None
+        return cls(tp.topic, tp.partition, stored, start, end)
+
+    def message(self, group_id: str) -> str:
+        """What happened and the repair, naming the group, partition and offsets only."""
+        if self.stored < self.log_start:
+            why = (f"below its log start {self.log_start}: records {self.stored}.."
+                   f"{self.log_start - 1} were deleted (retention) before this view applied"
+                   " them")
+        else:
+            why = (f"above its log end {self.log_end}: the topic was recreated or truncated"
+                   " since this view applied records there")
+        return (f"{group_id}: {self.topic}:{self.partition} is stopped: the stored offset"
+                f" {self.stored} is {why}. Rebuild the view from what the topic holds with"
+                f" `hub replay {group_id} --from earliest` (it moves the stored offset to the"
+                " log start; add --accept-loss once you have checked what it reports lost)")
+
+
 class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
     """On assignment, continue each partition from the offset stored in the view's database."""
 
@@ -129,6 +168,9 @@ class ViewConsumer:
         """Set when `run` has returned or failed."""
         self._pending_mirror: dict[tuple[str, int], int] = {}
         self._mirror_task: asyncio.Task[None] | None = None
+        self.outside: dict[TopicPartition, OutsideLog] = {}
+        """Assigned partitions stopped because their stored offset is outside their log."""
+        self._recheck_at = 0.0
 
     # lifecycle -------------------------------------------------------------------------
 
@@ -156,6 +198,8 @@ class ViewConsumer:
                     await self.process(batch)
                 elif self._stuck():
                     await self._restart_kafka_consumer()
+                if self.outside and time.monotonic() >= self._recheck_at:
+                    await self._place(list(self.outside))
         finally:
             if self._mirror_task is not None:
                 self._mirror_task.cancel()
@@ -208,6 +252,7 @@ class ViewConsumer:
 
     STUCK_AFTER_S = 30.0
     IDLE_AFTER_S = 60.0
+    OUTSIDE_RECHECK_S = 5.0
 
     def diagnostics(self) -> dict[str, Any]:
         """The Kafka client's group state, for operators and failing tests."""
@@ -237,6 +282,7 @@ class ViewConsumer:
                     group=self.spec.group_id)
         await self._consumer.stop()
         self.assigned = set()
+        self.outside = {}
         self._consumer = self._new_kafka_consumer()
         await retry_transient(f"{self.spec.group_id}: restart kafka consumer", self._start)
 
@@ -247,30 +293,58 @@ class ViewConsumer:
     # assignment ------------------------------------------------------------------------
 
     async def seek_to_stored(self, partitions: list[TopicPartition]) -> None:
-        """Seek each newly assigned partition to its stored offset (earliest if none)."""
+        """Seek each newly assigned partition to its stored offset (its log start if none);
+        stop one whose stored offset is outside its log (`OutsideLog`)."""
         self.assigned = set(self._consumer.assignment())
+        self.outside = {tp: o for tp, o in self.outside.items() if tp in self.assigned}
         if not partitions:
             return
-        stored = await retry_transient(
-            f"{self.spec.group_id}: read stored offsets", lambda: self._read_offsets(partitions)
-        )
-        fresh = [tp for tp in partitions if (tp.topic, tp.partition) not in stored]
-        if fresh:
-            # Ask for the log starts ourselves and seek to them, rather than seek_to_beginning:
-            # aiokafka's own reset is not retried if the broker drops mid-request, which leaves
-            # the partition without a position for good.
-            starts = await retry_transient(
-                f"{self.spec.group_id}: read log start offsets",
-                lambda: self._consumer.beginning_offsets(fresh),
-            )
-            stored.update({(tp.topic, tp.partition): off for tp, off in starts.items()})
-        for tp in partitions:
-            self._consumer.seek(tp, stored[(tp.topic, tp.partition)])
+        await self._place(partitions)
         log.info(
             "partitions assigned",
             group=self.spec.group_id,
             partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in partitions),
         )
+
+    async def _place(self, partitions: list[TopicPartition]) -> None:
+        """Seek to the stored offsets; pause the partitions whose offset is outside their
+        log, resume those that were and no longer are."""
+        stored = await retry_transient(
+            f"{self.spec.group_id}: read stored offsets", lambda: self._read_offsets(partitions)
+        )
+        # Ask for the log bounds ourselves rather than seek_to_beginning: aiokafka's own
+        # reset is not retried if the broker drops mid-request, which leaves the partition
+        # without a position for good.
+        starts = await retry_transient(
+            f"{self.spec.group_id}: read log start offsets",
+            lambda: self._consumer.beginning_offsets(partitions),
+        )
+        ends = await retry_transient(
+            f"{self.spec.group_id}: read log end offsets",
+            lambda: self._consumer.end_offsets(partitions),
+        )
+        self._recheck_at = time.monotonic() + self.OUTSIDE_RECHECK_S
+        for tp in partitions:
+            offset = stored.get((tp.topic, tp.partition), starts[tp])
+            self._consumer.seek(tp, offset)
+            outside = OutsideLog.check(tp, offset, starts[tp], ends[tp])
+            if outside is not None:
+                self._stop_partition(tp, outside)
+            elif self.outside.pop(tp, None) is not None:
+                self._consumer.resume(tp)
+                log.info("partition resumed: its stored offset is inside its log",
+                         group=self.spec.group_id, topic=tp.topic, partition=tp.partition,
+                         offset=offset)
+
+    def _stop_partition(self, tp: TopicPartition, outside: OutsideLog) -> None:
+        # Fetching there would make Kafka reset the position (auto_offset_reset): records
+        # skipped, or dropped below the stored offset. Paused, the partition waits.
+        self._consumer.pause(tp)
+        if self.outside.get(tp) != outside:
+            log.error(outside.message(self.spec.group_id), group=self.spec.group_id,
+                      topic=tp.topic, partition=tp.partition, stored=outside.stored,
+                      log_start=outside.log_start, log_end=outside.log_end)
+        self.outside[tp] = outside
 
     async def _read_offsets(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
         async with self.pool.acquire() as conn:

@@ -1,19 +1,20 @@
-"""Kafka pieces the hub shares: client options, the idempotent producer, topic creation,
-dead letters."""
+"""Kafka pieces the hub shares: client options, the idempotent producer, topics and their
+retention policies, dead letters."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import (
@@ -30,6 +31,7 @@ from faststream.security import SASLScram512
 from hub.delivery import Delivery
 from hub.errors import ConfigurationFault, retry_transient
 from hub.kafka_credentials import password
+from hub.kafka_wire import raise_for
 from hub.logging import get_logger
 from hub.settings import Settings
 from hub.signing import SIGNATURE_HEADER, SigningKey
@@ -358,33 +360,132 @@ def _size(key: bytes | None, value: bytes, headers: RecordHeaders) -> int:
             + sum(len(k.encode()) + len(v or b"") + 10 for k, v in headers))
 
 
-async def ensure_topics(settings: Settings, names: Iterable[str], principal: str) -> list[str]:
-    """Create the topics that do not exist yet, as `principal`; return the names created."""
-    wanted = list(names)
+TopicPolicy = Literal["compacted", "retained", "dead-letters"]
+"""How long Kafka keeps a topic's records (`topic_config`):
+
+- `compacted`: the newest record of every key, for ever. Only for a topic whose every event
+  carries its subject's full state (`Channel.compacted`: the permit events), so the newest
+  event per permit rebuilds every view (`hub replay`).
+- `retained`: every record for `topic_retention_ms`, then gone (outcomes, requests, heads).
+- `dead-letters`: every record for `dead_letter_retention_ms`: they hold personal data.
+"""
+
+MANAGED_CONFIGS = frozenset({"min.insync.replicas", "message.timestamp.type", "cleanup.policy",
+                             "retention.ms", "min.compaction.lag.ms"})
+"""The topic configs the hub sets; any other one an operator set on a topic is left alone."""
+
+_DYNAMIC_TOPIC_CONFIG = 1
+"""DescribeConfigs' source of a value set on the topic itself (not a broker default)."""
+_UNKNOWN_TOPIC = 3
+
+
+def topic_config(settings: Settings, policy: TopicPolicy) -> dict[str, str]:
+    """The configs `hub init` gives a topic of this policy, and brings an existing one to."""
+    config = {
+        "min.insync.replicas": str(settings.min_insync_replicas),
+        # The broker stamps each record on append: a record's time is the hub's clock,
+        # never a client's claim (a counter's scan time is checked against it).
+        "message.timestamp.type": "LogAppendTime",
+    }
+    if policy == "compacted":
+        # A superseded event stays at least the lag, so a live consumer's handlers (which
+        # act on every event, not only the newest) read it before compaction removes it.
+        return config | {"cleanup.policy": "compact",
+                         "min.compaction.lag.ms": str(settings.compaction_lag_ms)}
+    keep = (settings.dead_letter_retention_ms if policy == "dead-letters"
+            else settings.topic_retention_ms)
+    return config | {"cleanup.policy": "delete", "retention.ms": str(keep)}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicConfig:
+    """A topic's configs as the broker reports them: every value in force, and which of
+    them were set on the topic itself."""
+
+    values: dict[str, str]
+    dynamic: dict[str, str]
+
+    def differs(self, wanted: Mapping[str, str]) -> list[str]:
+        """The managed configs not as wanted: a value that differs, or a managed one set on
+        the topic that its policy does not use (retention on a compacted topic)."""
+        wrong = {k for k, v in wanted.items() if self.values.get(k) != v}
+        wrong |= {k for k in self.dynamic if k in MANAGED_CONFIGS and k not in wanted}
+        return sorted(wrong)
+
+    def updated(self, wanted: Mapping[str, str]) -> dict[str, str]:
+        """The topic's whole set of own configs with the managed ones as wanted. AlterConfigs
+        (the one aiokafka sends) replaces that whole set: the others are sent back as they
+        are, so an operator's own setting survives `hub init`."""
+        kept = {k: v for k, v in self.dynamic.items() if k not in MANAGED_CONFIGS}
+        return kept | dict(wanted)
+
+
+async def ensure_topics(
+    settings: Settings, policies: Mapping[str, TopicPolicy], principal: str
+) -> dict[str, list[str]]:
+    """Create the topics that do not exist yet, and bring the configs of those that do to
+    their policy, as `principal`; return the names `created` and `updated`."""
+    wanted = {name: topic_config(settings, policy) for name, policy in policies.items()}
     admin = AIOKafkaAdminClient(**client_options(settings, principal), client_id="hub-admin")
     await retry_transient("start kafka admin", admin.start)
     try:
         existing = set(await admin.list_topics())
         missing = [n for n in wanted if n not in existing]
-        config = {
-            "min.insync.replicas": str(settings.min_insync_replicas),
-            # The broker stamps each record on append: a record's time is the hub's clock,
-            # never a client's claim (a counter's scan time is checked against it).
-            "message.timestamp.type": "LogAppendTime",
-        }
-        new = [
-            NewTopic(n, settings.partitions, settings.replication_factor, topic_configs=config)
-            for n in missing
-        ]
+        new = [NewTopic(n, settings.partitions, settings.replication_factor,
+                        topic_configs=wanted[n]) for n in missing]
         if new:
             # Another process may have created them between our list and create.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
             await _wait_for_metadata(admin, missing)
-        log.info("topics ready", created=missing, total=len(wanted))
-        return missing
+        present = await _describe_configs(admin, [n for n in wanted if n in existing])
+        stale = {n: c for n, c in present.items() if c is not None and c.differs(wanted[n])}
+        if stale:
+            await _alter_configs(admin, {n: c.updated(wanted[n]) for n, c in stale.items()})
+        log.info("topics ready", created=missing, updated=sorted(stale), total=len(wanted))
+        return {"created": missing, "updated": sorted(stale)}
     finally:
         await admin.close()
+
+
+async def topic_configs(
+    settings: Settings, names: Iterable[str], principal: str
+) -> dict[str, TopicConfig | None]:
+    """Each topic's configs as the broker holds them (None: no such topic), read as
+    `principal` (which needs DescribeConfigs on them)."""
+    admin = AIOKafkaAdminClient(**client_options(settings, principal), client_id="hub-check")
+    await retry_transient("start kafka admin", admin.start)
+    try:
+        return await _describe_configs(admin, list(names))
+    finally:
+        await admin.close()
+
+
+async def _describe_configs(
+    admin: AIOKafkaAdminClient, names: list[str]
+) -> dict[str, TopicConfig | None]:
+    if not names:
+        return {}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    found: dict[str, TopicConfig | None] = {}
+    for response in await admin.describe_configs(resources):
+        for code, message, _type, name, entries, *_ in response.resources:
+            if code == _UNKNOWN_TOPIC:
+                found[name] = None
+                continue
+            raise_for(code, message, f"describe the configs of {name}")
+            values = {e[0]: e[1] for e in entries}
+            dynamic = {e[0]: e[1] for e in entries if e[3] == _DYNAMIC_TOPIC_CONFIG}
+            found[name] = TopicConfig(values, dynamic)
+    return found
+
+
+async def _alter_configs(admin: AIOKafkaAdminClient, configs: Mapping[str, dict[str, str]]
+                         ) -> None:
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n, c) for n, c in configs.items()]
+    for response in await admin.alter_configs(resources):
+        for code, message, _type, name, *_ in response.resources:
+            raise_for(code, message, f"alter the configs of {name}")
 
 
 async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> None:

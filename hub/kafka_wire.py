@@ -46,6 +46,7 @@ __all__ = [
     "delete_acls",
     "describe_acls",
     "describe_scram_users",
+    "raise_for",
     "wait_until",
 ]
 
@@ -147,7 +148,7 @@ class _DeleteAcls(Request[DeleteAclsRequest_v1]):  # type: ignore[misc]
 async def describe_acls(client: AIOKafkaClient) -> set[Acl]:
     """Every literal ALLOW rule for all hosts on topics, groups and the cluster."""
     response = await _send(client, _DescribeAcls())
-    _raise_for(response.error_code, response.error_message, "describe ACLs")
+    raise_for(response.error_code, response.error_message, "describe ACLs")
     found: set[Acl] = set()
     for resource_type, name, _pattern, acls in response.resources:
         if resource_type not in ResourceType._value2member_map_:
@@ -165,7 +166,7 @@ async def create_acls(client: AIOKafkaClient, acls: list[Acl]) -> None:
         return
     response = await _send(client, _CreateAcls(acls))
     for acl, (code, message) in zip(acls, response.creation_responses, strict=True):
-        _raise_for(code, message, f"create ACL {acl.as_tuple()}")
+        raise_for(code, message, f"create ACL {acl.as_tuple()}")
 
 
 async def delete_acls(client: AIOKafkaClient, acls: list[Acl]) -> None:
@@ -174,7 +175,7 @@ async def delete_acls(client: AIOKafkaClient, acls: list[Acl]) -> None:
         return
     response = await _send(client, _DeleteAcls(acls))
     for acl, (code, message, _matching) in zip(acls, response.filter_responses, strict=True):
-        _raise_for(code, message, f"delete ACL {acl.as_tuple()}")
+        raise_for(code, message, f"delete ACL {acl.as_tuple()}")
 
 
 # SCRAM credentials -----------------------------------------------------------------------
@@ -275,7 +276,7 @@ class _AlterScram(Request[_AlterScramStruct]):  # type: ignore[misc]
 async def describe_scram_users(client: AIOKafkaClient) -> set[str]:
     """The users that have a SCRAM-SHA-512 credential."""
     response = await _send(client, _DescribeScram())
-    _raise_for(response.error_code, response.error_message, "describe SCRAM users")
+    raise_for(response.error_code, response.error_message, "describe SCRAM users")
     return {user for user, code, _message, infos, _tags in response.results
             if code == 0 and any(m == SCRAM_SHA_512 for m, _i, _t in infos)}
 
@@ -287,7 +288,7 @@ async def alter_scram(client: AIOKafkaClient, upserts: list[ScramUpsert]) -> Non
     response = await _send(client, _AlterScram(upserts))
     for user, code, message, _tags in response.results:
         # The message is the broker's; it names the user, never the credential.
-        _raise_for(code, message, f"set the SCRAM credential of {user!r}")
+        raise_for(code, message, f"set the SCRAM credential of {user!r}")
 
 
 # Plumbing -----------------------------------------------------------------------------------
@@ -313,7 +314,8 @@ async def _send(client: AIOKafkaClient, request: Any) -> Any:
     return await client.send(client.get_random_node(), request)
 
 
-def _raise_for(code: int, message: str | None, what: str) -> None:
+def raise_for(code: int, message: str | None, what: str) -> None:
+    """Raise Kafka's error of a response's code (0: fine), saying what was refused."""
     if code:
         error = for_code(code)
         raise error(f"could not {what}: {message or error.__name__}")

@@ -23,6 +23,7 @@ from importlib.metadata import entry_points
 
 from hub.agency import Agency, Channel, PermitView
 from hub.errors import BadTarget
+from hub.kafka import TopicPolicy
 from hub.settings import Settings
 from hub.signing import EVENTS, TokenKey
 
@@ -135,7 +136,11 @@ class Registry:
 
     def topics(self, settings: Settings) -> list[str]:
         """Every topic the hub uses under these settings, dead-letter topics included."""
-        return [t for a in self for t in a.owned_topics(settings)]
+        return list(self.topic_policies(settings))
+
+    def topic_policies(self, settings: Settings) -> dict[str, TopicPolicy]:
+        """Every topic the hub uses, with how long Kafka keeps its records."""
+        return {t: p for a in self for t, p in a.topic_policies(settings).items()}
 
 
 @functools.cache

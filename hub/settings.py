@@ -19,6 +19,8 @@ SUPERUSER = "postgres"
 """The embedded server's superuser, whose password `hub stack up` generates."""
 MAX_IDENTIFIER = 63
 """Postgres silently truncates longer names, which could make two roles one."""
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 
 
 class Settings(BaseSettings):
@@ -71,6 +73,23 @@ class Settings(BaseSettings):
         description="the largest request a hub producer sends (aiokafka's max_request_size,"
         " Kafka's default record limit); an outbox row larger than that is parked, not sent"
         " (`hub outbox parked`)",
+    )
+    topic_retention_ms: int = Field(
+        default=30 * DAY_MS, ge=HOUR_MS,
+        description="how long Kafka keeps the records of a topic that is neither compacted "
+        "nor a dead-letter topic (outcomes, requests, chain heads): a consumer stopped longer "
+        "than this misses records, and says so (`hub run` names the partition)",
+    )
+    dead_letter_retention_ms: int = Field(
+        default=14 * DAY_MS, ge=HOUR_MS,
+        description="how long Kafka keeps dead letters and quarantined ones: they hold "
+        "personal data, so they are kept only long enough to be fixed and redriven",
+    )
+    compaction_lag_ms: int = Field(
+        default=7 * DAY_MS, ge=0,
+        description="how long a compacted topic (the permit events) keeps an event after a "
+        "newer one of the same permit arrived: the agencies' handlers act on each event, so "
+        "a consumer must read it before compaction may remove it",
     )
 
     # Postgres

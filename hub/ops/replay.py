@@ -34,7 +34,33 @@ How it works
    c. rename `<table>` → `<table>__replaced_<id>` (kept for inspection) and
       `<table>__shadow` → `<table>`. Renames are transactional: readers see the old table
       until commit and the complete new one after it, never a half-built view;
-   d. the group's stored offsets are left at L (see below), the replay's at F; commit.
+   d. compare the shadow with the live view, and with the authority's permits where this
+      host can read them (`Comparison`): a shadow that lacks a permit either holds, or a
+      group offset below the log start (records deleted before the live view applied
+      them), is a loss. It is refused — rollback, nothing switched, exit 1, status
+      `refused` (stored as `interrupted`, with the refusal and the comparison in
+      `hub_replays.result`) — unless `--accept-loss` (then recorded there too); a refused
+      replay resumes with `--resume ID --accept-loss`;
+   e. the group's stored offsets are left at L (see below), the replay's at F, except an
+      offset outside the partition's log (`hub.consumer.OutsideLog`: below its start, or
+      above its end after the topic was recreated), which moves to the log start: the
+      stopped partition resumes there, its handlers see every record the log still holds,
+      each once (`hub_handled_events`), and the view's sequence guard makes the rows a
+      no-op; commit.
+
+Time and the permit topic. That topic is compacted (`Channel.compacted`): Kafka keeps the
+newest event of every permit for ever and drops superseded ones once they are older than
+`HUB_COMPACTION_LAG_MS`. Every view's row function reads only the event's own full record,
+so the newest event per permit rebuilds the same rows as the whole history; a view's first
+version of a permit has no sequence-jump bound, so a replay starting at a high sequence is
+applied. What compaction does take away are the superseded events themselves: a replay
+never runs handlers, so that is no loss to it, but a consumer group reading the topic from
+the start later (a new agency) runs its handlers on the newest event per permit only.
+Compaction keeps each remaining record's offset, bytes and headers, so the evidence log's
+proofs (by position, digest and JWS) and a batch signature's inclusion path still hold for
+every record a replay reads; the removed ones are simply not read. A topic whose old
+records were deleted by retention (a hub from before compaction, or DeleteRecords) makes
+a shadow that lacks permits: (d) refuses it.
 
 Why no event is lost or applied twice across the switch: every event below L_p was
 applied by the live consumer to the old table and, by (b), is in the shadow; no event at
@@ -84,17 +110,22 @@ from aiokafka.structs import ConsumerRecord
 from hub.agency import Agency, PermitView
 from hub.bootstrap import verifier
 from hub.commands import emit_json, run
+from hub.consumer import OutsideLog
 from hub.db import Connection, lock_offsets, open_pool
 from hub.delivery import Refusal, accept
-from hub.errors import BadTarget
+from hub.errors import BadTarget, NotReady
 from hub.evidence import proofs
 from hub.kafka import client_options, partitions_of
 from hub.kafka_credentials import OPS
+from hub.logging import get_logger
+from hub.ops.views import records_of
 from hub.projection import ViewTable
 from hub.registry import installed
 from hub.settings import Settings
 from hub.signing import Verifier
 from schemas import PERMIT_EVENT_TYPES, topics
+
+log = get_logger(__name__)
 
 SWITCH_GAP = 2000
 """The build phase ends when the shadow is at most this many events behind the log end;
@@ -110,7 +141,14 @@ class ReplayFailed(RuntimeError):
     """The replay could not finish (busy, interrupted, Kafka too slow at the switch): exit 1."""
 
 
+class _Refused(Exception):
+    """The comparison found a loss: roll the switch back."""
+
+
 _PERMIT_TYPES = frozenset(t.EVENT_TYPE for t in PERMIT_EVENT_TYPES)
+RESUMABLE = ("running", "interrupted")
+"""Statuses of hub_replays a replay resumes from; a refused replay is stored as
+`interrupted`, its refusal and comparison in `result` (the column's statuses are fixed)."""
 
 
 def _viewed(settings: Settings, name: str) -> tuple[Agency, PermitView]:
@@ -176,6 +214,39 @@ class PartitionPlan:
 
 
 @dataclass
+class Comparison:
+    """The shadow against the live view (and the authority) just before the switch."""
+
+    live: int
+    """Permits the live view holds."""
+    shadow: int
+    """Permits the rebuilt view holds."""
+    lost: int
+    """Permits the live view holds and the rebuilt one lacks."""
+    authority: int | None = None
+    """Permits the authority holds (None: its database cannot be read from here)."""
+    authority_missing: int | None = None
+    """Of those, how many the rebuilt view lacks."""
+    outside: list[OutsideLog] = field(default_factory=list)
+    """Partitions whose group offset is outside the log, moved to the log start."""
+
+    def refusal(self) -> str | None:
+        """Why switching would lose permits or records, or None when it would not."""
+        why = []
+        if self.lost:
+            why.append(f"the rebuilt view lacks {self.lost} of the live view's {self.live}"
+                       f" permit(s) (it holds {self.shadow})")
+        if self.authority_missing:
+            why.append(f"it lacks {self.authority_missing} of the authority's"
+                       f" {self.authority} permit(s)")
+        gone = [o for o in self.outside if o.stored < o.log_start]
+        if gone:
+            why.append("the live view never applied records since deleted from " + ", ".join(
+                f"{o.topic}:{o.partition} (offsets {o.stored}..{o.log_start - 1})" for o in gone))
+        return "; ".join(why) or None
+
+
+@dataclass
 class Replay:
     """A replay's plan and, once run, its outcome."""
 
@@ -193,6 +264,10 @@ class Replay:
     replaced: str | None = None
     live_offsets: dict[int, int] = field(default_factory=dict)
     range: dict[str, Any] = field(default_factory=dict)
+    accept_loss: bool = False
+    """Switch even when the comparison finds a loss (`--accept-loss`)."""
+    comparison: Comparison | None = None
+    refused: str | None = None
 
     @property
     def planned_events(self) -> int:
@@ -288,10 +363,12 @@ async def run_replay(
     dry_run: bool = False,
     resume: int | None = None,
     limit: int | None = None,
+    accept_loss: bool = False,
     on_progress: Progress | None = None,
 ) -> Replay:
     """Plan, build the shadow and (unless bounded) switch it in, as the agency's owner role;
-    see the module docstring.
+    see the module docstring. A switch that would lose permits or records is refused
+    (status `refused`) unless `accept_loss`.
 
     `limit` stops the build after about that many events and leaves the replay
     `interrupted` and resumable (the hook tests and cautious operators use).
@@ -301,8 +378,9 @@ async def run_replay(
     agency = _viewed(settings, view)[0].name
     if resume is not None:
         return await _resume(settings, agency, resume, rate=rate, dry_run=dry_run,
-                             limit=limit, on_progress=on_progress)
+                             limit=limit, accept_loss=accept_loss, on_progress=on_progress)
     r = await plan(settings, agency, start, to)
+    r.accept_loss = accept_loss
     if dry_run:
         return r
     async with (
@@ -313,7 +391,7 @@ async def run_replay(
         async with conn.transaction():
             await conn.execute(
                 "UPDATE hub_replays SET status = 'abandoned', finished_at = clock_timestamp()"
-                " WHERE view = $1 AND status IN ('running', 'interrupted', 'built')", r.view)
+                " WHERE view = $1 AND status = ANY($2)", r.view, [*RESUMABLE, "built"])
             r.id = await conn.fetchval(
                 "INSERT INTO hub_replays (view, requested_by, range, status)"
                 " VALUES ($1, $2, $3::jsonb, 'running') RETURNING id",
@@ -331,7 +409,7 @@ async def run_replay(
 
 async def _resume(
     settings: Settings, agency: str, replay_id: int, *, rate: float | None, dry_run: bool,
-    limit: int | None, on_progress: Progress | None,
+    limit: int | None, accept_loss: bool, on_progress: Progress | None,
 ) -> Replay:
     async with (
         open_pool(settings.dsn(agency, role="owner"), max_size=1) as pool,
@@ -342,12 +420,13 @@ async def _resume(
         row = await conn.fetchrow("SELECT * FROM hub_replays WHERE id = $1", replay_id)
         if row is None or row["view"] != agency:
             raise BadTarget(f"no replay {replay_id} of {agency}; nothing was replayed")
-        if row["status"] not in ("running", "interrupted"):
+        if row["status"] not in RESUMABLE:
             raise BadTarget(f"replay {replay_id} is {row['status']}, not resumable;"
                             " nothing was replayed")
         rng = json.loads(row["range"])
         r = await plan(settings, agency, rng["from"], rng["to"])
         r.id, r.range, r.status = replay_id, rng, row["status"]
+        r.accept_loss = accept_loss
         if await conn.fetchval("SELECT to_regclass($1)", r.shadow) is None:
             raise BadTarget(f"replay {replay_id}'s shadow {r.shadow} is gone; start a new"
                             " replay")
@@ -396,8 +475,9 @@ async def _run(
         elif r.bounded:
             r.status = "built"
         else:
-            await _switch(conn, r, builder)
-            return
+            await _switch(settings, conn, r, builder)
+            if r.status == "switched":
+                return
         await _record(conn, r)
     except BaseException as exc:
         r.status = "interrupted" if isinstance(exc, asyncio.CancelledError | ReplayFailed) \
@@ -411,10 +491,11 @@ async def _run(
 
 async def _record(conn: Connection, r: Replay) -> None:
     done = r.status in ("built", "switched", "failed")
+    status = "interrupted" if r.status == "refused" else r.status
     await conn.execute(
         "UPDATE hub_replays SET status = $2, result = $3::jsonb,"
         " finished_at = CASE WHEN $4 THEN clock_timestamp() END WHERE id = $1",
-        r.id, r.status, json.dumps(r.as_dict()), done)
+        r.id, status, json.dumps(r.as_dict()), done)
 
 
 class _Builder:
@@ -561,42 +642,97 @@ class _Builder:
                 self.by_partition[p].next = t
 
 
-async def _switch(conn: Connection, r: Replay, builder: _Builder) -> None:
-    """Step 2 of the module docstring, in one transaction."""
+async def _switch(settings: Settings, conn: Connection, r: Replay, builder: _Builder) -> None:
+    """Step 2 of the module docstring, in one transaction; `r.status` is `switched`, or
+    `refused` with nothing changed but the shadow's progress kept."""
     assert r.id is not None
     replaced = f"{r.table}__replaced_{r.id}"
     parts = [p.partition for p in r.partitions]
+    authority = await _authority_permits(settings)
+    before = [(p.partition, p.next) for p in r.partitions], r.events, r.skipped
     try:
-        await _switch_once(conn, r, builder, replaced, parts)
+        await _switch_once(conn, r, builder, replaced, parts, authority)
     except asyncpg.LockNotAvailableError:
         raise ReplayFailed(f"{r.table} or its group's offsets stayed locked longer than"
                            f" {SWITCH_LOCK_TIMEOUT}; nothing was switched, resume to retry"
                            ) from None
+    except _Refused as exc:
+        # The catch-up inside the rolled-back transaction is undone: so is its count.
+        nexts, r.events, r.skipped = before
+        for partition, offset in nexts:
+            builder.by_partition[partition].next = offset
+        r.status, r.refused = "refused", str(exc)
+        log.warning("replay refused: switching would lose permits or records",
+                    view=r.view, replay=r.id, reason=r.refused)
+
+
+async def _authority_permits(settings: Settings) -> list[str] | None:
+    """The permit numbers the authority holds, or None when its database cannot be read
+    from this host (its own server, no password file here): the comparison says so."""
+    try:
+        async with records_of(settings, installed().authority()) as records:
+            return list(await records.all())
+    except (NotReady, OSError, asyncpg.PostgresError) as exc:
+        log.warning("the authority's permits are not compared", error_class=type(exc).__name__)
+        return None
 
 
 async def _switch_once(
-    conn: Connection, r: Replay, builder: _Builder, replaced: str, parts: list[int]
+    conn: Connection, r: Replay, builder: _Builder, replaced: str, parts: list[int],
+    authority: list[str] | None,
 ) -> None:
     async with conn.transaction():
         # Bounds how long the live consumer (and readers) can wait on the switch.
         await conn.execute(f"SET LOCAL lock_timeout = '{SWITCH_LOCK_TIMEOUT}'")
+        tps = [TopicPartition(r.topic, p) for p in parts]
+        starts = await builder.reader.beginning_offsets(tps)
+        ends = await builder.reader.end_offsets(tps)
         # A partition the group never stored starts at the log start: make its row exist so
         # it can be locked (the consumer would seek there itself).
-        starts = await builder.reader.beginning_offsets(
-            [TopicPartition(r.topic, p) for p in parts])
         await conn.executemany(
             "INSERT INTO hub_consumer_offsets (group_id, topic, partition, next_offset)"
             " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             [(r.group_id, r.topic, tp.partition, o) for tp, o in starts.items()])
         locked = await lock_offsets(conn, r.group_id, [(r.topic, p) for p in parts])
-        live = {p: o for (_, p), o in locked.items()}
+        outside = [o for tp in tps if (o := OutsideLog.check(
+            tp, locked[(r.topic, tp.partition)], starts[tp], ends[tp])) is not None]
+        moved = {o.partition: o.log_start for o in outside}
+        live = {p: moved.get(p, o) for (_, p), o in locked.items()}
         r.live_offsets = live
         await builder.catch_up(conn, {p: o for p, o in live.items()
                                       if builder.by_partition[p].next < o})
+        r.comparison = await _compare(conn, r, authority, outside)
+        refusal = r.comparison.refusal()
+        if refusal is not None and not r.accept_loss:
+            raise _Refused(refusal)
+        await conn.executemany(
+            "UPDATE hub_consumer_offsets SET next_offset = $4"
+            " WHERE group_id = $1 AND topic = $2 AND partition = $3",
+            [(r.group_id, r.topic, p, o) for p, o in moved.items()])
         await conn.execute(f"ALTER TABLE {r.table} RENAME TO {replaced}")
         await conn.execute(f"ALTER TABLE {r.shadow} RENAME TO {r.table}")
         r.replaced, r.status = replaced, "switched"
         await _record(conn, r)
+
+
+async def _compare(
+    conn: Connection, r: Replay, authority: list[str] | None, outside: list[OutsideLog]
+) -> Comparison:
+    key = installed().view(r.view).table.columns[0]
+    row = await conn.fetchrow(
+        f"SELECT (SELECT count(*) FROM {r.table}) AS live,"
+        f" (SELECT count(*) FROM {r.shadow}) AS shadow,"
+        f" (SELECT count(*) FROM {r.table} l WHERE NOT EXISTS"
+        f"   (SELECT 1 FROM {r.shadow} s WHERE s.{key} = l.{key})) AS lost,"
+        f" (SELECT count(*) FROM unnest($1::text[]) a(k) WHERE NOT EXISTS"
+        f"   (SELECT 1 FROM {r.shadow} s WHERE s.{key} = a.k)) AS authority_missing",
+        authority or [])
+    assert row is not None
+    return Comparison(
+        live=row["live"], shadow=row["shadow"], lost=row["lost"],
+        authority=None if authority is None else len(authority),
+        authority_missing=None if authority is None else row["authority_missing"],
+        outside=outside)
 
 
 # the command ---------------------------------------------------------------------------
@@ -617,22 +753,29 @@ def replay(
         "--resume", help="continue the interrupted replay with this id")] = None,
     limit: Annotated[int | None, typer.Option(
         "--limit", help="stop after about N events, leaving the replay resumable")] = None,
+    accept_loss: Annotated[bool, typer.Option(
+        "--accept-loss", help="switch even when the rebuilt view lacks permits the live view"
+        " or the authority holds, or records the live view never applied are gone from the"
+        " topic (recorded in hub_replays)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Rebuild an agency's permit view from the permit topic into a shadow table beside the
     live one, then switch to it atomically while the live consumer keeps running. Connects
     as the agency's owner role (it creates and renames tables).
 
-    Exit codes: 0 switched, built (bounded) or planned (dry run); 1 interrupted, failed or
-    another replay of the view running; 2 a view, offset, time or replay id that does not
-    exist (nothing changed).
+    Before switching it compares the rebuilt view with the live one (and the authority's
+    permits, where it can read them) and refuses a loss unless `--accept-loss`.
+
+    Exit codes: 0 switched, built (bounded) or planned (dry run); 1 refused (nothing
+    switched), interrupted, failed or another replay of the view running; 2 a view, offset,
+    time or replay id that does not exist (nothing changed).
     """
     progress = None if as_json or dry_run or not sys.stderr.isatty() else _RichProgress()
 
     async def work(s: Settings) -> Replay:
         try:
             return await run_replay(s, view, start, to, rate=rate, dry_run=dry_run, resume=resume,
-                                limit=limit, on_progress=progress)
+                                    limit=limit, accept_loss=accept_loss, on_progress=progress)
         finally:
             if progress is not None:
                 progress.stop()
@@ -662,8 +805,18 @@ def _print(r: Replay, dry_run: bool) -> None:
         return
     typer.echo(f"{r.events} event(s) read, {r.skipped} skipped (dead-lettered by the live"
                " consumer)")
+    if r.comparison is not None:
+        c = r.comparison
+        held = "not readable from here" if c.authority is None else \
+            f"{c.authority}, {c.authority_missing} lacking"
+        typer.echo(f"permits: live {c.live}, rebuilt {c.shadow}, {c.lost} lost;"
+                   f" authority {held}")
     if r.status == "switched":
         typer.echo(f"{r.table} is the rebuilt view; the old one is kept as {r.replaced}")
+    elif r.status == "refused":
+        typer.echo(f"refused, nothing was switched: {r.refused}. {r.shadow} is left for"
+                   f" inspection; switch anyway with: hub replay {r.view} --resume {r.id}"
+                   " --accept-loss")
     elif r.status == "built":
         typer.echo(f"{r.shadow} is left for inspection (a bounded replay does not switch)")
     else:

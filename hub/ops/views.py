@@ -49,7 +49,7 @@ async def collect(settings: Settings, permit_no: str) -> dict[str, dict[str, Any
     registry = installed()
     truth = registry.authority()
     held: dict[str, dict[str, Any] | None] = {}
-    async with _records(settings, truth) as records:
+    async with records_of(settings, truth) as records:
         found = await records.get(permit_no)
     held[truth.name] = (
         {"sequence": found[1], **found[0].model_dump(mode="json")} if found else None
@@ -64,7 +64,7 @@ async def collect(settings: Settings, permit_no: str) -> dict[str, dict[str, Any
 async def drifts(settings: Settings) -> list[Drift]:
     """Every difference between the authority's permits and each agency's view."""
     registry = installed()
-    async with _records(settings, registry.authority()) as records:
+    async with records_of(settings, registry.authority()) as records:
         truth = await records.all()
     found: list[Drift] = []
     for agency in registry.with_views():
@@ -76,7 +76,7 @@ async def drifts(settings: Settings) -> list[Drift]:
 
 
 @contextlib.asynccontextmanager
-async def _records(settings: Settings, agency: Agency) -> AsyncIterator[PermitRecords]:
+async def records_of(settings: Settings, agency: Agency) -> AsyncIterator[PermitRecords]:
     """The authority's records on a pool of its database, closed on exit."""
     assert agency.records is not None
     async with open_pool(settings.dsn(agency.name), max_size=1) as pool:
