@@ -177,7 +177,8 @@ async def test_commands_during_a_broker_outage_reach_the_views_after_it(
         async with bootstrap.pool(hub_settings, "workpermit", max_size=1) as p:
             assert await p.fetchval("SELECT count(*) FROM hub_outbox") == 40
         kafka_node.start()
-        kafka_node.wait_ready()
+        # A JVM restarting on two cores shared with the rest of the suite can take minutes.
+        kafka_node.wait_ready(180)
 
         async def settled() -> bool:
             return not await drifts(hub_settings)
