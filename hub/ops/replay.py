@@ -38,9 +38,9 @@ How it works
       host can read them (`Comparison`): a shadow that lacks a permit either holds, or a
       group offset below the log start (records deleted before the live view applied
       them), is a loss. It is refused — rollback, nothing switched, exit 1, status
-      `refused` (stored as `interrupted`, with the refusal and the comparison in
-      `hub_replays.result`) — unless `--accept-loss` (then recorded there too); a refused
-      replay resumes with `--resume ID --accept-loss`;
+      `refused` (with the refusal and the comparison in `hub_replays.result`) — unless
+      `--accept-loss` (then recorded there too); a refused replay resumes with
+      `--resume ID --accept-loss`;
    e. the group's stored offsets are left at L (see below), the replay's at F, except an
       offset outside the partition's log (`hub.consumer.OutsideLog`: below its start, or
       above its end after the topic was recreated), which moves to the log start: the
@@ -146,9 +146,8 @@ class _Refused(Exception):
 
 
 _PERMIT_TYPES = frozenset(t.EVENT_TYPE for t in PERMIT_EVENT_TYPES)
-RESUMABLE = ("running", "interrupted")
-"""Statuses of hub_replays a replay resumes from; a refused replay is stored as
-`interrupted`, its refusal and comparison in `result` (the column's statuses are fixed)."""
+RESUMABLE = ("running", "interrupted", "refused")
+"""Statuses of hub_replays a replay resumes from (a refused one, with `--accept-loss`)."""
 
 
 def _viewed(settings: Settings, name: str) -> tuple[Agency, PermitView]:
@@ -491,11 +490,10 @@ async def _run(
 
 async def _record(conn: Connection, r: Replay) -> None:
     done = r.status in ("built", "switched", "failed")
-    status = "interrupted" if r.status == "refused" else r.status
     await conn.execute(
         "UPDATE hub_replays SET status = $2, result = $3::jsonb,"
         " finished_at = CASE WHEN $4 THEN clock_timestamp() END WHERE id = $1",
-        r.id, status, json.dumps(r.as_dict()), done)
+        r.id, r.status, json.dumps(r.as_dict()), done)
 
 
 class _Builder:

@@ -200,7 +200,7 @@ async def test_replay_refuses_a_shadow_that_lost_permits_and_the_consumer_stops_
         assert gone["none"]
         [row] = await _sql(hub_settings, "card", "SELECT status, result FROM hub_replays"
                            " WHERE id = $1", out_json["id"])
-        assert row["status"] == "interrupted"
+        assert row["status"] == "refused"
         recorded = json.loads(row["result"])
         assert recorded["status"] == "refused"
         assert recorded["comparison"] == out_json["comparison"]
