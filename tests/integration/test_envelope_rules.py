@@ -50,13 +50,13 @@ def _violations(true_next: CloudEvent[Any], other_permit: str) -> dict[str, Viol
         "source_mismatch": (subject, variant(source="/cn/somebody/else")),
         "subject_mismatch": (other_permit, variant(subject=other_permit)),
         "sequence_out_of_range": (subject, variant(sequence=MAX_SEQUENCE + 1)),
-        "key_missing": (None, variant()),
         # The measured forgery: the largest 32-bit sequence used to hide every later event.
         "sequence_jump": (subject, variant(sequence=MAX_SEQUENCE)),
     }
 
 
-async def _kcat_produce(kcat: str, settings: Settings, key: str | None, path: Path) -> None:
+async def _kcat_produce(kcat: str, settings: Settings, key: str | None, path: Path,
+                        *, check: bool = True) -> int:
     """One file as one message; Java's partitioner (murmur2), so a key lands where ours do.
     Signed with the authority's key: what is tested is the contract, not the signature."""
     value = await asyncio.to_thread(path.read_bytes)
@@ -66,16 +66,18 @@ async def _kcat_produce(kcat: str, settings: Settings, key: str | None, path: Pa
             "-X", "partitioner=murmur2_random", "-H", f"content-type={CONTENT_TYPE}",
             "-H", f"jws={jws}"]
     args += ["-k", key] if key is not None else []
-    await asyncio.to_thread(subprocess.run, [*args, str(path)], check=True, timeout=60,
-                            capture_output=True)
+    done = await asyncio.to_thread(subprocess.run, [*args, str(path)], check=check,
+                                   timeout=60, capture_output=True)
+    return done.returncode
 
 
 async def test_kcat_records_breaking_the_envelope_rules_are_dead_lettered_and_left_out(
     kcat: str, hub_settings: Settings, tmp_path: Path
 ) -> None:
-    """Source, subject, 32-bit sequence, missing key and a sequence jump: five dead letters
-    with their reasons and no personal data in them, an unchanged view, the true next event
-    applied after the forged maximal sequence, and a replay that leaves the same five out."""
+    """Source, subject, 32-bit sequence and a sequence jump: four dead letters with their
+    reasons and no personal data in them; a keyless record refused by the broker (the permit
+    topic is compacted); an unchanged view, the true next event applied after the forged
+    maximal sequence, and a replay that leaves the same four out."""
     events = list(stream(8, seed=21))
     victim = next(e.subject for e in events
                   if sum(x.subject == e.subject for x in events) >= 3)
@@ -94,6 +96,13 @@ async def test_kcat_records_breaking_the_envelope_rules_are_dead_lettered_and_le
             path = tmp_path / f"{reason}.json"
             path.write_text(json.dumps(body))
             await _kcat_produce(kcat, hub_settings, key, path)
+        # A keyless record never reaches a consumer: the permit topic is compacted, and
+        # the broker refuses a record without a key there (a request topic's keyless record
+        # is dead-lettered as `key_missing`: test_hostile_input.py).
+        keyless = tmp_path / "keyless.json"
+        keyless.write_text(json.dumps(_violations(true_next, other)["source_mismatch"][1]
+                                      | {"source": true_next.source}))
+        assert await _kcat_produce(kcat, hub_settings, None, keyless, check=False) != 0
         await eventually(lambda: caught_up(hub_settings, "card"), what="card to pass kcat's")
         assert await view_rows(hub_settings, "card") == held, "no view changes"
         assert consumer.stats.dead_lettered == len(bad)
@@ -118,5 +127,4 @@ async def test_kcat_records_breaking_the_envelope_rules_are_dead_lettered_and_le
         assert other not in h["dlq.error.message"]
     by_reason = {h["dlq.reason"]: h for h in headers}
     assert by_reason["sequence_jump"]["dlq.error.class"] == "SequenceJump"
-    assert by_reason["key_missing"]["dlq.error.class"] == "KeyMissing"
     assert "data.permit.permit_no" in by_reason["subject_mismatch"]["dlq.error.message"]
