@@ -138,7 +138,9 @@ async def test_kafka_keeps_messages_across_a_clean_restart(
     await _produce(stack_settings, topic, values)
     old_pid = kafka_node.pid
 
-    await asyncio.to_thread(kafka_node.stop)
+    # An orderly shutdown on a loaded 2-core machine can take longer than stop()'s default
+    # grace before SIGKILL, which would leave no marker.
+    await asyncio.to_thread(kafka_node.stop, 120)
     assert not kafka_node.is_running()
     # Kafka writes this marker only at the end of an orderly shutdown.
     assert (kafka_node.log_dir / ".kafka_cleanshutdown").exists()
