@@ -133,11 +133,16 @@ class KafkaCluster:
             node.stop(timeout)
 
     def active_controller(self) -> KafkaNode:
-        """The node that leads the controller quorum now: the leader named by the running
-        nodes' quorum state at its highest epoch."""
+        """The node that leads the controller quorum now."""
+        return self.quorum_leader()[0]
+
+    def quorum_leader(self) -> tuple[KafkaNode, int]:
+        """The quorum's leader and its epoch: the newest the running nodes' quorum state
+        files name (each voter rewrites its file on every election it sees)."""
         states = [json.loads(path.read_text()) for node in self.nodes if node.is_running()
                   if (path := node.log_dir / QUORUM_STATE).exists()]
         led = [s for s in states if s.get("leaderId", -1) >= 0]
         if not led:
             raise KafkaNodeError(f"No running node of {self.data_dir} knows a quorum leader.")
-        return self.node(max(led, key=lambda s: int(s["leaderEpoch"]))["leaderId"])
+        newest = max(led, key=lambda s: int(s["leaderEpoch"]))
+        return self.node(newest["leaderId"]), int(newest["leaderEpoch"])

@@ -96,6 +96,7 @@ def test_the_active_controller_is_the_newest_leader_the_running_nodes_know(
         path.write_text(json.dumps({"leaderId": leader, "leaderEpoch": epoch}))
     monkeypatch.setattr(KafkaNode, "is_running", lambda node: True)
     assert cluster.active_controller().node_id == 3
+    assert cluster.quorum_leader()[1] == 5
     monkeypatch.setattr(KafkaNode, "is_running", lambda node: node.node_id == 1)
     assert cluster.active_controller().node_id == 1
 
