@@ -121,8 +121,9 @@ class KafkaCluster:
                 "directory_ids": [v.directory_id for v in self.quorum.voters],
             }) + "\n")
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        """Block until every node answers with every broker registered."""
+    def wait_ready(self, timeout: float = 180) -> None:
+        """Block until every node answers with every broker registered (the JVMs start
+        together, so on two cores they take longer than one alone)."""
         deadline = time.monotonic() + timeout
         for node in self.nodes:
             node.wait_ready(max(1.0, deadline - time.monotonic()))
