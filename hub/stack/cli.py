@@ -111,11 +111,12 @@ def status(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    typer.echo(f"{'part':<10}{'state':<17}{'pid':<9}address")
-    for part in ("kafka", "postgres"):
-        entry = report[part]
-        pid = str(entry.get("pid") or "-")
-        typer.echo(f"{part:<10}{_state(entry):<17}{pid:<9}{_address(entry)}")
+    pids = {part: str(report[part].get("pid") or "-") for part in ("kafka", "postgres")}
+    # A cluster lists every node's pid.
+    width = max(9, *(len(pid) + 2 for pid in pids.values()))
+    typer.echo(f"{'part':<10}{'state':<17}{'pid':<{width}}address")
+    for part, pid in pids.items():
+        typer.echo(f"{part:<10}{_state(report[part]):<17}{pid:<{width}}{_address(report[part])}")
     typer.echo(f"home: {report['home']}")
 
 
