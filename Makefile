@@ -1,12 +1,13 @@
 # The whole set-up on a fresh machine with Python 3.11+, Java 17+ and Maven:
 #   make demo   — installs what is missing, starts the local stack, plays the seed story
 #   make test   — the same installs, then the unit, contract and integration tests
+#   make test-cluster — the failure tests on a three-node Kafka cluster (left out of `test`)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 LIBS   := .cache/kafka-libs
 
-.PHONY: setup kcat demo test unit bench lint schemas stack-up stack-down compose-secrets clean
+.PHONY: setup kcat demo test test-cluster unit bench lint schemas stack-up stack-down compose-secrets clean
 
 setup: $(VENV)/.installed $(LIBS)/.resolved kcat
 
@@ -43,6 +44,10 @@ demo: setup
 
 test: setup
 	$(BIN)/pytest
+
+# Three more Kafka JVMs: too slow to add to `test` on a 2-core machine, so a target of its own.
+test-cluster: setup
+	$(BIN)/pytest -m cluster
 
 unit: $(VENV)/.installed
 	$(BIN)/pytest tests/unit tests/contract

@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="length of the live window; 0 skips the phase (default 30)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--partitions", type=int, default=6, help="topic partitions (default 6)")
+    parser.add_argument("--brokers", type=int, default=1, choices=range(1, 10), metavar="N",
+                        help="Kafka nodes (default 1); with 3, topics get three replicas and "
+                             "need two in sync")
     parser.add_argument(
         "--batch-sizes", default=env_batch or "500,2000,5000",
         help="HUB_BATCH_MAX_RECORDS values to try on the card rebuild; the one with the "
@@ -102,20 +105,11 @@ async def view_rows(stack: BenchStack, agency: str) -> int:
         return int(await p.fetchval(f"SELECT count(*) FROM {table}"))
 
 
-def _server_roots(stack: BenchStack) -> dict[str, int]:
-    roots = {}
-    if stack.kafka.pid is not None:
-        roots["kafka"] = stack.kafka.pid
-    if stack.postgres.pid is not None:
-        roots["postgres"] = stack.postgres.pid
-    return roots
-
-
 async def run_child_measured(stack: BenchStack, name: str, module: str, args: list[str],
                              env: dict[str, str], log_dir: Path, wait_s: float) -> dict[str, Any]:
     """Run one measuring child to its end, with the CPU of it, Kafka and Postgres sampled."""
     await checkpoint(stack)
-    async with CpuMonitor(_server_roots(stack)) as monitor:
+    async with CpuMonitor(stack.server_roots()) as monitor:
         child = await spawn(name, module, args, env, log_dir)
         monitor.add("consumer", child.pid)
         try:
@@ -158,6 +152,9 @@ async def run(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "partitions": settings.partitions,
+        "brokers": args.brokers,
+        "replication_factor": settings.replication_factor,
+        "min_insync_replicas": settings.min_insync_replicas,
         "machine": machine.describe(kafka_libs_dir(), stack.home),
         "code": machine.code_state(REPO_ROOT),
     }
@@ -171,7 +168,8 @@ async def run(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
     await init_all(settings)
     results["durable_commit"] = await machine.durable_commit_ms(settings.server_url())
     say(f"stack up: Kafka {settings.bootstrap}, Postgres port {settings.postgres_port} "
-        f"(durable), {settings.partitions} partitions; one durable commit p50 "
+        f"(durable), {settings.partitions} partitions, {settings.replication_factor} "
+        f"replicas (min in sync {settings.min_insync_replicas}); one durable commit p50 "
         f"{results['durable_commit']['p50_ms']} ms")
 
     say(f"fill: {args.events:,} synthetic events")
@@ -246,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m bench`."""
     args = parse_args(argv)
     configure_logging("console", "WARNING")
-    stack = BenchStack.create(partitions=args.partitions, keep=args.keep)
+    stack = BenchStack.create(partitions=args.partitions, brokers=args.brokers,
+                              keep=args.keep)
     say(f"starting Kafka and durable Postgres in {stack.home}")
     try:
         stack.start()

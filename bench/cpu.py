@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -31,7 +32,8 @@ class CpuMonitor:
     """Samples the CPU time of named process trees every `interval` seconds.
 
     The Postgres tree is the postmaster and all its backends (including the ones serving
-    the measured consumers), the Kafka tree is the broker JVM.
+    the measured consumers), the Kafka trees are the broker JVMs (one per node, counted
+    under one name).
 
     A process first seen after the start counts from zero; one that exits between two
     samples loses at most one interval of CPU (the long-lived processes measured here do
@@ -39,9 +41,10 @@ class CpuMonitor:
     `other_s` is what processes outside the benchmark used (other engineers' work).
     """
 
-    def __init__(self, roots: dict[str, int], interval: float = 0.5,
+    def __init__(self, roots: Mapping[str, int | Sequence[int]], interval: float = 0.5,
                  alone: tuple[str, ...] = ()) -> None:
-        self.roots = dict(roots)
+        self.roots = {name: (pids,) if isinstance(pids, int) else tuple(pids)
+                      for name, pids in roots.items()}
         # Roots counted without their children (the bench process: its children are the
         # measured components, counted under their own names).
         self.alone = set(alone)
@@ -56,12 +59,13 @@ class CpuMonitor:
 
     def add(self, name: str, pid: int) -> None:
         """Also follow this process tree (counted from its start) under `name`."""
-        self.roots[name] = pid
+        self.roots[name] = (pid,)
         self._sample(new_from_zero=True)
 
     def _sample(self, *, new_from_zero: bool) -> None:
-        for name, pid in self.roots.items():
-            for process in _tree(pid, children=name not in self.alone):
+        for name, pids in self.roots.items():
+            for process in (p for pid in pids
+                            for p in _tree(pid, children=name not in self.alone)):
                 value = _cpu(process)
                 if value is None:
                     continue

@@ -229,14 +229,11 @@ class LivePhase:
         self.children.clear()
         return out
 
-    def _cpu_roots(self) -> dict[str, int]:
-        roots = {f"{name}": child.pid for name, child in self.children.items()}
+    def _cpu_roots(self) -> dict[str, int | list[int]]:
+        roots: dict[str, int | list[int]] = {
+            f"{name}": child.pid for name, child in self.children.items()}
         roots["bench driver"] = os.getpid()
-        if self.stack.kafka.pid is not None:
-            roots["kafka"] = self.stack.kafka.pid
-        if self.stack.postgres.pid is not None:
-            roots["postgres"] = self.stack.postgres.pid
-        return roots
+        return roots | self.stack.server_roots()
 
     async def _wait_caught_up(self, wait_s: float) -> float:
         """Wait until the outbox is empty and every view has applied its topics' end.

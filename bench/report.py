@@ -89,12 +89,20 @@ def _machine(results: dict[str, Any]) -> str:
     return text
 
 
+def _replicas(results: dict[str, Any]) -> str:
+    """The cluster's shape, for a run on more than one broker (older results have none)."""
+    if results.get("brokers", 1) == 1:
+        return ""
+    return (f"{results['brokers']} brokers, {results['replication_factor']} replicas "
+            f"(min in sync {results['min_insync_replicas']}), ")
+
+
 def _fill(results: dict[str, Any]) -> str:
     f = results["fill"]
     return (
         f"\nFill: {f['events']:,} events ({f['permits']:,} permits, "
         f"{f['events_per_permit']} events/permit, {f['mean_value_bytes']} B/event), "
-        f"{results['partitions']} partitions, linger {f['linger_ms']} ms\n"
+        f"{results['partitions']} partitions, {_replicas(results)}linger {f['linger_ms']} ms\n"
         f"  {f['events_per_s']:,.0f} events/s produced (idempotent, acks=all; "
         f"{f['send_s']} s sending; generating took {f['generate_s']} s apart)"
     )

@@ -1,4 +1,5 @@
-"""The benchmark's own Kafka node and durable Postgres server, on free ports in a temp dir.
+"""The benchmark's own Kafka node (or cluster) and durable Postgres server, on free ports in
+a temp dir.
 
 The same approach as the integration tests' session stack (tests/integration/
 stack_fixtures.py), without pytest, and with `durable=True`: fsync and synchronous commit
@@ -20,8 +21,9 @@ import asyncpg
 
 from hub.registry import installed
 from hub.settings import SUPERUSER, Settings
+from hub.stack.cluster import KafkaCluster, NodePorts
 from hub.stack.kafka import KafkaNode
-from hub.stack.local import kafka_node
+from hub.stack.local import kafka_cluster, kafka_node
 from hub.stack.postgres import EmbeddedPostgres, ensure_databases_sync
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -51,25 +53,30 @@ def free_ports(count: int) -> list[int]:
 
 @dataclass
 class BenchStack:
-    """A Kafka node and a durable Postgres server owned by one benchmark run."""
+    """A Kafka node (or cluster) and a durable Postgres server owned by one benchmark run."""
 
     home: Path
     settings: Settings
-    kafka: KafkaNode
+    kafka: KafkaNode | KafkaCluster
     postgres: EmbeddedPostgres
     keep: bool = False
     _started: list[str] = field(default_factory=list)
 
     @classmethod
-    def create(cls, *, partitions: int, keep: bool = False) -> BenchStack:
-        """Pick free ports and a fresh temp dir; nothing is started yet."""
+    def create(cls, *, partitions: int, brokers: int = 1, keep: bool = False) -> BenchStack:
+        """Pick free ports and a fresh temp dir; nothing is started yet. Several brokers
+        are a cluster whose topics have up to three replicas, one fewer needed in sync."""
         home = Path(tempfile.mkdtemp(prefix="permithub-bench-"))
-        kafka_port, controller_port, pg_port = free_ports(3)
+        *kafka_ports, pg_port = free_ports(3 * brokers + 1)
+        nodes = [NodePorts(*kafka_ports[i:i + 3]) for i in range(0, len(kafka_ports), 3)]
+        replicas = min(brokers, 3)
         settings = Settings(
             home=home,
-            kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-            kafka_port=kafka_port,
-            kafka_controller_port=controller_port,
+            kafka_bootstrap=",".join(f"127.0.0.1:{n.clients}" for n in nodes),
+            kafka_port=nodes[0].clients,
+            kafka_controller_port=nodes[0].controller,
+            replication_factor=replicas,
+            min_insync_replicas=max(1, replicas - 1),
             # No database_url: the embedded server on pg_port, its superuser password read
             # from home's secrets.
             postgres_port=pg_port,
@@ -81,7 +88,8 @@ class BenchStack:
         return cls(
             home=home,
             settings=settings,
-            kafka=kafka_node(settings, home / "kafka"),
+            kafka=(kafka_node(settings, home / "kafka") if brokers == 1
+                   else kafka_cluster(settings, home / "kafka", nodes)),
             postgres=EmbeddedPostgres(home / "postgres", pg_port, durable=True,
                                       password_file=settings.secret_file(SUPERUSER)),
             keep=keep,
@@ -119,6 +127,17 @@ class BenchStack:
         self.postgres.start()
         self.postgres.wait_ready()
 
+    def server_roots(self) -> dict[str, int | list[int]]:
+        """The servers' process trees for `CpuMonitor`: every Kafka node under one name."""
+        roots: dict[str, int | list[int]] = {}
+        pids = ([self.kafka.pid] if isinstance(self.kafka, KafkaNode)
+                else self.kafka.pids)
+        if any(pid is not None for pid in pids):
+            roots["kafka"] = [pid for pid in pids if pid is not None]
+        if self.postgres.pid is not None:
+            roots["postgres"] = self.postgres.pid
+        return roots
+
     def stop(self) -> None:
         """Stop what was started (Kafka first), then remove the temp dir unless kept."""
         try:
@@ -147,6 +166,8 @@ class BenchStack:
             "HUB_TOPIC_PREFIX": s.topic_prefix,
             "HUB_DATABASE_PREFIX": s.database_prefix,
             "HUB_PARTITIONS": str(s.partitions),
+            "HUB_REPLICATION_FACTOR": str(s.replication_factor),
+            "HUB_MIN_INSYNC_REPLICAS": str(s.min_insync_replicas),
             "HUB_BATCH_MAX_RECORDS": str(s.batch_max_records),
             "HUB_BATCH_TIMEOUT_MS": str(s.batch_timeout_ms),
             "HUB_LOG_FORMAT": "json",

@@ -21,6 +21,8 @@ MAX_IDENTIFIER = 63
 """Postgres silently truncates longer names, which could make two roles one."""
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+NODE_PORT_STEP = 10
+"""The distance between the ports of two nodes of the local stack's cluster."""
 
 
 class Settings(BaseSettings):
@@ -38,6 +40,17 @@ class Settings(BaseSettings):
     )
     kafka_port: int = Field(default=19092, description="local stack broker port")
     kafka_controller_port: int = Field(default=19093, description="local stack controller port")
+    kafka_replication_port: int = Field(
+        default=19094,
+        description="local stack replication port (the listener brokers fetch replicas from; "
+        "only a cluster of several nodes has one)",
+    )
+    kafka_brokers: int = Field(
+        default=1, ge=1, le=9,
+        description="how many KRaft nodes the local stack runs (`hub stack up --brokers N`), "
+        "each broker and controller; node n listens on the three local ports plus "
+        f"{NODE_PORT_STEP} x (n-1). With 3, set replication_factor 3 and min_insync_replicas 2",
+    )
     topic_prefix: str = Field(
         default="", description="prefix of every topic and group, so two hubs can share a broker"
     )
@@ -167,8 +180,19 @@ class Settings(BaseSettings):
 
     @property
     def bootstrap(self) -> str:
-        """The Kafka bootstrap servers the hub's clients connect to."""
-        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+        """The Kafka bootstrap servers the hub's clients connect to: every node of the local
+        stack, so a client starts while any of them lives."""
+        if self.kafka_bootstrap:
+            return self.kafka_bootstrap
+        return ",".join(f"127.0.0.1:{self.kafka_node_ports(n)[0]}"
+                        for n in range(1, self.kafka_brokers + 1))
+
+    def kafka_node_ports(self, node: int) -> tuple[int, int, int]:
+        """The client, controller and replication ports of the local stack's node `node`
+        (from 1)."""
+        step = NODE_PORT_STEP * (node - 1)
+        return (self.kafka_port + step, self.kafka_controller_port + step,
+                self.kafka_replication_port + step)
 
     @property
     def secrets_dir(self) -> Path:

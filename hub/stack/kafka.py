@@ -1,4 +1,5 @@
-"""A single-node KRaft Kafka (broker and controller in one JVM) run from the official jars."""
+"""A KRaft Kafka node (broker and controller in one JVM) run from the official jars: alone,
+or as one member of a local multi-node cluster (`hub.stack.cluster`)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ import psutil
 from hub.stack.ports import ensure_port_free
 from hub.stack.tls import NodeTls, ensure_node_tls, node_principal
 
-__all__ = ["KafkaNode", "KafkaNodeError", "NodeSecurity", "new_cluster_id"]
+__all__ = ["ClusterMember", "KafkaNode", "KafkaNodeError", "NodeSecurity", "Quorum", "Voter",
+           "new_cluster_id"]
 
 # The official start script uses 1G; half of that is plenty for a test broker on 2 cores,
 # and fixed -Xms avoids heap resizing pauses during benchmarks.
@@ -88,6 +90,42 @@ class NodeSecurity:
     """The admin's password (made on first use by the caller)."""
 
 
+@dataclass(frozen=True)
+class Voter:
+    """One controller of a multi-node quorum, as `format --initial-controllers` names it
+    (KIP-853): node id, controller endpoint, and the id of its metadata log directory."""
+
+    node_id: int
+    controller_port: int
+    directory_id: str
+
+    def __str__(self) -> str:
+        return f"{self.node_id}@127.0.0.1:{self.controller_port}:{self.directory_id}"
+
+
+@dataclass(frozen=True)
+class Quorum:
+    """What every node of one cluster is formatted with: the cluster id and the voters."""
+
+    cluster_id: str
+    voters: tuple[Voter, ...]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The controllers' endpoints (`controller.quorum.bootstrap.servers`)."""
+        return ",".join(f"127.0.0.1:{v.controller_port}" for v in self.voters)
+
+
+@dataclass(frozen=True)
+class ClusterMember:
+    """A node's place in a multi-node cluster: its id, the port its peers fetch replicas
+    from, and the quorum it belongs to."""
+
+    node_id: int
+    replication_port: int
+    quorum: Quorum
+
+
 class KafkaNode:
     """One KRaft Kafka process (process.roles=broker,controller) with its own data directory.
 
@@ -98,6 +136,7 @@ class KafkaNode:
     def __init__(
         self, libs_dir: Path, data_dir: Path, port: int, controller_port: int, *,
         client_options: Callable[[], dict[str, Any]], security: NodeSecurity | None = None,
+        member: ClusterMember | None = None,
     ) -> None:
         self.libs_dir = libs_dir.resolve()
         self.data_dir = data_dir.resolve()
@@ -108,6 +147,8 @@ class KafkaNode:
         readiness probe connects with them."""
         self.security = security
         """None: clients get PLAINTEXT without authorizer (a trusted development node)."""
+        self.member = member
+        """None: a standalone node, its own single-voter quorum with no replica to fetch."""
         # Kept only in the process that spawned the JVM, to reap it (no zombie).
         self._popen: subprocess.Popen[bytes] | None = None
 
@@ -159,6 +200,16 @@ class KafkaNode:
         """host:port that clients connect to."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def node_id(self) -> int:
+        """The node's id (`node.id`): its broker id in metadata and its voter id."""
+        return 1 if self.member is None else self.member.node_id
+
+    @property
+    def replicas(self) -> int:
+        """How many brokers the cluster has, so how many replicas a partition can have."""
+        return 1 if self.member is None else len(self.member.quorum.voters)
+
     # Configuration ---------------------------------------------------------------------
 
     def configure(self) -> None:
@@ -177,29 +228,31 @@ class KafkaNode:
             )
 
     def _server_properties(self) -> str:
-        listeners = (
-            f"CLIENTS://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
-        )
+        listeners = ",".join(f"{name}://127.0.0.1:{port}" for name, port in self._listeners())
+        # A write the internal topics acknowledge survives one node lost (of three).
+        replicas, min_isr = str(self.replicas), str(max(1, self.replicas - 1))
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
+            "node.id": str(self.node_id),
             # `format --standalone` reads the controller from the advertised CONTROLLER
             # listener, so both listeners are advertised.
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "controller.quorum.bootstrap.servers": (
+                f"127.0.0.1:{self.controller_port}" if self.member is None
+                else self.member.quorum.bootstrap_servers),
             "listeners": listeners,
             "advertised.listeners": listeners,
-            "inter.broker.listener.name": "CLIENTS",
+            "inter.broker.listener.name": "CLIENTS" if self.member is None else "REPLICATION",
             "controller.listener.names": "CONTROLLER",
             **self._security_properties(),
             "log.dirs": str(self.log_dir),
             # Topics are created explicitly by `hub topics create`; a typo must fail loudly.
             "auto.create.topics.enable": "false",
-            # One node: internal topics cannot have more replicas than brokers.
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            # Internal topics get every broker as a replica (one node: no more than one).
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_isr,
             # Consumers of a fresh group start at once instead of after 3 s.
             "group.initial.rebalance.delay.ms": "0",
             # Defaults assume a server; on 2 cores extra threads only add context switches.
@@ -214,17 +267,32 @@ class KafkaNode:
         }
         return "".join(f"{key}={value}\n" for key, value in props.items())
 
+    def _listeners(self) -> list[tuple[str, int]]:
+        """Each listener's name and port: a cluster member also has one its peers fetch
+        replicas from."""
+        listeners = [("CLIENTS", self.port), ("CONTROLLER", self.controller_port)]
+        if self.member is not None:
+            listeners.append(("REPLICATION", self.member.replication_port))
+        return listeners
+
     def _security_properties(self) -> dict[str, str]:
+        names = [name for name, _ in self._listeners()]
         if self.security is None:
-            return {"listener.security.protocol.map": "CLIENTS:PLAINTEXT,CONTROLLER:PLAINTEXT"}
+            return {"listener.security.protocol.map":
+                    ",".join(f"{name}:PLAINTEXT" for name in names)}
         tls = NodeTls(self.security.tls_dir)
+        protocols = {"CLIENTS": "SASL_SSL", "CONTROLLER": "SSL", "REPLICATION": "SSL"}
         return {
             # Clients get SASL_SSL only: SCRAM-SHA-512 identities over TLS. The controller
-            # listener (127.0.0.1) takes only this node itself, by mutual TLS with the node
+            # listener (127.0.0.1) takes only the nodes, by mutual TLS with the node
             # certificate, so there is no ANONYMOUS super user: a local process without a
-            # certificate from the stack's CA gets nothing from the controller either.
-            "listener.security.protocol.map": "CLIENTS:SASL_SSL,CONTROLLER:SSL",
-            "listener.name.controller.ssl.client.auth": "required",
+            # certificate from the stack's CA gets nothing from the controller either. A
+            # cluster's replication listener is the same: its peers fetch replicas there
+            # as the node principal, so no broker holds a SCRAM password of its own.
+            "listener.security.protocol.map":
+                ",".join(f"{name}:{protocols[name]}" for name in names),
+            **{f"listener.name.{name.lower()}.ssl.client.auth": "required"
+               for name in names if protocols[name] == "SSL"},
             "sasl.enabled.mechanisms": "SCRAM-SHA-512",
             # A single node opens no inter-broker connection (no replica to fetch for, and
             # the hub uses no transactions, whose markers would travel that way), so the
@@ -239,8 +307,8 @@ class KafkaNode:
             "ssl.truststore.location": str(tls.ca_cert),
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "allow.everyone.if.no.acl.found": "false",
-            # The set-up principal, and the node on its controller listener (broker
-            # registration and heartbeats need ClusterAction).
+            # The set-up principal, and the node on its controller and replication
+            # listeners (registration, heartbeats and replica fetches need ClusterAction).
             "super.users": f"User:{self.security.admin};{node_principal()}",
         }
 
@@ -284,10 +352,8 @@ class KafkaNode:
         arguments = [
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
+            *self._quorum_arguments(),
             "--ignore-formatted",
-            "-t",
-            new_cluster_id(),
             "-c",
             str(self.properties_file),
         ]
@@ -306,6 +372,15 @@ class KafkaNode:
                 f"{output.replace(secret, '***') if secret else output}"
             )
         self.mode_file.write_text(self.mode + "\n")
+
+    def _quorum_arguments(self) -> list[str]:
+        """A standalone node is the single voter of a quorum of its own; a member is
+        formatted with its cluster's id and every voter, as each of its peers is."""
+        if self.member is None:
+            return ["--standalone", "-t", new_cluster_id()]
+        quorum = self.member.quorum
+        return ["--initial-controllers", ",".join(str(v) for v in quorum.voters),
+                "-t", quorum.cluster_id]
 
     def _run_tool(self, arguments: list[str]) -> subprocess.CompletedProcess[str]:
         """Run a Kafka tool class with its arguments in an @argfile (0600, removed after):
@@ -403,6 +478,9 @@ class KafkaNode:
         """Raise PortInUse if another program holds the broker's or controller's port."""
         ensure_port_free(self.port, "Kafka broker", "HUB_KAFKA_PORT")
         ensure_port_free(self.controller_port, "Kafka controller", "HUB_KAFKA_CONTROLLER_PORT")
+        if self.member is not None:
+            ensure_port_free(self.member.replication_port, "Kafka replication listener",
+                             "HUB_KAFKA_REPLICATION_PORT")
 
     def _check_running_port(self) -> None:
         # A broker started earlier with other ports keeps them; say so instead of timing out.
@@ -431,7 +509,8 @@ class KafkaNode:
         while True:
             if not self.is_running():
                 raise KafkaNodeError(f"Kafka exited during start-up.\n{self.log_tail()}")
-            if _port_open(self.port) and _answers_metadata(self._probe_options()):
+            if _port_open(self.port) and _answers_metadata(self._probe_options(),
+                                                           self.replicas):
                 return
             if time.monotonic() > deadline:
                 raise KafkaNodeError(
@@ -517,14 +596,14 @@ def _wait_gone(process: psutil.Process, timeout: float) -> bool:
     return True
 
 
-def _answers_metadata(options: dict[str, Any]) -> bool:
+def _answers_metadata(options: dict[str, Any], brokers: int) -> bool:
     # A thread of its own gives the probe a fresh event loop, so wait_ready() also works
     # when called from async code (where asyncio.run would refuse to nest).
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, _describe_cluster(options)).result()
+        return pool.submit(asyncio.run, _describe_cluster(options, brokers)).result()
 
 
-async def _describe_cluster(options: dict[str, Any]) -> bool:
+async def _describe_cluster(options: dict[str, Any], brokers: int) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
@@ -537,5 +616,6 @@ async def _describe_cluster(options: dict[str, Any]) -> bool:
     finally:
         await admin.close()
     # The broker registers with its controller after its listener opens; until then the
-    # metadata names no broker and topic creation would fail.
-    return bool(cluster.get("brokers"))
+    # metadata names no broker and topic creation would fail. A topic with a replica on
+    # every broker also needs every broker registered.
+    return len(cluster.get("brokers") or ()) >= brokers

@@ -12,11 +12,12 @@ import asyncpg
 from hub.kafka import client_options
 from hub.kafka_credentials import ADMIN, CredentialsMissing, ensure_password
 from hub.settings import SUPERUSER, Settings
+from hub.stack.cluster import KafkaCluster, NodePorts
 from hub.stack.kafka import KafkaNode, KafkaNodeError, NodeSecurity
 from hub.stack.ports import PortInUse
 from hub.stack.postgres import EmbeddedPostgres, PostgresServerError, ensure_databases_sync
 
-__all__ = ["STACK_ERRORS", "LocalStack", "kafka_node", "redact_url"]
+__all__ = ["STACK_ERRORS", "LocalStack", "kafka_cluster", "kafka_node", "redact_url"]
 
 # What `up`/`down` raise for problems a user can act on (ports, missing jars, logs).
 STACK_ERRORS: tuple[type[Exception], ...] = (
@@ -26,25 +27,45 @@ STACK_ERRORS: tuple[type[Exception], ...] = (
 def kafka_node(settings: Settings, data_dir: Path) -> KafkaNode:
     """The local Kafka node these settings describe: its ports, and SASL_SSL with the
     stack's own CA and the admin's credential unless the settings ask for PLAINTEXT."""
-    security = None
-    if settings.kafka_security_protocol == "sasl_ssl":
-        security = NodeSecurity(
-            tls_dir=settings.kafka_tls_dir.resolve(),
-            admin=ADMIN,
-            admin_password=lambda: ensure_password(settings, ADMIN)[0],
-        )
     return KafkaNode(
         libs_dir=settings.kafka_libs,
         data_dir=data_dir,
         port=settings.kafka_port,
         controller_port=settings.kafka_controller_port,
         client_options=lambda: client_options(settings, ADMIN),
-        security=security,
+        security=_node_security(settings),
+    )
+
+
+def kafka_cluster(
+    settings: Settings, data_dir: Path, ports: list[NodePorts] | None = None
+) -> KafkaCluster:
+    """The local Kafka cluster these settings describe: `kafka_brokers` nodes on their
+    ports (`Settings.kafka_node_ports`) unless `ports` are given, with the same security
+    as one node."""
+    if ports is None:
+        ports = [NodePorts(*settings.kafka_node_ports(n))
+                 for n in range(1, settings.kafka_brokers + 1)]
+    return KafkaCluster(settings.kafka_libs, data_dir, ports,
+                        client_options=lambda: client_options(settings, ADMIN),
+                        security=_node_security(settings))
+
+
+def _node_security(settings: Settings) -> NodeSecurity | None:
+    """SASL_SSL with the stack's own CA and the admin's credential, unless the settings ask
+    for PLAINTEXT (None)."""
+    if settings.kafka_security_protocol != "sasl_ssl":
+        return None
+    return NodeSecurity(
+        tls_dir=settings.kafka_tls_dir.resolve(),
+        admin=ADMIN,
+        admin_password=lambda: ensure_password(settings, ADMIN)[0],
     )
 
 
 class LocalStack:
-    """The Kafka node and Postgres server a Settings describes, started and stopped together.
+    """The Kafka node (or cluster, `kafka_brokers` > 1) and Postgres server a Settings
+    describes, started and stopped together.
 
     Their state lives under settings.home; the Kafka jars are read from settings.kafka_libs,
     so a new home needs no new `make setup`. A part whose setting points elsewhere
@@ -62,10 +83,13 @@ class LocalStack:
         self.home = settings.home.resolve()
         self.stack_dir = self.home / "stack"
         self.libs_dir = settings.kafka_libs.resolve()
-        self.kafka: KafkaNode | None = None
+        self.kafka: KafkaNode | KafkaCluster | None = None
         self.postgres: EmbeddedPostgres | None = None
-        if settings.kafka_bootstrap is None:
+        if settings.kafka_bootstrap is None and settings.kafka_brokers == 1:
             self.kafka = kafka_node(settings, self.stack_dir / "kafka")
+        elif settings.kafka_bootstrap is None:
+            # A directory of its own: a node formatted standalone cannot join a quorum.
+            self.kafka = kafka_cluster(settings, self.stack_dir / "kafka-cluster")
         if settings.database_url is None:
             self.postgres = EmbeddedPostgres(
                 self.stack_dir / "postgres", settings.postgres_port,
@@ -134,16 +158,18 @@ class LocalStack:
         if self.kafka is None:
             return {"managed": False, "running": None, "bootstrap": self.settings.bootstrap,
                     **security}
+        if isinstance(self.kafka, KafkaNode):
+            return {**security, "managed": True, "bootstrap": self.kafka.bootstrap,
+                    "data_dir": str(self.kafka.data_dir), **_node_status(self.kafka)}
         return {
             **security,
             "managed": True,
             "running": self.kafka.is_running(),
-            "pid": self.kafka.pid,
-            "port": self.kafka.port,
-            "controller_port": self.kafka.controller_port,
+            # For the one-line status: every node's, in node order.
+            "pid": " ".join(str(pid or "-") for pid in self.kafka.pids),
             "bootstrap": self.kafka.bootstrap,
             "data_dir": str(self.kafka.data_dir),
-            "log": str(self.kafka.server_log),
+            "nodes": [_node_status(node) for node in self.kafka.nodes],
         }
 
     def _postgres_status(self) -> dict[str, Any]:
@@ -161,6 +187,19 @@ class LocalStack:
             "data_dir": str(self.postgres.data_dir),
             "log": str(self.postgres.log_file),
         }
+
+
+def _node_status(node: KafkaNode) -> dict[str, Any]:
+    status = {
+        "running": node.is_running(),
+        "pid": node.pid,
+        "port": node.port,
+        "controller_port": node.controller_port,
+        "log": str(node.server_log),
+    }
+    if node.member is None:
+        return status
+    return {"node_id": node.node_id, **status, "replication_port": node.member.replication_port}
 
 
 def redact_url(url: str) -> str:

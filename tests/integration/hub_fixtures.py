@@ -9,7 +9,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,6 +19,8 @@ from hub import bootstrap, kafka
 from hub.bootstrap import init_all
 from hub.kafka import client_options, partitions_of
 from hub.kafka_credentials import ADMIN, front_door
+from hub.ops.lag import agency_lag
+from hub.ops.views import drifts
 from hub.projection import fetch_all
 from hub.registry import installed
 from hub.settings import Settings
@@ -26,6 +28,10 @@ from hub.signing import SIGNATURE_HEADER
 from schemas import CONTENT_TYPE, CloudEvent, topics
 
 __all__ = ["hub_settings"]
+
+if TYPE_CHECKING:
+    from hub.consumer import ViewConsumer
+    from hub.outbox import OutboxRelay
 
 AUTHORITY = installed().authority().name
 """The principal that alone (with ops' redrive) writes the permit topic; tests that put
@@ -49,6 +55,11 @@ def writer_of(topic: str) -> str:
 @pytest.fixture
 async def hub_settings(stack_settings: Settings) -> Settings:
     """Settings with a fresh prefix: new topics, groups and databases for this test."""
+    return await fresh_hub(stack_settings)
+
+
+async def fresh_hub(stack_settings: Settings) -> Settings:
+    """The session's settings under a fresh prefix, with the hub initialised there."""
     tag = secrets.token_hex(3)
     settings = stack_settings.model_copy(update={
         "topic_prefix": f"{stack_settings.topic_prefix}{tag}.",
@@ -93,6 +104,30 @@ def signed(settings: Settings, topic: str, value: bytes) -> list[tuple[str, byte
     whoever may publish there (for malformed input that must pass the signature check)."""
     key = bootstrap.signing_key(settings, writer_of(topic))
     return [("content-type", CONTENT_TYPE.encode()), (SIGNATURE_HEADER, key.sign(value))]
+
+async def views_agree(
+    settings: Settings, relay: OutboxRelay, consumers: Iterable[ViewConsumer], *,
+    timeout: float = 120.0,  # noqa: ASYNC109 - a polling deadline, not a cancellation scope
+    what: str = "views to agree with the authority",
+) -> None:
+    """Wait until every view equals the authority's permits (`hub.ops.views.drifts`); on a
+    timeout, say what the outbox, the relay, the lags and the consumers were doing."""
+
+    async def settled() -> bool:
+        return not await drifts(settings)
+
+    async def explain() -> str:
+        async with bootstrap.pool(settings, AUTHORITY, max_size=1) as p:
+            left = await p.fetchval("SELECT count(*) FROM hub_outbox")
+        lags = {a: sum(x.lag for x in await agency_lag(settings, a))
+                for a in installed().names() if installed().get(a).consumes}
+        found = await drifts(settings)
+        states = [c.diagnostics() for c in consumers]
+        return (f"outbox={left} published={relay.published} lag={lags} drifts={found[:3]}"
+                f" consumers={states}")
+
+    await eventually(settled, timeout=timeout, what=what, explain=explain)
+
 
 def expected_rows(
     events: Iterable[CloudEvent[Any]], handler: Callable[[Any], tuple[Any, ...]]

@@ -1,4 +1,5 @@
-"""Pytest fixtures that run one Kafka node and one Postgres server for the whole test session.
+"""Pytest fixtures that run one Kafka node (or a three-node cluster, for the tests marked
+`cluster`) and one Postgres server for the whole test session.
 
 Import them into a conftest with `from tests.integration.stack_fixtures import *`.
 """
@@ -24,7 +25,9 @@ from hub.kafka_credentials import password
 from hub.registry import installed
 from hub.roles import provision
 from hub.settings import SUPERUSER, Settings
+from hub.stack.cluster import KafkaCluster, NodePorts
 from hub.stack.kafka import KafkaNode
+from hub.stack.local import kafka_cluster as local_kafka_cluster
 from hub.stack.local import kafka_node as local_kafka_node
 from hub.stack.postgres import EmbeddedPostgres
 
@@ -32,10 +35,12 @@ __all__ = [
     "RunningStack",
     "free_ports",
     "java_client_config",
+    "kafka_cluster",
     "kafka_libs_dir",
     "kafka_node",
     "kcat",
     "kcat_login",
+    "running_cluster",
     "running_stack",
     "stack_settings",
 ]
@@ -49,10 +54,10 @@ KCAT_WRAPPER = Path(__file__).resolve().parents[2] / ".cache" / "kcat" / "kcat"
 
 @dataclass(frozen=True)
 class RunningStack:
-    """The session's Settings and the two server processes they point at."""
+    """The session's Settings and the server processes they point at."""
 
     settings: Settings
-    kafka: KafkaNode
+    kafka: KafkaNode | KafkaCluster
     postgres: EmbeddedPostgres
 
 
@@ -110,6 +115,19 @@ def _stop(stack: RunningStack) -> None:
         stack.postgres.stop()
 
 
+def _running(stack: RunningStack) -> Iterator[RunningStack]:
+    try:
+        _start(stack)
+        yield stack
+    finally:
+        _stop(stack)
+
+
+def _session_postgres(settings: Settings) -> EmbeddedPostgres:
+    return EmbeddedPostgres(settings.home / "postgres", settings.postgres_port, durable=False,
+                            password_file=settings.secret_file(SUPERUSER))
+
+
 @pytest.fixture(scope="session")
 def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """A Kafka node and a non-durable Postgres on free ports, with the agency databases and
@@ -117,17 +135,28 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
     home = tmp_path_factory.mktemp("hub-home")
     kafka_port, controller_port, pg_port = free_ports(3)
     settings = _session_settings(home, kafka_port, controller_port, pg_port)
-    stack = RunningStack(
-        settings=settings,
-        kafka=local_kafka_node(settings, home / "kafka"),
-        postgres=EmbeddedPostgres(home / "postgres", pg_port, durable=False,
-                                  password_file=settings.secret_file(SUPERUSER)),
-    )
-    try:
-        _start(stack)
-        yield stack
-    finally:
-        _stop(stack)
+    yield from _running(RunningStack(settings, local_kafka_node(settings, home / "kafka"),
+                                     _session_postgres(settings)))
+
+
+CLUSTER_NODES = 3
+
+
+@pytest.fixture(scope="session")
+def running_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """Three KRaft nodes (a three-voter quorum, each node a broker) and a non-durable
+    Postgres on free ports; the hub's topics get three replicas and need two in sync."""
+    home = tmp_path_factory.mktemp("hub-cluster")
+    *kafka_ports, pg_port = free_ports(3 * CLUSTER_NODES + 1)
+    nodes = [NodePorts(*kafka_ports[i:i + 3]) for i in range(0, len(kafka_ports), 3)]
+    settings = _session_settings(home, nodes[0].clients, nodes[0].controller, pg_port)
+    settings = settings.model_copy(update={
+        "kafka_bootstrap": ",".join(f"127.0.0.1:{n.clients}" for n in nodes),
+        "replication_factor": CLUSTER_NODES,
+        "min_insync_replicas": CLUSTER_NODES - 1,
+    })
+    cluster = local_kafka_cluster(settings, home / "kafka", nodes)
+    yield from _running(RunningStack(settings, cluster, _session_postgres(settings)))
 
 
 @pytest.fixture(scope="session")
@@ -194,8 +223,21 @@ def stack_settings(running_stack: RunningStack) -> Settings:
 def kafka_node(running_stack: RunningStack) -> Iterator[KafkaNode]:
     """The session's Kafka node, restarted after the test if the test left it stopped."""
     node = running_stack.kafka
+    assert isinstance(node, KafkaNode)
     yield node
     if not node.is_running():
         # Later tests share this broker, so one that stops or kills it must not break them.
         node.start()
         node.wait_ready(180)
+
+
+@pytest.fixture
+def kafka_cluster(running_cluster: RunningStack) -> Iterator[KafkaCluster]:
+    """The cluster session's nodes; a node the test stopped or killed is started again
+    after it, and the test after waits until every broker is registered."""
+    cluster = running_cluster.kafka
+    assert isinstance(cluster, KafkaCluster)
+    yield cluster
+    if not all(node.is_running() for node in cluster.nodes):
+        cluster.start()
+        cluster.wait_ready(180)

@@ -18,7 +18,6 @@ from consumers.social_insurance.handlers import insured_permit
 from demo.synthetic import _employer, _holder, stream
 from hub import bootstrap
 from hub.ops.lag import agency_lag, caught_up
-from hub.ops.views import drifts
 from hub.registry import installed
 from hub.settings import Settings
 from hub.stack.kafka import KafkaNode
@@ -31,6 +30,7 @@ from tests.integration.hub_fixtures import (
     publish,
     read_topic,
     view_rows,
+    views_agree,
 )
 
 pytestmark = pytest.mark.integration
@@ -179,20 +179,6 @@ async def test_commands_during_a_broker_outage_reach_the_views_after_it(
         kafka_node.start()
         # A JVM restarting on two cores shared with the rest of the suite can take minutes.
         kafka_node.wait_ready(180)
-
-        async def settled() -> bool:
-            return not await drifts(hub_settings)
-
-        async def explain() -> str:
-            async with bootstrap.pool(hub_settings, "workpermit", max_size=1) as p:
-                left = await p.fetchval("SELECT count(*) FROM hub_outbox")
-            lags = {a: sum(x.lag for x in await agency_lag(hub_settings, a))
-                    for a in installed().names() if installed().get(a).consumes}
-            found = await drifts(hub_settings)
-            states = [c.diagnostics() for c in (c1, c2, c3)]
-            return (f"outbox={left} published={relay.published} lag={lags} drifts={found[:3]}"
-                    f" consumers={states}")
-
-        await eventually(settled, timeout=120, what="views to agree after the outage",
-                         explain=explain)
+        await views_agree(hub_settings, relay, (c1, c2, c3),
+                          what="views to agree after the outage")
         assert relay.published >= 40
