@@ -10,20 +10,24 @@ import json
 import random
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from hub import bootstrap
+from hub import bootstrap, kafka
 from hub.evidence import HEAD_TYPE, row_entry
 from hub.evidence_chain import GENESIS, chain, entry_digest
+from hub.ops.lag import caught_up
 from hub.ops.views import drifts
 from hub.registry import installed
 from hub.settings import Settings
 from producers.work_permit import authority
-from tests.integration.hub_fixtures import eventually
+from schemas import topics
+from schemas.evidence import EvidenceHeadPublished, EvidenceHeadPublishedData
+from tests.integration.hub_fixtures import eventually, read_topic
 from tests.integration.test_lifecycle import random_lifecycles
 from tests.integration.test_ops_cli import invoke
 
@@ -225,3 +229,32 @@ async def _rehash_from(conn: asyncpg.Connection, start: int) -> None:
         await conn.execute("UPDATE hub_evidence SET prev_hash = $2, row_hash = $3 WHERE seq = $1",
                            row["seq"], prev, new)
         prev = new
+
+
+async def test_a_chain_head_signed_by_another_agency_is_refused(hub_settings: Settings) -> None:
+    """Public security may publish its own chain head, never social insurance's: the forged
+    one is dead-lettered as `unauthenticated` and recorded nowhere, the true one recorded."""
+    topic = installed().get("public_security").heads
+    assert topic is not None
+    now = datetime.now(UTC)
+
+    def head(agency: str, seq: int) -> EvidenceHeadPublished:
+        return EvidenceHeadPublished.create(  # type: ignore[return-value]
+            subject=agency, sequence=seq, data=EvidenceHeadPublishedData(
+                agency=agency, seq=seq, row_hash="ab" * 32, recorded_at=now))
+
+    signer = bootstrap.signing_key(hub_settings, "public_security")
+    await kafka.publish(hub_settings, topic.topic,
+                        [head("social_insurance", 7), head("public_security", 3)], signer=signer)
+    async with bootstrap.running_consumer(hub_settings, "card") as consumer:
+        await eventually(lambda: caught_up(hub_settings, "card"), what="card to read the heads")
+        assert consumer.stats.dead_lettered == 1
+    recorded = await _fetch(hub_settings, "card", "SELECT publisher, seq FROM"
+                            " hub_evidence_peer_heads")
+    assert [(r["publisher"], r["seq"]) for r in recorded] == [("public_security", 3)]
+    [dead] = await read_topic(hub_settings, topics.dead_letter_topic(hub_settings.topic("card")))
+    reasons = dict(dead.headers)
+    assert reasons["dlq.reason"] == b"unauthenticated"
+    outcomes = await _fetch(hub_settings, "card", "SELECT outcome FROM hub_evidence"
+                            " WHERE event_type = $1 ORDER BY seq", HEAD_TYPE)
+    assert sorted(r["outcome"] for r in outcomes) == ["dead_letter:unauthenticated", "recorded"]
