@@ -25,7 +25,6 @@ from hub.cli import app as hub_app
 from hub.kafka import client_options, ensure_topics, topic_configs
 from hub.kafka_credentials import ADMIN
 from hub.logging import configure_logging
-from hub.ops.replay import replay
 from hub.registry import installed
 from hub.settings import Settings
 from schemas import topics
@@ -37,16 +36,9 @@ from tests.integration.hub_fixtures import (
     view_rows,
 )
 from tests.integration.test_ops_cli import settings_env
+from tests.integration.test_ops_replay import replay_app
 
 pytestmark = pytest.mark.integration
-
-
-def replay_app() -> typer.Typer:
-    """`replay` mounted as `hub.cli` mounts it."""
-    app = typer.Typer()
-    app.command("replay")(replay)
-    app.command("noop")(lambda: None)
-    return app
 
 
 async def invoke(settings: Settings, app: typer.Typer, *args: str) -> Result:
