@@ -214,7 +214,8 @@ async def running_relay(settings: Settings, agency: str) -> AsyncIterator[Outbox
     """The outbox relay of one agency's database, relaying in the background until exit."""
     async with producer(settings, f"{settings.topic(agency)}-relay", principal=agency) as prod:
         store = key_store(settings)
-        relay = OutboxRelay(settings.dsn(agency), prod, lambda: store.signing_key(agency))
+        relay = OutboxRelay(settings.dsn(agency), prod, lambda: store.signing_key(agency),
+                            fanout=installed().audiences(settings, agency))
         task = asyncio.create_task(relay.run(), name=f"relay-{agency}")
         try:
             yield relay

@@ -318,7 +318,7 @@ async def plan(settings: Settings, view: str, start: str, to: str | None) -> Rep
     table = permits.table
     first = parse_bound(start, allow_earliest=True)
     last = parse_bound(to, allow_earliest=False) if to is not None else None
-    topic = settings.topic(topics.PERMIT_EVENTS)
+    topic = settings.topic(agency.read_topic(topics.PERMIT_EVENTS))
     reader = _reader(settings)
     await reader.start()
     try:
