@@ -10,12 +10,11 @@ The runtime sees an agency only through this type; it never imports an agency pa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
-
-import json
 
 import asyncpg
 import typer
@@ -58,6 +57,11 @@ class Channel:
     read (`schemas.audiences`): the channel's topic is then only the name the publisher's
     outbox writes to, and no Kafka topic. For what carries personal data more agencies
     than one read, each needing a different part (docs/privacy.md §2)."""
+    front_door_reads: bool = False
+    """With `per_audience`: the channel's own topic still carries every event in full, for
+    the agency's front door alone (`<agency>-front-door`, no group) — the systems that
+    submitted the requests the events answer, e.g. the e-SSC app's gateway that hands a
+    holder their e-card and its QR token."""
 
 
 @dataclass(frozen=True)
@@ -206,7 +210,9 @@ class Agency:
             return []
         if not c.per_audience:
             return [c]
-        return [replace(c, topic=a.topic, per_audience=False,
+        full = [replace(c, per_audience=False, description=f"{c.description} In full, for"
+                        f" {self.name}'s front door alone.")] if c.front_door_reads else []
+        return full + [replace(c, topic=a.topic, per_audience=False,
                         event_types=tuple(narrow(t, a.paths[t.EVENT_TYPE], a.agency)
                                           for t in c.event_types if t.EVENT_TYPE in a.paths),
                         description=f"{c.description} As {a.agency} receives it: the types"

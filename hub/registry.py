@@ -146,9 +146,12 @@ class Registry:
         """For the relay of agency `name`: per topic its outbox writes to (prefixed), the
         topics (prefixed) and audiences it fans out to; empty when it publishes per topic."""
         agency = self.get(name)
-        if agency.publishes is None or not agency.audiences:
+        c = agency.publishes
+        if c is None or not c.per_audience:
             return {}
-        return {settings.topic(agency.publishes.topic): [
+        full: list[tuple[str, Callable[[bytes], bytes | None]]] = (
+            [(settings.topic(c.topic), _unchanged)] if c.front_door_reads else [])
+        return {settings.topic(c.topic): full + [
             (settings.topic(a.topic), a.project) for a in agency.audiences]}
 
     def channels(self) -> list[Channel]:
@@ -162,6 +165,10 @@ class Registry:
     def topic_policies(self, settings: Settings) -> dict[str, TopicPolicy]:
         """Every topic the hub uses, with how long Kafka keeps its records."""
         return {t: p for a in self for t, p in a.topic_policies(settings).items()}
+
+
+def _unchanged(value: bytes) -> bytes:
+    return value
 
 
 @functools.cache

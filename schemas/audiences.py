@@ -120,7 +120,7 @@ def _narrow_event(
         "__module__": __name__,
         "__qualname__": name,
         "__doc__": event_type.__doc__,
-        "__annotations__": {"type": Literal[event_type.EVENT_TYPE],  # type: ignore[name-defined]
+        "__annotations__": {"type": Literal[event_type.EVENT_TYPE],
                             "EVENT_TYPE": ClassVar[str], "SOURCE": ClassVar[str],
                             "VERSION": ClassVar[int],
                             "NARROWS": ClassVar[type[CloudEvent[Any]]]},
@@ -171,10 +171,10 @@ def _narrowed_model(
         if sub:
             annotation = _narrow_annotation(annotation, sub, f"{name}.{field}", suffix)
         fields[field] = (annotation, info)
-    validators = {
-        v: model_validator(mode=d.info.mode)(d.func)  # type: ignore[call-overload]
+    validators: dict[str, Any] = {
+        v: model_validator(mode=d.info.mode)(d.func)
         for v, d in model.__pydantic_decorators__.model_validators.items()}
-    narrowed: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    narrowed: type[BaseModel] = create_model(
         name, __base__=Contract, __module__=__name__, __doc__=model.__doc__,
         __validators__=validators, **fields)
     return narrowed
