@@ -84,9 +84,9 @@ class Audience:
             document = json.loads(value)
         except ValueError:
             return value
-        if not isinstance(document, dict):
+        if not isinstance(document, dict) or not isinstance(document.get("type"), str):
             return value
-        paths = self.paths.get(document.get("type"))  # type: ignore[arg-type]
+        paths = self.paths.get(document["type"])
         if paths is None:
             return None
         projected = project(document, paths)

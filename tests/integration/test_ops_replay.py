@@ -19,10 +19,11 @@ from demo import synthetic
 from hub import bootstrap
 from hub.ops.replay import replay, run_replay
 from hub.settings import Settings
-from schemas import PERMIT_EVENT_TYPES, Codec, topics
+from schemas import PERMIT_EVENT_TYPES, Codec
 from tests.integration.hub_fixtures import (
     eventually,
     expected_rows,
+    permit_topic,
     publish,
     read_topic,
     view_rows,
@@ -210,7 +211,7 @@ async def test_a_bounded_replay_builds_a_shadow_and_does_not_switch(
     view."""
     events = list(synthetic.stream(30, seed=3))
     await publish(hub_settings, events)
-    records = await read_topic(hub_settings, hub_settings.topic(topics.PERMIT_EVENTS))
+    records = await read_topic(hub_settings, permit_topic(hub_settings, "card"))
     per_partition: dict[int, int] = {}
     for rec in records:
         per_partition[rec.partition] = per_partition.get(rec.partition, 0) + 1
