@@ -11,8 +11,8 @@ from consumers.card.issuer import QrIssuer
 from consumers.card.service import router as card_router
 from consumers.public_security.service import router as public_security_router
 from consumers.social_insurance.service import router as social_insurance_router
-from hub.ops.asyncapi import DOCUMENT, document, render
 from hub.bootstrap import init_secrets
+from hub.ops.asyncapi import DOCUMENT, document, render
 from hub.registry import installed
 from hub.settings import Settings
 from schemas import topics
