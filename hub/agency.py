@@ -14,6 +14,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
@@ -98,11 +99,25 @@ class PermitView:
     """The agency's synchronized view of the permits: its table and how an event becomes a row.
 
     `hub replay` rebuilds it, `hub reconcile` compares it with the authority, both through
-    these two fields alone.
+    these fields alone. A row that needs the agency's secrets (social insurance keeps its
+    holders by keyed person key) is made by a function `bind` builds from the settings, when
+    the consumer or the replay is assembled, never at declaration.
     """
 
     table: ViewTable
-    row: RowFunction
+    row: RowFunction | None = None
+    bind: Callable[[Settings], RowFunction] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.row is None) == (self.bind is None):
+            raise ValueError(f"permit view {self.table.name}: give a row function or a bind")
+
+    def row_for(self, settings: Settings) -> RowFunction:
+        """The row function under these settings (loading the secrets it needs now)."""
+        if self.bind is not None:
+            return self.bind(settings)
+        assert self.row is not None
+        return self.row
 
 
 class PermitRecords(Protocol):
@@ -177,6 +192,10 @@ class Agency:
     token_keys: tuple[TokenKey, ...] = ()
     """Signers of tokens it issues outside Kafka (e.g. signed QR codes), whose keys
     `hub init` makes and `hub keys` rotates and revokes, never verifying a record."""
+    secret_files: Callable[[Settings], Sequence[Path]] | None = None
+    """Where its own secrets are under these settings (e.g. social insurance's person-key
+    pepper): `hub init` generates each file that is missing (32 random bytes, base64url,
+    0600 in a 0700 directory) before it migrates, since a step may need them."""
     audiences: tuple[Audience, ...] = ()
     """Who reads its per-audience channel, each on its own topic: filled in by the registry
     from the readers' declarations (`with_audiences`), never declared."""

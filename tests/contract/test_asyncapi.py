@@ -11,6 +11,7 @@ from consumers.card.issuer import QrIssuer
 from consumers.card.service import router as card_router
 from consumers.public_security.service import router as public_security_router
 from consumers.social_insurance.service import router as social_insurance_router
+from hub.bootstrap import init_secrets
 from hub.ops.asyncapi import DOCUMENT, document, render
 from hub.registry import installed
 from hub.settings import Settings
@@ -99,6 +100,7 @@ def test_every_event_type_travels_on_some_topic() -> None:
 def test_each_agency_publishes_its_outcomes_where_its_router_sends_them(tmp_path: Path) -> None:
     """The outcome topics described are the ones the routers write to."""
     settings = Settings(home=tmp_path, topic_prefix="")
+    init_secrets(settings)  # social insurance's pepper, as `hub init` makes it
     outcome_topics = {
         card_router(settings, QrIssuer.configured(settings)).outcome_topic,
         public_security_router(settings).outcome_topic,

@@ -18,6 +18,7 @@ from consumers.card.service import notification_router
 from consumers.card.service import router as card_router
 from consumers.public_security.service import router as public_security_router
 from consumers.social_insurance.service import router as social_insurance_router
+from hub.bootstrap import init_secrets
 from hub.registry import installed
 from hub.settings import Settings
 from schemas.audiences import contract_of
@@ -171,6 +172,7 @@ def test_an_event_without_a_committed_schema_is_reported() -> None:
 def routed(tmp_path: Path) -> dict[str, set[str]]:
     """Agency → the event types (class names) its routers project or hand to a handler."""
     settings = Settings(home=tmp_path, topic_prefix="")
+    init_secrets(settings)  # social insurance's pepper, as `hub init` makes it
     routers = {
         "card": [card_router(settings, QrIssuer.configured(settings)),
                  notification_router(settings)],

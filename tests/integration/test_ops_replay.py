@@ -14,7 +14,8 @@ from typer.testing import CliRunner, Result
 
 from consumers.card.handlers import card_permit
 from consumers.public_security.handlers import checked_permit
-from consumers.social_insurance.handlers import insured_permit
+from consumers.social_insurance.handlers import permit_row
+from consumers.social_insurance.service import person_keys
 from demo import synthetic
 from hub import bootstrap
 from hub.ops.replay import replay, run_replay
@@ -161,7 +162,7 @@ async def test_an_interrupted_replay_leaves_the_live_view_untouched_and_resumes(
     """Stopped by its limit, or cancelled midway, a replay has changed only its shadow;
     `--resume` finishes it and switches."""
     events = list(synthetic.stream(60, seed=9))
-    want = expected_rows(events, insured_permit)
+    want = expected_rows(events, permit_row(person_keys(hub_settings)))
     await publish(hub_settings, events)
     async with bootstrap.running_consumer(hub_settings, "social_insurance"):
         await _converged(hub_settings, "social_insurance", want)

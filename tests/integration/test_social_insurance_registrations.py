@@ -291,6 +291,29 @@ async def test_cancellation_suspends_and_the_person_keeps_one_ssn_across_permits
                        {"permit_no": second.permit_no, "status": "active"}]
     stored = await rows(hub_settings, AGENCY, "SELECT request_id FROM si_requests")
     assert sorted(r["request_id"] for r in stored) == ["R-first", "R-second", "R-short"]
+    passports = [person.passport_no, "N99999999", holder(22).passport_no]
+    assert await clear_passports(hub_settings, passports) == [], (
+        "person keys suffice: no si_ column holds a passport number in clear")
+    assert "si_permits.permit_no" in await clear_passports(hub_settings, [first.permit_no]), (
+        "the scan finds what is there")
+
+
+async def clear_passports(settings: Settings, passports: list[str]) -> list[str]:
+    """Every column of every si_ table holding one of these passport numbers, any type read
+    as text (arrays and JSON too), as `table.column`."""
+    columns = await rows(settings, AGENCY,
+                         "SELECT table_name, column_name FROM information_schema.columns"
+                         " WHERE table_schema = current_schema() AND table_name LIKE 'si\\_%'")
+    assert {c["table_name"] for c in columns} >= {"si_permits", "si_person_keys", "si_accounts"}
+    found = []
+    for c in columns:
+        table, column = c["table_name"], c["column_name"]
+        hits = await rows(settings, AGENCY,
+                          f'SELECT 1 FROM {table} WHERE "{column}"::text ILIKE ANY($1::text[])'
+                          " LIMIT 1", [f"%{p}%" for p in passports])
+        if hits:
+            found.append(f"{table}.{column}")
+    return found
 
 
 def legacy_record(permit_no: str, n: int) -> PermitRecord:
