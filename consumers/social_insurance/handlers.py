@@ -21,6 +21,7 @@ from consumers.social_insurance.ports import SocialInsuranceViewPort
 from consumers.social_insurance.records import InsuredPermit
 from hub.dispatch import Emit
 from hub.logging import get_logger
+from hub.redaction import NoPersonalData
 from schemas.card import ECardIssued
 from schemas.permits import (
     CancellationReason,
@@ -72,7 +73,7 @@ def insured_permit(event: PermitEvent) -> InsuredPermit:
     )
 
 
-class RequestMismatch(ValueError):
+class RequestMismatch(NoPersonalData, ValueError):
     """A request whose envelope and data disagree: a front-door bug, dead-lettered."""
 
 
