@@ -47,6 +47,29 @@ render_exception = structlog.processors.ExceptionRenderer(format_exception)
 """`exc_info` as an `exception` text without locals or messages that may echo values."""
 
 
+class _Stderr:
+    """The process's stderr as it is when a line is written, not when logging was set up:
+    a test or a command runner that swaps `sys.stderr` gets every line, structlog's and the
+    standard library's, and none goes to a stream closed since."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+class _StderrHandler(logging.Handler):
+    """The root handler: one rendered line per record on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # logging must never break the caller (as logging.StreamHandler)
+            self.handleError(record)
+
+
 def _console_exception(sio: TextIO, exc_info: ExcInfo) -> None:
     # Only reached if an exc_info got past `render_exception`; never Rich's locals.
     sio.write("\n" + format_exception(exc_info))
@@ -72,12 +95,12 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     # aiokafka and asyncpg log through the standard library: their warnings, through the
     # same processors, so no line of theirs escapes redaction or renders another way.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(stdlib_formatter(renderer, shared))
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_hub_logging", False)]:
