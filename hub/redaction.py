@@ -124,6 +124,10 @@ _INFRASTRUCTURE: tuple[type[BaseException], ...] = (
 
 _MAX_MESSAGE = 500
 
+_PG_OBJECTS = (("table", "table_name"), ("column", "column_name"),
+               ("constraint", "constraint_name"))
+"""What a Postgres error names of the schema: identifiers, never a row's values."""
+
 
 def describe_error(exc: BaseException) -> str:
     """What went wrong, without personal data: the text a log line or dead letter keeps."""
@@ -131,8 +135,12 @@ def describe_error(exc: BaseException) -> str:
         return describe_validation_error(exc)[:_MAX_MESSAGE]
     if isinstance(exc, asyncpg.PostgresError):
         # The server's text may quote a value ('invalid input syntax ... "Anna"'); its
-        # code and the class (`error_class`) say what failed.
-        return f"SQLSTATE {exc.sqlstate}: the server's message is withheld (it may quote values)"
+        # code, the class (`error_class`) and the schema objects it names say what failed.
+        names = [f"{what} {getattr(exc, attr)}" for what, attr in _PG_OBJECTS
+                 if getattr(exc, attr, None)]
+        where = f" ({', '.join(names)})" if names else ""
+        return (f"SQLSTATE {exc.sqlstate}{where}: the server's message is withheld (it may"
+                " quote values)")
     if isinstance(exc, (NoPersonalData, DecodeError, *_INFRASTRUCTURE)):
         return scrub_text(str(exc).strip()[:_MAX_MESSAGE]) or type(exc).__name__
     return "its message is withheld (not an error the hub knows to be free of personal data)"

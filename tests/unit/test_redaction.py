@@ -188,6 +188,12 @@ def test_only_errors_known_to_be_clean_keep_their_message() -> None:
         f'invalid input syntax for type date: "{ANNA.name}"')
     assert ANNA.name not in describe_error(pg)
     assert "SQLSTATE 22007" in describe_error(pg)
+    check = asyncpg.exceptions.CheckViolationError(
+        f'new row violates check constraint "no_nul" with value "{ANNA.name}"')
+    check.constraint_name, check.table_name = "no_nul", "card_permits"
+    assert describe_error(check).startswith(
+        "SQLSTATE 23514 (table card_permits, constraint no_nul)")
+    assert ANNA.name not in describe_error(check)
     assert ANNA.name not in describe_error(KeyError(ANNA.name))
 
 
