@@ -52,6 +52,7 @@ from hub.evidence import append, sent_entry
 from hub.evidence_chain import TREE_HEADER
 from hub.kafka import Headers, Producer
 from hub.logging import get_logger
+from hub.redaction import describe_error
 from hub.signing import SIGNATURE_HEADER, SigningKey
 from schemas import CONTENT_TYPE, CloudEvent
 
@@ -181,7 +182,7 @@ class OutboxRelay:
                 log.warning(
                     "outbox relay lost a connection, retrying",
                     error_class=type(exc).__name__,
-                    error=str(exc)[:300],
+                    error=describe_error(exc)[:300],
                 )
                 await backoff.wait()
 
@@ -344,14 +345,14 @@ async def _park(conn: Connection, refused: Sequence[tuple[asyncpg.Record, BaseEx
         " INSERT INTO hub_outbox_parked"
         " (id, topic, key, value, headers, created_at, error_class, error)"
         " SELECT id, topic, key, value, headers, created_at, $2, $3 FROM moved",
-        [(row["id"], type(exc).__name__, str(exc)[:1000]) for row, exc in refused],
+        [(row["id"], type(exc).__name__, describe_error(exc)[:1000]) for row, exc in refused],
     )
     for row, exc in refused:
         # The row's id, topic and size: its key and content may be personal.
         log.error("outbox row parked: Kafka refused it, the relay goes on without it"
                   " (`hub outbox parked`)", outbox_id=row["id"], topic=row["topic"],
                   size=len(row["value"]), error_class=type(exc).__name__,
-                  error=str(exc)[:300])
+                  error=describe_error(exc)[:300])
 
 
 @dataclass(frozen=True, slots=True)

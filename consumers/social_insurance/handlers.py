@@ -24,6 +24,7 @@ from consumers.social_insurance.ports import SocialInsuranceViewPort
 from consumers.social_insurance.records import InsuredPermit
 from hub.dispatch import Emit
 from hub.logging import get_logger
+from hub.redaction import NoPersonalData
 from schemas.card import ECardIssued
 from schemas.permits import (
     CancellationReason,
@@ -84,7 +85,7 @@ def permit_row(keys: identity.PersonKeys) -> Callable[[PermitEvent], InsuredPerm
     return row
 
 
-class RequestMismatch(ValueError):
+class RequestMismatch(NoPersonalData, ValueError):
     """A request whose envelope and data disagree: a front-door bug, dead-lettered."""
 
 

@@ -12,10 +12,11 @@ from typing import Protocol
 from uuid import UUID
 
 from consumers.social_insurance.rules import Cover, PermitFacts
+from hub.redaction import NoPersonalData
 from schemas.social_insurance import InsuranceRegistrationRequestedData
 
 
-class AmbiguousPerson(ValueError):
+class AmbiguousPerson(NoPersonalData, ValueError):
     """A person's keys name two accounts: an operator must merge them, nothing is guessed."""
 
 
