@@ -55,11 +55,15 @@ def _forged_signature(kid: str) -> bytes:
     return header.rstrip(b"=") + b".." + base64.urlsafe_b64encode(b"\0" * 64).rstrip(b"=")
 
 
+SI_PERMITS = topics.audience_topic(topics.PERMIT_EVENTS, "social_insurance")
+"""The permit topic whose records carry the most of a person (name, passport, birth date)."""
+
+
 def _bad_input(settings: Settings, issued: dict[str, Any], request: dict[str, Any]
                ) -> list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]:
     """(topic, key, value, headers) of each kind of bad input, built from the story's own
     records so that each carries a demo person's data."""
-    permits, requests = topics.PERMIT_EVENTS, topics.CARD_REQUESTS
+    permits, requests = SI_PERMITS, topics.CARD_REQUESTS
     subject = issued["subject"].encode()
 
     def changed(body: dict[str, Any], path: tuple[str, ...], value: Any) -> bytes:
@@ -97,7 +101,7 @@ def _bad_input(settings: Settings, issued: dict[str, Any], request: dict[str, An
 
 async def _send_bad_input(settings: Settings) -> int:
     """Send the bad input on the permit and e-card request topics; return how many."""
-    permit_records = await read_topic(settings, settings.topic(topics.PERMIT_EVENTS))
+    permit_records = await read_topic(settings, settings.topic(SI_PERMITS))
     request_records = await read_topic(settings, settings.topic(topics.CARD_REQUESTS))
     issued = next(b for b in map(_body, permit_records)
                   if b["type"].endswith("PermitIssued")
