@@ -144,7 +144,7 @@ async def test_dead_letters_are_listed_shown_redriven_recorded_and_quarantined(
     assert {r["redriven_by"] for r in log} == {"ops-tester"}
     assert all(r["finished_at"] >= r["started_at"] and r["target_offset"] is not None
                for r in log)
-    assert log[0]["origin_topic"] == permit_topic
+    assert log[0]["origin_topic"] == card_topic
     assert sum(1 for m in listing["messages"] if m["redriven"]) == 1 + REDRIVE_LIMIT + 1
 
 
