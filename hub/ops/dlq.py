@@ -30,12 +30,17 @@ from hub.kafka import (
     redrive_count,
 )
 from hub.kafka_credentials import OPS
+from hub.looks import Seen
 from hub.registry import installed
+from hub.reveal import REDACTED, redact, shown_fields
 from hub.settings import Settings
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 """What must not reach a terminal raw: C0 and C1 controls (escape sequences, carriage
 returns that overwrite a line, newlines that forge one) and bidirectional overrides."""
+
+_PERMIT_NO = re.compile("[0-9]{18}")
+"""A permit number (schemas.permits.PermitNo)."""
 
 
 def printable(text: str) -> str:
@@ -125,16 +130,37 @@ class DeadLetterMessage:
             "dead_lettered_at": self.header("dlq.time"), "truncated": self.truncated,
         }
 
-    def detail(self) -> dict[str, Any]:
-        """Everything about it, as `dlq show` prints it."""
+    def permit_no(self) -> str | None:
+        """The permit number it is about, when its CloudEvents subject or else its key is one
+        (a request named by an SSN, or a value that is not an event, names none)."""
+        body = _json(self.value)
+        subject = body.get("subject") if isinstance(body, dict) else None
+        for candidate in (subject, _text(self.key)):
+            if isinstance(candidate, str) and _PERMIT_NO.fullmatch(candidate):
+                return candidate
+        return None
+
+    def detail(self, *, reveal: bool = False) -> dict[str, Any]:
+        """Everything about it, as `dlq show` prints it: personal values in its value masked
+        unless `reveal` (a value that is not JSON, whose fields cannot be told, whole)."""
         value = _json(self.value)
+        shown = redact(value, reveal=reveal) if isinstance(value, dict | list) else (
+            (_text(self.value) if value is None else value) if reveal else REDACTED)
         return {
             **self.summary(), "topic": self.topic,
             "timestamp": datetime.fromtimestamp(self.timestamp_ms / 1000, UTC).isoformat(),
             "key": _text(self.key),
             "headers": [[printable(k), _text(v)] for k, v in self.headers],
-            "value": _text(self.value) if value is None else value,
+            "value": shown,
         }
+
+    def seen(self) -> Seen:
+        """What `dlq show` shows of it, for the record of looks: the message by its place,
+        the permit it is about, the names of the value's fields."""
+        value = _json(self.value)
+        fields = shown_fields(value, "value") if isinstance(value, dict) else ["value"]
+        return Seen(f"{self.topic}:{self.partition}:{self.offset}", self.permit_no(),
+                    ["key", "headers", *fields])
 
 
 def dlq_topic_of(

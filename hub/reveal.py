@@ -1,0 +1,90 @@
+"""What an operator command masks of a person unless `--reveal` is given.
+
+The personal values are named once, in `PERSONAL_KEYS`, by the key that holds them in the
+events, the views and the documents the commands print (`holder.name`, `passport_no`,
+`ssn`, …). Everything else stays visible, permit numbers and statuses first: an operator
+needs them to work a case, and a permit number alone is what the looks are recorded under.
+
+A name is masked to its initials with its shape (`A••• S•••••`), so an operator can tell
+two people apart without reading either name; any other personal value becomes
+`[redacted]`. A value whose shape is unknown (a dead letter that is not JSON) is masked
+whole: it might hold anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+__all__ = ["PERSONAL_KEYS", "REDACTED", "is_personal", "mask", "redact", "shown_fields"]
+
+PERSONAL_KEYS: Final = frozenset({
+    "name", "holder_name",                      # a person's name, as in the passport
+    "passport_no", "residence_permit_no",       # identity document numbers
+    "date_of_birth",
+    "ssn", "card_no",                           # the social security number and its card
+    "family",                                   # the family members, whole
+    "token",                                    # a permit QR token: whoever holds it shows it
+})
+"""The keys whose values are personal data, wherever they appear (`name` except where a
+company's: `COMPANY_KEYS`)."""
+
+NAME_KEYS: Final = frozenset({"name", "holder_name"})
+"""The personal keys masked to initials rather than to `[redacted]`."""
+
+COMPANY_KEYS: Final = frozenset({"employer"})
+"""Objects whose `name` is a company's, not a person's: shown."""
+
+REDACTED: Final = "[redacted]"
+
+
+def is_personal(path: str) -> bool:
+    """Whether the field at a dotted path (`holder.name`, `passport_no`) holds personal data."""
+    parts = path.split(".")
+    if parts[-1] not in PERSONAL_KEYS:
+        return False
+    return not (parts[-1] == "name" and len(parts) > 1 and parts[-2] in COMPANY_KEYS)
+
+
+def mask(path: str, value: Any) -> Any:
+    """The masked form of the value at `path` (None stays None: absence is no secret)."""
+    if value is None:
+        return None
+    if path.split(".")[-1] in NAME_KEYS and isinstance(value, str):
+        return " ".join(w[:1] + "•" * (len(w) - 1) for w in value.split())
+    return REDACTED
+
+
+def redact(value: Any, *, reveal: bool = False, path: str = "") -> Any:
+    """`value` (JSON-like: mappings, lists, scalars) with every personal value masked; as it
+    is when `reveal`. A field change (`{"field": "holder.name", "old": …, "new": …}`, in
+    PermitChanged and in drifts) masks its old and new values when the field is personal."""
+    if reveal:
+        return value
+    if path and is_personal(path):
+        return mask(path, value)
+    if isinstance(value, Mapping):
+        changed = value.get("field")
+        hidden = changed if isinstance(changed, str) and is_personal(changed) else None
+        return {k: mask(hidden, v) if hidden and k in _CHANGE_VALUES else
+                redact(v, path=_join(path, str(k))) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v, path=path) for v in value]
+    return value
+
+
+_CHANGE_VALUES = frozenset({"old", "new", "authority", "view"})
+"""The keys of a field change (schemas.permits.FieldChange, hub.ops.views.Drift) that hold
+the changed field's values."""
+
+
+def shown_fields(value: Any, path: str = "") -> list[str]:
+    """The dotted paths of the fields `value` shows (a list counts as one field): what a
+    look records instead of the values."""
+    if isinstance(value, Mapping):
+        return [f for k, v in value.items() for f in shown_fields(v, _join(path, str(k)))]
+    return [path] if path else []
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
