@@ -1,9 +1,10 @@
 """Every look at personal data, recorded in the database of the agency whose data it is.
 
-An operator command that shows a person's data (`hub views show`, `hub card permit`,
-`hub dlq show`, `hub evidence show|export`, `hub reconcile`, `hub audit`) says why
-(`--purpose`, a case or ticket reference, as X-Road's `issue` field) and records who looked,
-why, at what and whether the personal values were shown in clear, in the append-only
+An operator command that shows a person's data (`hub views show`, `hub dlq show`,
+`hub evidence show|export`, `hub reconcile`, `hub audit`, and an agency's own commands that
+do, such as the e-card service's permit document) says why (`--purpose`, a case or ticket
+reference, as X-Road's `issue` field) and records who looked, why, at what and whether the
+personal values were shown in clear, in the append-only
 `hub_looks` table (migration 0008) of each agency whose data it read, before it prints
 anything: a look it could not record is a look it does not show. `hub audit PERMIT_NO`
 reads the rows back as the person's data tracker (as Estonia's Data Tracker shows a citizen
@@ -28,8 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+
 from hub.db import Connection
-from hub.errors import BadTarget
+from hub.errors import BadTarget, NotReady
 
 __all__ = ["MIN_PURPOSE", "Look", "Seen", "check_purpose", "looks_at", "record"]
 
@@ -85,11 +88,24 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 
 
 async def record(conn: Connection, look: Look, seen: Sequence[Seen]) -> None:
-    """Record what `look` showed of this connection's agency, all rows or none."""
-    async with conn.transaction():
-        await conn.executemany(_INSERT, [
-            (look.run_id, look.looked_by, look.operator, look.command, s.subject, s.permit_no,
-             look.purpose, look.revealed, list(s.fields)) for s in seen])
+    """Record what `look` showed of this connection's agency, all rows or none; NotReady
+    (exit 1, nothing shown) when the database refuses."""
+    try:
+        async with conn.transaction():
+            await conn.executemany(_INSERT, [
+                (look.run_id, look.looked_by, look.operator, look.command, s.subject,
+                 s.permit_no, look.purpose, look.revealed, list(s.fields)) for s in seen])
+    except asyncpg.PostgresError as error:
+        # The server's text names the table and the right, never a value of the look.
+        raise NotReady(f"could not record the look in {await _database(conn)} ({error});"
+                       " nothing was shown") from None
+
+
+async def _database(conn: Connection) -> str:
+    try:
+        return str(await conn.fetchval("SELECT current_database()"))
+    except asyncpg.PostgresError:
+        return "the agency's database"
 
 
 async def looks_at(conn: Connection, permit_no: str) -> list[dict[str, Any]]:

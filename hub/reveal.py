@@ -22,7 +22,7 @@ PERSONAL_KEYS: Final = frozenset({
     "name", "holder_name",                      # a person's name, as in the passport
     "passport_no", "residence_permit_no",       # identity document numbers
     "date_of_birth",
-    "ssn", "card_no",                           # the social security number and its card
+    "ssn", "card_no",                           # the social security number; the SSC's number
     "family",                                   # the family members, whole
     "token",                                    # a permit QR token: whoever holds it shows it
 })

@@ -32,7 +32,7 @@ from hub.agency import CommandContext
 from hub.commands import Operator, Purpose, Reveal, emit_json
 from hub.commands import settings as _settings
 from hub.db import Connection, open_pool
-from hub.errors import BadTarget
+from hub.errors import BadTarget, NotReady
 from hub.kafka import publish
 from hub.kafka_credentials import front_door
 from hub.looks import Look, Seen, record
@@ -186,9 +186,9 @@ def permit_command(
     try:
         look = Look("card permit", purpose, reveal, operator)
         document = asyncio.run(permit_download(_settings(), permit_no, png=png, look=look))
-    except BadTarget as exc:
+    except (BadTarget, NotReady) as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(2 if isinstance(exc, BadTarget) else 1) from None
     except documents.ServiceRefused as exc:
         emit_json({"refused": exc.as_json()})
         raise typer.Exit(1) from None
