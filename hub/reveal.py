@@ -13,10 +13,12 @@ whole: it might hold anything.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-__all__ = ["PERSONAL_KEYS", "REDACTED", "is_personal", "mask", "redact", "shown_fields"]
+__all__ = ["PERSONAL_KEYS", "REDACTED", "is_personal", "mask", "redact", "redact_error",
+           "shown_fields"]
 
 PERSONAL_KEYS: Final = frozenset({
     "name", "holder_name",                      # a person's name, as in the passport
@@ -76,6 +78,26 @@ def redact(value: Any, *, reveal: bool = False, path: str = "") -> Any:
 _CHANGE_VALUES = frozenset({"old", "new", "authority", "view"})
 """The keys of a field change (schemas.permits.FieldChange, hub.ops.views.Drift) that hold
 the changed field's values."""
+
+
+_QUOTED_VALUES: Final = (
+    # Postgres quotes the failing row or key in its DETAIL line (asyncpg puts it in str()).
+    (re.compile(r"^DETAIL:.*$", re.MULTILINE), "DETAIL:  " + REDACTED),
+    # pydantic quotes the input that failed validation.
+    (re.compile(r"input_value=.*?, input_type="), f"input_value={REDACTED}, input_type="),
+)
+"""Where an error's text, written by a library, may quote the values it failed on."""
+
+
+def redact_error(text: str | None, *, reveal: bool = False) -> str | None:
+    """An error message (a dead letter's `dlq.error.message`) with the values the known
+    libraries quote in it masked; as it is when `reveal`. Best effort: an error's text is
+    free-form, so the failing field's name stays and a value quoted elsewhere would too."""
+    if reveal or text is None:
+        return text
+    for pattern, replacement in _QUOTED_VALUES:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def shown_fields(value: Any, path: str = "") -> list[str]:

@@ -13,7 +13,15 @@ from hub.looks import Look, Seen
 from hub.ops.dlq import DeadLetterMessage
 from hub.ops.reconcile import drift_dict, looks_of, masked
 from hub.ops.views import Drift
-from hub.reveal import PERSONAL_KEYS, REDACTED, is_personal, mask, redact, shown_fields
+from hub.reveal import (
+    PERSONAL_KEYS,
+    REDACTED,
+    is_personal,
+    mask,
+    redact,
+    redact_error,
+    shown_fields,
+)
 from producers.work_permit import domain
 from tests.factories import active_record, holder, issued_event
 
@@ -136,3 +144,26 @@ def test_a_dead_letter_names_its_permit_and_masks_its_body() -> None:
     assert (raw.permit_no(), raw.detail()["value"]) == (None, REDACTED)
     assert raw.detail(reveal=True)["value"] == "Anna;P1234"
     assert raw.seen().fields == ["key", "headers", "value"]
+
+
+def test_the_values_an_error_message_quotes_are_masked_unless_revealed() -> None:
+    """Postgres's DETAIL line quotes the failing row, pydantic the failing input: both are
+    masked in a dead letter's error message; what failed, and where, stays readable."""
+    pg = ('new row for relation "card_permits" violates check constraint "block"\n'
+          "DETAIL:  Failing row contains (156000000000000001, 3, Anna Schmidt).")
+    shown = redact_error(pg)
+    assert shown is not None
+    assert "Anna" not in shown
+    assert shown.startswith('new row for relation "card_permits" violates check constraint')
+    assert redact_error(pg, reveal=True) == pg
+    pydantic = ("1 validation error for PermitIssued\ndata.permit.holder.name\n  String should"
+                " have at most 200 characters [type=string_too_long,"
+                " input_value='Anna Schmidt, Anna Schmidt', input_type=str]")
+    masked_text = redact_error(pydantic)
+    assert masked_text is not None
+    assert "Anna" not in masked_text
+    assert "data.permit.holder.name" in masked_text
+    letter = DeadLetterMessage("hub.card.dlq", 0, 9, 0, None, b"{}",
+                               [("dlq.error.message", pg.encode())])
+    assert "Anna" not in json.dumps(letter.detail())
+    assert "Anna" in json.dumps(letter.detail(reveal=True))
