@@ -1,9 +1,10 @@
 """`python -m bench [--events N] [--rate R] [--latency-seconds S] [--json PATH]`
 
-One run: own Kafka + durable Postgres on free ports in a temp dir → fill the permit topic →
-reference decode rate → rebuild of each agency view in a child process → live end-to-end
-latency with the relay and the three consumers as child processes → table (and JSON) →
-everything stopped. BENCHMARKS.md explains each figure.
+One run: own Kafka + durable Postgres on free ports in a temp dir → fill every agency's
+permit audience topic (each event once per agency, cut down to what it reads) → reference
+decode rate (the card's topic) → rebuild of each agency view in a child process → live
+end-to-end latency with the relay and the three consumers as child processes → table (and
+JSON) → everything stopped. BENCHMARKS.md explains each figure.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000,
-                        help="synthetic events in the permit topic (default 200000)")
+                        help="synthetic permit lifecycle events, each written to every agency's "
+                             "audience topic (default 200000)")
     parser.add_argument("--rate", type=float, default=1000,
                         help="authority commands per second in the live phase (default 1000)")
     parser.add_argument("--latency-seconds", type=float, default=30,
@@ -172,16 +174,17 @@ async def run(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
         f"replicas (min in sync {settings.min_insync_replicas}); one durable commit p50 "
         f"{results['durable_commit']['p50_ms']} ms")
 
-    say(f"fill: {args.events:,} synthetic events")
-    results["fill"] = await fill(settings, args.events, linger_ms=args.linger_ms)
-    say(f"  {results['fill']['events_per_s']:,.0f} events/s produced")
+    say(f"fill: {args.events:,} synthetic events, one record per event and audience")
+    results["fill"] = f = await fill(settings, args.events, linger_ms=args.linger_ms)
+    say(f"  {f['records']:,} records; {f['events_per_s']:,.0f} events/s ="
+        f" {f['records_per_s']:,.0f} records/s produced")
 
     # A child that takes longer than this is stuck, not slow (100 events/s).
     timeout = max(600.0, args.events / 100)
-    say("reference: bare decode consumer")
+    say("reference: bare decode consumer of the card's permit audience topic")
     env = stack.child_env(HUB_BATCH_MAX_RECORDS=str(max(args.batch_sizes)))
     results["reference"] = await run_child_measured(
-        stack, "reference", "bench.reference", [], env, log_dir, timeout)
+        stack, "reference", "bench.reference", ["card"], env, log_dir, timeout)
     say(f"  {results['reference']['events_per_s']:,.0f} events/s")
 
     rebuild: dict[str, Any] = {}

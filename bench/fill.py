@@ -1,12 +1,23 @@
-"""Fill the permit topic with synthetic lifecycle events, as the authority's relay would.
+"""Fill every agency's permit audience topic with synthetic lifecycle events, as the
+authority's relay would.
 
 Events come from `demo.synthetic.stream` in chunks of permits (each chunk its own permit
-numbers, so per-permit order holds across the whole topic and memory stays bounded);
+numbers, so per-permit order holds across every topic and memory stays bounded);
 the last chunk is cut at exactly N events, which leaves some lifecycles unfinished —
 still valid, since a prefix of a lifecycle is in order.
 
-The fill rate is timed over the sending only (`send` + waiting for every acknowledgement
-of a chunk); generating and encoding the events is timed apart.
+The permit lifecycle is published per audience (`hub.agency.Channel.per_audience`): the
+relay sends each event once per reading agency, to that agency's topic, with `data` cut
+down to the paths its expectations read (`hub.agency.Audience.project`). The fill does the
+same with the registry's list (`Registry.audiences`, what `running_relay` hands the relay):
+N events become one record per event and audience (3N with the three agencies today, each
+smaller than the full event), and each batch of RELAY_BATCH events is signed as the relay
+signs it: one JWS over the Merkle root of all its records, every audience's copies together,
+in the relay's order (event by event, each event's copies in the audiences' order).
+
+The fill rate is timed over the signing and sending only (`sign_batch`, `send` + waiting
+for every acknowledgement of a chunk); generating and encoding the events, and projecting
+them per audience, are timed apart.
 """
 
 from __future__ import annotations
@@ -25,24 +36,39 @@ from schemas import CONTENT_TYPE, topics
 
 CHUNK_PERMITS = 2000
 RELAY_BATCH = 1000
-"""The outbox relay's batch size (`OutboxRelay.batch_size`): one signature per batch."""
+"""The outbox relay's batch size (`OutboxRelay.batch_size`): one signature per batch of
+this many outbox rows, whatever number of records they fan out to."""
 BASE = 900_000_000_000_000_000
+
+
+def audience_labels(settings: Settings) -> dict[str, str]:
+    """Each prefixed topic the authority's relay writes the permit lifecycle to → the agency
+    that reads it (the topic itself for a copy in full, if the channel kept one)."""
+    registry = installed()
+    authority = registry.get(registry.authority().name)
+    named = {settings.topic(a.topic): a.agency for a in authority.audiences}
+    fanout = registry.audiences(settings, authority.name)[settings.topic(topics.PERMIT_EVENTS)]
+    return {topic: named.get(topic, topic) for topic, _ in fanout}
 
 
 async def fill(
     settings: Settings, events: int, *, seed: int = 7, linger_ms: int = 20
 ) -> dict[str, Any]:
-    """Produce `events` synthetic events to the permit topic; return counts and rates."""
-    topic = settings.topic(topics.PERMIT_EVENTS)
+    """Produce `events` synthetic events to every audience topic; return counts and rates."""
+    registry = installed()
+    # As the authority, the one principal that writes the permit audience topics.
+    authority = registry.authority().name
+    fanout = registry.audiences(settings, authority)[settings.topic(topics.PERMIT_EVENTS)]
+    labels = audience_labels(settings)
     content = ("content-type", CONTENT_TYPE.encode())
-    # Signed as the authority's relay signs them (one JWS per batch of RELAY_BATCH over its
-    # Merkle root): the consumers verify every record.
+    # Signed as the authority's relay signs them (one JWS per batch of RELAY_BATCH outbox
+    # rows over the Merkle root of all their copies): the consumers verify every record.
     signer = bootstrap.signing_key(settings, "workpermit")
-    produced = permits = chunk = 0
-    generate_s = send_s = 0.0
+    produced = permits = chunk = records = 0
+    generate_s = project_s = send_s = 0.0
     value_bytes = 0
-    # As the authority, the one principal that writes the permit topic.
-    authority = installed().authority().name
+    audience_records = dict.fromkeys(labels.values(), 0)
+    audience_bytes = dict.fromkeys(labels.values(), 0)
     async with bootstrap.producer(settings, "bench-fill", principal=authority,
                                   linger_ms=linger_ms) as prod:
         while produced < events:
@@ -57,28 +83,52 @@ async def fill(
                     break
             generate_s += time.perf_counter() - start
             start = time.perf_counter()
-            futures = []
+            # Per relay batch of outbox rows: each row's copies, as `OutboxRelay._copies`.
+            batches: list[list[tuple[str, bytes, bytes]]] = []
             for i in range(0, len(messages), RELAY_BATCH):
-                batch = messages[i:i + RELAY_BATCH]
-                jws, places = signer.sign_batch([value for _, value in batch])
+                batches.append([
+                    (topic, key, copy)
+                    for key, value in messages[i:i + RELAY_BATCH]
+                    for topic, project in fanout
+                    if (copy := project(value)) is not None
+                ])
+            project_s += time.perf_counter() - start
+            start = time.perf_counter()
+            futures = []
+            for batch in batches:
+                jws, places = signer.sign_batch([copy for _, _, copy in batch])
                 futures += [
-                    await prod.send(topic, key=key, value=value, headers=[
+                    await prod.send(topic, key=key, value=copy, headers=[
                         content, (SIGNATURE_HEADER, jws), (TREE_HEADER, place)])
-                    for (key, value), place in zip(batch, places, strict=True)
+                    for (topic, key, copy), place in zip(batch, places, strict=True)
                 ]
             await asyncio.gather(*futures)
             send_s += time.perf_counter() - start
             produced += len(messages)
             permits += len(subjects)
             value_bytes += sum(len(v) for _, v in messages)
+            for batch in batches:
+                records += len(batch)
+                for topic, _, copy in batch:
+                    audience_records[labels[topic]] += 1
+                    audience_bytes[labels[topic]] += len(copy)
             chunk += 1
     return {
         "events": produced,
         "permits": permits,
         "events_per_permit": round(produced / permits, 2),
         "mean_value_bytes": round(value_bytes / produced),
+        "records": records,
+        "records_per_event": round(records / produced, 2),
+        "audiences": {
+            agency: {"topic": topic, "records": audience_records[agency],
+                     "mean_value_bytes": round(audience_bytes[agency]
+                                               / max(audience_records[agency], 1))}
+            for topic, agency in labels.items()},
         "linger_ms": linger_ms,
         "generate_s": round(generate_s, 2),
+        "project_s": round(project_s, 2),
         "send_s": round(send_s, 2),
         "events_per_s": round(produced / send_s, 1),
+        "records_per_s": round(records / send_s, 1),
     }

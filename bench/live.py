@@ -29,8 +29,14 @@ track_commit_timestamp is on in the bench server for this (see bench/stack.py). 
 ends are the same server's clock, so `latency = max over the views of the view commit -
 the authority commit`. The brief's client-side measure is reported beside it:
 latest `applied_at` - time.time() right after the authority's command returned.
-The Kafka CreateTime of each record (set by the relay's producer when it sent the
-record) splits the latency into the relay's part and the consumers' part.
+
+The permit lifecycle is published per audience: the relay sends each event once per
+agency, to that agency's own topic (`topics.audience_topic`, cut down to what it reads),
+all copies in the same signed batch, and each view follows its own topic. The Kafka
+CreateTime of each copy (set by the relay's producer when it sent the record) splits the
+latency into the relay's part (commit → the last of the event's copies sent) and the
+consumers' part (that → the last view's commit); the spread of the copies' CreateTimes
+(last - first) is reported beside it.
 """
 
 from __future__ import annotations
@@ -179,6 +185,11 @@ class LivePhase:
         self.say = say
         self.children: dict[str, Child] = {}
         self.topic = self.settings.topic(topics.PERMIT_EVENTS)
+        """What the authority's outbox writes to: no Kafka topic, the relay fans it out."""
+        self.audience_topics = {
+            a: self.settings.topic(installed().get(a).read_topic(topics.PERMIT_EVENTS))
+            for a in AGENCIES}
+        """Per agency, the permit audience topic its view follows."""
         self._faker = _Faker(seed=11)
         self._auth: Authority  # set in run(), on the authority's pool
 
@@ -189,7 +200,8 @@ class LivePhase:
             async with bootstrap.pool(self.settings, "workpermit", max_size=self.pool_size) as p:
                 self._auth = Authority(p, topic=self.topic)
                 commands = await self._prepare(self._auth)
-                start_offsets = await end_offsets(self.settings, [self.topic], OPS)
+                start_offsets = await end_offsets(
+                    self.settings, list(self.audience_topics.values()), OPS)
                 monitor = CpuMonitor(self._cpu_roots(), alone=("bench driver",))
                 async with monitor:
                     await self._drive(commands)
@@ -390,6 +402,7 @@ class LivePhase:
         client_to_applied: list[float] = []
         to_kafka: list[float] = []
         kafka_to_view: list[float] = []
+        copies_spread: list[float] = []
         missing = no_commit_ts = 0
         for c in done:
             seen = [views[a].get(c.permit_no) for a in AGENCIES]
@@ -408,10 +421,14 @@ class LivePhase:
             commit_to_commit.append((last - start) * 1000)
             for agency, v in zip(AGENCIES, got, strict=True):
                 per_view[agency].append((v[1] - start) * 1000)
-            ts = kafka_ts.get((c.permit_no, expected[c.permit_no]))
-            if ts is not None:
+            # The event's copies, one per audience topic: the relay's part ends when it had
+            # sent the last of them.
+            copies = kafka_ts.get((c.permit_no, expected[c.permit_no]), {})
+            if len(copies) == len(self.audience_topics):
+                ts = max(copies.values())
                 to_kafka.append((ts - start) * 1000)
                 kafka_to_view.append((last - ts) * 1000)
+                copies_spread.append((ts - min(copies.values())) * 1000)
 
         first_target = min(c.target for c in commands)
         last_return = max((c.returned for c in done), default=first_target)
@@ -435,18 +452,20 @@ class LivePhase:
             "client_after_to_applied_at_ms": percentiles(client_to_applied),
             "commit_to_kafka_ms": percentiles(to_kafka),
             "kafka_to_last_view_ms": percentiles(kafka_to_view),
+            "relay_copies_spread_ms": percentiles(copies_spread),
             "command_ms": percentiles([(c.after - c.before) * 1000 for c in done]),
             "schedule_slip_ms": percentiles(slips),
         }
 
     async def _kafka_timestamps(
         self, start: dict[TopicPartition, int]
-    ) -> dict[tuple[str, int], float]:
-        """(permit, sequence) → the record's CreateTime (set by the relay's producer), s."""
+    ) -> dict[tuple[str, int], dict[str, float]]:
+        """(permit, sequence) → per audience topic, its copy's CreateTime (set by the
+        relay's producer), s."""
         reader = AIOKafkaConsumer(**client_options(self.settings, OPS),
                                   enable_auto_commit=False)
         await reader.start()
-        out: dict[tuple[str, int], float] = {}
+        out: dict[tuple[str, int], dict[str, float]] = {}
         try:
             tps = list(start)
             reader.assign(tps)
@@ -458,7 +477,8 @@ class LivePhase:
                 for tp, records in (await reader.getmany(timeout_ms=500)).items():
                     for r in records:
                         seq = json.loads(r.value)["sequence"]
-                        out[(r.key.decode(), seq)] = r.timestamp / 1000
+                        copies = out.setdefault((r.key.decode(), seq), {})
+                        copies[tp.topic] = r.timestamp / 1000
                     if records and records[-1].offset + 1 >= ends[tp]:
                         pending.discard(tp)
         finally:

@@ -3,8 +3,11 @@
     python -m bench.rebuild AGENCY      (settings from HUB_* variables, set by the parent)
 
 Runs the hub's own `running_consumer` (a ViewConsumer in the agency's consumer group) on an
-empty view database until it has applied everything the permit topic holds, then checks
-with `hub.ops.lag.caught_up` that the stored offsets equal the log-end offsets.
+empty view database until it has applied everything its topics hold, then checks with
+`hub.ops.lag.caught_up` that the stored offsets equal the log-end offsets. Of its topics
+(`Agency.reads`, as the registry gives them) only its own permit audience topic has records
+in a bench run (`workpermit.permit-events.<agency>.v1`, each event cut down to what it
+reads; bench/fill.py): `events_in_topic` counts them all.
 
 What is measured:
 - `wall_s`: from the moment the first fetched batch is handed to `ViewConsumer.process`
@@ -109,7 +112,8 @@ class BatchTiming:
 
 
 async def rebuild(agency: str) -> dict[str, Any]:
-    """Consume the permit topic into the agency's (empty) view until caught up."""
+    """Consume the agency's topics (its permit audience topic) into its (empty) view until
+    caught up."""
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
     read = [settings.topic(t) for t in installed().get(agency).reads]

@@ -1,10 +1,19 @@
-"""Child process: the reference rate, a bare consumer that only decodes the permit topic.
+"""Child process: the reference rate, a bare consumer that only decodes one agency's permit
+audience topic.
 
-    python -m bench.reference            (settings from HUB_* variables, set by the parent)
+    python -m bench.reference [AGENCY]   (settings from HUB_* variables, set by the parent)
+
+The permit lifecycle is published per audience: each agency reads its own topic, each
+event cut down to what it reads (`topics.audience_topic`, `schemas.audiences`). The
+reference reads the card's (AGENCY, `card` by default): the card is the view the batch-size
+sweep runs on, so its rebuilds and the reference decode the same records. Its records are
+the smallest of the three audiences' (it reads the fewest paths), so its rate is the upper
+one; the other views' "x ref" compare them against decoding the card's records.
 
 A plain AIOKafkaConsumer without a group: every partition assigned, seeked to the start,
-`getmany` batches of HUB_BATCH_MAX_RECORDS, each value decoded with
-`schemas.Codec(PERMIT_EVENT_TYPES).decode` and thrown away. The fetch settings are the
+`getmany` batches of HUB_BATCH_MAX_RECORDS, each value decoded with the permit event types
+as that agency decodes them (narrowed to its paths: the `accepts` the registry gives it,
+what its ViewConsumer's codec holds for them) and thrown away. The fetch settings are the
 ones ViewConsumer uses, so the difference to a rebuild is the view's own work (mapping,
 Postgres, offsets in the transaction), not the Kafka client's tuning.
 
@@ -14,6 +23,7 @@ Postgres, offsets in the transaction), not the Kafka client's tuning.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -23,16 +33,22 @@ from bench.child import cpu_seconds, emit, peak_rss_mb
 from hub.kafka import client_options, partitions_of
 from hub.kafka_credentials import OPS
 from hub.logging import configure_logging
+from hub.registry import installed
 from hub.settings import Settings
 from schemas import PERMIT_EVENT_TYPES, Codec, topics
+from schemas.audiences import contract_of
+
+DEFAULT_AGENCY = "card"
 
 
-async def reference() -> dict[str, Any]:
-    """Decode the whole permit topic once; return the rate."""
+async def reference(agency: str = DEFAULT_AGENCY) -> dict[str, Any]:
+    """Decode the agency's whole permit audience topic once; return the rate."""
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
-    topic = settings.topic(topics.PERMIT_EVENTS)
-    decode = Codec(PERMIT_EVENT_TYPES).decode
+    declared = installed().get(agency)
+    topic = settings.topic(declared.read_topic(topics.PERMIT_EVENTS))
+    decode = Codec(tuple(t for t in declared.accepts
+                         if contract_of(t) in PERMIT_EVENT_TYPES)).decode
     consumer = AIOKafkaConsumer(
         **client_options(settings, OPS),
         enable_auto_commit=False,
@@ -66,6 +82,8 @@ async def reference() -> dict[str, Any]:
         await consumer.stop()
     assert first is not None
     return {
+        "agency": agency,
+        "topic": topic,
         "events": decoded,
         "batch_max_records": settings.batch_max_records,
         "wall_s": round(end - first, 3),
@@ -76,8 +94,8 @@ async def reference() -> dict[str, Any]:
 
 
 def main() -> None:
-    """Entry point: `python -m bench.reference`."""
-    emit(asyncio.run(reference()))
+    """Entry point: `python -m bench.reference [AGENCY]`."""
+    emit(asyncio.run(reference(*sys.argv[1:2])))
 
 
 if __name__ == "__main__":

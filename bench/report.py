@@ -99,12 +99,23 @@ def _replicas(results: dict[str, Any]) -> str:
 
 def _fill(results: dict[str, Any]) -> str:
     f = results["fill"]
-    return (
+    text = (
         f"\nFill: {f['events']:,} events ({f['permits']:,} permits, "
         f"{f['events_per_permit']} events/permit, {f['mean_value_bytes']} B/event), "
         f"{results['partitions']} partitions, {_replicas(results)}linger {f['linger_ms']} ms\n"
-        f"  {f['events_per_s']:,.0f} events/s produced (idempotent, acks=all; "
-        f"{f['send_s']} s sending; generating took {f['generate_s']} s apart)"
+    )
+    audiences = f.get("audiences")
+    if not audiences:  # results from before the permit lifecycle was published per audience
+        return text + (
+            f"  {f['events_per_s']:,.0f} events/s produced (idempotent, acks=all; "
+            f"{f['send_s']} s sending; generating took {f['generate_s']} s apart)")
+    return text + (
+        f"  as {f['records']:,} records, one per event and audience: "
+        + ", ".join(f"{agency} {a['records']:,} x {a['mean_value_bytes']} B"
+                    for agency, a in audiences.items())
+        + f"\n  {f['events_per_s']:,.0f} events/s = {f['records_per_s']:,.0f} records/s "
+        f"produced (idempotent, acks=all; {f['send_s']} s signing and sending; generating "
+        f"took {f['generate_s']} s and projecting {f['project_s']} s apart)"
     )
 
 
@@ -112,7 +123,8 @@ def _rebuild(results: dict[str, Any]) -> str:
     ref, rb = results["reference"], results["rebuild"]
     rate, peak = TARGETS["rebuild_events_per_s"], TARGETS["consumer_peak_mb"]
     rows = [[
-        "reference (bare decode)", f"{ref['events_per_s']:,.0f}", "1.00",
+        f"reference (bare decode{', ' + ref['agency'] if 'agency' in ref else ''})",
+        f"{ref['events_per_s']:,.0f}", "1.00",
         f"{ref['wall_s']:.2f}", str(ref["batch_max_records"]), "-",
         f"{ref['cpu_us_per_event']}", f"{1e6 / ref['cpu_us_per_event']:,.0f}",
         f"{ref['peak_rss_mb']:.0f}", "",
@@ -130,14 +142,14 @@ def _rebuild(results: dict[str, Any]) -> str:
         ["", "events/s", "x ref", "wall s", "max rec", "mean batch", "cpu us/ev",
          "1-core cap/s", "peak MB", "target"], rows)]
     split_rows = []
-    for r in [ref, *rb["views"]]:
+    for label, r in [("reference", ref), *((v["agency"], v) for v in rb["views"])]:
         s = r.get("split_s")
         cpu = r.get("cpu", {})
         per = cpu.get("cpu_s", {})
         keys = ("decode", "projection", "offsets_commit_rest", "waiting_for_kafka")
         split = [f"{s[k]:.2f}" for k in keys] if s else ["-"] * len(keys)
         split_rows.append([
-            r.get("agency", "reference"), *split,
+            label, *split,
             f"{per.get('consumer', 0):.1f}", f"{per.get('postgres', 0):.1f}",
             f"{per.get('kafka', 0):.1f}", f"{cpu.get('other_s', 0):.1f}",
             f"{cpu.get('wall_s', 0):.1f}",
@@ -164,11 +176,13 @@ def _live(live: dict[str, Any]) -> str:
     for label, key in (
         ("  authority commit -> Kafka (relay sent)", "commit_to_kafka_ms"),
         ("  Kafka -> commit in the last view", "kafka_to_last_view_ms"),
+        ("  relay's copies: last - first CreateTime", "relay_copies_spread_ms"),
         ("client after return -> last applied_at", "client_after_to_applied_at_ms"),
         ("authority command (client round trip)", "command_ms"),
         ("schedule slip (start - scheduled)", "schedule_slip_ms"),
     ):
-        rows.append([label, *cells(live[key])])
+        if key in live:  # results from before per-audience topics have no spread
+            rows.append([label, *cells(live[key])])
     comps = live.get("components", {})
     cpu = live.get("cpu", {})
     return (

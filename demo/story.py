@@ -14,6 +14,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 from demo.procedures import (
     Casebook,
@@ -269,41 +270,65 @@ async def side_by_side(settings: Settings, permit_nos: list[str]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class Told:
+    """What the story did and what the agencies hold after it, to print."""
+
+    people: dict[str, PermitRecord]
+    book: Casebook
+    before: str | None
+    after: str | None
+    found: list[Drift]
+    table: str
+    cases: str
+
+
+async def tell(settings: Settings, out_dir: Path) -> Told:
+    """The story on an initialised stack, with every agency's consumer and relay running in
+    this process while it is told (the privacy test tells it too, reading every line)."""
+    book = Casebook()
+    async with contextlib.AsyncExitStack() as running:
+        for agency in installed().names():  # every agency's consumer and relay
+            await running.enter_async_context(bootstrap.running_agency(settings, agency))
+        auth = await running.enter_async_context(authority(settings))
+        people = await open_permits(auth, start=date.today() - timedelta(days=30))
+        john = people["john"].permit_no
+        await synced(settings)
+        await apply_for_everything(settings, people, date.today() - timedelta(days=9),
+                                   out_dir, book)
+        before = await card_standard(settings, john)
+        await consequences(auth, people)
+        await synced(settings)
+        await register_john_again(settings, people["john"])
+        after = await card_standard(settings, john)
+        found = await settle(settings)
+        await committed(settings)
+        table = await side_by_side(settings, [p.permit_no for p in people.values()])
+        cases = await casebook(settings, book)
+    return Told(people, book, before, after, found, table, cases)
+
+
 async def play(settings: Settings, *, keep_running: bool = True) -> int:
     """Start the stack, run the services, tell the story, compare the views."""
     stack = LocalStack(settings)
     stack.up()
     out_dir = settings.home / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
-    book = Casebook()
     try:
         await bootstrap.init_all(settings)
-        async with contextlib.AsyncExitStack() as running:
-            for agency in installed().names():  # every agency's consumer and relay
-                await running.enter_async_context(bootstrap.running_agency(settings, agency))
-            auth = await running.enter_async_context(authority(settings))
-            people = await open_permits(auth, start=date.today() - timedelta(days=30))
-            john = people["john"].permit_no
-            await synced(settings)
-            await apply_for_everything(settings, people, date.today() - timedelta(days=9),
-                                       out_dir, book)
-            before = await card_standard(settings, john)
-            await consequences(auth, people)
-            await synced(settings)
-            await register_john_again(settings, people["john"])
-            after = await card_standard(settings, john)
-            found = await settle(settings)
-            await committed(settings)
-            permit_nos = [p.permit_no for p in people.values()]
-            print(await side_by_side(settings, permit_nos))
-            print("\nEach agency's records:\n" + await casebook(settings, book))
-            print(f"\n{LEGACY_HOLDER.holder.name}'s physical permit {john}: the card showed"
-                  f" standard {before!r}; after his extension, {after!r}"
-                  " (No Change, No Replacement)")
-            png = book.qr_png.resolve() if book.qr_png else "-"
-            print(f"\nAnna's permit with its QR code: {png}"
-                  f"\n  scanned by public security: {book.qr_verdict}"
-                  f"\n  check it yourself: .venv/bin/hub qr verify {book.qr_png}")
+        told = await tell(settings, out_dir)
+        people, book, found = told.people, told.book, told.found
+        john = people["john"].permit_no
+        permit_nos = [p.permit_no for p in people.values()]
+        print(told.table)
+        print("\nEach agency's records:\n" + told.cases)
+        print(f"\n{LEGACY_HOLDER.holder.name}'s physical permit {john}: the card showed"
+              f" standard {told.before!r}; after his extension, {told.after!r}"
+              " (No Change, No Replacement)")
+        png = book.qr_png.resolve() if book.qr_png else "-"
+        print(f"\nAnna's permit with its QR code: {png}"
+              f"\n  scanned by public security: {book.qr_verdict}"
+              f"\n  check it yourself: .venv/bin/hub qr verify {book.qr_png}")
         verdicts = [await verify_log(settings, a) for a in installed().names()]
     finally:
         if not keep_running:

@@ -8,7 +8,9 @@ Who may do what (every right is an ALLOW on a literal name; Read and Write imply
   quarantine topics, which it cannot read back; IdempotentWrite on the cluster. So only the
   permits' authority writes the permit topic.
 - `<agency>-front-door`, for an agency that takes requests: Write on that agency's request
-  topic, IdempotentWrite.
+  topic, IdempotentWrite; Read on its outcome topic when that is published per audience
+  and kept in full for the front door (`Channel.front_door_reads`: an outcome carrying a
+  credential the requester's app must get and no reading agency verifies), with no group.
 - `ops`: Read on every dead-letter and quarantine topic (they hold personal data, and no one
   else reads them) and on every topic a group reads (`hub lag` reads the oldest unapplied
   record, `hub replay` the permit topic); Describe on every agency's group (`hub lag`'s
@@ -91,6 +93,9 @@ def _agency(settings: Settings, agency: Agency) -> set[Acl]:
         door = user(front_door(agency.name))
         acls |= {Acl(door, Topic, settings.topic(agency.requests.topic), Write),
                  _idempotent(door)}
+        c = agency.publishes
+        if c is not None and c.per_audience and c.front_door_reads:
+            acls.add(Acl(door, Topic, settings.topic(c.topic), Read))
     return acls
 
 

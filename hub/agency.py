@@ -10,9 +10,11 @@ The runtime sees an agency only through this type; it never imports an agency pa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
@@ -27,6 +29,7 @@ from hub.projection import ViewTable
 from hub.settings import Settings
 from hub.signing import TokenKey, Verifier
 from schemas import CloudEvent, Codec, topics
+from schemas.audiences import data_paths, narrow, project
 from schemas.evidence import EvidenceHeadPublished, heads_topic
 from schemas.permits import PermitRecord
 
@@ -49,6 +52,46 @@ class Channel:
     """Whether every event on it carries its subject's full state, so that the newest event
     per key (the subject) rebuilds every view: Kafka then keeps that one for ever and drops
     the superseded ones (`hub.kafka.TopicPolicy`). Otherwise records expire by age."""
+    per_audience: bool = False
+    """Whether each agency that reads it receives it on a topic of its own
+    (`topics.audience_topic`), each event cut down to the paths that agency's expectations
+    read (`schemas.audiences`): the channel's topic is then only the name the publisher's
+    outbox writes to, and no Kafka topic. For what carries personal data more agencies
+    than one read, each needing a different part (docs/privacy.md §2)."""
+    front_door_reads: bool = False
+    """With `per_audience`: the channel's own topic still carries every event in full, for
+    the agency's front door alone (`<agency>-front-door`, no group) — the systems that
+    submitted the requests the events answer, e.g. the e-SSC app's gateway that hands a
+    holder their e-card and its QR token."""
+
+
+@dataclass(frozen=True)
+class Audience:
+    """One agency reading a channel published per audience: its topic, and per event type
+    the paths below `data` it receives (from its expectations)."""
+
+    agency: str
+    topic: str
+    """The topic it reads, before the settings' prefix."""
+    paths: Mapping[str, frozenset[str]]
+    """Per event type (the CloudEvents `type`), the paths below `data` it receives; a type
+    it declares no expectations for is not sent to it."""
+
+    def project(self, value: bytes) -> bytes | None:
+        """An outbox value as this audience receives it: None for an event type it does not
+        read (it is not sent one); a value that is no JSON event goes unchanged (its readers
+        dead-letter it, as they would have)."""
+        try:
+            document = json.loads(value)
+        except ValueError:
+            return value
+        if not isinstance(document, dict) or not isinstance(document.get("type"), str):
+            return value
+        paths = self.paths.get(document["type"])
+        if paths is None:
+            return None
+        projected = project(document, paths)
+        return json.dumps(projected, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)
@@ -56,11 +99,25 @@ class PermitView:
     """The agency's synchronized view of the permits: its table and how an event becomes a row.
 
     `hub replay` rebuilds it, `hub reconcile` compares it with the authority, both through
-    these two fields alone.
+    these fields alone. A row that needs the agency's secrets (social insurance keeps its
+    holders by keyed person key) is made by a function `bind` builds from the settings, when
+    the consumer or the replay is assembled, never at declaration.
     """
 
     table: ViewTable
-    row: RowFunction
+    row: RowFunction | None = None
+    bind: Callable[[Settings], RowFunction] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.row is None) == (self.bind is None):
+            raise ValueError(f"permit view {self.table.name}: give a row function or a bind")
+
+    def row_for(self, settings: Settings) -> RowFunction:
+        """The row function under these settings (loading the secrets it needs now)."""
+        if self.bind is not None:
+            return self.bind(settings)
+        assert self.row is not None
+        return self.row
 
 
 class PermitRecords(Protocol):
@@ -135,6 +192,13 @@ class Agency:
     token_keys: tuple[TokenKey, ...] = ()
     """Signers of tokens it issues outside Kafka (e.g. signed QR codes), whose keys
     `hub init` makes and `hub keys` rotates and revokes, never verifying a record."""
+    secret_files: Callable[[Settings], Sequence[Path]] | None = None
+    """Where its own secrets are under these settings (e.g. social insurance's person-key
+    pepper): `hub init` generates each file that is missing (32 random bytes, base64url,
+    0600 in a 0700 directory) before it migrates, since a step may need them."""
+    audiences: tuple[Audience, ...] = ()
+    """Who reads its per-audience channel, each on its own topic: filled in by the registry
+    from the readers' declarations (`with_audiences`), never declared."""
 
     def __post_init__(self) -> None:
         if bool(self.reads) != (self.build is not None):
@@ -153,8 +217,66 @@ class Agency:
                        " agencies to record")
 
     def channels(self) -> list[Channel]:
-        """The topics it owns: its publications, its chain heads, its requests."""
-        return [c for c in (self.publishes, self.heads, self.requests) if c is not None]
+        """The topics it owns: its publications (one per audience for a channel published
+        per audience), its chain heads, its requests."""
+        return [*self.publications(), *(c for c in (self.heads, self.requests)
+                                        if c is not None)]
+
+    def publications(self) -> list[Channel]:
+        """The topics its outbox's relay publishes its outcomes on."""
+        c = self.publishes
+        if c is None:
+            return []
+        if not c.per_audience:
+            return [c]
+        full = [replace(c, per_audience=False, description=f"{c.description} In full, for"
+                        f" {self.name}'s front door alone.")] if c.front_door_reads else []
+        return full + [replace(c, topic=a.topic, per_audience=False,
+                        event_types=tuple(narrow(t, a.paths[t.EVENT_TYPE], a.agency)
+                                          for t in c.event_types if t.EVENT_TYPE in a.paths),
+                        description=f"{c.description} As {a.agency} receives it: the types"
+                                    " and fields its consumer reads (docs/privacy.md).")
+                for a in self.audiences]
+
+    def with_audiences(self, readers: Sequence[Agency]) -> Agency:
+        """This publisher with the audiences of its per-audience channel (`readers` are all
+        the declared agencies; those reading the channel become its audiences)."""
+        c = self.publishes
+        if c is None or not c.per_audience:
+            return self
+        audiences = []
+        for reader in readers:
+            if c.topic not in reader.reads:
+                continue
+            paths = {t.EVENT_TYPE: data_paths(reader.expectations[t.__name__])
+                     for t in c.event_types if t.__name__ in reader.expectations}
+            audiences.append(Audience(reader.name, topics.audience_topic(c.topic, reader.name),
+                                      paths))
+        return replace(self, audiences=tuple(audiences))
+
+    def as_audience_of(self, publisher: Agency) -> Agency:
+        """This reader receiving `publisher`'s per-audience channel on its own topic, and
+        decoding each of its types narrowed to what it receives."""
+        mine = [a for a in publisher.audiences if a.agency == self.name]
+        if not mine or publisher.publishes is None:
+            return self
+        audience, channel = mine[0], publisher.publishes
+        narrowed = {t.EVENT_TYPE: narrow(t, audience.paths[t.EVENT_TYPE], self.name)
+                    for t in channel.event_types if t.EVENT_TYPE in audience.paths}
+        return replace(
+            self,
+            reads=tuple(audience.topic if t == channel.topic else t for t in self.reads),
+            accepts=tuple(dict.fromkeys(narrowed.get(t.EVENT_TYPE, t) for t in self.accepts)))
+
+    def read_topic(self, topic: str) -> str:
+        """The topic it actually reads for `topic` (its audience topic, for a channel
+        published per audience), before the prefix."""
+        if topic in self.reads:
+            return topic
+        audience = topics.audience_topic(topic, self.name)
+        if audience in self.reads:
+            return audience
+        raise ValueError(f"agency {self.name!r} does not read {topic}")
 
     def with_peers(self, peers: Sequence[Agency]) -> Agency:
         """This declaration reading, besides its own topics, the chain heads of `peers`
@@ -227,7 +349,7 @@ class Agency:
 
     def kafka_needs(self, settings: Settings) -> KafkaNeeds:
         """The groups, topics and operations its processes use."""
-        write = [settings.topic(c.topic) for c in (self.publishes, self.heads) if c]
+        write = [settings.topic(c.topic) for c in (*self.publications(), self.heads) if c]
         if self.consumes:
             dead = self.dead_letter_topic(settings)
             write += [dead, quarantine_topic(dead)]

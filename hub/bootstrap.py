@@ -16,6 +16,7 @@ import asyncpg
 from hub import acl
 from hub.agency import Agency, CommandContext, Lookup
 from hub.consumer import ViewConsumer
+from hub.credentials import ensure_secret
 from hub.db import open_pool
 from hub.errors import BadTarget, NotReady
 from hub.evidence_heads import HeadPublisher
@@ -64,7 +65,7 @@ async def init_databases(settings: Settings, registry: Registry | None = None) -
 async def _migrate(settings: Settings, agency: Agency) -> None:
     conn = await asyncpg.connect(settings.dsn(agency.name, role="owner"))
     try:
-        applied = await apply(conn, migrations(agency))
+        applied = await apply(conn, migrations(agency), settings=settings)
         if not settings.has_own_server(agency.name):
             await seal_migration_record(conn, settings.role_name(agency.name, "app"))
     finally:
@@ -102,13 +103,25 @@ async def _connect_app(settings: Settings, agency: str) -> asyncpg.Connection:
 
 
 async def init_all(settings: Settings, registry: Registry | None = None) -> None:
-    """Kafka users, topics and ACLs, databases and signing keys: everything a hub process
-    expects to exist. Kafka's part runs as the set-up principal, `admin`."""
+    """Kafka users, topics and ACLs, the agencies' own secrets, databases and signing keys:
+    everything a hub process expects to exist. Kafka's part runs as the set-up principal,
+    `admin`."""
     registry = registry or installed()
     await init_kafka_access(settings, registry)
     await ensure_topics(settings, registry.topic_policies(settings), ADMIN)
+    init_secrets(settings, registry)  # before the migrations: a step may need them
     await init_databases(settings, registry)
     init_keys(settings, registry)
+
+
+def init_secrets(settings: Settings, registry: Registry | None = None) -> None:
+    """Each agency's own secrets that are missing (`Agency.secret_files`), generated; an
+    existing file, perhaps a mounted secret, is only read."""
+    for agency in registry or installed():
+        for path in agency.secret_files(settings) if agency.secret_files else ():
+            if not path.exists():
+                ensure_secret(path)
+                log.info("secret generated", agency=agency.name, file=str(path))
 
 
 def init_keys(settings: Settings, registry: Registry | None = None) -> None:
@@ -214,7 +227,8 @@ async def running_relay(settings: Settings, agency: str) -> AsyncIterator[Outbox
     """The outbox relay of one agency's database, relaying in the background until exit."""
     async with producer(settings, f"{settings.topic(agency)}-relay", principal=agency) as prod:
         store = key_store(settings)
-        relay = OutboxRelay(settings.dsn(agency), prod, lambda: store.signing_key(agency))
+        relay = OutboxRelay(settings.dsn(agency), prod, lambda: store.signing_key(agency),
+                            fanout=installed().audiences(settings, agency))
         task = asyncio.create_task(relay.run(), name=f"relay-{agency}")
         try:
             yield relay

@@ -60,6 +60,7 @@ from hub.errors import (
 from hub.evidence import HEAD_TYPE, Entry, HeadRefused, append, record_heads
 from hub.kafka import DeadLetter, Producer, dead_letter_record, quarantine_record
 from hub.logging import get_logger
+from hub.redaction import describe_error
 from hub.signing import Verifier
 from schemas import Codec
 
@@ -473,7 +474,7 @@ class ViewConsumer:
                         "handler failed, dead-lettering",
                         group=self.spec.group_id,
                         error_class=type(exc).__name__,
-                        error=str(exc)[:500],
+                        error=describe_error(exc),
                     )
                 failed.append(DeadLetter.of_delivery(delivery, _reason(exc), exc))
         return failed

@@ -15,6 +15,7 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 
 from hub.db import Connection
+from hub.redaction import NoPersonalData
 from hub.signing import Unauthenticated, Verifier
 from schemas import CloudEvent, Codec, DecodeError
 
@@ -59,11 +60,11 @@ class Refusal:
     error: Exception
 
 
-class KeyMissing(ValueError):
+class KeyMissing(NoPersonalData, ValueError):
     """The record has no key, so nothing placed it on its subject's partition."""
 
 
-class KeyMismatch(ValueError):
+class KeyMismatch(NoPersonalData, ValueError):
     """The record's key is not the event's subject (which the key must be, for ordering)."""
 
 

@@ -21,6 +21,7 @@ import asyncpg
 from aiokafka import errors as kafka_errors
 
 from hub.logging import get_logger
+from hub.redaction import NoPersonalData, describe_error
 
 T = TypeVar("T")
 log = get_logger(__name__)
@@ -30,11 +31,11 @@ class BadTarget(LookupError):
     """A group, agency, topic, partition or offset the operator named does not exist (exit 2)."""
 
 
-class NotReady(RuntimeError):
+class NotReady(NoPersonalData, RuntimeError):
     """Set-up the command needs is missing (a password file, a migrated schema): exit 1."""
 
 
-class MessageRefused(ValueError):
+class MessageRefused(NoPersonalData, ValueError):
     """A decoded message the runtime refuses while applying it: dead-lettered under `reason`.
 
     Any other non-transient error of a handler is dead-lettered as `handler_error`.
@@ -136,7 +137,7 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
-class RetriesExhausted(RuntimeError):
+class RetriesExhausted(NoPersonalData, RuntimeError):
     """A transient fault outlasted the retry window: the caller narrows the work down (the
     consumer applies the batch message by message)."""
 
@@ -190,7 +191,7 @@ async def retry_transient(
                 "transient fault, retrying",
                 what=what,
                 error_class=type(exc).__name__,
-                error=str(exc)[:300],
+                error=describe_error(exc)[:300],
                 attempt=backoff.attempt + 1,
             )
             await backoff.wait()

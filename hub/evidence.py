@@ -30,6 +30,7 @@ from hub.db import Connection
 from hub.delivery import Delivery
 from hub.evidence_chain import GENESIS, TREE_HEADER, chain, entry_digest
 from hub.kafka import DeadLetter, Headers
+from hub.redaction import NoPersonalData
 from hub.signing import SIGNATURE_HEADER
 from schemas.evidence import EvidenceHeadPublished, EvidenceHeadPublishedData
 
@@ -133,7 +134,7 @@ def row_entry(row: Mapping[str, Any] | Any) -> dict[str, Any]:
 # chain heads ---------------------------------------------------------------------------
 
 
-class HeadRefused(ValueError):
+class HeadRefused(NoPersonalData, ValueError):
     """A chain head whose signer is not the agency it speaks for (reason `unauthenticated`)."""
 
 

@@ -33,6 +33,7 @@ from hub.errors import ConfigurationFault, retry_transient
 from hub.kafka_credentials import password
 from hub.kafka_wire import raise_for
 from hub.logging import get_logger
+from hub.redaction import NoPersonalData, describe_error
 from hub.settings import Settings
 from hub.signing import SIGNATURE_HEADER, SigningKey
 from schemas import CONTENT_TYPE, CloudEvent
@@ -229,7 +230,7 @@ class DeadLetter:
             headers=list(rec.headers or ()),
             reason=reason,
             error_class=type(exc).__name__,
-            error_message=str(exc),
+            error_message=describe_error(exc),
         )
 
     @classmethod
@@ -247,7 +248,7 @@ class DeadLetter:
             headers=list(d.headers),
             reason=reason,
             error_class=type(exc).__name__,
-            error_message=str(exc),
+            error_message=describe_error(exc),
             event_id=str(d.event.id),
             event_type=d.event.type,
         )
@@ -311,7 +312,7 @@ class DeadLetterRecord:
     headers: RecordHeaders
 
 
-class DeadLetterTooLarge(ValueError):
+class DeadLetterTooLarge(NoPersonalData, ValueError):
     """A dead letter whose key and headers alone exceed DEAD_LETTER_LIMIT."""
 
 
@@ -332,7 +333,7 @@ def quarantine_record(
     `dlq.origin.*` headers still name the original record."""
     bare = DeadLetter(d.topic, d.partition, d.offset, d.timestamp_ms, None, d.value, [],
                       d.reason, d.error_class, d.error_message, d.event_id, d.event_type)
-    why = f"{type(exc).__name__}: {exc}"[:500].encode(errors="replace")
+    why = f"{type(exc).__name__}: {describe_error(exc)}"[:500].encode(errors="replace")
     headers = [*dead_letter_headers(bare, group_id, now), (QUARANTINED, why)]
     return DeadLetterRecord(quarantine_topic(dead_letter_topic), None,
                             *_fit(None, d.value, headers))

@@ -1,7 +1,11 @@
 """Schema migrations: numbered SQL files per source, each applied once and recorded.
 
 A source is one set of tables with its own steps: the hub's tables (every agency database)
-or one agency's tables. Its steps live in `<package>/migrations/NNNN_snake_name.sql`.
+or one agency's tables. Its steps live in `<package>/migrations/NNNN_snake_name.sql`, or
+`.py` for the rare step that needs what SQL cannot have: a secret of the agency's, such as
+the pepper social insurance re-keys its person keys with (its 0003). A Python step defines
+`async def migrate(conn, settings)` and runs in its step's transaction like SQL; it is
+checksummed the same way, so it must import only what will not change under it.
 
 Guarantees, and why:
 
@@ -33,11 +37,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from importlib.resources.abc import Traversable
+from typing import Literal
 
 import asyncpg
 
 from hub.db import Connection
 from hub.logging import get_logger
+from hub.settings import Settings
 
 log = get_logger(__name__)
 
@@ -57,7 +63,7 @@ CREATE TABLE IF NOT EXISTS hub_schema_migrations (
 """
 """The one table the runner needs before any step can be recorded."""
 
-FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(sql|py)$")
 
 Recorded = dict[tuple[str, int], tuple[str, str]]
 """(source, version) -> (name, checksum) of the steps a database has applied."""
@@ -69,18 +75,19 @@ class MigrationError(Exception):
 
 @dataclass(frozen=True)
 class Migration:
-    """One numbered step of a source: its SQL text and that text's sha256."""
+    """One numbered step of a source: its text (SQL, or Python) and that text's sha256."""
 
     source: str
     version: int
     name: str
     sql: str
     checksum: str
+    kind: Literal["sql", "py"] = "sql"
 
     @property
     def filename(self) -> str:
         """The file the step was loaded from, under its package's `migrations/`."""
-        return f"{self.version:04d}_{self.name}.sql"
+        return f"{self.version:04d}_{self.name}.{self.kind}"
 
     def __str__(self) -> str:
         return f"{self.source} migration {self.version} (migrations/{self.filename})"
@@ -107,10 +114,11 @@ def _read(source: str, package: str, entry: Traversable) -> Migration:
     match = FILE_NAME.match(entry.name)
     if match is None:
         raise MigrationError(f"{package}/migrations/{entry.name}: a migration file must be"
-                             " named NNNN_snake_name.sql (four digits, lower-case name)")
+                             " named NNNN_snake_name.sql or .py (four digits, lower-case name)")
     sql = entry.read_text(encoding="utf-8")
     checksum = hashlib.sha256(sql.encode("utf-8")).hexdigest()
-    return Migration(source, int(match[1]), match[2], sql, checksum)
+    kind: Literal["sql", "py"] = "py" if match[3] == "py" else "sql"
+    return Migration(source, int(match[1]), match[2], sql, checksum, kind)
 
 
 def _check_numbering(source: str, package: str, steps: Sequence[Migration]) -> None:
@@ -127,19 +135,27 @@ def _check_numbering(source: str, package: str, steps: Sequence[Migration]) -> N
                                  f" version {expected} (versions start at 1, no gaps)")
 
 
-async def apply(conn: Connection, sources: Sequence[Sequence[Migration]]) -> list[Migration]:
-    """Apply every step not yet recorded, source by source in order; return those applied."""
+async def apply(
+    conn: Connection, sources: Sequence[Sequence[Migration]], *, settings: Settings | None = None
+) -> list[Migration]:
+    """Apply every step not yet recorded, source by source in order; return those applied.
+
+    `settings` are handed to Python steps (to find an agency's secrets); a step that needs
+    them fails without them.
+    """
     wanted = _flatten(sources)
     async with conn.transaction():
         await conn.execute(LOCK)
         await conn.execute(TABLE_DDL)
     applied: list[Migration] = []
-    while (step := await _apply_next(conn, wanted)) is not None:
+    while (step := await _apply_next(conn, wanted, settings)) is not None:
         applied.append(step)
     return applied
 
 
-async def _apply_next(conn: Connection, wanted: Sequence[Migration]) -> Migration | None:
+async def _apply_next(
+    conn: Connection, wanted: Sequence[Migration], settings: Settings | None
+) -> Migration | None:
     # The record is read again under the lock: another process may have applied steps
     # since our last transaction, or the database may be newer than this code.
     async with conn.transaction():
@@ -150,19 +166,33 @@ async def _apply_next(conn: Connection, wanted: Sequence[Migration]) -> Migratio
         step = next((m for m in wanted if (m.source, m.version) not in recorded), None)
         if step is None:
             return None
-        await _run(conn, step)
+        await _run(conn, step, settings)
     log.info("migration applied", source=step.source, version=step.version, step=step.name)
     return step
 
 
-async def _run(conn: Connection, step: Migration) -> None:
+async def _run(conn: Connection, step: Migration, settings: Settings | None) -> None:
     try:
-        await conn.execute(step.sql)
+        if step.kind == "py":
+            await _run_python(conn, step, settings)
+        else:
+            await conn.execute(step.sql)
     except asyncpg.PostgresError as e:
         raise MigrationError(f"{step} failed and was rolled back: {e}") from e
     await conn.execute(
         "INSERT INTO hub_schema_migrations (source, version, name, checksum)"
         " VALUES ($1, $2, $3, $4)", step.source, step.version, step.name, step.checksum)
+
+
+async def _run_python(conn: Connection, step: Migration, settings: Settings | None) -> None:
+    # Run from its checksummed text, not imported: `migrations/` is no package, and the
+    # text that ran is the text recorded.
+    namespace: dict[str, object] = {"__name__": f"migration_{step.source}_{step.version:04d}"}
+    exec(compile(step.sql, f"migrations/{step.filename}", "exec"), namespace)
+    migrate = namespace.get("migrate")
+    if not callable(migrate):
+        raise MigrationError(f"{step} defines no `async def migrate(conn, settings)`")
+    await migrate(conn, settings)
 
 
 async def status(

@@ -22,6 +22,13 @@ run into the consumers' sequence jump limit. Other subjects are not held. Faults
 not the row's (Kafka unreachable, a refused password or right) are not parked: the whole
 batch is retried, or the relay stops naming what to fix.
 
+A row whose topic is a channel published per audience (`hub.agency.Channel.per_audience`,
+the permit lifecycle) is sent once per reading agency, to that agency's topic and cut down
+to what it reads (`fanout`, `hub.agency.Audience.project`); the row is deleted when every
+copy is acknowledged, and each copy is one record of the batch's signed tree and one row of
+the evidence log. A copy Kafka refuses parks the whole row; copies already acknowledged
+are sent again with it (consumers drop them by `sequence`).
+
 `enqueue` refuses, before the caller commits, an event larger than `MAX_EVENT_BYTES`, so a
 valid event is parked only when a limit is set below what the hub assumes.
 """
@@ -31,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,6 +52,7 @@ from hub.evidence import append, sent_entry
 from hub.evidence_chain import TREE_HEADER
 from hub.kafka import Headers, Producer
 from hub.logging import get_logger
+from hub.redaction import describe_error
 from hub.signing import SIGNATURE_HEADER, SigningKey
 from schemas import CONTENT_TYPE, CloudEvent
 
@@ -71,6 +79,10 @@ _REFUSED_RECORD: tuple[type[BaseException], ...] = (
     kafka_errors.InvalidTimestampError,
 )
 """Kafka's refusals of one record for what it is: retrying cannot help, other rows can go."""
+
+
+Projection = Callable[[bytes], bytes | None]
+"""An outbox value as one audience receives it (None: that audience is not sent it)."""
 
 
 class EventTooLarge(MessageRefused):
@@ -128,8 +140,12 @@ class OutboxRelay:
     def __init__(
         self, dsn: str, producer: Producer, signer: Callable[[], SigningKey], *,
         batch_size: int = 1000,
+        fanout: Mapping[str, Sequence[tuple[str, Projection]]] | None = None,
     ) -> None:
         self.dsn = dsn
+        self.fanout = dict(fanout or {})
+        """Per outbox topic published per audience: each audience's topic and projection
+        (`hub.agency.Audience.project`)."""
         self.producer = producer
         self.signer = signer
         """The agency's active key, asked for once per batch: every batch is signed as it
@@ -166,7 +182,7 @@ class OutboxRelay:
                 log.warning(
                     "outbox relay lost a connection, retrying",
                     error_class=type(exc).__name__,
-                    error=str(exc)[:300],
+                    error=describe_error(exc)[:300],
                 )
                 await backoff.wait()
 
@@ -210,69 +226,92 @@ class OutboxRelay:
         rows = await conn.fetch(_NEXT_ROWS, self.batch_size)
         if not rows:
             return 0
-        too_large = [(row, exc) for row in rows if (exc := self._too_large(row)) is not None]
+        copies = {row["id"]: self._copies(row) for row in rows}
+        too_large = [(row, exc) for row in rows
+                     if (exc := self._too_large(copies[row["id"]])) is not None]
         if too_large:
             # Before the batch is signed, so a parked row is in no signed batch.
             async with conn.transaction():
                 await _park(conn, too_large)
         sendable = _unblocked(rows, {row["id"] for row, _ in too_large})
         if sendable:
-            await self._send_batch(conn, sendable)
+            await self._send_batch(conn, [c for row in sendable for c in copies[row["id"]]])
         return len(rows)
 
-    def _too_large(self, row: asyncpg.Record) -> kafka_errors.MessageSizeTooLargeError | None:
-        """The producer's refusal of this row, found before the batch is signed; None if it
-        fits a request with the signature headers it will get."""
-        size = SIGNATURE_ALLOWANCE + self.producer.record_size(
-            row["key"], row["value"], _stored_headers(row))
-        if size <= self.producer.max_request_size:
-            return None
-        return kafka_errors.MessageSizeTooLargeError(
-            f"{size:,} bytes with its headers, over the producer's max_request_size of"
-            f" {self.producer.max_request_size:,}")
+    def _copies(self, row: asyncpg.Record) -> list[_Copy]:
+        """The records one outbox row becomes: itself, or one per audience of its topic."""
+        headers = _stored_headers(row)
+        audiences = self.fanout.get(row["topic"])
+        if audiences is None:
+            return [_Copy(row, row["topic"], row["value"], headers)]
+        return [_Copy(row, topic, value, headers) for topic, project in audiences
+                if (value := project(row["value"])) is not None]
 
-    async def _send_batch(self, conn: Connection, rows: list[asyncpg.Record]) -> None:
+    def _too_large(self, copies: list[_Copy]) -> kafka_errors.MessageSizeTooLargeError | None:
+        """The producer's refusal of a row's records, found before the batch is signed; None
+        if each fits a request with the signature headers it will get."""
+        for c in copies:
+            size = SIGNATURE_ALLOWANCE + self.producer.record_size(
+                c.row["key"], c.value, c.headers)
+            if size > self.producer.max_request_size:
+                return kafka_errors.MessageSizeTooLargeError(
+                    f"{size:,} bytes with its headers, over the producer's max_request_size of"
+                    f" {self.producer.max_request_size:,}")
+        return None
+
+    async def _send_batch(self, conn: Connection, copies: list[_Copy]) -> None:
         key = self.signer()
         # One signature for the batch, over the Merkle root of its values (hub.signing).
-        jws, places = key.sign_batch([row["value"] for row in rows])
-        sent_headers = [[*_stored_headers(row), (SIGNATURE_HEADER, jws), (TREE_HEADER, place)]
-                        for row, place in zip(rows, places, strict=True)]
-        outcomes = await self._send(rows, sent_headers)
-        refused = [(row, o) for row, o in zip(rows, outcomes, strict=True)
-                   if isinstance(o, BaseException)]
-        for _, exc in refused:
-            if not isinstance(exc, _REFUSED_RECORD):
-                raise exc  # not the row's fault: the batch is sent again, or the relay stops
-        sent = [(row, headers, ack) for row, headers, ack in zip(rows, sent_headers, outcomes,
-                                                                 strict=True)
+        jws, places = key.sign_batch([c.value for c in copies])
+        sent_headers = [[*c.headers, (SIGNATURE_HEADER, jws), (TREE_HEADER, place)]
+                        for c, place in zip(copies, places, strict=True)]
+        outcomes = await self._send(copies, sent_headers)
+        refused: dict[int, tuple[asyncpg.Record, BaseException]] = {}
+        for c, o in zip(copies, outcomes, strict=True):
+            if isinstance(o, BaseException):
+                if not isinstance(o, _REFUSED_RECORD):
+                    raise o  # not the row's fault: the batch is sent again, or the relay stops
+                refused.setdefault(c.row["id"], (c.row, o))
+        sent = [(c, headers, ack) for c, headers, ack in zip(copies, sent_headers, outcomes,
+                                                             strict=True)
                 if not isinstance(ack, BaseException)]
+        done = list(dict.fromkeys(c.row["id"] for c, _, _ in sent if c.row["id"] not in refused))
         # Only what Kafka acknowledged is deleted (and logged as sent, where it landed); a
         # crash before the commit re-sends, and the evidence log then holds the second copy.
-        # A row the broker refused after the batch was signed is parked in the same commit;
-        # its leaf stays in that batch's tree, a hash of a record nobody received.
+        # A row the broker refused after the batch was signed is parked in the same commit
+        # (with it, any copy of it already acknowledged goes again when it is retried); its
+        # leaf stays in that batch's tree, a hash of a record nobody received.
         async with conn.transaction():
             await append(conn, [
-                sent_entry(ack.topic, ack.partition, ack.offset, row["value"], headers,
-                           key.signer, key.kid, **_identity(row["value"]))
-                for row, headers, ack in sent])
-            await conn.execute(
-                "DELETE FROM hub_outbox WHERE id = ANY($1::bigint[])", [r["id"] for r, _, _ in sent]
-            )
-            await _park(conn, refused)
+                sent_entry(ack.topic, ack.partition, ack.offset, c.value, headers,
+                           key.signer, key.kid, **_identity(c.value))
+                for c, headers, ack in sent])
+            await conn.execute("DELETE FROM hub_outbox WHERE id = ANY($1::bigint[])", done)
+            await _park(conn, list(refused.values()))
         self.published += len(sent)
 
-    async def _send(self, rows: list[asyncpg.Record], headers: list[Headers]) -> list[Any]:
-        """Each row's acknowledgement, or the error Kafka refused it with."""
+    async def _send(self, copies: list[_Copy], headers: list[Headers]) -> list[Any]:
+        """Each record's acknowledgement, or the error Kafka refused it with."""
         futures: list[asyncio.Future[Any]] = []
-        for row, row_headers in zip(rows, headers, strict=True):
+        for c, row_headers in zip(copies, headers, strict=True):
             try:
                 futures.append(await self.producer.send(
-                    row["topic"], key=row["key"], value=row["value"], headers=row_headers))
+                    c.topic, key=c.row["key"], value=c.value, headers=row_headers))
             except _REFUSED_RECORD as exc:  # refused by the producer before it was sent
                 refusal: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 refusal.set_exception(exc)
                 futures.append(refusal)
         return await asyncio.gather(*futures, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """One record an outbox row is sent as: to its topic, or to one audience's."""
+
+    row: asyncpg.Record
+    topic: str
+    value: bytes
+    headers: Headers
 
 
 _NEXT_ROWS = """
@@ -306,14 +345,14 @@ async def _park(conn: Connection, refused: Sequence[tuple[asyncpg.Record, BaseEx
         " INSERT INTO hub_outbox_parked"
         " (id, topic, key, value, headers, created_at, error_class, error)"
         " SELECT id, topic, key, value, headers, created_at, $2, $3 FROM moved",
-        [(row["id"], type(exc).__name__, str(exc)[:1000]) for row, exc in refused],
+        [(row["id"], type(exc).__name__, describe_error(exc)[:1000]) for row, exc in refused],
     )
     for row, exc in refused:
         # The row's id, topic and size: its key and content may be personal.
         log.error("outbox row parked: Kafka refused it, the relay goes on without it"
                   " (`hub outbox parked`)", outbox_id=row["id"], topic=row["topic"],
                   size=len(row["value"]), error_class=type(exc).__name__,
-                  error=str(exc)[:300])
+                  error=describe_error(exc)[:300])
 
 
 @dataclass(frozen=True, slots=True)

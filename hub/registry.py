@@ -9,7 +9,9 @@ where `AGENCY` is a `hub.agency.Agency`. Loading an entry point imports the pack
 reads the declaration; nothing is built. The registry checks the topology once, as a
 whole: names unique, each topic owned by one agency, every topic read is owned by someone.
 It adds to each consuming agency the chain-heads topics of every other publishing agency
-(`Agency.with_peers`, `hub.evidence`).
+(`Agency.with_peers`, `hub.evidence`), and gives each agency reading a channel published per
+audience a topic of its own, carrying only what it reads (`Agency.with_audiences`,
+`schemas.audiences`).
 
 Only the composition root (`hub.bootstrap`) and the operator commands use the registry; the
 runtime never does.
@@ -18,7 +20,7 @@ runtime never does.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import entry_points
 
 from hub.agency import Agency, Channel, PermitView
@@ -40,8 +42,16 @@ class Registry:
     def __init__(self, agencies: Iterable[Agency]) -> None:
         self._by_name: dict[str, Agency] = {}
         declared = list(agencies)
+        # A channel published per audience gets one topic per agency that reads it, and
+        # each such agency reads its own (schemas.audiences).
+        try:
+            publishers = [a.with_audiences(declared) for a in declared]
+        except ValueError as exc:
+            raise TopologyError(str(exc)) from None
+        for publisher in publishers:
+            publishers = [a.as_audience_of(publisher) for a in publishers]
         # Every consuming agency records the chain heads of every other publishing one.
-        for agency in (a.with_peers(declared) for a in declared):
+        for agency in (a.with_peers(publishers) for a in publishers):
             if agency.name in self._by_name:
                 raise TopologyError(f"two agencies are named {agency.name!r}")
             self._by_name[agency.name] = agency
@@ -130,6 +140,20 @@ class Registry:
         return {**dict.fromkeys(self.signers(), EVENTS),
                 **{k.signer: k.purpose for k in self.token_keys()}}
 
+    def audiences(
+        self, settings: Settings, name: str
+    ) -> dict[str, list[tuple[str, Callable[[bytes], bytes | None]]]]:
+        """For the relay of agency `name`: per topic its outbox writes to (prefixed), the
+        topics (prefixed) and audiences it fans out to; empty when it publishes per topic."""
+        agency = self.get(name)
+        c = agency.publishes
+        if c is None or not c.per_audience:
+            return {}
+        full: list[tuple[str, Callable[[bytes], bytes | None]]] = (
+            [(settings.topic(c.topic), _unchanged)] if c.front_door_reads else [])
+        return {settings.topic(c.topic): full + [
+            (settings.topic(a.topic), a.project) for a in agency.audiences]}
+
     def channels(self) -> list[Channel]:
         """Every topic the agencies own with what it carries, publications first."""
         return [c for a in self for c in a.channels()]
@@ -141,6 +165,10 @@ class Registry:
     def topic_policies(self, settings: Settings) -> dict[str, TopicPolicy]:
         """Every topic the hub uses, with how long Kafka keeps its records."""
         return {t: p for a in self for t, p in a.topic_policies(settings).items()}
+
+
+def _unchanged(value: bytes) -> bytes:
+    return value
 
 
 @functools.cache

@@ -1,9 +1,11 @@
 """What an operator command masks of a person unless `--reveal` is given.
 
-The personal values are named once, in `PERSONAL_KEYS`, by the key that holds them in the
-events, the views and the documents the commands print (`holder.name`, `passport_no`,
-`ssn`, …). Everything else stays visible, permit numbers and statuses first: an operator
-needs them to work a case, and a permit number alone is what the looks are recorded under.
+The personal values are named by the key that holds them in the events, the views and the
+documents the commands print (`holder.name`, `passport_no`, `ssn`, …): the same keys as
+the log redaction's (`hub.redaction.PERSONAL_KEYS`), adjusted in `PERSONAL_KEYS` for what
+output can do that a log line cannot (see a field's path). Everything else stays visible,
+permit numbers and statuses first: an operator needs them to work a case, and a permit
+number alone is what the looks are recorded under.
 
 A name is masked to its initials with its shape (`A••• S•••••`), so an operator can tell
 two people apart without reading either name; any other personal value becomes
@@ -17,19 +19,22 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from hub import redaction
+
 __all__ = ["PERSONAL_KEYS", "REDACTED", "is_personal", "mask", "redact", "redact_error",
            "shown_fields"]
 
-PERSONAL_KEYS: Final = frozenset({
-    "name", "holder_name",                      # a person's name, as in the passport
-    "passport_no", "residence_permit_no",       # identity document numbers
-    "date_of_birth",
-    "ssn", "card_no",                           # the social security number; the SSC's number
-    "family",                                   # the family members, whole
-    "token",                                    # a permit QR token: whoever holds it shows it
-})
-"""The keys whose values are personal data, wherever they appear (`name` except where a
-company's: `COMPANY_KEYS`)."""
+WALKED_INTO: Final = frozenset({"holder", "holders", "person", "member", "members"})
+"""Personal keys of a log line (`hub.redaction.PERSONAL_KEYS`) whose objects output walks
+into instead of masking whole: their fields are masked one by one, a name to its initials."""
+
+PERSONAL_KEYS: Final = (redaction.PERSONAL_KEYS - WALKED_INTO) | {
+    "residence_permit_no",  # an identity document's number, as a passport's
+    "card_no",              # the SSC's number, which stands for the SSN
+}
+"""The keys whose values are personal data wherever they appear: the log's (one list for
+logs and output alike), less the objects walked into, plus two document numbers a log line
+never carries. `name` is a company's, and shown, under `COMPANY_KEYS`."""
 
 NAME_KEYS: Final = frozenset({"name", "holder_name"})
 """The personal keys masked to initials rather than to `[redacted]`."""
@@ -37,7 +42,7 @@ NAME_KEYS: Final = frozenset({"name", "holder_name"})
 COMPANY_KEYS: Final = frozenset({"employer"})
 """Objects whose `name` is a company's, not a person's: shown."""
 
-REDACTED: Final = "[redacted]"
+REDACTED: Final = redaction.REDACTED
 
 
 def is_personal(path: str) -> bool:

@@ -46,6 +46,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -64,6 +65,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from hub.evidence_chain import TREE_HEADER, leaf_hash, tree, tree_header, tree_root
+from hub.redaction import NoPersonalData
 from hub.settings import Settings
 from schemas.permit_token import key_id, public_jwk
 
@@ -80,6 +82,9 @@ BATCH_CACHE = 4096
 """Batch signatures a verifier remembers as verified (then it forgets them all)."""
 
 Status = Literal["active", "retired", "revoked"]
+
+_KID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A key id as `key_id` makes them (base64url); only such a one is named in an error."""
 
 EVENTS = "events"
 """The purpose of the keys that sign Kafka records; a JWK set naming no purpose has it."""
@@ -104,7 +109,7 @@ class TokenKey:
             raise ValueError(f"token signer {self.signer!r} cannot have the purpose {EVENTS!r}")
 
 
-class Unauthenticated(ValueError):
+class Unauthenticated(NoPersonalData, ValueError):
     """A record whose signature does not prove who produced it (dead-letter reason)."""
 
 
@@ -424,6 +429,9 @@ class Verifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not 0 < len(kid) <= 64:
             raise Unauthenticated("the signature names no key id")
+        if not _KID.fullmatch(kid):
+            # Never a key's id (base64url), and the sender's text: not repeated in the error.
+            raise Unauthenticated("the signature's key id is not base64url")
         batch = header.get("tree", False)
         if not isinstance(batch, bool):
             raise Unauthenticated("the signature's `tree` is not a boolean")

@@ -14,6 +14,7 @@ from schemas.envelope import (
     SUBJECT_MISMATCH,
     CloudEvent,
 )
+from schemas.errors import describe_errors, describe_type
 
 
 class DecodeFailure(StrEnum):
@@ -31,7 +32,11 @@ class DecodeFailure(StrEnum):
 
 
 class DecodeError(Exception):
-    """A message value that is not a valid event of a known type."""
+    """A message value that is not a valid event of a known type.
+
+    Its text names the failure and where, never a value the message carried
+    (`schemas.errors`): it is logged and becomes the dead letter's `dlq.error.message`.
+    """
 
     def __init__(self, failure: DecodeFailure, detail: str) -> None:
         super().__init__(f"{failure}: {detail}")
@@ -52,6 +57,7 @@ class Codec:
         if not types:
             raise ValueError("a codec needs at least one event type")
         self.types = {t.EVENT_TYPE: t for t in types}
+        self._namespaces = frozenset(t.rpartition(".")[0] + "." for t in self.types)
         union: Any = types[0] if len(types) == 1 else Union[types]  # noqa: UP007
         form: Any = Annotated[union, Field(discriminator="type")] if len(types) > 1 else union
         self._adapter: TypeAdapter[CloudEvent[Any]] = TypeAdapter(form)
@@ -63,26 +69,20 @@ class Codec:
         try:
             return self._adapter.validate_json(value)
         except ValidationError as exc:
-            raise _classify(exc) from None
+            raise self._classify(exc) from None
 
-
-def _classify(exc: ValidationError) -> DecodeError:
-    errors = exc.errors(include_url=False, include_input=False)
-    kinds = {e["type"] for e in errors}
-    if kinds & {"json_invalid", "json_type"}:
-        return DecodeError(DecodeFailure.UNDECODABLE, _summary(errors))
-    if kinds & _TAG_ERRORS:
-        return DecodeError(DecodeFailure.UNKNOWN_TYPE, _summary(errors))
-    broken = sorted(kinds & _ENVELOPE_RULES.keys())
-    if broken:  # raised only once the schema passed, so it is the one error
-        return DecodeError(_ENVELOPE_RULES[broken[0]], _summary(errors))
-    return DecodeError(DecodeFailure.SCHEMA, _summary(errors))
-
-
-def _summary(errors: list[Any], limit: int = 5) -> str:
-    parts = []
-    for err in errors[:limit]:
-        where = ".".join(str(p) for p in err["loc"][1:] if p != "function-after") or "message"
-        parts.append(f"{where}: {err['msg']}")
-    more = len(errors) - limit
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+    def _classify(self, exc: ValidationError) -> DecodeError:
+        errors = exc.errors(include_url=False)
+        for err in errors:
+            # The first location part is the union's tag (the event type): left out.
+            err["loc"] = err["loc"][1:] if len(self.types) > 1 else err["loc"]
+        kinds = {e["type"] for e in errors}
+        if kinds & {"json_invalid", "json_type"}:
+            return DecodeError(DecodeFailure.UNDECODABLE, describe_errors(errors))
+        tags = [e.get("ctx", {}).get("tag") for e in errors if e["type"] in _TAG_ERRORS]
+        if tags:
+            return DecodeError(DecodeFailure.UNKNOWN_TYPE, describe_type(tags[0], self._namespaces))
+        broken = sorted(kinds & _ENVELOPE_RULES.keys())
+        if broken:  # raised only once the schema passed, so it is the one error
+            return DecodeError(_ENVELOPE_RULES[broken[0]], describe_errors(errors))
+        return DecodeError(DecodeFailure.SCHEMA, describe_errors(errors))

@@ -129,21 +129,32 @@ class PermitRecord(Contract):
 
     @model_validator(mode="after")
     def _check_validity(self) -> PermitRecord:
-        if (self.valid_from is None) != (self.valid_until is None):
+        # An agency decodes the record narrowed to the fields it reads (schemas.audiences):
+        # each rule is checked when its fields are there, whichever agency reads it.
+        def has(*names: str) -> bool:
+            return all(n in type(self).model_fields for n in names)
+
+        if has("valid_from", "valid_until") and (
+                (self.valid_from is None) != (self.valid_until is None)):
             raise ValueError("valid_from and valid_until are given together or not at all")
-        if self.status in (PermitStatus.ACTIVE, PermitStatus.EXPIRED) and self.valid_until is None:
+        if has("status", "valid_until") and self.status in (
+                PermitStatus.ACTIVE, PermitStatus.EXPIRED) and self.valid_until is None:
             raise ValueError(f"a permit with status {self.status} needs valid_from/valid_until")
-        if self.status is PermitStatus.CANCELLED and self.cancelled_on is None:
+        if has("status", "cancelled_on") and (
+                self.status is PermitStatus.CANCELLED and self.cancelled_on is None):
             raise ValueError("a cancelled permit needs cancelled_on")
-        if self.valid_from is not None and self.valid_until is not None:
-            _check_period(self.valid_from, self.valid_until, self.holder.passport_expiry)
+        if has("valid_from", "valid_until") and self.valid_from is not None \
+                and self.valid_until is not None:
+            expiry = (self.holder.passport_expiry if has("holder")
+                      and "passport_expiry" in type(self.holder).model_fields else None)
+            _check_period(self.valid_from, self.valid_until, expiry)
         return self
 
 
-def _check_period(valid_from: date, valid_until: date, passport_expiry: date) -> None:
+def _check_period(valid_from: date, valid_until: date, passport_expiry: date | None) -> None:
     if valid_until <= valid_from:
         raise ValueError(f"valid_until {valid_until} is not after valid_from {valid_from}")
-    if valid_until > passport_expiry:
+    if passport_expiry is not None and valid_until > passport_expiry:
         raise ValueError(
             f"valid_until {valid_until} is beyond the passport's expiry {passport_expiry}"
         )

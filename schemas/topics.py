@@ -21,6 +21,16 @@ ALL_TOPICS: tuple[str, ...] = (
 )
 
 
+def audience_topic(topic: str, agency: str) -> str:
+    """The topic on which one agency receives a channel published per audience
+    (`schemas.audiences`): the agency's name before the version, `workpermit.permit-events.v1`
+    → `workpermit.permit-events.public-security.v1` for `public_security`."""
+    stem, dot, version = topic.rpartition(".")
+    if not dot or not version.startswith("v"):
+        raise ValueError(f"topic {topic!r} does not end in a version")
+    return f"{stem}.{agency.replace('_', '-')}.{version}"
+
+
 def dead_letter_topic(group_id: str) -> str:
     """The dead-letter topic of one consumer group."""
     return f"{group_id}.dlq"

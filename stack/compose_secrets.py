@@ -12,7 +12,10 @@ directory 0700, every file 0600):
 - `postgres/postgres`: the Postgres superuser's password (only the server and `init` get
   it), and `postgres/<role>`: each agency's owner and runtime role passwords, named as the
   roles are (`hub.settings.Settings.role_name`), which is how the hub finds them in
-  HUB_DATABASE_SECRETS_DIR.
+  HUB_DATABASE_SECRETS_DIR;
+- the secrets agencies declare of their own (`Agency.secret_files`), where they are by
+  default under a home whose `secrets/` is this directory: social insurance's
+  `social_insurance/person-key.pepper`.
 
 Existing files are kept, so running it again changes nothing. Compose mounts each file as a
 secret, and each container gets only the ones it needs.
@@ -39,7 +42,8 @@ default HUB_UID): compose mounts file secrets with the host's owner and mode."""
 
 
 def make(root: Path) -> list[Path]:
-    """Make what is missing under `root`; every secret file it holds, made now or before."""
+    """Make what is missing under `root` (`<home>/secrets`); every secret file it holds,
+    made now or before."""
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     tls = ensure_node_tls(root / "tls", HOSTS)
     settings = Settings(kafka_credentials_dir=root / "kafka",
@@ -51,9 +55,13 @@ def make(root: Path) -> list[Path]:
                           for a in registry for role in ("owner", "app"))]
     for role in roles:
         ensure_secret(settings.secret_file(role))
+    own = [path for a in registry if a.secret_files
+           for path in a.secret_files(Settings(home=root.parent))]
+    for path in own:
+        ensure_secret(path)
     files = [tls.ca_cert, tls.node_pem,
              *(settings.kafka_password_file(p) for p in principals(registry)),
-             *(settings.secret_file(r) for r in roles)]
+             *(settings.secret_file(r) for r in roles), *own]
     for path in files:
         # The CA certificate is public, but compose mounts every secret alike: 0600 all.
         path.chmod(0o600)

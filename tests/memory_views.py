@@ -22,6 +22,7 @@ from consumers.public_security.records import CheckedPermit
 from consumers.public_security.rules import PermitFacts as ResidencePermitFacts
 from consumers.public_security.rules import ResidenceFacts
 from consumers.social_insurance.handlers import insured_permit
+from consumers.social_insurance.identity import PersonKeys
 from consumers.social_insurance.ports import AmbiguousPerson
 from consumers.social_insurance.records import InsuredPermit
 from consumers.social_insurance.rules import Cover
@@ -339,10 +340,15 @@ class StoredRequest:
 _REQUEST_OUTCOMES = ("registered", "rejected", "referred")
 
 
+TEST_KEYS = PersonKeys(bytes(range(32)))
+"""A pepper for tests only: the person keys the in-memory agency makes."""
+
+
 class MemorySocialInsuranceView:
     """The agency's view port, in memory, with the database's keys and unique indexes."""
 
-    def __init__(self) -> None:
+    def __init__(self, keys: PersonKeys = TEST_KEYS) -> None:
+        self.keys = keys
         self.permits: dict[str, InsuredPermit] = {}
         self.letters: dict[str, str] = {}
         self.ecards: dict[str, str] = {}
@@ -353,7 +359,7 @@ class MemorySocialInsuranceView:
 
     def project(self, event: PermitEvent) -> None:
         """Apply a permit event as the router's projection would."""
-        row = insured_permit(event)
+        row = insured_permit(event, self.keys)
         held = self.permits.get(row.permit_no)
         if held is None or held.sequence < row.sequence:  # the upsert's sequence guard
             self.permits[row.permit_no] = row
@@ -366,10 +372,10 @@ class MemorySocialInsuranceView:
         return InsurancePermitFacts(p.permit_no, p.status, p.standard, p.nationality,
                                     p.employer_credit_code, p.issued_on, p.valid_from)
 
-    async def holder_keys(self, permit_no: str) -> tuple[str, str, date] | None:
-        """The holder's nationality, passport number and date of birth."""
+    async def holder_key(self, permit_no: str) -> str | None:
+        """The holder's passport person key."""
         p = self.permits.get(permit_no)
-        return None if p is None else (p.nationality, p.passport_no, p.date_of_birth)
+        return None if p is None else p.holder_key
 
     async def permit_of_letter(self, letter_no: str) -> str | None:
         """The permit a letter names."""

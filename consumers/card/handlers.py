@@ -24,6 +24,7 @@ from consumers.card.ports import CardViewPort
 from consumers.card.records import CardPermit, ECard, Notice, PhysicalCard
 from hub.dispatch import Emit
 from hub.logging import get_logger
+from hub.redaction import NoPersonalData
 from schemas.card import (
     EXPIRY_REMINDER_DAYS,
     ECardIssued,
@@ -51,7 +52,7 @@ log = get_logger(__name__)
 R = ECardRejectionReason
 
 
-class CardConflict(ValueError):
+class CardConflict(NoPersonalData, ValueError):
     """An event that would give a permit a second card or SSN: dead-lettered with this text."""
 
 

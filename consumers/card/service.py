@@ -106,8 +106,12 @@ AGENCY = Agency(
     name="card",
     title="Social Security Card service",
     package="consumers.card",
+    # Per audience: ECardIssued carries the holder's live QR token, which no agency reading
+    # the outcomes verifies; in full for the front door, which answers the holder's app
+    # (docs/privacy.md §2).
     publishes=Channel(topics.CARD_EVENTS, CARD_OUTCOME_TYPES,
-                      "The card service's outcomes, from its outbox."),
+                      "The card service's outcomes, from its outbox.", per_audience=True,
+                      front_door_reads=True),
     requests=Channel(topics.CARD_REQUESTS, CARD_REQUEST_TYPES,
                      "Requests to the Social Security Card service: e-card registrations from "
                      "the e-SSC app and the scheduler's daily expiry-reminder sweep."),

@@ -22,6 +22,7 @@ from consumers.public_security.records import CheckedPermit
 from consumers.public_security.tokens import AcceptedToken, TokenCheck
 from hub.dispatch import Emit
 from hub.logging import get_logger
+from hub.redaction import NoPersonalData
 from schemas.permits import PermitCancelled, PermitEvent, PermitExtended
 from schemas.public_security import (
     PresentedPermitNo,
@@ -63,7 +64,7 @@ def checked_permit(event: PermitEvent) -> CheckedPermit:
     )
 
 
-class RequestMismatch(ValueError):
+class RequestMismatch(NoPersonalData, ValueError):
     """A request whose envelope and data disagree: a front-door bug, dead-lettered."""
 
 

@@ -7,6 +7,9 @@
   `InsuranceRegistrationRejected` (rules in `rules.py`, docs/domain.md §2 social insurance).
 - `PermitCancelled` / `PermitExpired` → `InsuranceSuspended`: the account is kept.
 - `PermitChanged` with a new passport → the person's new passport key names the same SSN.
+
+The view keeps the holder's person key, never the passport number (docs/privacy.md §6), so
+the row of a permit depends on the agency's pepper: `permit_row` binds it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from consumers.social_insurance.ports import SocialInsuranceViewPort
 from consumers.social_insurance.records import InsuredPermit
 from hub.dispatch import Emit
 from hub.logging import get_logger
+from hub.redaction import NoPersonalData
 from schemas.card import ECardIssued
 from schemas.permits import (
     CancellationReason,
@@ -52,8 +56,8 @@ from schemas.social_insurance import (
 log = get_logger(__name__)
 
 
-def insured_permit(event: PermitEvent) -> InsuredPermit:
-    """Social insurance's row for the permit this event carries."""
+def insured_permit(event: PermitEvent, keys: identity.PersonKeys) -> InsuredPermit:
+    """Social insurance's row for the permit this event carries, its holder by key."""
     p = event.data.permit
     return InsuredPermit(
         permit_no=p.permit_no,
@@ -62,8 +66,8 @@ def insured_permit(event: PermitEvent) -> InsuredPermit:
         standard=p.standard.value,
         holder_name=p.holder.name,
         nationality=p.holder.nationality,
-        passport_no=p.holder.passport_no,
-        date_of_birth=p.holder.date_of_birth,
+        holder_key=keys.passport(p.holder.nationality, p.holder.passport_no,
+                                 p.holder.date_of_birth),
         employer_credit_code=p.employer.credit_code,
         employer_name=p.employer.name,
         issued_on=p.issued_on,
@@ -72,7 +76,16 @@ def insured_permit(event: PermitEvent) -> InsuredPermit:
     )
 
 
-class RequestMismatch(ValueError):
+def permit_row(keys: identity.PersonKeys) -> Callable[[PermitEvent], InsuredPermit]:
+    """The view's row function under this deployment's pepper (projection and replay)."""
+
+    def row(event: PermitEvent) -> InsuredPermit:
+        return insured_permit(event, keys)
+
+    return row
+
+
+class RequestMismatch(NoPersonalData, ValueError):
     """A request whose envelope and data disagree: a front-door bug, dead-lettered."""
 
 
@@ -81,6 +94,7 @@ class Policy:
     """What the handlers need beyond the event and the view."""
 
     agreements: Agreements
+    keys: identity.PersonKeys
     new_ssn: Callable[[], str] = identity.new_ssn
 
 
@@ -189,7 +203,7 @@ async def _register(
     policy: Policy,
 ) -> Sequence[Emit]:
     request = event.data
-    keys = await _person_keys(view, permit_no)
+    keys = await _person_keys(view, permit_no, policy.keys)
     ssn, new = await view.account_for(keys, permit_no, request.requested_on, policy.new_ssn)
     await view.register(request, permit_no, ssn, registration.cover,
                         deadline=registration.deadline, late=registration.late)
@@ -206,12 +220,14 @@ async def _register(
     return emits
 
 
-async def _person_keys(view: SocialInsuranceViewPort, permit_no: str) -> list[str]:
-    keys = [identity.permit_key(permit_no)]
-    holder = await view.holder_keys(permit_no)
-    if holder is not None:  # unknown only in a view made before these columns existed
-        keys.append(identity.passport_key(*holder))
-    return keys
+async def _person_keys(
+    view: SocialInsuranceViewPort, permit_no: str, keys: identity.PersonKeys
+) -> list[str]:
+    found = [keys.permit(permit_no)]
+    holder = await view.holder_key(permit_no)
+    if holder is not None:  # unknown only for a row no event has rewritten since step 0002
+        found.append(holder)
+    return found
 
 
 # Permit lifecycle and e-cards -----------------------------------------------------------
@@ -263,7 +279,9 @@ async def _suspend(
         permit_no=permit_no, ssn=ssn, suspended_on=on, cause=cause, cancellation_reason=reason))]
 
 
-async def on_permit_changed(event: PermitChanged, view: SocialInsuranceViewPort) -> Sequence[Emit]:
+async def on_permit_changed(
+    event: PermitChanged, view: SocialInsuranceViewPort, policy: Policy
+) -> Sequence[Emit]:
     """A renewed passport becomes another key of the same person (the SSN stays)."""
     if not any(c.field == "holder.passport_no" for c in event.data.changes):
         return []
@@ -271,6 +289,6 @@ async def on_permit_changed(event: PermitChanged, view: SocialInsuranceViewPort)
     ssn = await view.registration_in_force(record.permit_no)
     if ssn is not None:
         holder = record.holder
-        await view.add_keys(ssn, [identity.passport_key(holder.nationality, holder.passport_no,
-                                                        holder.date_of_birth)])
+        await view.add_keys(ssn, [policy.keys.passport(holder.nationality, holder.passport_no,
+                                                       holder.date_of_birth)])
     return []

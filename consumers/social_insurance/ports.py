@@ -12,10 +12,11 @@ from typing import Protocol
 from uuid import UUID
 
 from consumers.social_insurance.rules import Cover, PermitFacts
+from hub.redaction import NoPersonalData
 from schemas.social_insurance import InsuranceRegistrationRequestedData
 
 
-class AmbiguousPerson(ValueError):
+class AmbiguousPerson(NoPersonalData, ValueError):
     """A person's keys name two accounts: an operator must merge them, nothing is guessed."""
 
 
@@ -25,8 +26,8 @@ class SocialInsuranceViewPort(Protocol):
     async def permit(self, permit_no: str) -> PermitFacts | None:
         """The permit as the agency's view holds it."""
 
-    async def holder_keys(self, permit_no: str) -> tuple[str, str, date] | None:
-        """Nationality, passport number and date of birth of the permit's holder, if known."""
+    async def holder_key(self, permit_no: str) -> str | None:
+        """The passport person key of the permit's holder, if known."""
 
     async def permit_of_letter(self, letter_no: str) -> str | None:
         """The permit a notification letter was issued for."""

@@ -15,8 +15,9 @@ class InsuredPermit(NamedTuple):
     standard: str
     holder_name: str
     nationality: str
-    passport_no: str
-    date_of_birth: date
+    holder_key: str
+    """The holder's passport person key (`identity.PersonKeys.passport`): the passport
+    number and the date of birth are not kept, only what finds the person again."""
     employer_credit_code: str
     employer_name: str
     issued_on: date | None

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from consumers.social_insurance import expectations
 from consumers.social_insurance.agreements import load_agreements
 from consumers.social_insurance.handlers import (
     Policy,
-    insured_permit,
     on_ecard_issued,
     on_letter_issued,
     on_permit_cancelled,
     on_permit_changed,
     on_permit_expired,
     on_registration_requested,
+    permit_row,
 )
+from consumers.social_insurance.identity import PersonKeys
+from consumers.social_insurance.pepper import load_person_keys
 from consumers.social_insurance.settings import SocialInsuranceSettings
 from consumers.social_insurance.views import PERMITS, SocialInsuranceView
 from hub.agency import Agency, Channel, PermitView
@@ -33,36 +36,51 @@ from schemas.social_insurance import (
 )
 
 
-def policy(own: SocialInsuranceSettings | None = None) -> Policy:
-    """The handlers' policy: the agreements table, loaded (and validated) now."""
+def person_keys(settings: Settings, own: SocialInsuranceSettings | None = None) -> PersonKeys:
+    """The person keys under this deployment's pepper, loaded (and checked) now."""
     own = own or SocialInsuranceSettings()
-    return Policy(agreements=load_agreements(own.agreements_file))
+    return load_person_keys(own.pepper_path(settings))
+
+
+def secret_files(settings: Settings) -> list[Path]:
+    """The agency's own secrets, which `hub init` makes: the person-key pepper."""
+    return [SocialInsuranceSettings().pepper_path(settings)]
+
+
+def policy(settings: Settings, own: SocialInsuranceSettings | None = None) -> Policy:
+    """The handlers' policy: the agreements table and the pepper, loaded (and checked) now."""
+    own = own or SocialInsuranceSettings()
+    return Policy(agreements=load_agreements(own.agreements_file),
+                  keys=person_keys(settings, own))
 
 
 def router(
     settings: Settings, own: SocialInsuranceSettings | None = None
 ) -> Router[SocialInsuranceView]:
     """What the agency does with each event type it consumes."""
-    p = policy(own)
+    p = policy(settings, own)
     r: Router[SocialInsuranceView] = Router(
         outcome_topic=settings.topic(topics.INSURANCE_EVENTS), view_factory=SocialInsuranceView
     )
-    r.project(PERMIT_EVENT_TYPES, PERMITS, insured_permit)
+    r.project(PERMIT_EVENT_TYPES, PERMITS, permit_row(p.keys))
 
     async def requested(event: Any, view: SocialInsuranceView) -> Sequence[Emit]:
         return await on_registration_requested(event, view, p)
+
+    async def changed(event: Any, view: SocialInsuranceView) -> Sequence[Emit]:
+        return await on_permit_changed(event, view, p)
 
     r.on(InsuranceRegistrationRequested, requested)
     r.on(NotificationLetterIssued, on_letter_issued)
     r.on(ECardIssued, on_ecard_issued)
     r.on(PermitCancelled, on_permit_cancelled)
     r.on(PermitExpired, on_permit_expired)
-    r.on(PermitChanged, on_permit_changed)
+    r.on(PermitChanged, changed)
     return r
 
 
 def build(settings: Settings) -> BatchHandler:
-    """Social insurance's batch handler, with its agreements table loaded now."""
+    """Social insurance's batch handler, with its agreements table and pepper loaded now."""
     return router(settings, SocialInsuranceSettings()).batch_handler()
 
 
@@ -77,9 +95,10 @@ AGENCY = Agency(
     reads=(topics.PERMIT_EVENTS, topics.CARD_EVENTS, topics.SOCIAL_INSURANCE_REQUESTS),
     # Every type the card topic carries is known, so those it ignores are not dead letters.
     accepts=(*PERMIT_EVENT_TYPES, *CARD_OUTCOME_TYPES, *SOCIAL_INSURANCE_REQUEST_TYPES),
-    view=PermitView(PERMITS, insured_permit),
+    view=PermitView(PERMITS, bind=lambda settings: permit_row(person_keys(settings))),
     build=build,
     expectations=expectations.reads(),
     settings=SocialInsuranceSettings,
+    secret_files=secret_files,
 )
 """Social insurance, as the hub's registry finds it (entry point `permit_hub.agencies`)."""

@@ -8,6 +8,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumers.social_insurance.agreements import DEFAULT_FILE
+from hub.settings import Settings
+
+DEFAULT_PEPPER = Path("secrets") / "social_insurance" / "person-key.pepper"
+"""Where the pepper is, under HUB_HOME, when no file is set: beside the other secrets."""
 
 
 class SocialInsuranceSettings(BaseSettings):
@@ -21,3 +25,13 @@ class SocialInsuranceSettings(BaseSettings):
         default=DEFAULT_FILE,
         description="the bilateral agreements table (TOML, with sources and confidence marks)",
     )
+    pepper_file: Path | None = Field(
+        default=None,
+        description="the secret the person keys are made with (HMAC-SHA256): at least 32 "
+        "random bytes, base64url, in a file only its owner reads (0600); unset means "
+        f"<home>/{DEFAULT_PEPPER.as_posix()}, where `hub init` makes it if missing",
+    )
+
+    def pepper_path(self, settings: Settings) -> Path:
+        """The pepper's file under the hub's settings."""
+        return self.pepper_file or settings.home / DEFAULT_PEPPER

@@ -32,12 +32,11 @@ class SocialInsuranceView:
             " valid_from FROM si_permits WHERE permit_no = $1", permit_no)
         return PermitFacts(**dict(row)) if row is not None else None
 
-    async def holder_keys(self, permit_no: str) -> tuple[str, str, date] | None:
-        """Nationality, passport number and date of birth of the permit's holder, if known."""
-        row = await self.conn.fetchrow(
-            "SELECT nationality, passport_no, date_of_birth FROM si_permits WHERE permit_no = $1"
-            " AND passport_no IS NOT NULL AND date_of_birth IS NOT NULL", permit_no)
-        return (row[0], row[1], row[2]) if row is not None else None
+    async def holder_key(self, permit_no: str) -> str | None:
+        """The passport person key of the permit's holder, if known."""
+        found: str | None = await self.conn.fetchval(
+            "SELECT holder_key FROM si_permits WHERE permit_no = $1", permit_no)
+        return found
 
     async def permit_of_letter(self, letter_no: str) -> str | None:
         """The permit a notification letter was issued for."""

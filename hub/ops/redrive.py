@@ -25,6 +25,7 @@ from hub.errors import BadTarget, retry_transient
 from hub.kafka import DLQ_PREFIX, REDRIVE_COUNT, RecordHeaders, client_options
 from hub.kafka_credentials import OPS
 from hub.ops.dlq import DeadLetterMessage, dlq_topic_of, read_one, scan
+from hub.redaction import describe_error
 from hub.settings import Settings
 
 
@@ -171,7 +172,7 @@ async def _send_one(
     except Exception as exc:
         await pool.execute(
             "UPDATE hub_redrives SET result = 'failed', error = $2, finished_at = clock_timestamp()"
-            " WHERE id = $1", row_id, f"{type(exc).__name__}: {exc}"[:2000])
+            " WHERE id = $1", row_id, f"{type(exc).__name__}: {describe_error(exc)}"[:2000])
         return Redrive(**{**asdict(plan), "result": "failed", "error": type(exc).__name__})
     await pool.execute(
         "UPDATE hub_redrives SET result = 'sent', target_offset = $2,"

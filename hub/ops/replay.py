@@ -318,7 +318,7 @@ async def plan(settings: Settings, view: str, start: str, to: str | None) -> Rep
     table = permits.table
     first = parse_bound(start, allow_earliest=True)
     last = parse_bound(to, allow_earliest=False) if to is not None else None
-    topic = settings.topic(topics.PERMIT_EVENTS)
+    topic = settings.topic(agency.read_topic(topics.PERMIT_EVENTS))
     reader = _reader(settings)
     await reader.start()
     try:
@@ -466,8 +466,8 @@ async def _run(
         reader.assign(tps)
         for p in r.partitions:
             reader.seek(TopicPartition(r.topic, p.partition), p.next)
-        builder = _Builder(conn, r, reader, verifier(settings), rate=rate, limit=limit,
-                           on_progress=on_progress)
+        builder = _Builder(conn, r, reader, verifier(settings), settings=settings, rate=rate,
+                           limit=limit, on_progress=on_progress)
         finished = await builder.build()
         if not finished:
             r.status = "interrupted"
@@ -501,7 +501,8 @@ class _Builder:
 
     def __init__(
         self, conn: Connection, r: Replay, reader: AIOKafkaConsumer, checker: Verifier, *,
-        rate: float | None, limit: int | None, on_progress: Progress | None,
+        settings: Settings, rate: float | None, limit: int | None,
+        on_progress: Progress | None,
     ) -> None:
         self.conn, self.r, self.reader = conn, r, reader
         self.rate, self.limit, self.on_progress = rate, limit, on_progress
@@ -509,7 +510,7 @@ class _Builder:
         permits = _permit_view(agency)
         self.codec = agency.codec()
         self.verifier = checker
-        self.row_of = permits.row
+        self.row_of = permits.row_for(settings)  # an agency's secrets (a pepper) load here
         self.shadow = ViewTable(r.shadow, permits.table.columns)
         self.by_partition = {p.partition: p for p in r.partitions}
         self.started = time.monotonic()

@@ -19,7 +19,13 @@ from schemas.permits import PermitRecord
 
 
 def authority_fields(record: PermitRecord, sequence: int) -> dict[str, Any]:
-    """The fields every view holds and must agree on, as the authority holds them."""
+    """The fields every view holds and must agree on, as the authority holds them.
+
+    A field an agency keeps only as a keyed hash is left out: social insurance's holder_key
+    is the passport's person key under that agency's pepper, which the operator's tools must
+    not hold (docs/privacy.md §6). A passport change the view missed still shows, as a
+    `sequence` drift.
+    """
     return {
         "sequence": sequence,
         "status": record.status.value,

@@ -32,7 +32,8 @@ AGENCY = Agency(
     package="producers.work_permit",
     publishes=Channel(topics.PERMIT_EVENTS, PERMIT_EVENT_TYPES,
                       "The permit lifecycle: the work-permit authority's outbox relay publishes "
-                      "each permit's full record with every change.", compacted=True),
+                      "each permit's record with every change.", compacted=True,
+                      per_audience=True),
     records=Authority,
 )
 """The authority, as the hub's registry finds it (entry point `permit_hub.agencies`)."""

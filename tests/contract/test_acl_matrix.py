@@ -38,10 +38,17 @@ def test_the_committed_document_is_up_to_date() -> None:
     assert main(["--check"]) == 0
 
 
-def test_only_the_authority_and_ops_redrive_write_the_permit_topic(matrix: set[Acl]) -> None:
-    """The permit lifecycle has one author; ops may put a dead letter back where it came from."""
+def test_only_the_authority_and_ops_redrive_write_the_permit_topics(matrix: set[Acl]) -> None:
+    """The permit lifecycle has one author; ops may put a dead letter back where it came from.
+    Each agency reads the lifecycle on a topic of its own, cut to what it reads, and no
+    other's (docs/privacy.md §2); the topic the authority's outbox names is no Kafka topic."""
     permit_topic = SETTINGS.topic(topics.PERMIT_EVENTS)
-    assert holders(matrix, TOPIC, permit_topic, WRITE) == {installed().authority().name, OPS}
+    assert holders(matrix, TOPIC, permit_topic, READ) == set()
+    assert holders(matrix, TOPIC, permit_topic, WRITE) == set()
+    for agency in installed().consumers():
+        mine = SETTINGS.topic(topics.audience_topic(topics.PERMIT_EVENTS, agency.name))
+        assert holders(matrix, TOPIC, mine, WRITE) == {installed().authority().name, OPS}
+        assert holders(matrix, TOPIC, mine, READ) == {agency.name, OPS}
 
 
 def test_each_agency_reads_what_it_declares_with_its_own_group_only(matrix: set[Acl]) -> None:
@@ -53,7 +60,8 @@ def test_each_agency_reads_what_it_declares_with_its_own_group_only(matrix: set[
         writes = {a.resource for a in mine if (a.resource_type, a.operation) == (TOPIC, WRITE)}
         groups = {a.resource for a in mine if a.resource_type == GROUP}
         assert reads == {SETTINGS.topic(t) for t in agency.reads}
-        expected = {SETTINGS.topic(c.topic) for c in (agency.publishes, agency.heads) if c}
+        expected = {SETTINGS.topic(c.topic) for c in (*agency.publications(), agency.heads)
+                    if c}
         if agency.consumes:
             dead = agency.dead_letter_topic(SETTINGS)
             expected |= {dead, quarantine_topic(dead)}
@@ -78,9 +86,13 @@ def test_a_front_door_writes_its_agencys_request_topic_only(matrix: set[Acl]) ->
             continue
         door = front_door(agency.name)
         request_topic = SETTINGS.topic(agency.requests.topic)
+        c = agency.publishes
+        full = ({(TOPIC, SETTINGS.topic(c.topic), READ)}
+                if c is not None and c.front_door_reads else set())
         assert {(a.resource_type, a.resource, a.operation) for a in matrix
                 if a.principal == user(door)} == {
-            (TOPIC, request_topic, WRITE), (CLUSTER, "kafka-cluster", Operation.IDEMPOTENT_WRITE)}
+            (TOPIC, request_topic, WRITE), (CLUSTER, "kafka-cluster", Operation.IDEMPOTENT_WRITE),
+            *full}
         assert holders(matrix, TOPIC, request_topic, WRITE) <= {door, OPS}
 
 

@@ -11,10 +11,12 @@ from consumers.card.issuer import QrIssuer
 from consumers.card.service import router as card_router
 from consumers.public_security.service import router as public_security_router
 from consumers.social_insurance.service import router as social_insurance_router
+from hub.bootstrap import init_secrets
 from hub.ops.asyncapi import DOCUMENT, document, render
 from hub.registry import installed
 from hub.settings import Settings
 from schemas import topics
+from schemas.audiences import contract_of
 from schemas.registry import ALL_EVENT_TYPES
 
 
@@ -81,19 +83,24 @@ def test_every_topic_and_dead_letter_topic_has_a_send_operation(
               for op in generated["operations"].values() if op["action"] == "receive"}
     heads = {a.heads.topic for a in installed() if a.heads is not None}
     assert heads, "every publishing agency sends its evidence log's chain heads"
-    assert sending == (set(topics.ALL_TOPICS) | heads
+    outbox_only = {a.publishes.topic for a in installed() if a.publishes is not None
+                   and a.publishes.per_audience and not a.publishes.front_door_reads}
+    audiences = {c.topic for a in installed() for c in a.publications()}
+    assert topics.PERMIT_EVENTS in outbox_only
+    assert sending == ((set(topics.ALL_TOPICS) - outbox_only) | audiences | heads
                        | {topics.dead_letter_topic(g) for g in groups})
 
 
 def test_every_event_type_travels_on_some_topic() -> None:
     """An event type added to the contract must be given a topic by some agency."""
-    published = {t for c in installed().channels() for t in c.event_types}
+    published = {contract_of(t) for c in installed().channels() for t in c.event_types}
     assert [t.__name__ for t in ALL_EVENT_TYPES if t not in published] == []
 
 
 def test_each_agency_publishes_its_outcomes_where_its_router_sends_them(tmp_path: Path) -> None:
     """The outcome topics described are the ones the routers write to."""
     settings = Settings(home=tmp_path, topic_prefix="")
+    init_secrets(settings)  # social insurance's pepper, as `hub init` makes it
     outcome_topics = {
         card_router(settings, QrIssuer.configured(settings)).outcome_topic,
         public_security_router(settings).outcome_topic,

@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from hub import bootstrap, kafka
+from hub import bootstrap
 from hub.bootstrap import init_all
 from hub.kafka import client_options, partitions_of
 from hub.kafka_credentials import ADMIN, front_door
@@ -47,7 +47,7 @@ def writer_of(topic: str) -> str:
     for a in installed():
         if a.requests is not None and a.requests.topic == topic:
             return front_door(a.name)
-        if a.publishes is not None and a.publishes.topic == topic:
+        if any(c.topic == topic for c in (a.publishes, *a.publications()) if c is not None):
             return a.name
     raise LookupError(f"no agency declares topic {topic!r}")
 
@@ -94,9 +94,29 @@ async def eventually(
 
 
 async def publish(settings: Settings, events: Iterable[CloudEvent[Any]]) -> int:
-    """Produce events to the permit topic as the authority's relay would; return how many."""
-    return await kafka.publish(settings, topics.PERMIT_EVENTS, events,
-                               signer=bootstrap.signing_key(settings, AUTHORITY))
+    """Produce events to every agency's permit topic as the authority's relay would, each
+    copy cut to what its agency reads and signed; return how many events."""
+    key = bootstrap.signing_key(settings, AUTHORITY)
+    [fanout] = installed().audiences(settings, AUTHORITY).values()
+    count = 0
+    async with bootstrap.producer(settings, "test-authority", principal=AUTHORITY) as prod:
+        futures = []
+        for e in events:
+            value, count = e.to_json(), count + 1
+            for topic, project in fanout:
+                copy = project(value)
+                if copy is not None:
+                    futures.append(await prod.send(
+                        topic, key=e.subject.encode(), value=copy,
+                        headers=[("content-type", CONTENT_TYPE.encode()),
+                                 (SIGNATURE_HEADER, key.sign(copy))]))
+        await asyncio.gather(*futures)
+    return count
+
+
+def permit_topic(settings: Settings, agency: str) -> str:
+    """The topic (prefixed) on which `agency` receives the permit lifecycle."""
+    return settings.topic(installed().get(agency).read_topic(topics.PERMIT_EVENTS))
 
 
 def signed(settings: Settings, topic: str, value: bytes) -> list[tuple[str, bytes]]:

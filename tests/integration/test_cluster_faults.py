@@ -37,6 +37,7 @@ from tests.integration.hub_fixtures import (
     AUTHORITY,
     eventually,
     fresh_hub,
+    permit_topic,
     read_topic,
     views_agree,
 )
@@ -118,7 +119,7 @@ async def _leaders(settings: Settings) -> dict[int, int]:
     admin = AIOKafkaAdminClient(**client_options(settings, ADMIN))
     await admin.start()
     try:
-        [topic] = await admin.describe_topics([settings.topic(topics.PERMIT_EVENTS)])
+        [topic] = await admin.describe_topics([permit_topic(settings, "card")])
     finally:
         await admin.close()
     return {p["partition"]: p["leader"] for p in topic["partitions"]}

@@ -18,6 +18,7 @@ from tests.integration.hub_fixtures import (
     AUTHORITY,
     eventually,
     expected_rows,
+    permit_topic,
     publish,
     read_topic,
     signed,
@@ -67,7 +68,7 @@ async def test_each_kind_of_bad_input_is_dead_lettered_with_its_reason(
     victim = next(e for e in events if e.sequence == 2)
     lone = next(e for e in stream(1, seed=5, base=800_000_000_000_000_000) if e.sequence == 1)
     bad = _bad_messages(json.loads(victim.to_json()), victim.subject, json.loads(lone.to_json()))
-    topic = hub_settings.topic(topics.PERMIT_EVENTS)
+    topic = permit_topic(hub_settings, "card")
     origins = {}
     await publish(hub_settings, first)
     async with bootstrap.producer(hub_settings, "bad-client", principal=AUTHORITY) as prod:

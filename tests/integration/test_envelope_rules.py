@@ -25,6 +25,7 @@ from tests.integration.hub_fixtures import (
     AUTHORITY,
     eventually,
     expected_rows,
+    permit_topic,
     publish,
     read_topic,
     signed,
@@ -62,7 +63,7 @@ async def _kcat_produce(kcat: str, settings: Settings, key: str | None, path: Pa
     value = await asyncio.to_thread(path.read_bytes)
     jws = dict(signed(settings, topics.PERMIT_EVENTS, value))["jws"].decode()
     args = [kcat, "-P", *kcat_login(settings, AUTHORITY),
-            "-t", settings.topic(topics.PERMIT_EVENTS),
+            "-t", permit_topic(settings, "card"),
             "-X", "partitioner=murmur2_random", "-H", f"content-type={CONTENT_TYPE}",
             "-H", f"jws={jws}"]
     args += ["-k", key] if key is not None else []
@@ -122,7 +123,7 @@ async def test_kcat_records_breaking_the_envelope_rules_are_dead_lettered_and_le
     headers = [{k: v.decode() for k, v in r.headers} for r in dead]
     assert sorted(h["dlq.reason"] for h in headers) == sorted(bad)
     for h in headers:
-        assert h["dlq.origin.topic"] == hub_settings.topic(topics.PERMIT_EVENTS)
+        assert h["dlq.origin.topic"] == permit_topic(hub_settings, "card")
         assert victim not in h["dlq.error.message"]
         assert other not in h["dlq.error.message"]
     by_reason = {h["dlq.reason"]: h for h in headers}

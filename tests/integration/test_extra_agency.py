@@ -34,7 +34,7 @@ from producers.work_permit import authority
 from schemas import topics
 from schemas.permits import CancellationReason, Category
 from tests.factories import employer, holder
-from tests.integration.hub_fixtures import AUTHORITY, eventually, signed
+from tests.integration.hub_fixtures import AUTHORITY, eventually, permit_topic, signed
 
 pytestmark = pytest.mark.integration
 
@@ -146,10 +146,10 @@ async def test_an_agency_from_another_distribution_gets_the_whole_hub(
                               " WHERE source = 'housing_fund'")
     assert [(r["source"], r["version"]) for r in steps] == [("housing_fund", 1)]
 
-    # The AsyncAPI document receives the permit topic in the fund's group.
+    # The AsyncAPI document receives the fund's own permit topic in the fund's group.
     described = describe(settings)
     assert described.groups == {**described.groups,
-                                f"{settings.topic(topics.PERMIT_EVENTS)}:{group}": group}
+                                f"{permit_topic(settings, 'housing_fund')}:{group}": group}
 
     # `hub run housing_fund` as its own process; the authority's relay in this one.
     runner = await asyncio.create_subprocess_exec(
@@ -203,10 +203,10 @@ async def test_an_agency_from_another_distribution_gets_the_whole_hub(
 
 
 async def _publish_garbage(settings: Settings) -> int:
-    """One record no agency can decode, on the permit topic; its offset."""
+    """One record no agency can decode, on the fund's permit topic; its offset."""
     async with bootstrap.producer(settings, "test-garbage", principal=AUTHORITY) as prod:
         meta = await prod.send_and_wait(
-            settings.topic(topics.PERMIT_EVENTS), key=b"000000000000000000", value=b"not json",
+            permit_topic(settings, "housing_fund"), key=b"000000000000000000", value=b"not json",
             headers=signed(settings, topics.PERMIT_EVENTS, b"not json"))
     offset: int = meta.offset
     return offset

@@ -14,7 +14,8 @@ import asyncpg
 import pytest
 
 from consumers.card.handlers import card_permit
-from consumers.social_insurance.handlers import insured_permit
+from consumers.social_insurance.handlers import permit_row
+from consumers.social_insurance.service import person_keys
 from demo.synthetic import _employer, _holder, stream
 from hub import bootstrap
 from hub.ops.lag import agency_lag, caught_up
@@ -125,7 +126,7 @@ async def test_two_instances_share_the_partitions_and_survive_one_stopping(
         await eventually(b_owns_all, what="the survivor to own every partition")
         await eventually(lambda: caught_up(hub_settings, "social_insurance"), what="catch-up")
     assert await view_rows(hub_settings, "social_insurance") == expected_rows(
-        events, insured_permit)
+        events, permit_row(person_keys(hub_settings)))
 
 
 async def test_postgres_connections_cut_mid_stream_are_retried_not_dead_lettered(

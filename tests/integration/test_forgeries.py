@@ -23,7 +23,7 @@ from producers.work_permit import authority
 from schemas import CONTENT_TYPE, topics
 from schemas.permits import CancellationReason, Category
 from tests.factories import employer, holder
-from tests.integration.hub_fixtures import eventually, read_topic
+from tests.integration.hub_fixtures import eventually, permit_topic, read_topic
 from tests.integration.stack_fixtures import kcat_login
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,8 @@ async def test_forged_and_wrongly_signed_records_are_dead_lettered_and_change_no
     """Unsigned (kcat), signed by an agency that may not emit the type, and signed by a
     revoked key: all `unauthenticated`; the genuine next event still applies."""
     settings = hub_settings
-    permit_topic = settings.topic(topics.PERMIT_EVENTS)
+    # Each agency's own permit topic: the forger tries both.
+    targets = [permit_topic(settings, a) for a in ("card", "public_security")]
     start = date(2025, 5, 1)
     async with (
         bootstrap.running_relay(settings, "workpermit"),
@@ -72,11 +73,12 @@ async def test_forged_and_wrongly_signed_records_are_dead_lettered_and_change_no
         issued = await auth.issue(letter.permit_no, valid_from=start, today=start)
         no = issued.permit_no
         await eventually(lambda: _has(settings, no, ("active", 2)), what="the genuine permit")
-        genuine = (await read_topic(settings, permit_topic))[-1].value
+        genuine = (await read_topic(settings, targets[0]))[-1].value
         forged = _forged_cancellation(genuine)
 
         # 1. No signature at all, from a foreign client.
-        await _kcat_unsigned(kcat, settings, "workpermit", permit_topic, no, forged)
+        for target in targets:
+            await _kcat_unsigned(kcat, settings, "workpermit", target, no, forged)
         # 2. A genuine signature, by an agency whose key may not emit permit events.
         # 3. The authority's own key, revoked after it was stolen (rotated first, so the
         #    authority goes on signing).
@@ -87,8 +89,9 @@ async def test_forged_and_wrongly_signed_records_are_dead_lettered_and_change_no
         card_key = bootstrap.signing_key(settings, "card")
         async with bootstrap.producer(settings, "attacker", principal="workpermit") as prod:
             for key in (card_key, stolen):
-                await prod.send_and_wait(permit_topic, key=no.encode(), value=forged, headers=[
-                    ("content-type", CONTENT_TYPE.encode()), ("jws", key.sign(forged))])
+                for target in targets:
+                    await prod.send_and_wait(target, key=no.encode(), value=forged, headers=[
+                        ("content-type", CONTENT_TYPE.encode()), ("jws", key.sign(forged))])
         # 4. A forged SSN for the card service, unsigned.
         ssn = json.dumps({"specversion": "1.0", "id": "00000000-0000-4000-8000-000000000002",
                           "source": "/cn/gov/mohrss/social-insurance", "subject": no,

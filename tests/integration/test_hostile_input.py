@@ -55,9 +55,13 @@ def _events(count: int, base: int) -> list[CloudEvent[Any]]:
     return [next(stream(1, seed=3, base=base + i)) for i in range(count)]
 
 
+CARD_PERMITS = topics.audience_topic(topics.PERMIT_EVENTS, "card")
+"""Where the card service receives the permit lifecycle (before the prefix)."""
+
+
 async def _kcat(kcat: str, settings: Settings, *options: str | bytes, value: bytes,
-                topic: str = topics.PERMIT_EVENTS, check: bool = True) -> int:
-    """Produce one record with kcat to a topic (the permit topic unless said), as the
+                topic: str = CARD_PERMITS, check: bool = True) -> int:
+    """Produce one record with kcat to a topic (the card's permit topic unless said), as the
     principal that writes it; kcat's exit status."""
     done = await asyncio.to_thread(
         subprocess.run, [kcat, "-P", *kcat_login(settings, writer_of(topic)),
@@ -67,7 +71,7 @@ async def _kcat(kcat: str, settings: Settings, *options: str | bytes, value: byt
 
 
 def _headers(settings: Settings, value: bytes,
-             topic: str = topics.PERMIT_EVENTS) -> list[str | bytes]:
+             topic: str = CARD_PERMITS) -> list[str | bytes]:
     """kcat's -H options carrying the signature of the topic's writer over `value`."""
     return [o for k, v in signed(settings, topic, value)
             for o in ("-H", f"{k}={v.decode()}")]
@@ -150,7 +154,7 @@ async def test_raw_record_bytes_are_dead_lettered_with_their_reason_and_read_bac
     for any dead letter (quarantined): each dead-lettered with its reason, nothing applied,
     and the valid event sent after them applied."""
     settings = hub_settings
-    topic = settings.topic(topics.PERMIT_EVENTS)
+    topic = settings.topic(CARD_PERMITS)
     first, last = _events(2, 720_000_000_000_000_000)
     key = first.subject.encode()
     bad: list[tuple[bytes, str]] = [

@@ -219,10 +219,10 @@ def _kcat_ok(kcat: str, *args: str) -> tuple[bool, str]:
 async def test_kcat_over_sasl_ssl_meets_the_same_matrix(
     hub_settings: Settings, kcat: str
 ) -> None:
-    """kcat logs in as each principal: it may produce to the permit topic and read the card
-    group's dead letters exactly when the matrix says so."""
+    """kcat logs in as each principal: it may produce to the card's permit topic and read
+    the card group's dead letters exactly when the matrix says so."""
     settings, matrix = hub_settings, _matrix(hub_settings)
-    permit_topic = settings.topic(topics.PERMIT_EVENTS)
+    permit_topic = settings.topic(topics.audience_topic(topics.PERMIT_EVENTS, "card"))
     dead = installed().consumers()[0].dead_letter_topic(settings)
     await _fill(settings, [dead])
     wrong = []

@@ -20,9 +20,8 @@ from hub.projection import fetch_all
 from hub.registry import installed
 from hub.settings import Settings
 from producers.work_permit import Authority, PermitRuleViolation, authority
-from schemas import topics
 from schemas.permits import CancellationReason, Category, PermitStatus
-from tests.integration.hub_fixtures import AUTHORITY, OBSERVER, eventually
+from tests.integration.hub_fixtures import AUTHORITY, OBSERVER, eventually, permit_topic
 
 pytestmark = pytest.mark.integration
 
@@ -150,8 +149,14 @@ async def _no_drift(settings: Settings) -> bool:
 
 
 async def _republish_everything(settings: Settings) -> int:
-    """Read the permit topic from the start and produce every message again."""
-    topic = settings.topic(topics.PERMIT_EVENTS)
+    """Read every agency's permit topic from the start and produce every message again."""
+    copied = 0
+    for agency in ("card", "public_security", "social_insurance"):
+        copied += await _republish(settings, permit_topic(settings, agency))
+    return copied
+
+
+async def _republish(settings: Settings, topic: str) -> int:
     reader = AIOKafkaConsumer(**client_options(settings, OBSERVER), enable_auto_commit=False)
     await reader.start()
     try:

@@ -9,12 +9,17 @@ import dataclasses
 import hashlib
 import secrets
 from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+from consumers.social_insurance.service import person_keys
+from hub.bootstrap import init_secrets
+from hub.errors import NotReady
 from hub.migrate import Migration, MigrationError, apply, drift, load, status
 from hub.settings import Settings
 from hub.stack.postgres import ensure_databases
@@ -81,13 +86,14 @@ INSERT INTO si_permits VALUES ('P1', 1, 'valid', 'Holder', 'FR', 'C1', 'Employer
 """
 """The two permit views as the spine skeleton (03f45e1) created them, with a row each."""
 
-LATER_COLUMNS = {("ps_permits", "standard"), ("si_permits", "standard"),
-                 ("si_permits", "passport_no"), ("si_permits", "date_of_birth")}
+LATER_COLUMNS = {("ps_permits", "standard"), ("si_permits", "standard")}
 LATER_TABLES = {"ps_accepted_tokens", "hub_evidence", "hub_evidence_peer_heads",
                 "hub_looks", "hub_looks_id_seq", "hub_outbox_parked"}
 """Tables that steps after the baselines create: the code before migrations never had them."""
-LATER_CHANGED = {("hub_replays", "hub_replays_status_check")}
-"""(table, constraint) that steps after the baselines replace (0007: the `refused` status)."""
+LATER_CHANGED = {("hub_replays", "hub_replays_status_check"), ("si_permits", "holder_key"),
+                 ("si_permits", "passport_no"), ("si_permits", "date_of_birth")}
+"""(table, constraint or column) that steps after the baselines replace: hub 0007 the
+`refused` status; social insurance 0003 the holder's passport and birth date by a key."""
 
 
 @pytest.fixture
@@ -287,8 +293,8 @@ async def test_a_database_from_before_the_procedures_gains_their_columns(
     assert {(c[0], c[1]) for c in differ} == LATER_COLUMNS
     assert all(c[4] == "YES" for c in adopted["columns"] - fresh["columns"])
     assert _without_nullable(adopted["columns"]) == _without_nullable(fresh["columns"])
-    row = await conn.fetchrow("SELECT standard, passport_no, date_of_birth FROM si_permits")
-    assert tuple(row or ()) == (None, None, None)
+    row = await conn.fetchrow("SELECT standard, holder_key FROM si_permits")
+    assert tuple(row or ()) == (None, None)  # no passport to key: its next event writes it
 
 
 def _without_nullable(columns: set[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
@@ -305,3 +311,81 @@ async def test_concurrent_applies_apply_each_step_once(dsn: str) -> None:
     finally:
         for c in conns:
             await c.close()
+
+
+SI_BEFORE_KEYS = """
+-- Nullable, as in a database made before the registration procedure (step 0002).
+ALTER TABLE si_permits ALTER passport_no DROP NOT NULL, ALTER date_of_birth DROP NOT NULL;
+INSERT INTO si_permits (permit_no, sequence, status, standard, holder_name, nationality,
+                        passport_no, date_of_birth, employer_credit_code, employer_name)
+VALUES ('P1', 3, 'active', 'integrated', 'Anna', 'DE', 'C4J7KL921', '1988-03-14', 'E', 'Em'),
+       ('P2', 1, 'active', 'legacy', 'Old', 'FR', NULL, NULL, 'E', 'Em'),
+       ('P3', 1, 'active', 'integrated', 'Anna', 'DE', 'C4J7KL921', '1988-03-14', 'E', 'Em');
+INSERT INTO si_accounts (ssn, status, opened_on, current_permit_no)
+VALUES ('FA', 'active', '2025-01-01', 'P1'), ('FB', 'active', '2025-01-01', 'P2');
+INSERT INTO si_person_keys (person_key, ssn)
+VALUES ('permit:' || encode(sha256('P1'), 'hex'), 'FA'),
+       ('passport:' || encode(sha256('DE|C4J7KL921|1988-03-14'), 'hex'), 'FA'),
+       ('passport:' || encode(sha256('DE|OLDPASS01|1988-03-14'), 'hex'), 'FA'),
+       ('permit:' || encode(sha256('P2'), 'hex'), 'FB');
+INSERT INTO si_registrations (request_id, permit_no, ssn, requester, employer_credit_code,
+                              insured, exempt, registered_on, deadline, late, status)
+VALUES ('R1', 'P1', 'FA', 'employer', 'E', '{}', '{}', '2025-01-01', '2025-01-31', false,
+        'active'),
+       ('R2', 'P2', 'FB', 'employer', 'E', '{}', '{}', '2025-01-01', '2025-01-31', false,
+        'active');
+"""
+"""Social insurance before step 0003: unsalted keys, passports in clear. P2 is a row from
+before the registration procedure (no passport known); P3 is Anna's next permit, not yet
+registered."""
+
+
+async def _social_insurance_before_keys(conn: asyncpg.Connection[Any]) -> list[Migration]:
+    hub, social = SOURCES[0], SOURCES[-1]
+    assert social[0].source == "social_insurance"
+    await apply(conn, [hub, social[:2]])
+    await conn.execute(SI_BEFORE_KEYS)
+    return social
+
+
+async def test_step_3_re_keys_person_keys_under_the_pepper_and_drops_the_passport(
+    conn: asyncpg.Connection[Any], tmp_path: Path,
+) -> None:
+    """The unsalted keys go; each registration's permit key and its holder's passport key,
+    keyed, name its SSN again; si_permits keeps the holder's key and no passport or birth
+    date. The key of a passport no row holds any more (a renewal's) cannot come back."""
+    social = await _social_insurance_before_keys(conn)
+    settings = Settings(home=tmp_path)
+    init_secrets(settings)
+    keys = person_keys(settings)
+
+    await apply(conn, [SOURCES[0], social], settings=settings)
+
+    anna = keys.passport("DE", "C4J7KL921", date(1988, 3, 14))
+    held = {r["permit_no"]: r["holder_key"]
+            for r in await conn.fetch("SELECT permit_no, holder_key FROM si_permits")}
+    assert held == {"P1": anna, "P2": None, "P3": anna}
+    stored = {r["person_key"]: r["ssn"]
+              for r in await conn.fetch("SELECT person_key, ssn FROM si_person_keys")}
+    assert stored == {keys.permit("P1"): "FA", anna: "FA", keys.permit("P2"): "FB"}
+    columns = {r[0] for r in await conn.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'si_permits'")}
+    assert not columns & {"passport_no", "date_of_birth"}
+    assert "holder_key" in columns
+
+
+async def test_step_3_on_a_database_with_passports_needs_the_pepper(
+    conn: asyncpg.Connection[Any],
+) -> None:
+    """Without the hub's settings the pepper cannot be found: the step is refused whole and
+    the database keeps its old keys and columns until `hub init` runs it."""
+    social = await _social_insurance_before_keys(conn)
+
+    with pytest.raises(NotReady, match="run it with `hub init`"):
+        await apply(conn, [SOURCES[0], social])
+
+    assert await conn.fetchval("SELECT count(*) FROM si_person_keys") == 4
+    assert await conn.fetchval("SELECT passport_no FROM si_permits WHERE permit_no = 'P1'") \
+        == "C4J7KL921"
+    assert await conn.fetchval("SELECT max(version) FROM hub_schema_migrations"
+                               " WHERE source = 'social_insurance'") == 2

@@ -19,6 +19,7 @@ from tests.integration.hub_fixtures import (
     AUTHORITY,
     OBSERVER,
     eventually,
+    permit_topic,
     publish,
     read_topic,
     signed,
@@ -59,7 +60,7 @@ async def test_dead_letters_are_listed_shown_redriven_recorded_and_quarantined(
     failing is redriven until the loop guard quarantines it; every redrive is recorded."""
     group = hub_settings.topic("card")
     dlq = topics.dead_letter_topic(group)
-    permit_topic = hub_settings.topic(topics.PERMIT_EVENTS)
+    card_topic = permit_topic(hub_settings, "card")
     blocked = _lone(800_000_000_000_000_000, "Blocked Person")
     broken = _lone(700_000_000_000_000_000, "Bad\u0000Name")
     unknown = json.loads(blocked.to_json())
@@ -68,7 +69,7 @@ async def test_dead_letters_are_listed_shown_redriven_recorded_and_quarantined(
     await publish(hub_settings, [*stream(10, seed=9), blocked, broken])
     async with bootstrap.producer(hub_settings, "foreign", principal=AUTHORITY) as prod:
         value = json.dumps(unknown).encode()
-        await prod.send_and_wait(permit_topic, key=blocked.subject.encode(), value=value,
+        await prod.send_and_wait(card_topic, key=blocked.subject.encode(), value=value,
                                  headers=signed(hub_settings, topics.PERMIT_EVENTS, value))
 
     async def settled() -> bool:
@@ -80,7 +81,7 @@ async def test_dead_letters_are_listed_shown_redriven_recorded_and_quarantined(
         listing = await _json(hub_settings, "dlq", "list", "card")
         assert (listing["topic"], listing["total"]) == (dlq, 3)
         assert listing["by_reason"] == {"handler_error": 2, "unknown_type": 1}
-        assert all(m["origin"].startswith(f"{permit_topic}:") for m in listing["messages"])
+        assert all(m["origin"].startswith(f"{card_topic}:") for m in listing["messages"])
         assert not any(m["redriven"] for m in listing["messages"])
         ref = {(m["reason"], m["error_class"]): m["ref"] for m in listing["messages"]}
         blocked_ref = ref[("handler_error", "CheckViolationError")]
@@ -103,10 +104,10 @@ async def test_dead_letters_are_listed_shown_redriven_recorded_and_quarantined(
             (f"{dlq}:{blocked_ref}", blocked.subject, True)]
 
         # A dry run plans all three and changes nothing: no message, no record, no table.
-        ends = await end_offsets(hub_settings, [permit_topic, dlq], OBSERVER)
+        ends = await end_offsets(hub_settings, [card_topic, dlq], OBSERVER)
         plan = await _json(hub_settings, "dlq", "redrive", "card", "--all", "--dry-run")
         assert sorted(p["result"] for p in plan) == ["planned"] * 3
-        assert await end_offsets(hub_settings, [permit_topic, dlq], OBSERVER) == ends
+        assert await end_offsets(hub_settings, [card_topic, dlq], OBSERVER) == ends
         assert await _sql(hub_settings, "SELECT * FROM hub_redrives") == []
 
         # The fix, then the redrive: the blocked permit is applied, once.
@@ -117,7 +118,7 @@ async def test_dead_letters_are_listed_shown_redriven_recorded_and_quarantined(
         row = await _sql(hub_settings, "SELECT sequence, applied_at FROM card_permits"
                          " WHERE permit_no = $1", blocked.subject)
         assert row[0]["sequence"] == 1
-        resent = await _origin_record(hub_settings, permit_topic, sent)
+        resent = await _origin_record(hub_settings, card_topic, sent)
         assert resent.key == blocked.subject.encode()
         assert [k for k, _ in resent.headers if k.startswith("dlq.")] == [REDRIVE_COUNT]
         assert dict(resent.headers)[REDRIVE_COUNT] == b"1"
@@ -171,15 +172,15 @@ async def test_dlq_commands_refuse_what_does_not_exist_and_change_nothing(
 ) -> None:
     """Unknown groups, partitions, offsets and malformed refs exit 2 with a message, and a
     refused redrive sends and records nothing."""
-    permit_topic = hub_settings.topic(topics.PERMIT_EVENTS)
+    card_topic = permit_topic(hub_settings, "card")
     async with bootstrap.producer(hub_settings, "foreign", principal=AUTHORITY) as prod:
-        await prod.send_and_wait(permit_topic, key=b"1" * 18, value=b"not json",
+        await prod.send_and_wait(card_topic, key=b"1" * 18, value=b"not json",
                                  headers=signed(hub_settings, topics.PERMIT_EVENTS, b"not json"))
     async with bootstrap.running_consumer(hub_settings, "card"):
         await eventually(lambda: caught_up(hub_settings, "card"), what="card to catch up")
     [dead] = (await _json(hub_settings, "dlq", "list", "card"))["messages"]
     assert dead["reason"] == "undecodable"
-    ends = await end_offsets(hub_settings, [permit_topic], OBSERVER)
+    ends = await end_offsets(hub_settings, [card_topic], OBSERVER)
 
     cases = {
         ("dlq", "list", "no_such_group"): "no_such_group",
@@ -195,5 +196,5 @@ async def test_dlq_commands_refuse_what_does_not_exist_and_change_nothing(
         result = await invoke(hub_settings, *args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
-    assert await end_offsets(hub_settings, [permit_topic], OBSERVER) == ends
+    assert await end_offsets(hub_settings, [card_topic], OBSERVER) == ends
     assert await _sql(hub_settings, "SELECT * FROM hub_redrives") == []

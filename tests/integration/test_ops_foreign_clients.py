@@ -23,16 +23,17 @@ from hub.evidence_chain import tree_root
 from hub.kafka import end_offsets
 from hub.kafka_credentials import OPS
 from hub.ops.lag import caught_up
+from hub.registry import installed
 from hub.settings import Settings
 from producers.work_permit import authority
-from schemas import CONTENT_TYPE, Codec, topics
-from schemas.export import schema_path
+from schemas import CONTENT_TYPE, Codec
 from schemas.registry import ALL_EVENT_TYPES
 from tests.integration.hub_fixtures import (
     AUTHORITY,
     OBSERVER,
     eventually,
     expected_rows,
+    permit_topic,
     read_topic,
     view_rows,
 )
@@ -43,6 +44,7 @@ pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 BY_TYPE = {t.EVENT_TYPE: t for t in ALL_EVENT_TYPES}
+CARD_RECEIVES = {t.EVENT_TYPE: t for t in installed().get("card").accepts}
 
 
 async def _kcat(kcat: str, *args: str) -> str:
@@ -90,7 +92,7 @@ async def test_kcat_produces_the_golden_examples_and_the_hub_applies_them(
 ) -> None:
     """Each example file sent by `kcat -P` with key = permit number reaches the card view
     as the newest row per permit, and nothing is dead-lettered."""
-    topic = hub_settings.topic(topics.PERMIT_EVENTS)
+    topic = permit_topic(hub_settings, "card")
     examples = _examples_in_order()
     key = bootstrap.signing_key(hub_settings, "workpermit")  # the authority's key file
     pem = hub_settings.keys / "private" / "workpermit" / f"{key.kid}.pem"
@@ -149,7 +151,7 @@ async def test_kcat_reads_what_the_relay_publishes_and_it_validates_against_the_
     permit number, with the CloudEvents content type, valid against the committed schema
     of its type, and signed: openssl verifies each batch's JWS over the Merkle root the
     record's `jws-tree` path leads to."""
-    topic = hub_settings.topic(topics.PERMIT_EVENTS)
+    topic = permit_topic(hub_settings, "card")
     async with bootstrap.running_relay(hub_settings, "workpermit"), authority(hub_settings) as auth:
         await random_lifecycles(auth, random.Random(5), permits=15)
 
@@ -168,15 +170,16 @@ async def test_kcat_reads_what_the_relay_publishes_and_it_validates_against_the_
     roots: set[tuple[str, bytes]] = set()
     for m in messages:
         body = json.loads(m["payload"])
-        event_type = BY_TYPE[body["type"]]
         if body["type"] not in validators:
-            schema = json.loads(schema_path(event_type).read_text())
+            # What the card receives: the schema of the AsyncAPI document's channel, the
+            # committed schema cut to the card's reads (schemas.audiences).
+            schema = CARD_RECEIVES[body["type"]].model_json_schema()
             validators[body["type"]] = jsonschema.Draft202012Validator(schema)
         validators[body["type"]].validate(body)
         assert m["key"] == body["subject"]
         headers = dict(zip(m["headers"][::2], m["headers"][1::2], strict=True))
         assert headers["content-type"] == CONTENT_TYPE
-        seen.add(event_type.__name__)
+        seen.add(BY_TYPE[body["type"]].__name__)
         # The relay's batch signature: the record's inclusion path leads to a root that
         # openssl verifies the JWS over, as a system without the hub's code would.
         root = tree_root(m["payload"].encode(), headers["jws-tree"])

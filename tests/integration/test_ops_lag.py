@@ -18,8 +18,7 @@ from hub.kafka import client_options
 from hub.kafka_credentials import OPS
 from hub.ops.lag import PartitionLag, caught_up, lag_report
 from hub.settings import Settings
-from schemas import topics
-from tests.integration.hub_fixtures import eventually, publish, read_topic
+from tests.integration.hub_fixtures import eventually, permit_topic, publish, read_topic
 from tests.integration.stack_fixtures import java_client_config, kafka_libs_dir, kcat_login
 from tests.integration.test_ops_cli import invoke
 
@@ -78,7 +77,7 @@ async def test_lag_agrees_with_the_log_kcat_and_kafka_consumer_groups(
     first, backlog = events[:120], events[120:]
     await publish(hub_settings, first)
     group = hub_settings.topic("card")
-    topic = hub_settings.topic(topics.PERMIT_EVENTS)
+    topic = permit_topic(hub_settings, "card")
     async with bootstrap.running_consumer(hub_settings, "card"):
         await eventually(lambda: caught_up(hub_settings, "card"), what="card to catch up")
 

@@ -14,15 +14,17 @@ from typer.testing import CliRunner, Result
 
 from consumers.card.handlers import card_permit
 from consumers.public_security.handlers import checked_permit
-from consumers.social_insurance.handlers import insured_permit
+from consumers.social_insurance.handlers import permit_row
+from consumers.social_insurance.service import person_keys
 from demo import synthetic
 from hub import bootstrap
 from hub.ops.replay import replay, run_replay
 from hub.settings import Settings
-from schemas import PERMIT_EVENT_TYPES, Codec, topics
+from schemas import PERMIT_EVENT_TYPES, Codec
 from tests.integration.hub_fixtures import (
     eventually,
     expected_rows,
+    permit_topic,
     publish,
     read_topic,
     view_rows,
@@ -160,7 +162,7 @@ async def test_an_interrupted_replay_leaves_the_live_view_untouched_and_resumes(
     """Stopped by its limit, or cancelled midway, a replay has changed only its shadow;
     `--resume` finishes it and switches."""
     events = list(synthetic.stream(60, seed=9))
-    want = expected_rows(events, insured_permit)
+    want = expected_rows(events, permit_row(person_keys(hub_settings)))
     await publish(hub_settings, events)
     async with bootstrap.running_consumer(hub_settings, "social_insurance"):
         await _converged(hub_settings, "social_insurance", want)
@@ -210,7 +212,7 @@ async def test_a_bounded_replay_builds_a_shadow_and_does_not_switch(
     view."""
     events = list(synthetic.stream(30, seed=3))
     await publish(hub_settings, events)
-    records = await read_topic(hub_settings, hub_settings.topic(topics.PERMIT_EVENTS))
+    records = await read_topic(hub_settings, permit_topic(hub_settings, "card"))
     per_partition: dict[int, int] = {}
     for rec in records:
         per_partition[rec.partition] = per_partition.get(rec.partition, 0) + 1

@@ -27,10 +27,10 @@ from hub.kafka_credentials import ADMIN
 from hub.logging import configure_logging
 from hub.registry import installed
 from hub.settings import Settings
-from schemas import topics
 from tests.integration.hub_fixtures import (
     eventually,
     expected_rows,
+    permit_topic,
     publish,
     read_topic,
     view_rows,
@@ -84,14 +84,14 @@ async def test_topics_carry_their_policy_and_hub_init_restores_it(hub_settings: 
     age; `hub topics describe` shows it (as ops) and flags a topic changed behind the hub's
     back; `hub topics create` (as `hub init`) brings it back and keeps an operator's own
     setting."""
-    permit_topic = hub_settings.topic(topics.PERMIT_EVENTS)
+    card_topic = permit_topic(hub_settings, "card")
     dead = installed().get("card").dead_letter_topic(hub_settings)
     result = await invoke(hub_settings, hub_app, "topics", "describe", "--json")
     assert result.exit_code == 0, result.output
     rows = {r["topic"]: r for r in json.loads(result.stdout)}
     assert set(rows) == set(installed().topics(hub_settings))
     assert all(r["state"] == "as set" for r in rows.values())
-    permits = rows[permit_topic]
+    permits = rows[card_topic]
     assert permits["policy"] == "compacted"
     assert permits["configs"]["cleanup.policy"] == "compact"
     assert permits["configs"]["min.compaction.lag.ms"] == str(hub_settings.compaction_lag_ms)
@@ -104,17 +104,17 @@ async def test_topics_carry_their_policy_and_hub_init_restores_it(hub_settings: 
                           for r in others)
 
     # An earlier release's permit topic: deleted by age. An operator's own setting on it.
-    await _set_configs(hub_settings, permit_topic, {
+    await _set_configs(hub_settings, card_topic, {
         "cleanup.policy": "delete", "retention.ms": "604800000", "max.message.bytes": "2000000",
         "min.insync.replicas": "1", "message.timestamp.type": "LogAppendTime"})
     text = await invoke(hub_settings, hub_app, "topics", "describe")
     assert text.exit_code == 1, text.output
-    [line] = [x for x in text.stdout.splitlines() if x.startswith(permit_topic)]
+    [line] = [x for x in text.stdout.splitlines() if x.startswith(card_topic)]
     assert "differs: cleanup.policy, min.compaction.lag.ms, retention.ms" in line
 
     done = await ensure_topics(hub_settings, installed().topic_policies(hub_settings), ADMIN)
-    assert done == {"created": [], "updated": [permit_topic]}
-    [held] = (await topic_configs(hub_settings, [permit_topic], ADMIN)).values()
+    assert done == {"created": [], "updated": [card_topic]}
+    [held] = (await topic_configs(hub_settings, [card_topic], ADMIN)).values()
     assert held is not None
     assert held.values["cleanup.policy"] == "compact"
     assert "retention.ms" not in held.dynamic
@@ -132,8 +132,8 @@ async def test_replay_refuses_a_shadow_that_lost_permits_and_the_consumer_stops_
     `hub replay --from earliest` refuses (exit 1, nothing switched, recorded) and switches
     with `--accept-loss`, moving both offsets to the log start, where the stopped partitions
     resume."""
-    permit_topic = hub_settings.topic(topics.PERMIT_EVENTS)
-    await _set_configs(hub_settings, permit_topic, {
+    card_topic = permit_topic(hub_settings, "card")
+    await _set_configs(hub_settings, card_topic, {
         "cleanup.policy": "delete", "min.insync.replicas": "1",
         "message.timestamp.type": "LogAppendTime"})
     events = list(synthetic.stream(60, seed=21))
@@ -143,22 +143,22 @@ async def test_replay_refuses_a_shadow_that_lost_permits_and_the_consumer_stops_
             return await view_rows(hub_settings, "card") == expected_rows(events, card_permit)
         await eventually(converged, what="the card view to hold every permit")
 
-    records = await read_topic(hub_settings, permit_topic)
+    records = await read_topic(hub_settings, card_topic)
     sizes: dict[int, int] = {}
     for rec in records:
         sizes[rec.partition] = max(sizes.get(rec.partition, 0), rec.offset + 1)
     below, above, *_ = sorted(p for p, n in sizes.items() if n >= 4)
-    await _delete_before(hub_settings, permit_topic, {below: sizes[below]})
+    await _delete_before(hub_settings, card_topic, {below: sizes[below]})
     left = [r for r in records if r.partition != below]
     # The view applied partition `below` up to some offset the topic no longer holds, and
     # partition `above` of a topic since recreated with fewer records.
     group = installed().get("card").group_id(hub_settings)
     await _sql(hub_settings, "card", "UPDATE hub_consumer_offsets SET next_offset = $3"
                " WHERE group_id = $1 AND topic = $2 AND partition = $4",
-               group, permit_topic, 1, below)
+               group, card_topic, 1, below)
     await _sql(hub_settings, "card", "UPDATE hub_consumer_offsets SET next_offset = $3"
                " WHERE group_id = $1 AND topic = $2 AND partition = $4",
-               group, permit_topic, sizes[above] + 50, above)
+               group, card_topic, sizes[above] + 50, above)
 
     later = list(synthetic.stream(30, seed=22, base=920_000_000_000_000_000))
     async with bootstrap.running_consumer(hub_settings, "card") as live:
@@ -174,7 +174,7 @@ async def test_replay_refuses_a_shadow_that_lost_permits_and_the_consumer_stops_
         await publish(hub_settings, later)
         kept = await _sql(hub_settings, "card", "SELECT partition, next_offset FROM"
                           " hub_consumer_offsets WHERE group_id = $1 AND topic = $2",
-                          group, permit_topic)
+                          group, card_topic)
         stored = {r["partition"]: r["next_offset"] for r in kept}
         assert stored[below] == 1
         assert stored[above] == sizes[above] + 50

@@ -45,6 +45,9 @@ from tests.integration.hub_fixtures import eventually, read_topic
 
 pytestmark = pytest.mark.integration
 
+SI_CARD_EVENTS = topics.audience_topic(topics.CARD_EVENTS, "social_insurance")
+"""Where social insurance receives the card's outcomes (those it reads, cut to what it reads)."""
+
 CODEC = Codec(INSURANCE_EVENT_TYPES)
 ENTRY = date(2025, 3, 3)
 AGENCY = "social_insurance"
@@ -119,7 +122,7 @@ async def test_a_permit_named_by_number_letter_or_ecard_is_registered_with_one_s
         b = await issued_permit(auth, holder(2, "NG"), entry=ENTRY)
         c = await issued_permit(auth, holder(3, "BR"), entry=ENTRY)
         await synced(hub_settings, AGENCY, auth)
-        await send(hub_settings, topics.CARD_EVENTS, [card_issued(c, card_id)])
+        await send(hub_settings, SI_CARD_EVENTS, [card_issued(c, card_id)])
         await card_known(hub_settings, card_id)
         await send(hub_settings, topics.SOCIAL_INSURANCE_REQUESTS, [
             requested(by_no(a.permit_no), "R-number"),
@@ -288,6 +291,29 @@ async def test_cancellation_suspends_and_the_person_keeps_one_ssn_across_permits
                        {"permit_no": second.permit_no, "status": "active"}]
     stored = await rows(hub_settings, AGENCY, "SELECT request_id FROM si_requests")
     assert sorted(r["request_id"] for r in stored) == ["R-first", "R-second", "R-short"]
+    passports = [person.passport_no, "N99999999", holder(22).passport_no]
+    assert await clear_passports(hub_settings, passports) == [], (
+        "person keys suffice: no si_ column holds a passport number in clear")
+    assert "si_permits.permit_no" in await clear_passports(hub_settings, [first.permit_no]), (
+        "the scan finds what is there")
+
+
+async def clear_passports(settings: Settings, passports: list[str]) -> list[str]:
+    """Every column of every si_ table holding one of these passport numbers, any type read
+    as text (arrays and JSON too), as `table.column`."""
+    columns = await rows(settings, AGENCY,
+                         "SELECT table_name, column_name FROM information_schema.columns"
+                         " WHERE table_schema = current_schema() AND table_name LIKE 'si\\_%'")
+    assert {c["table_name"] for c in columns} >= {"si_permits", "si_person_keys", "si_accounts"}
+    found = []
+    for c in columns:
+        table, column = c["table_name"], c["column_name"]
+        hits = await rows(settings, AGENCY,
+                          f'SELECT 1 FROM {table} WHERE "{column}"::text ILIKE ANY($1::text[])'
+                          " LIMIT 1", [f"%{p}%" for p in passports])
+        if hits:
+            found.append(f"{table}.{column}")
+    return found
 
 
 def legacy_record(permit_no: str, n: int) -> PermitRecord:
@@ -310,7 +336,7 @@ async def test_legacy_permits_are_honoured_and_named_by_ecard_only_after_migrati
         by_card = await auth.register_legacy(legacy_record("110000201900000032", 32))
         await synced(hub_settings, AGENCY, auth)
         # Even if an e-card were announced for it, a legacy permit has no card features yet.
-        await send(hub_settings, topics.CARD_EVENTS, [card_issued(by_card, early_card)])
+        await send(hub_settings, SI_CARD_EVENTS, [card_issued(by_card, early_card)])
         await card_known(hub_settings, early_card)
         await send(hub_settings, topics.SOCIAL_INSURANCE_REQUESTS, [
             requested(by_no(by_number.permit_no), "L-number"),
@@ -320,7 +346,7 @@ async def test_legacy_permits_are_honoured_and_named_by_ecard_only_after_migrati
                        what="legacy decisions")
         migrated = await auth.migrate(by_card.permit_no)
         await synced(hub_settings, AGENCY, auth)
-        await send(hub_settings, topics.CARD_EVENTS, [card_issued(migrated, late_card)])
+        await send(hub_settings, SI_CARD_EVENTS, [card_issued(migrated, late_card)])
         await card_known(hub_settings, late_card)
         await send(hub_settings, topics.SOCIAL_INSURANCE_REQUESTS, [
             requested({"kind": "ecard", "card_id": late_card}, "L-card-late")])

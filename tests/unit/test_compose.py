@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from hub.acl import principals
+from hub.agency import Agency
 from hub.registry import installed
 from hub.settings import SUPERUSER, Settings
 
@@ -70,6 +71,16 @@ def the_settings(service: dict[str, Any]) -> Settings:
     """The hub's settings as that container reads them (its environment only)."""
     return Settings.model_validate({k.removeprefix("HUB_").lower(): v
                                     for k, v in env(service).items() if k.startswith("HUB_")})
+
+
+def own_secrets(agency: Agency, service: dict[str, Any]) -> set[PurePosixPath]:
+    """Where the container finds the secrets the agency declares of its own (its pepper)."""
+    if agency.secret_files is None:
+        return set()
+    with pytest.MonkeyPatch.context() as patch:  # its settings read the container's variables
+        for name, value in env(service).items():
+            patch.setenv(name, value)
+        return {PurePosixPath(p) for p in agency.secret_files(the_settings(service))}
 
 
 def test_every_reference_resolves_and_nothing_is_left_unused(compose: dict[str, Any]) -> None:
@@ -128,8 +139,9 @@ def test_kafka_is_sasl_ssl_and_every_file_a_setting_names_is_a_mounted_secret(
 
 
 def test_each_agency_runs_as_itself_with_only_its_own_secrets(compose: dict[str, Any]) -> None:
-    """Per installed agency, one `hub run AGENCY` service holding its Kafka password and its
-    runtime role's password, nothing else: not its owner role's, no other agency's."""
+    """Per installed agency, one `hub run AGENCY` service holding its Kafka password, its
+    runtime role's password and the secrets it declares of its own (mounted where its
+    settings look), nothing else: not its owner role's, no other agency's."""
     services = hub_services(compose)
     runners = {tuple(s["command"]): n for n, s in services.items()}
     for agency in installed():
@@ -137,10 +149,13 @@ def test_each_agency_runs_as_itself_with_only_its_own_secrets(compose: dict[str,
         assert name is not None, f"no service runs `hub run {agency.name}`"
         settings = the_settings(services[name])
         targets = secret_targets(services[name])
+        own = own_secrets(agency, services[name])
+        assert all(p.parent == RUN_SECRETS for p in own), (name, own)
         assert set(targets) == {
             settings.kafka_ca().name,
             settings.kafka_password_file(agency.name).name,
             settings.role_name(agency.name, "app"),
+            *(p.name for p in own),
         }, name
         assert not settings.has_own_server(agency.name)  # its roles are on the shared server
 
@@ -159,6 +174,9 @@ def test_init_holds_every_password_and_logs_in_as_the_administrator(
     for agency in registry:
         for role in ("owner", "app"):
             assert settings.role_name(agency.name, role) in targets
+        for path in own_secrets(agency, init):  # a migration may need them (a re-key)
+            assert path.parent == RUN_SECRETS
+            assert path.name in targets, path
     assert settings.database_password_file is not None
     superuser = targets[settings.database_password_file.name]
     url = settings.database_url or ""

@@ -10,7 +10,7 @@ from aiokafka.structs import ConsumerRecord
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.delivery import Delivery
+from hub.delivery import Delivery, KeyMissing
 from hub.kafka import (
     DEAD_LETTER_LIMIT,
     QUARANTINED,
@@ -120,11 +120,11 @@ def test_a_raw_record_keeps_its_bytes_and_headers() -> None:
     """DeadLetter.of: a record that never became an event is kept exactly as it came."""
     rec = ConsumerRecord("card.requests", 1, 7, 1767225600000, 0, b"k", b"\x00 raw", None, 1,
                          6, [("traceparent", b"00-ab")])
-    d = DeadLetter.of(rec, "undecodable", ValueError("bad byte"))
+    d = DeadLetter.of(rec, "key_missing", KeyMissing("bad byte"))
     assert (d.topic, d.partition, d.offset, d.key, d.value) == (
         "card.requests", 1, 7, b"k", b"\x00 raw")
     assert d.headers == [("traceparent", b"00-ab")]
-    assert (d.error_class, d.error_message, d.event_id) == ("ValueError", "bad byte", None)
+    assert (d.error_class, d.error_message, d.event_id) == ("KeyMissing", "bad byte", None)
 
 
 def test_an_event_that_failed_its_handler_keeps_its_bytes_headers_and_redrive_count() -> None:

@@ -97,7 +97,7 @@ def test_each_agency_asks_kafka_for_its_own_topics_only() -> None:
         needs = agency.kafka_needs(settings)
         assert set(needs.read) == {settings.topic(t) for t in agency.reads}
         assert (needs.group is not None) == agency.consumes
-        own = ({settings.topic(agency.publishes.topic),
+        own = ({*(settings.topic(c.topic) for c in agency.publications()),
                 settings.topic(f"{agency.name}.evidence-heads.v1")}
                if agency.publishes else set())
         dead = {t for t in needs.write if t.startswith(agency.dead_letter_topic(settings))}

@@ -17,12 +17,15 @@ SETTINGS = Settings(topic_prefix="t.")
 
 
 def test_the_permit_topic_is_compacted_dead_letters_bounded_the_rest_by_age() -> None:
-    """Only the topic whose events carry the permit's full state is compacted; every
-    dead-letter and quarantine topic is kept for the dead-letter retention."""
+    """Only the topics whose events carry the permit's state (one per agency reading it)
+    are compacted; every dead-letter and quarantine topic is kept for the dead-letter
+    retention."""
     policies = installed().topic_policies(SETTINGS)
     assert set(policies) == set(installed().topics(SETTINGS))
     compacted = [t for t, p in policies.items() if p == "compacted"]
-    assert compacted == [SETTINGS.topic(topics.PERMIT_EVENTS)]
+    assert sorted(compacted) == sorted(
+        SETTINGS.topic(topics.audience_topic(topics.PERMIT_EVENTS, a.name))
+        for a in installed().consumers())
     for agency in installed().consumers():
         dead = agency.dead_letter_topic(SETTINGS)
         assert policies[dead] == policies[f"{dead}.quarantine"] == "dead-letters"

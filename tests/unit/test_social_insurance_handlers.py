@@ -56,7 +56,7 @@ from schemas.social_insurance import (
     SuspensionCause,
 )
 from tests.factories import holder, permit_event
-from tests.memory_views import MemorySocialInsuranceView
+from tests.memory_views import TEST_KEYS, MemorySocialInsuranceView
 
 R = InsuranceRejection
 ENTRY = date(2025, 3, 3)
@@ -77,7 +77,8 @@ def person(nationality: str = "US", passport_no: str = "P00000001") -> Holder:
 def policy() -> Policy:
     """The default agreements table, and SSNs numbered in order so tests can name them."""
     numbers = itertools.count(1)
-    return Policy(agreements=load_agreements(), new_ssn=lambda: f"F{next(numbers):016d}")
+    return Policy(agreements=load_agreements(), keys=TEST_KEYS,
+                  new_ssn=lambda: f"F{next(numbers):016d}")
 
 
 class Authority:
@@ -195,7 +196,7 @@ class Agency:
         if isinstance(event, PermitExpired):
             return await handlers.on_permit_expired(event, self.view)
         assert isinstance(event, PermitChanged)
-        return await handlers.on_permit_changed(event, self.view)
+        return await handlers.on_permit_changed(event, self.view, self.policy)
 
 
 # registration and the SSN ---------------------------------------------------------------

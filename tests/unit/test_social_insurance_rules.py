@@ -215,14 +215,6 @@ def test_ssns_are_opaque_and_distinct() -> None:
     assert all(len(s) == 17 and s.startswith("F") for s in ssns)
 
 
-def test_the_person_key_is_hashed_and_stable() -> None:
-    """The same passport gives the same key, which does not contain the passport number."""
-    key = identity.passport_key("DE", "C4J7KL921", date(1988, 3, 14))
-    assert key == identity.passport_key("de", "c4j7kl921", date(1988, 3, 14))
-    assert "C4J7KL921" not in key
-    assert key != identity.passport_key("DE", "C4J7KL921", date(1988, 3, 15))
-
-
 def test_an_ecard_reference_must_be_a_card_id() -> None:
     """A request naming an e-card with a malformed id is a schema violation."""
     with pytest.raises(ValidationError):
