@@ -31,10 +31,11 @@ into instead of masking whole: their fields are masked one by one, a name to its
 PERSONAL_KEYS: Final = (redaction.PERSONAL_KEYS - WALKED_INTO) | {
     "residence_permit_no",  # an identity document's number, as a passport's
     "card_no",              # the SSC's number, which stands for the SSN
+    "holder_key",           # a keyed hash of the passport: it finds the person again
 }
 """The keys whose values are personal data wherever they appear: the log's (one list for
-logs and output alike), less the objects walked into, plus two document numbers a log line
-never carries. `name` is a company's, and shown, under `COMPANY_KEYS`."""
+logs and output alike), less the objects walked into, plus the document numbers and person
+keys a log line never carries. `name` is a company's, and shown, under `COMPANY_KEYS`."""
 
 NAME_KEYS: Final = frozenset({"name", "holder_name"})
 """The personal keys masked to initials rather than to `[redacted]`."""

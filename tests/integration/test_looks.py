@@ -121,7 +121,8 @@ async def test_each_look_is_recorded_in_the_agency_whose_data_it_showed_and_audi
     held = json.loads(revealed.stdout)
     assert held["card"]["holder_name"] == NAME
     assert held["public_security"]["passport_no"] == PASSPORT
-    assert held["social_insurance"]["date_of_birth"] == BORN.isoformat()
+    assert held["workpermit"]["holder"]["date_of_birth"] == BORN.isoformat()
+    assert held["social_insurance"]["holder_name"] == NAME
 
     card = await hub(settings, "card", "permit", permit, *WHY)
     assert card.exit_code == 0, card.output
