@@ -122,7 +122,7 @@ async def test_each_look_is_recorded_in_the_agency_whose_data_it_showed_and_audi
     assert held["card"]["holder_name"] == NAME
     assert held["public_security"]["passport_no"] == PASSPORT
     assert held["workpermit"]["holder"]["date_of_birth"] == BORN.isoformat()
-    assert held["social_insurance"]["holder_name"] == NAME
+    assert held["social_insurance"]["holder_name"] == "Blocked Anna"  # renamed; card refused
 
     card = await hub(settings, "card", "permit", permit, *WHY)
     assert card.exit_code == 0, card.output
