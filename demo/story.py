@@ -346,5 +346,5 @@ async def play(settings: Settings, *, keep_running: bool = True) -> int:
             print(f"  {drift}")
         return 1
     print("\nevery agency view agrees with the authority.")
-    print(f"try: .venv/bin/hub views show {permit_nos[0]} --json")
+    print(f"try: .venv/bin/hub views show {permit_nos[0]} --purpose demo --json")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,6 +13,7 @@ from hub import commands
 from hub.ops.cli import dlq_app, lag, reconcile
 from hub.ops.evidence import evidence_app
 from hub.ops.keys import keys_app
+from hub.ops.looks import audit
 from hub.ops.outbox import outbox_app
 from hub.ops.replay import replay
 from hub.registry import installed
@@ -40,6 +41,7 @@ app.add_typer(evidence_app, name="evidence",
 app.command("lag")(lag)
 app.command("reconcile")(reconcile)
 app.command("replay")(replay)
+app.command("audit")(audit)
 
 
 def _mount_agency_commands() -> None:
@@ -171,12 +173,20 @@ async def _until(*events: asyncio.Event) -> None:
 @views_app.command("show")
 def views_show(
     permit_no: str,
+    purpose: commands.Purpose,
+    reveal: commands.Reveal = False,
+    operator: commands.Operator = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """What the authority and each agency hold for one permit."""
-    from hub.ops.views import collect
+    """What the authority and each agency hold for one permit, personal values masked
+    unless --reveal; the look is recorded in each agency's database first."""
+    from hub.looks import Look
+    from hub.ops.views import show
 
-    held = commands.run(lambda s: collect(s, permit_no))
+    async def work(s: Settings) -> dict[str, dict[str, Any] | None]:
+        return await show(s, permit_no, Look("views show", purpose, reveal, operator))
+
+    held = commands.run(work)
     if as_json:
         commands.emit_json(held)
     else:

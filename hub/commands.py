@@ -12,7 +12,7 @@ import asyncio
 import json
 from collections.abc import Callable, Coroutine
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import structlog
 import typer
@@ -22,6 +22,18 @@ from hub.logging import configure_logging
 from hub.settings import Settings
 
 T = TypeVar("T")
+
+Purpose = Annotated[str, typer.Option(
+    "--purpose", show_default=False,
+    help="why you look: a case or ticket reference (required; recorded with who you are in"
+         " the database of each agency whose data is shown, before anything is shown)")]
+Reveal = Annotated[bool, typer.Option(
+    "--reveal", help="show names, document numbers, dates of birth, SSNs, family and tokens"
+                     " in clear (the look is recorded as revealing them)")]
+Operator = Annotated[str | None, typer.Option(
+    "--operator", envvar="HUB_OPERATOR", show_default=False,
+    help="your operator id, recorded beside your user name")]
+"""The options of every command that shows personal data (`hub.looks`, `hub.reveal`)."""
 
 
 def settings(*, service: bool = False) -> Settings:

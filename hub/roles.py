@@ -42,6 +42,9 @@ SCRAM_ITERATIONS = 4096
 ROLE_OPTIONS = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
 DML = "SELECT, INSERT, UPDATE, DELETE"
 SEQUENCE_USE = "USAGE, SELECT, UPDATE"
+APPEND_ONLY = "hub_looks"
+"""The table the runtime role may only insert into and read (its trigger also refuses a
+change; the revoke makes the refusal the server's, whoever later drops the trigger)."""
 
 
 @dataclass(frozen=True)
@@ -152,10 +155,13 @@ $adopt$"""
 
 async def seal_migration_record(conn: Connection, app_role: str) -> None:
     """As the owner, after migrating: the runtime role may read which steps the database
-    has (`hub run` checks them) but never forge or erase one."""
+    has (`hub run` checks them) but never forge or erase one, and may add to the record of
+    looks at personal data (`hub.looks`) but never change or erase a look."""
     async with conn.transaction():
         await conn.execute(MIGRATE_LOCK)
         await conn.execute("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON hub_schema_migrations"
+                           f" FROM {ident(app_role)}")
+        await conn.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON {APPEND_ONLY}"
                            f" FROM {ident(app_role)}")
 
 

@@ -7,10 +7,10 @@ Two typer sub-apps, mounted by `hub/cli.py`:
   registry: a revoked key's token is refused), then the permit's status in
   the verifier's own view (any agency with a permit view, reached through the
   `CommandContext` the hub gives); exit 0 when accepted, 1 when refused (with the reason).
-- `card_app`: `hub card permit PERMIT_NO [--png PATH] [--json]` (query, and download with a
-  fresh QR code), `hub card sweep [--today DATE]` (publish the daily reminder sweep),
-  `hub card keys` (the QR signer's published keys and its active key id; `hub keys` rotates
-  and revokes them).
+- `card_app`: `hub card permit PERMIT_NO --purpose WHY [--reveal] [--png PATH]` (query,
+  and download with a fresh QR code; the operator's look is recorded, `hub.looks`),
+  `hub card sweep [--today DATE]` (publish the daily reminder sweep), `hub card keys` (the
+  QR signer's published keys and its active key id; `hub keys` rotates and revokes them).
 
 The hub mounts them through the agency's declaration (`commands`).
 """
@@ -29,11 +29,14 @@ from consumers.card.issuer import QrIssuer
 from consumers.card.requests import sweep_request
 from consumers.card.views import CardView
 from hub.agency import CommandContext
-from hub.commands import emit_json
+from hub.commands import Operator, Purpose, Reveal, emit_json
 from hub.commands import settings as _settings
-from hub.db import open_pool
+from hub.db import Connection, open_pool
+from hub.errors import BadTarget, NotReady
 from hub.kafka import publish
 from hub.kafka_credentials import front_door
+from hub.looks import Look, Seen, record
+from hub.reveal import redact, shown_fields
 from hub.settings import Settings
 from hub.signing import KeyStore
 from schemas import topics
@@ -121,11 +124,14 @@ def _print_verdict(verdict: qr.Verdict) -> None:
 
 async def permit_download(
     settings: Settings, permit_no: str, *, png: Path | None = None, now: datetime | None = None,
-    issuer: QrIssuer | None = None,
+    issuer: QrIssuer | None = None, look: Look | None = None,
 ) -> dict[str, Any]:
     """The permit's information as JSON data; with `png`, also the PNG with a fresh QR code.
 
-    Raises `documents.ServiceRefused` with the reason when the service cannot do it.
+    With `look` (an operator's, `hub card permit`; the holder's own download through the
+    e-SSC app has none), the look is recorded in the card service's database before the
+    PNG is written or the data returned. Raises `documents.ServiceRefused` with the reason
+    when the service cannot do it (nothing of the holder shown, no look recorded).
     """
     now = now or datetime.now(UTC)
     today = rules.china_date(now)
@@ -133,16 +139,23 @@ async def permit_download(
         view = CardView(conn)
         document = await documents.query_permit(view, permit_no, today)
         if png is None:
+            await _record(conn, look, permit_no, shown_fields(document))
             return document
         async with conn.transaction():
             token, claims = await documents.issue_qr(
                 view, permit_no, issuer or QrIssuer.configured(settings), today)
+            await _record(conn, look, permit_no, [*shown_fields(document), "png"])
     rendering = documents.render_permit_png(document, token, claims)
     await asyncio.to_thread(png.write_bytes, rendering)
     return {**document, "png": str(png), "qr": {
         "card_id": claims.card_id, "key_id": claims.key_id,
         "issued_at": claims.issued_at.isoformat(), "expires_at": claims.expires_at.isoformat(),
     }}
+
+
+async def _record(conn: Connection, look: Look | None, permit_no: str, fields: list[str]) -> None:
+    if look is not None:
+        await record(conn, look, [Seen(permit_no, permit_no, fields)])
 
 
 def card_app() -> typer.Typer:
@@ -157,15 +170,29 @@ def card_app() -> typer.Typer:
 
 def permit_command(
     permit_no: str,
-    png: Annotated[Path | None, typer.Option(help="also write it with a QR code as PNG")] = None,
+    purpose: Purpose,
+    reveal: Reveal = False,
+    operator: Operator = None,
+    png: Annotated[Path | None, typer.Option(
+        help="also write it with a QR code as PNG (needs --reveal: the PNG shows the holder)")]
+    = None,
 ) -> None:
-    """Query the permit as the e-card service shows it (JSON); `--png` downloads it with a QR."""
+    """Query the permit as the e-card service shows it (JSON, the holder's name masked unless
+    --reveal); `--png` downloads it with a QR. The look is recorded first."""
+    if png is not None and not reveal:
+        typer.echo("error: --png writes the holder's name in clear: give --reveal too;"
+                   " nothing was written", err=True)
+        raise typer.Exit(2)
     try:
-        document = asyncio.run(permit_download(_settings(), permit_no, png=png))
+        look = Look("card permit", purpose, reveal, operator)
+        document = asyncio.run(permit_download(_settings(), permit_no, png=png, look=look))
+    except (BadTarget, NotReady) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2 if isinstance(exc, BadTarget) else 1) from None
     except documents.ServiceRefused as exc:
         emit_json({"refused": exc.as_json()})
         raise typer.Exit(1) from None
-    emit_json(document)
+    emit_json(redact(document, reveal=reveal))
 
 
 def sweep_command(

@@ -11,13 +11,16 @@ import sys
 from collections import Counter
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hub.commands import emit_json, run
+from hub.commands import Operator, Purpose, Reveal, emit_json, run
 from hub.registry import installed
 from hub.settings import Settings
+
+if TYPE_CHECKING:
+    from hub.ops.views import Drift
 
 AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 
@@ -66,13 +69,22 @@ def reconcile(
         list[str] | None, typer.Argument(help="agency views to check; all when omitted",
                                          autocompletion=_view_names)
     ] = None,
+    *,
+    purpose: Purpose,
+    reveal: Reveal = False,
+    operator: Operator = None,
     as_json: AsJson = False,
 ) -> None:
-    """Compare each agency view with the authority's records; exit 1 if any drift is found."""
-    from hub.ops.reconcile import drift_dict
-    from hub.ops.reconcile import reconcile as find_drifts
+    """Compare each agency view with the authority's records; exit 1 if any drift is found.
+    A drift's personal values are masked unless --reveal; each permit shown is recorded as
+    a look first."""
+    from hub.looks import Look
+    from hub.ops.reconcile import drift_dict, reconcile_shown
 
-    found = run(lambda s: find_drifts(s, agencies))
+    async def work(s: Settings) -> list[Drift]:
+        return await reconcile_shown(s, agencies, Look("reconcile", purpose, reveal, operator))
+
+    found = run(work)
     if as_json:
         emit_json([drift_dict(d) for d in found])
     else:
@@ -169,15 +181,25 @@ class _JsonListing(_TextListing):
 def dlq_show(
     group: Group,
     ref: Annotated[str, typer.Argument(help="partition:offset in the DLQ topic, e.g. 0:42")],
+    *,
+    purpose: Purpose,
+    reveal: Reveal = False,
+    operator: Operator = None,
     quarantine: Quarantine = False,
     as_json: AsJson = False,
 ) -> None:
-    """One dead letter with all its headers, its key and its value."""
+    """One dead letter with all its headers, its key and its value, personal values masked
+    unless --reveal; the look is recorded in the group's agency's database first."""
+    from hub.looks import Look
     from hub.ops.dlq import dlq_topic_of, printable, read_one
+    from hub.ops.looks import record_in
 
     async def work(s: Settings) -> dict[str, Any]:
-        _, topic = dlq_topic_of(s, group, quarantine=quarantine)
-        return (await read_one(s, topic, ref)).detail()
+        look = Look("dlq show", purpose, reveal, operator)
+        agency, topic = dlq_topic_of(s, group, quarantine=quarantine)
+        message = await read_one(s, topic, ref)
+        await record_in(s, look, {agency.name: [message.seen()]})
+        return message.detail(reveal=reveal)
 
     detail = run(work)
     if as_json:

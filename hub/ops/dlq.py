@@ -30,12 +30,18 @@ from hub.kafka import (
     redrive_count,
 )
 from hub.kafka_credentials import OPS
+from hub.looks import Seen
 from hub.registry import installed
+from hub.reveal import REDACTED, redact, redact_error, shown_fields
 from hub.settings import Settings
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 """What must not reach a terminal raw: C0 and C1 controls (escape sequences, carriage
 returns that overwrite a line, newlines that forge one) and bidirectional overrides."""
+
+ERROR_MESSAGE = "dlq.error.message"
+_PERMIT_NO = re.compile("[0-9]{18}")
+"""A permit number (schemas.permits.PermitNo)."""
 
 
 def printable(text: str) -> str:
@@ -43,8 +49,15 @@ def printable(text: str) -> str:
     return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-def _text(raw: bytes | None) -> str | None:
-    return None if raw is None else printable(raw.decode(errors="replace"))
+def _text(raw: bytes | None, *, error: bool = False, reveal: bool = False) -> str | None:
+    """Printable text; an error message's quoted values masked first (unless `reveal`),
+    while its line breaks still tell where a library put them."""
+    if raw is None:
+        return None
+    text = raw.decode(errors="replace")
+    if error:
+        text = redact_error(text, reveal=reveal) or ""
+    return printable(text)
 
 
 def _json(raw: bytes) -> Any:
@@ -82,10 +95,11 @@ class DeadLetterMessage:
         """`partition:offset`, how operators name it."""
         return f"{self.partition}:{self.offset}"
 
-    def header(self, name: str) -> str | None:
-        """A header's value as printable text (the last one, if repeated; None if null)."""
+    def header(self, name: str, *, reveal: bool = False) -> str | None:
+        """A header's value as printable text (the last one, if repeated; None if null); the
+        error message's quoted values masked unless `reveal` (`hub.reveal.redact_error`)."""
         found = [v for k, v in self.headers if k == name]
-        return _text(found[-1]) if found else None
+        return _text(found[-1], error=name == ERROR_MESSAGE, reveal=reveal) if found else None
 
     @property
     def redrive_count(self) -> int:
@@ -113,28 +127,52 @@ class DeadLetterMessage:
         found = body.get("type") if isinstance(body, dict) else None
         return printable(found) if isinstance(found, str) else None
 
-    def summary(self) -> dict[str, Any]:
-        """What `dlq list` shows of it."""
+    def summary(self, *, reveal: bool = False) -> dict[str, Any]:
+        """What `dlq list` shows of it (the values an error message quotes masked unless
+        `reveal`: a failing row's, a failing input's)."""
         origin = self.origin
         return {
             "ref": self.ref, "partition": self.partition, "offset": self.offset,
             "reason": self.header("dlq.reason"), "error_class": self.header("dlq.error.class"),
-            "error_message": self.header("dlq.error.message"),
+            "error_message": self.header(ERROR_MESSAGE, reveal=reveal),
             "origin": f"{origin[0]}:{origin[1]}:{origin[2]}" if origin else None,
             "event_type": self.event_type(), "redrive_count": self.redrive_count,
             "dead_lettered_at": self.header("dlq.time"), "truncated": self.truncated,
         }
 
-    def detail(self) -> dict[str, Any]:
-        """Everything about it, as `dlq show` prints it."""
+    def permit_no(self) -> str | None:
+        """The permit number it is about, when its CloudEvents subject or else its key is one
+        (a request named by an SSN, or a value that is not an event, names none)."""
+        body = _json(self.value)
+        subject = body.get("subject") if isinstance(body, dict) else None
+        for candidate in (subject, _text(self.key)):
+            if isinstance(candidate, str) and _PERMIT_NO.fullmatch(candidate):
+                return candidate
+        return None
+
+    def detail(self, *, reveal: bool = False) -> dict[str, Any]:
+        """Everything about it, as `dlq show` prints it: personal values in its value and its
+        error message masked unless `reveal` (a value that is not JSON, whose fields cannot
+        be told, whole)."""
         value = _json(self.value)
+        shown = redact(value, reveal=reveal) if isinstance(value, dict | list) else (
+            (_text(self.value) if value is None else value) if reveal else REDACTED)
         return {
-            **self.summary(), "topic": self.topic,
+            **self.summary(reveal=reveal), "topic": self.topic,
             "timestamp": datetime.fromtimestamp(self.timestamp_ms / 1000, UTC).isoformat(),
             "key": _text(self.key),
-            "headers": [[printable(k), _text(v)] for k, v in self.headers],
-            "value": _text(self.value) if value is None else value,
+            "headers": [[printable(k), _text(v, error=k == ERROR_MESSAGE, reveal=reveal)]
+                        for k, v in self.headers],
+            "value": shown,
         }
+
+    def seen(self) -> Seen:
+        """What `dlq show` shows of it, for the record of looks: the message by its place,
+        the permit it is about, the names of the value's fields."""
+        value = _json(self.value)
+        fields = shown_fields(value, "value") if isinstance(value, dict) else ["value"]
+        return Seen(f"{self.topic}:{self.partition}:{self.offset}", self.permit_no(),
+                    ["key", "headers", *fields])
 
 
 def dlq_topic_of(

@@ -13,13 +13,12 @@ evidence logs (`hub.evidence`).
   files in a 0700 directory.
 
 `show` and `export` record in each agency's database who looked, why and with which command
-(`hub_evidence_looks`) before they print or write anything.
+(`hub.looks`) before they print or write anything.
 """
 
 from __future__ import annotations
 
 import base64
-import getpass
 import hashlib
 import json
 import os
@@ -33,11 +32,12 @@ import typer
 
 from hub import evidence_chain
 from hub.bootstrap import key_store
-from hub.commands import emit_json, json_default, run
+from hub.commands import Operator, Purpose, emit_json, json_default, run
 from hub.db import Connection
 from hub.errors import BadTarget
 from hub.evidence import HEAD_TYPE, row_entry
 from hub.evidence_chain import GENESIS, chain, check_signature, entry_digest
+from hub.looks import Look, Seen, record
 from hub.registry import installed
 from hub.settings import Settings
 
@@ -46,8 +46,6 @@ evidence_app = typer.Typer(
     no_args_is_help=True)
 
 AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
-Purpose = Annotated[str, typer.Option(
-    "--purpose", help="why you look (recorded with your user name in each agency's database)")]
 FETCH = 2000
 """Rows read per round trip while walking a chain."""
 
@@ -218,33 +216,22 @@ def verify(
 
 # show and export -----------------------------------------------------------------------
 
-_SHOWN = ("seq, recorded_at, direction, outcome, topic, partition, \"offset\", event_id,"
-          " event_type, signer, kid")
+SHOWN = ("seq", "recorded_at", "direction", "outcome", "topic", "partition", "offset",
+         "event_id", "event_type", "signer", "kid")
+"""What `show` prints of each evidence row: where and by whom, never the record's value."""
+EXPORTED = ("entries",)
+"""What `export` writes of each agency's log: the permit's rows whole, records included."""
 
 
-async def _record_look(conn: Connection, purpose: str, command: str, subject: str) -> None:
-    await conn.execute(
-        "INSERT INTO hub_evidence_looks (looked_by, purpose, command, subject)"
-        " VALUES ($1, $2, $3, $4)", getpass.getuser(), purpose, command, subject)
-
-
-def _purpose(purpose: str) -> str:
-    text = purpose.strip()
-    if len(text) < 4:
-        raise BadTarget("--purpose must say why you look (a case or ticket reference);"
-                        " nothing was shown")
-    return text
-
-
-async def history(settings: Settings, permit_no: str, purpose: str) -> list[dict[str, Any]]:
+async def history(settings: Settings, permit_no: str, look: Look) -> list[dict[str, Any]]:
     """Every agency's rows about one permit, oldest first (the look is recorded first)."""
-    why = _purpose(purpose)
+    columns = ", ".join(f'"{c}"' for c in SHOWN)
     out: list[dict[str, Any]] = []
     for agency in installed():
         conn = await asyncpg.connect(settings.dsn(agency.name))
         try:
-            await _record_look(conn, why, "evidence show", permit_no)
-            rows = await conn.fetch(f"SELECT {_SHOWN} FROM hub_evidence WHERE subject = $1"
+            await record(conn, look, [Seen(permit_no, permit_no, SHOWN)])
+            rows = await conn.fetch(f"SELECT {columns} FROM hub_evidence WHERE subject = $1"
                                     " ORDER BY seq", permit_no)
         finally:
             await conn.close()
@@ -256,10 +243,16 @@ async def history(settings: Settings, permit_no: str, purpose: str) -> list[dict
 def show(
     permit_no: Annotated[str, typer.Argument(help="the permit number")],
     purpose: Purpose,
+    operator: Operator = None,
     as_json: AsJson = False,
 ) -> None:
-    """Who said what about a permit, and when, across every agency's evidence log."""
-    rows = run(lambda s: history(s, permit_no, purpose))
+    """Who said what about a permit, and when, across every agency's evidence log (no
+    record's content: nothing to mask)."""
+
+    async def work(s: Settings) -> list[dict[str, Any]]:
+        return await history(s, permit_no, Look("evidence show", purpose, False, operator))
+
+    rows = run(work)
     if not rows:
         typer.echo(f"error: no agency's evidence log holds permit {permit_no}", err=True)
         raise typer.Exit(2)
@@ -273,15 +266,14 @@ def show(
                    f" {by:<36} {r['topic']}:{r['partition']}:{r['offset']} {r['outcome']}")
 
 
-async def collect(settings: Settings, permit_no: str, purpose: str) -> dict[str, Any]:
+async def collect(settings: Settings, permit_no: str, look: Look) -> dict[str, Any]:
     """Each agency's part of the bundle of one permit (the look is recorded first)."""
-    why = _purpose(purpose)
     logs = {}
     for agency in installed():
         heads = await peer_heads(settings, agency.name)
         conn = await asyncpg.connect(settings.dsn(agency.name))
         try:
-            await _record_look(conn, why, "evidence export", permit_no)
+            await record(conn, look, [Seen(permit_no, permit_no, EXPORTED)])
             log = await _agency_log(conn, permit_no, heads)
         finally:
             await conn.close()
@@ -345,14 +337,17 @@ def export(
     permit_no: Annotated[str, typer.Argument(help="the permit number")],
     out: Annotated[Path, typer.Option("--out", help="a new or empty directory")],
     purpose: Purpose,
+    operator: Operator = None,
 ) -> None:
-    """Write a bundle of a permit's evidence that an auditor verifies without the hub."""
+    """Write a bundle of a permit's evidence that an auditor verifies without the hub. Its
+    records are whole (a masked record would not verify): the look is recorded as revealing."""
     if out.exists() and any(out.iterdir()):
         typer.echo(f"error: {out} is not empty; nothing written", err=True)
         raise typer.Exit(2)
 
     async def work(s: Settings) -> int:
-        return write_bundle(out, permit_no, await collect(s, permit_no, purpose), s)
+        look = Look("evidence export", purpose, True, operator)
+        return write_bundle(out, permit_no, await collect(s, permit_no, look), s)
 
     rows = run(work)
     problems = evidence_chain.check_bundle(out)

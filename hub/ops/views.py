@@ -9,8 +9,11 @@ from typing import Any
 
 from hub.agency import Agency, PermitRecords
 from hub.db import open_pool
+from hub.looks import Look, Seen
+from hub.ops.looks import record_in
 from hub.projection import fetch_all, fetch_one
 from hub.registry import installed
+from hub.reveal import redact, shown_fields
 from hub.settings import Settings
 from schemas.permits import PermitRecord
 
@@ -65,6 +68,17 @@ async def collect(settings: Settings, permit_no: str) -> dict[str, dict[str, Any
         async with open_pool(settings.dsn(agency.name), max_size=1) as p:
             held[agency.name] = await fetch_one(p, agency.view.table, permit_no)
     return held
+
+
+async def show(
+    settings: Settings, permit_no: str, look: Look
+) -> dict[str, dict[str, Any] | None]:
+    """What `hub views show` prints of one permit, by agency: masked unless the look
+    reveals, and recorded as a look in every agency's database before it is returned."""
+    held = await collect(settings, permit_no)
+    await record_in(settings, look, {
+        agency: [Seen(permit_no, permit_no, shown_fields(row))] for agency, row in held.items()})
+    return {agency: redact(row, reveal=look.revealed) for agency, row in held.items()}
 
 
 async def drifts(settings: Settings) -> list[Drift]:

@@ -37,6 +37,7 @@ from tests.integration.test_card_service import (
 
 pytestmark = pytest.mark.integration
 __all__ = ["card_hub"]  # the fixture, shared with the service tests
+WHY = ("--purpose", "T-2 card support")
 
 
 def _env(settings: Settings) -> dict[str, str]:
@@ -147,7 +148,8 @@ async def test_the_permit_download_is_json_and_a_png_whose_qr_verifies(
     card_hub: CardHub, tmp_path: Path
 ) -> None:
     """`hub card permit N --png P` answers the permit's information and writes a PNG whose
-    QR code `hub qr verify` accepts; a permit without an e-card gets JSON but no QR."""
+    QR code `hub qr verify` accepts; a permit without an e-card gets JSON but no QR. The
+    holder's name is masked unless --reveal, which the PNG needs."""
     hub = card_hub
     anna = await hub.permit("Anna Schmidt")
     bare = await hub.permit("Kenji Sato")
@@ -158,7 +160,16 @@ async def test_the_permit_download_is_json_and_a_png_whose_qr_verifies(
     card_id = for_request(events, rid)[0].data.card_id
 
     png = tmp_path / "permit.png"
-    code, document = await hub_cli(hub.settings, "card", "permit", anna, "--png", str(png))
+    code, document = await hub_cli(hub.settings, "card", "permit", anna, *WHY)
+    assert (code, document["permit"]["holder_name"]) == (0, "A••• S••••••")
+    unrevealed = await asyncio.to_thread(
+        CliRunner().invoke, _mounted(), ["card", "permit", anna, *WHY, "--png", str(png)],
+        env=_env(hub.settings))
+    assert (unrevealed.exit_code, unrevealed.stdout) == (2, "")
+    assert "--reveal" in unrevealed.output
+    assert not png.exists()
+    code, document = await hub_cli(hub.settings, "card", "permit", anna, "--png", str(png),
+                                   *WHY, "--reveal")
     assert code == 0
     assert document["permit"]["holder_name"] == "Anna Schmidt"
     assert document["ecard"]["card_id"] == card_id
@@ -168,9 +179,10 @@ async def test_the_permit_download_is_json_and_a_png_whose_qr_verifies(
     assert await hub.sql("SELECT array_agg(purpose ORDER BY id) FROM card_qr_tokens") == [
         "ecard_issued", "download"]
 
-    code, document = await hub_cli(hub.settings, "card", "permit", bare)
+    code, document = await hub_cli(hub.settings, "card", "permit", bare, *WHY)
     assert (code, document["ecard"], document["qr_unavailable_reason"]) == (0, None, "no_ecard")
-    code, refused = await hub_cli(hub.settings, "card", "permit", bare, "--png", str(png))
+    code, refused = await hub_cli(hub.settings, "card", "permit", bare, "--png", str(png),
+                                  *WHY, "--reveal")
     assert (code, refused["refused"]["reason"]) == (1, "no_ecard")
-    code, refused = await hub_cli(hub.settings, "card", "permit", "156999999999999999")
+    code, refused = await hub_cli(hub.settings, "card", "permit", "156999999999999999", *WHY)
     assert (code, refused["refused"]["reason"]) == (1, "unknown_permit")

@@ -119,10 +119,10 @@ async def test_every_log_verifies_and_each_permit_shows_who_said_what(
     assert all(r["signer"] == "workpermit" for r in rows
                if r["event_type"].startswith("cn.mohrss.workpermit."))
     for agency in ("workpermit", *CONSUMERS):
-        looks = await _fetch(settings, agency, "SELECT looked_by, purpose, command, subject"
-                             " FROM hub_evidence_looks")
-        assert [(lk["purpose"], lk["command"], lk["subject"]) for lk in looks] == [
-            ("case 2026-117", "evidence show", nos[0])]
+        looks = await _fetch(settings, agency, "SELECT looked_by, purpose, command, permit_no,"
+                             " revealed FROM hub_looks")
+        assert [tuple(lk) for lk in looks] == [
+            ("ops-tester", "case 2026-117", "evidence show", nos[0], False)]
 
     bundle = tmp_path / "bundle"
     exported = await invoke(settings, "evidence", "export", nos[0], "--out", str(bundle),

@@ -205,7 +205,8 @@ async def test_raw_record_bytes_are_dead_lettered_with_their_reason_and_read_bac
     assert [m["ref"] for m in paged["messages"]] == [m["ref"] for m in listing["messages"][:2]]
     later = await _dlq(settings, "--since", "2999-01-01T00:00:00")
     assert later["total"] == 0
-    shown = await invoke(settings, "dlq", "show", "card", listing["messages"][1]["ref"])
+    shown = await invoke(settings, "dlq", "show", "card", listing["messages"][1]["ref"],
+                         "--purpose", "T-1 hostile input", "--reveal")
     assert shown.exit_code == 0, shown.output
     refused = await invoke(settings, "dlq", "redrive", "card", listing["messages"][0]["ref"],
                            "--json")

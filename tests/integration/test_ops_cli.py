@@ -13,6 +13,7 @@ from typer.testing import CliRunner, Result
 from hub.logging import configure_logging
 from hub.ops.cli import dlq_app, lag, reconcile
 from hub.ops.evidence import evidence_app
+from hub.ops.looks import audit
 from hub.ops.outbox import outbox_app
 from hub.ops.replay import replay
 from hub.settings import Settings
@@ -26,6 +27,7 @@ def ops_app() -> typer.Typer:
     app.command("lag")(lag)
     app.command("reconcile")(reconcile)
     app.command("replay")(replay)
+    app.command("audit")(audit)
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(evidence_app, name="evidence")
     app.add_typer(outbox_app, name="outbox")
@@ -46,22 +48,24 @@ def settings_env(settings: Settings) -> dict[str, str]:
     }
 
 
-async def invoke(settings: Settings, *args: str) -> Result:
-    """Run one ops command in a worker thread (it starts its own event loop)."""
+async def invoke(settings: Settings, *args: str, app: typer.Typer | None = None) -> Result:
+    """Run one ops command (of `app`, the ops commands unless given) in a worker thread (it
+    starts its own event loop)."""
     if not structlog.is_configured():
         # Configured here, logging keeps the session's stderr; configured inside the
         # runner it would write to the runner's buffer, closed after the command.
         configure_logging("console", "INFO")
     runner = CliRunner()
     return await asyncio.to_thread(
-        runner.invoke, ops_app(), list(args), env=settings_env(settings), catch_exceptions=False
+        runner.invoke, app or ops_app(), list(args), env=settings_env(settings),
+        catch_exceptions=False
     )
 
 
 @pytest.mark.parametrize(
     "args",
     [["lag"], ["reconcile"], ["replay"], ["dlq", "list"], ["dlq", "show"], ["dlq", "redrive"],
-     ["outbox", "parked"]],
+     ["outbox", "parked"], ["audit"]],
 )
 def test_every_ops_command_has_help(args: list[str]) -> None:
     """`--help` describes each command and its options without touching Kafka or Postgres."""

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.integration
 BLOCK = ("ALTER TABLE card_permits ADD CONSTRAINT ops_test_block"
          " CHECK (holder_name NOT LIKE 'Blocked%')")
 UNBLOCK = "ALTER TABLE card_permits DROP CONSTRAINT ops_test_block"
+WHY = ("--purpose", "T-1 check")
 
 
 def _lone(base: int, name: str) -> CloudEvent[Any]:
@@ -85,12 +86,22 @@ async def test_dead_letters_are_listed_shown_redriven_recorded_and_quarantined(
         ref = {(m["reason"], m["error_class"]): m["ref"] for m in listing["messages"]}
         blocked_ref = ref[("handler_error", "CheckViolationError")]
 
-        shown = await _json(hub_settings, "dlq", "show", group, blocked_ref)
+        shown = await _json(hub_settings, "dlq", "show", group, blocked_ref,
+                            "--purpose", "INC-7 blocked permit")
         headers = dict(shown["headers"])
         assert headers["dlq.reason"] == "handler_error"
         assert headers["dlq.group"] == group
         assert "ops_test_block" in headers["dlq.error.message"]
         assert shown["key"] == blocked.subject == shown["value"]["subject"]
+        assert "Blocked" not in json.dumps(shown)
+        revealed = await _json(hub_settings, "dlq", "show", group, blocked_ref,
+                               "--purpose", "INC-7 blocked permit", "--reveal")
+        assert revealed["value"]["data"]["permit"]["holder"]["name"] == "Blocked Person"
+        looks = await _sql(hub_settings, "SELECT subject, permit_no, revealed FROM hub_looks"
+                           " WHERE command = 'dlq show' ORDER BY id")
+        assert [tuple(r) for r in looks] == [
+            (f"{dlq}:{blocked_ref}", blocked.subject, False),
+            (f"{dlq}:{blocked_ref}", blocked.subject, True)]
 
         # A dry run plans all three and changes nothing: no message, no record, no table.
         ends = await end_offsets(hub_settings, [card_topic, dlq], OBSERVER)
@@ -173,9 +184,9 @@ async def test_dlq_commands_refuse_what_does_not_exist_and_change_nothing(
 
     cases = {
         ("dlq", "list", "no_such_group"): "no_such_group",
-        ("dlq", "show", "card", "99:0"): "no partition 99",
-        ("dlq", "show", "card", f"{dead['partition']}:999"): "no offset 999",
-        ("dlq", "show", "card", "zero:one"): "not partition:offset",
+        ("dlq", "show", "card", "99:0", *WHY): "no partition 99",
+        ("dlq", "show", "card", f"{dead['partition']}:999", *WHY): "no offset 999",
+        ("dlq", "show", "card", "zero:one", *WHY): "not partition:offset",
         ("dlq", "redrive", "card", f"{dead['partition']}:999"): "nothing was redriven",
         ("dlq", "redrive", "card"): "--all",
         ("dlq", "redrive", "card", "0:0", "--all"): "--all",

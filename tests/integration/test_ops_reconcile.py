@@ -48,7 +48,7 @@ async def test_reconcile_reports_every_corrupted_row_and_exits_non_zero(
 
             await eventually(agreed, what="the views to agree with the authority")
 
-    clean = await invoke(hub_settings, "reconcile")
+    clean = await invoke(hub_settings, "reconcile", "--purpose", "T-1 nightly")
     assert clean.exit_code == 0, clean.output
     assert clean.stdout == ""
     assert "no drift" in clean.output
@@ -71,7 +71,7 @@ async def test_reconcile_reports_every_corrupted_row_and_exits_non_zero(
         await conn.execute(f"UPDATE ghost SET permit_no = '{ghost}'")
         await conn.execute(f"INSERT INTO {_table('card')} SELECT * FROM ghost")
 
-    result = await invoke(hub_settings, "reconcile", "--json")
+    result = await invoke(hub_settings, "reconcile", "--json", "--purpose", "T-1 nightly")
     assert result.exit_code == 1, result.output
     found = {(d["agency"], d["permit_no"], d["kind"], d["field"]): d
              for d in json.loads(result.stdout)}
@@ -86,7 +86,7 @@ async def test_reconcile_reports_every_corrupted_row_and_exits_non_zero(
     assert validity["view"] == (
         _date(validity["authority"]) + timedelta(days=1)).isoformat()
 
-    text = await invoke(hub_settings, "reconcile", "social_insurance")
+    text = await invoke(hub_settings, "reconcile", "social_insurance", "--purpose", "T-1 nightly")
     assert text.exit_code == 1
     assert text.stdout.splitlines() == [f"social_insurance: permit {gone} missing: "
                                         "authority='present' view=None"]
@@ -100,6 +100,7 @@ def _date(text: str) -> Any:
 
 async def test_reconcile_refuses_an_unknown_view(hub_settings: Settings) -> None:
     """Naming a view that does not exist exits 2 and says which."""
-    result = await invoke(hub_settings, "reconcile", "card", "passport_office")
+    result = await invoke(hub_settings, "reconcile", "card", "passport_office",
+                          "--purpose", "T-1 nightly")
     assert result.exit_code == 2
     assert "passport_office" in result.output
