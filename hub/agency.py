@@ -24,6 +24,7 @@ from hub.delivery import BatchHandler
 from hub.kafka import TopicPolicy, quarantine_topic
 from hub.kafka_credentials import front_door
 from hub.projection import ViewTable
+from hub.retention import Retention
 from hub.settings import Settings
 from hub.signing import TokenKey, Verifier
 from schemas import CloudEvent, Codec, topics
@@ -135,6 +136,9 @@ class Agency:
     token_keys: tuple[TokenKey, ...] = ()
     """Signers of tokens it issues outside Kafka (e.g. signed QR codes), whose keys
     `hub init` makes and `hub keys` rotates and revokes, never verifying a record."""
+    retention: Retention | None = None
+    """How long it keeps its view's ended permits, its expiring rows, and the rows that go
+    with an erased permit (`hub retention`); None: its view is never erased."""
 
     def __post_init__(self) -> None:
         if bool(self.reads) != (self.build is not None):

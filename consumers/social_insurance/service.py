@@ -22,6 +22,7 @@ from consumers.social_insurance.views import PERMITS, SocialInsuranceView
 from hub.agency import Agency, Channel, PermitView
 from hub.delivery import BatchHandler
 from hub.dispatch import Emit, Router
+from hub.retention import Forget, Kept, Retention
 from hub.settings import Settings
 from schemas import PERMIT_EVENT_TYPES, topics
 from schemas.card import CARD_OUTCOME_TYPES, ECardIssued
@@ -81,5 +82,20 @@ AGENCY = Agency(
     build=build,
     expectations=expectations.reads(),
     settings=SocialInsuranceSettings,
+    retention=Retention(
+        # si_permits holds no cancellation day: the day the cancellation was applied.
+        cancelled_on="LEAST(valid_until, applied_at::date)",
+        forget=(
+            Forget("si_letters", "only resolves a notification letter to the permit"),
+            Forget("si_ecards", "only resolves an e-card to the permit"),
+            Forget("si_requests", "the decision stays as the legal record; the text sent to"
+                   " the requester goes", columns=("message",)),
+        ),
+        kept=(
+            Kept("si_accounts", "the person's insurance account outlives the permit"),
+            Kept("si_registrations", "insured periods: the basis of the person's benefits"),
+            Kept("si_person_keys", "hashed keys naming the account (section 6)"),
+        ),
+    ),
 )
 """Social insurance, as the hub's registry finds it (entry point `permit_hub.agencies`)."""
