@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import structlog
 from typer.testing import CliRunner, Result
 
 from consumers.card.handlers import card_permit
@@ -24,6 +25,7 @@ from consumers.public_security.handlers import checked_permit
 from consumers.social_insurance.handlers import insured_permit
 from demo import synthetic
 from hub import bootstrap
+from hub.logging import configure_logging
 from hub.ops.evidence import verify_log
 from hub.ops.replay import run_replay
 from hub.ops.retention import apply
@@ -170,6 +172,10 @@ async def _due(settings: Settings, as_of: datetime) -> dict[str, set[str]]:
 
 
 async def _cli(settings: Settings, *args: str) -> Result:
+    if not structlog.is_configured():
+        # Configured here, logging keeps the session's stderr; configured inside the
+        # runner it would write to the runner's buffer, closed after the command.
+        configure_logging("console", "INFO")
     env = settings_env(settings) | {
         f"HUB_RETENTION_{k.upper()}_DAYS": str(getattr(settings, f"retention_{k}_days"))
         for k in ("replaced_tables", "qr_tokens", "ended_permits", "evidence_values")}
