@@ -26,6 +26,7 @@ from hub.delivery import BatchHandler
 from hub.kafka import TopicPolicy, quarantine_topic
 from hub.kafka_credentials import front_door
 from hub.projection import ViewTable
+from hub.retention import Retention
 from hub.settings import Settings
 from hub.signing import TokenKey, Verifier
 from schemas import CloudEvent, Codec, topics
@@ -199,6 +200,9 @@ class Agency:
     audiences: tuple[Audience, ...] = ()
     """Who reads its per-audience channel, each on its own topic: filled in by the registry
     from the readers' declarations (`with_audiences`), never declared."""
+    retention: Retention | None = None
+    """How long it keeps its view's ended permits, its expiring rows, and the rows that go
+    with an erased permit (`hub retention`); None: its view is never erased."""
 
     def __post_init__(self) -> None:
         if bool(self.reads) != (self.build is not None):

@@ -16,6 +16,7 @@ from hub.ops.keys import keys_app
 from hub.ops.looks import audit
 from hub.ops.outbox import outbox_app
 from hub.ops.replay import replay
+from hub.ops.retention_cli import retention_app
 from hub.registry import installed
 from hub.settings import Settings
 from hub.stack.cli import stack_app
@@ -38,6 +39,8 @@ app.add_typer(outbox_app, name="outbox",
               help="Outbox rows Kafka refused, parked by the relay: list, retry.")
 app.add_typer(evidence_app, name="evidence",
               help="Evidence logs: verify chains, show or export who said what about a permit.")
+app.add_typer(retention_app, name="retention",
+              help="Retention: the policy per table and topic; purge what is due.")
 app.command("lag")(lag)
 app.command("reconcile")(reconcile)
 app.command("replay")(replay)

@@ -13,6 +13,10 @@ every other consuming agency records the heads it reads (`record_heads`). The he
 keep that hash forever: `hub evidence verify` compares each agency's chain with what the
 others recorded.
 
+Retention (`hub retention apply`) may erase a row's value after its period: the chain
+hashes the value's digest, never the value, so the row keeps its place and the log still
+verifies (migration 0009 lets the owner make exactly that one change).
+
 The log also makes signatures cheap to re-check: a record whose exact value and JWS were
 verified and applied once is identified by its digest on replay (`proofs`), so a rebuild
 checks the key's status but does not repeat the Ed25519 verification.

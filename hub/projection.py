@@ -4,6 +4,10 @@ The known fast path: reduce the batch to the newest row per key, COPY it into a 
 table, and merge with one `INSERT … ON CONFLICT` whose `WHERE` drops stale and duplicate
 versions. One round trip per batch instead of a statement per event, plus one read of the
 versions held, for the jump limit (`MAX_SEQUENCE_JUMP`).
+
+A key the agency erased (`hub_erasures`, `hub.retention`) has no row left to guard it, so
+the merge also drops a row whose sequence is not above the one erased: the compacted topic
+and a redriven dead letter still carry the erased version, and must not bring it back.
 """
 
 from __future__ import annotations
@@ -114,7 +118,9 @@ class ViewTable:
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns[1:])
         await conn.execute(
             f"INSERT INTO {self.name} AS v ({cols}, applied_at)"
-            f" SELECT {cols}, clock_timestamp() FROM {staging}"
+            f" SELECT {cols}, clock_timestamp() FROM {staging} s"
+            f" WHERE NOT EXISTS (SELECT 1 FROM hub_erasures e"
+            f"  WHERE e.subject = s.{self.key}::text AND e.sequence >= s.sequence)"
             f" ON CONFLICT ({self.key}) DO UPDATE SET {updates}, applied_at = EXCLUDED.applied_at"
             f" WHERE v.sequence < EXCLUDED.sequence"
         )

@@ -174,6 +174,29 @@ class Settings(BaseSettings):
         " the chain moved)",
     )
 
+    # Retention (`hub retention`, docs/privacy.md §5); each agency may override a period
+    # with HUB_<AGENCY>_RETENTION_<NAME> (`hub.retention.periods`)
+    retention_replaced_tables_days: int = Field(
+        default=30, ge=1,
+        description="days a view table replaced by `hub replay` (<table>__replaced_<id>) is"
+        " kept for inspection after the switch, then dropped: it is a full copy of the view",
+    )
+    retention_qr_tokens_days: int = Field(
+        default=7, ge=0,
+        description="days a QR token's row (card_qr_tokens, ps_accepted_tokens) is kept after"
+        " the token expired, then deleted: a token is refused after its expiry anyway",
+    )
+    retention_ended_permits_days: int = Field(
+        default=365, ge=1,
+        description="days an agency keeps a cancelled or expired permit in its view (and the"
+        " rows that only serve it) after the permit's end, then erases it",
+    )
+    retention_evidence_values_days: int = Field(
+        default=3 * 365, ge=1,
+        description="days the evidence log keeps a record's exact bytes, then erases them;"
+        " the row, its digest and the chain stay, so the log still verifies",
+    )
+
     # Logging
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"

@@ -20,6 +20,7 @@ from hub.agency import Agency, Channel, CommandContext, PermitView
 from hub.db import Connection
 from hub.delivery import BatchHandler, Delivery
 from hub.dispatch import Router
+from hub.retention import Expiring, Forget, Kept, Retention
 from hub.settings import Settings
 from schemas import PERMIT_EVENT_TYPES, topics
 from schemas.card import (
@@ -125,5 +126,24 @@ AGENCY = Agency(
     expectations=expectations.reads(),
     commands=_commands,
     token_keys=(TOKEN_KEY,),
+    retention=Retention(
+        # The card view holds no cancellation day: the day it applied the cancellation (or
+        # the permit's end of validity, if earlier) is the closest it knows.
+        cancelled_on="LEAST(valid_until, applied_at::date)",
+        expiring=(Expiring("card_qr_tokens", "expires_at",
+                           "a token is refused after it expired; its row links a permit to a"
+                           " card and the times the holder showed it"),),
+        forget=(
+            Forget("card_ecards", "the e-card of an ended permit is void; holds the SSN"),
+            Forget("card_notifications", "notices already sent about the permit"),
+            Forget("card_qr_tokens", "tokens of the permit, whatever their expiry"),
+        ),
+        kept=(
+            Kept("card_physical_cards", "the person's social security card outlives the"
+                 " permit it was issued under"),
+            Kept("card_requests", "each request id answered once (idempotency): ids, outcome,"
+                 " reason, the permit number"),
+        ),
+    ),
 )
 """The card service, as the hub's registry finds it (entry point `permit_hub.agencies`)."""

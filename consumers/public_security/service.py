@@ -20,6 +20,7 @@ from consumers.public_security.views import PERMITS, PublicSecurityView
 from hub.agency import Agency, Channel, PermitView
 from hub.delivery import BatchHandler
 from hub.dispatch import Emit, Received, Router
+from hub.retention import Expiring, Forget, Kept, Retention
 from hub.settings import Settings
 from schemas import PERMIT_EVENT_TYPES, topics
 from schemas.permit_token import published_keys_file
@@ -85,5 +86,21 @@ AGENCY = Agency(
     build=build,
     expectations=expectations.reads(),
     settings=PublicSecuritySettings,
+    retention=Retention(
+        expiring=(Expiring("ps_accepted_tokens", "expires_at",
+                           "a token is refused after it expired (plus the leeway), so its"
+                           " digest no longer guards against reuse"),),
+        forget=(
+            Forget("ps_applications", "the decision stays as the legal record; the entry date"
+                   " and the text sent to the applicant go", columns=("entry_date", "message")),
+            Forget("ps_accepted_tokens", "tokens shown for the permit, whatever their expiry",
+                   match="application_id IN (SELECT application_id FROM ps_applications"
+                   " WHERE permit_no = ANY($1))"),
+        ),
+        kept=(
+            Kept("ps_residence_permits", "the residence permit's legal history (numbers,"
+                 " dates, status); no name or passport"),
+        ),
+    ),
 )
 """Public security, as the hub's registry finds it (entry point `permit_hub.agencies`)."""

@@ -25,6 +25,7 @@ from consumers.social_insurance.views import PERMITS, SocialInsuranceView
 from hub.agency import Agency, Channel, PermitView
 from hub.delivery import BatchHandler
 from hub.dispatch import Emit, Router
+from hub.retention import Forget, Kept, Retention
 from hub.settings import Settings
 from schemas import PERMIT_EVENT_TYPES, topics
 from schemas.card import CARD_OUTCOME_TYPES, ECardIssued
@@ -100,5 +101,20 @@ AGENCY = Agency(
     expectations=expectations.reads(),
     settings=SocialInsuranceSettings,
     secret_files=secret_files,
+    retention=Retention(
+        # si_permits holds no cancellation day: the day the cancellation was applied.
+        cancelled_on="LEAST(valid_until, applied_at::date)",
+        forget=(
+            Forget("si_letters", "only resolves a notification letter to the permit"),
+            Forget("si_ecards", "only resolves an e-card to the permit"),
+            Forget("si_requests", "the decision stays as the legal record; the text sent to"
+                   " the requester goes", columns=("message",)),
+        ),
+        kept=(
+            Kept("si_accounts", "the person's insurance account outlives the permit"),
+            Kept("si_registrations", "insured periods: the basis of the person's benefits"),
+            Kept("si_person_keys", "keyed digests naming the account (section 6)"),
+        ),
+    ),
 )
 """Social insurance, as the hub's registry finds it (entry point `permit_hub.agencies`)."""

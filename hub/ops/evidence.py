@@ -66,6 +66,9 @@ class Verdict:
     head_seq: int = 0
     head_hash: str = GENESIS.hex()
     heads_compared: int = 0
+    erased: int = 0
+    """Rows whose value retention erased: their place in the chain is checked, their
+    content and signature no longer can be."""
     first_bad_row: int | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -162,11 +165,16 @@ async def uncovered(settings: Settings) -> list[str]:
 
 
 def _check_row(row: asyncpg.Record, keys: dict[str, dict[str, Any]], verdict: Verdict) -> None:
-    seq, value = row["seq"], bytes(row["value"])
-    if hashlib.sha256(value).digest() != bytes(row["digest"]):
-        verdict.bad(seq, "its record is not the one its digest names")
+    seq = row["seq"]
     if chain(bytes(row["prev_hash"]), entry_digest(row_entry(row))) != bytes(row["row_hash"]):
         verdict.bad(seq, "its content does not match its hash")
+    if row["value"] is None:
+        # Erased by retention (hub_evidence.value_erased_at): the digest stays in the chain.
+        verdict.erased += 1
+        return
+    value = bytes(row["value"])
+    if hashlib.sha256(value).digest() != bytes(row["digest"]):
+        verdict.bad(seq, "its record is not the one its digest names")
     if row["signer"] is not None:
         wrong = check_signature(row["jws"] or "", value, keys, row["tree"])
         if wrong is None and keys.get(row["kid"], {}).get("signer") != row["signer"]:
@@ -208,7 +216,8 @@ def verify(
         for v in verdicts:
             state = "ok" if v.ok else f"FAILED at row {v.first_bad_row}"
             typer.echo(f"{v.agency:<20} {state:<22} rows={v.rows} head={v.head_seq}:"
-                       f"{v.head_hash[:16]} heads-compared={v.heads_compared}")
+                       f"{v.head_hash[:16]} heads-compared={v.heads_compared}"
+                       f" values-erased={v.erased}")
             for p in v.problems[:20]:
                 typer.echo(f"  {p}")
     raise typer.Exit(0 if all(v.ok for v in verdicts) else 1)
@@ -312,7 +321,9 @@ async def _agency_log(
             entry = row_entry(row)
             links.append([row["seq"], entry_digest(entry).hex()])
             if row["subject"] == permit_no:
-                entries.append({**entry, "value": base64.b64encode(bytes(row["value"])).decode()})
+                value = row["value"]
+                entries.append({**entry, "value": None if value is None
+                                else base64.b64encode(bytes(value)).decode()})
             head = row
     assert head is not None
     return {
@@ -367,9 +378,11 @@ belongs to requires, and delete it when that case is closed.
 
 - `agencies/<agency>.json` — that agency's evidence log from the first row about the
   permit to its head: the permit's rows in full (`entries`, with each record's exact
-  bytes base64-encoded in `value`), every row's entry digest in order (`chain`), the hash
-  the first row links to (`prev_hash`), the head, and the chain heads of this agency that
-  the other agencies recorded (`recorded_heads`).
+  bytes base64-encoded in `value`, or null where retention erased them: such a row's
+  place in the chain still verifies, its content and signature no longer can), every
+  row's entry digest in order (`chain`), the hash the first row links to (`prev_hash`),
+  the head, and the chain heads of this agency that the other agencies recorded
+  (`recorded_heads`).
 - `keys.json` — every signer's published keys (JWK sets; Ed25519, `kid` = base64url of the
   SHA-256 of the raw key, first 16 characters).
 - `verify.py` — the check, standard library plus `cryptography`:

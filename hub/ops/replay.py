@@ -700,6 +700,12 @@ async def _switch_once(
         r.live_offsets = live
         await builder.catch_up(conn, {p: o for p, o in live.items()
                                       if builder.by_partition[p].next < o})
+        # A permit erased while the shadow was built (`hub retention apply`, which holds the
+        # same offset rows while it erases) may have reached the shadow before its tombstone.
+        key = installed().view(r.view).table.key
+        await conn.execute(
+            f"DELETE FROM {r.shadow} s USING hub_erasures e"
+            f" WHERE e.subject = s.{key}::text AND e.sequence >= s.sequence")
         r.comparison = await _compare(conn, r, authority, outside)
         refusal = r.comparison.refusal()
         if refusal is not None and not r.accept_loss:
@@ -724,7 +730,10 @@ async def _compare(
         f" (SELECT count(*) FROM {r.table} l WHERE NOT EXISTS"
         f"   (SELECT 1 FROM {r.shadow} s WHERE s.{key} = l.{key})) AS lost,"
         f" (SELECT count(*) FROM unnest($1::text[]) a(k) WHERE NOT EXISTS"
-        f"   (SELECT 1 FROM {r.shadow} s WHERE s.{key} = a.k)) AS authority_missing",
+        f"   (SELECT 1 FROM {r.shadow} s WHERE s.{key} = a.k)"
+        # An erased permit is missing by design (`hub.retention`), not a loss.
+        f"   AND NOT EXISTS (SELECT 1 FROM hub_erasures e WHERE e.subject = a.k))"
+        f" AS authority_missing",
         authority or [])
     assert row is not None
     return Comparison(

@@ -91,7 +91,9 @@ async def drifts(settings: Settings) -> list[Drift]:
         assert agency.view is not None
         async with open_pool(settings.dsn(agency.name), max_size=1) as p:
             view = await fetch_all(p, agency.view.table)
-        found += compare(agency.name, truth, view)
+            erased = {r["subject"]: r["sequence"] for r in await p.fetch(
+                "SELECT subject, sequence FROM hub_erasures")}
+        found += compare(agency.name, truth, view, erased)
     return found
 
 
@@ -107,11 +109,17 @@ def compare(
     agency: str,
     truth: dict[str, tuple[PermitRecord, int]],
     view: dict[str, dict[str, Any]],
+    erased: dict[str, int] | None = None,
 ) -> list[Drift]:
-    """The drifts of one view against the authority's records."""
+    """The drifts of one view against the authority's records. A permit the agency erased
+    (`erased`: permit → sequence erased, `hub.retention`) is not missing, unless the
+    authority holds a newer version of it."""
     out: list[Drift] = []
+    gone = erased or {}
     for permit_no, (record, seq) in truth.items():
         row = view.get(permit_no)
+        if row is None and permit_no in gone and seq <= gone[permit_no]:
+            continue
         if row is None:
             out.append(Drift(agency, permit_no, "missing", "present", None))
             continue
