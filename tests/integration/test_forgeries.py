@@ -73,12 +73,14 @@ async def test_forged_and_wrongly_signed_records_are_dead_lettered_and_change_no
         issued = await auth.issue(letter.permit_no, valid_from=start, today=start)
         no = issued.permit_no
         await eventually(lambda: _has(settings, no, ("active", 2)), what="the genuine permit")
-        genuine = (await read_topic(settings, targets[0]))[-1].value
-        forged = _forged_cancellation(genuine)
+        # Each forgery made from the genuine record on its target topic, so that it
+        # decodes there: only its signature gives it away.
+        forged = {t: _forged_cancellation((await read_topic(settings, t))[-1].value)
+                  for t in targets}
 
         # 1. No signature at all, from a foreign client.
         for target in targets:
-            await _kcat_unsigned(kcat, settings, "workpermit", target, no, forged)
+            await _kcat_unsigned(kcat, settings, "workpermit", target, no, forged[target])
         # 2. A genuine signature, by an agency whose key may not emit permit events.
         # 3. The authority's own key, revoked after it was stolen (rotated first, so the
         #    authority goes on signing).
@@ -90,8 +92,10 @@ async def test_forged_and_wrongly_signed_records_are_dead_lettered_and_change_no
         async with bootstrap.producer(settings, "attacker", principal="workpermit") as prod:
             for key in (card_key, stolen):
                 for target in targets:
-                    await prod.send_and_wait(target, key=no.encode(), value=forged, headers=[
-                        ("content-type", CONTENT_TYPE.encode()), ("jws", key.sign(forged))])
+                    await prod.send_and_wait(
+                        target, key=no.encode(), value=forged[target], headers=[
+                            ("content-type", CONTENT_TYPE.encode()),
+                            ("jws", key.sign(forged[target]))])
         # 4. A forged SSN for the card service, unsigned.
         ssn = json.dumps({"specversion": "1.0", "id": "00000000-0000-4000-8000-000000000002",
                           "source": "/cn/gov/mohrss/social-insurance", "subject": no,
