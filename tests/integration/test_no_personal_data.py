@@ -162,7 +162,9 @@ async def test_the_demo_story_and_bad_input_leave_no_personal_data_in_logs_or_de
 
     # Not vacuous: the story logged, dead-lettered every bad record, and gave SSNs.
     assert len(lines) > 20
-    assert any('"dead-lettered"' in line for line in lines)
+    # (The hub's module loggers keep the renderer of the first configuration that used them
+    # in this process, JSON or console; both run the same redaction processors.)
+    assert any("dead-lettered" in line for line in lines)
     assert any('"logger": "aiokafka' in line for line in lines)  # the stdlib path, too
     assert len(dead) >= sent
     reasons = {dict(r.headers)["dlq.reason"].decode() for r in dead}
