@@ -169,10 +169,11 @@ async def view_rows(settings: Settings, agency: str) -> dict[str, dict[str, Any]
 
 
 async def read_topic(
-    settings: Settings, topic: str, timeout: float = 5.0  # noqa: ASYNC109 - a read deadline
+    settings: Settings, topic: str, timeout: float = 5.0,  # noqa: ASYNC109 - a read deadline
+    *, principal: str = OBSERVER,
 ) -> list[ConsumerRecord]:
-    """Every record currently in a topic, in partition order."""
-    reader = AIOKafkaConsumer(**client_options(settings, OBSERVER), enable_auto_commit=False)
+    """Every record currently in a topic, in partition order, read as `principal`."""
+    reader = AIOKafkaConsumer(**client_options(settings, principal), enable_auto_commit=False)
     await reader.start()
     try:
         tps = [TopicPartition(topic, p) for p in await partitions_of(reader, topic)]

@@ -9,11 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from demo.synthetic import _employer, _holder
 from hub import bootstrap
-from hub.kafka import client_options, partitions_of
 from hub.ops.lag import caught_up
 from hub.ops.views import drifts
 from hub.projection import fetch_all
@@ -21,7 +19,7 @@ from hub.registry import installed
 from hub.settings import Settings
 from producers.work_permit import Authority, PermitRuleViolation, authority
 from schemas.permits import CancellationReason, Category, PermitStatus
-from tests.integration.hub_fixtures import AUTHORITY, OBSERVER, eventually, permit_topic
+from tests.integration.hub_fixtures import AUTHORITY, eventually, permit_topic, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -157,20 +155,7 @@ async def _republish_everything(settings: Settings) -> int:
 
 
 async def _republish(settings: Settings, topic: str) -> int:
-    reader = AIOKafkaConsumer(**client_options(settings, OBSERVER), enable_auto_commit=False)
-    await reader.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in await partitions_of(reader, topic)]
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        ends = await reader.end_offsets(tps)
-        records = []
-        while [tp for tp, end in ends.items() if await reader.position(tp) < end]:
-            batch = await reader.getmany(timeout_ms=500)
-            for recs in batch.values():
-                records.extend(recs)
-    finally:
-        await reader.stop()
+    records = await read_topic(settings, topic, timeout=30.0)
     async with bootstrap.producer(settings, "republisher", principal=AUTHORITY) as prod:
         futures = [await prod.send(topic, key=r.key, value=r.value, headers=list(r.headers))
                    for r in records]

@@ -15,12 +15,10 @@ from datetime import date
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from hub import bootstrap
 from hub.db import open_pool
-from hub.kafka import client_options, partitions_of
 from hub.kafka_credentials import front_door
 from hub.outbox import OutgoingMessage, enqueue
 from hub.registry import installed
@@ -58,24 +56,10 @@ def covered(path: str, declared: frozenset[str]) -> bool:
 
 async def _read_as(settings: Settings, principal: str, topic: str) -> list[bytes] | str:
     """Every value of `topic` read as `principal`, or the error Kafka refused it with."""
-    reader = AIOKafkaConsumer(**client_options(settings, principal), enable_auto_commit=False,
-                              request_timeout_ms=10_000)
-    await reader.start()
     try:
-        tps = [TopicPartition(topic, p) for p in await partitions_of(reader, topic)]
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        ends = await reader.end_offsets(tps)
-        values: list[bytes] = []
-        while [tp for tp, end in ends.items() if await reader.position(tp) < end]:
-            for recs in (await reader.getmany(timeout_ms=500)).values():
-                values.extend(r.value for r in recs)
+        return [r.value for r in await read_topic(settings, topic, principal=principal)]
     except (KafkaError, LookupError) as exc:
         return type(exc).__name__
-    else:
-        return values
-    finally:
-        await reader.stop()
 
 
 async def test_each_principal_reads_only_its_own_topics_and_fields(
@@ -114,8 +98,8 @@ async def test_each_principal_reads_only_its_own_topics_and_fields(
     permit_topics = {a: permit_topic(settings, a) for a in AGENCIES}
     full_cards = settings.topic(topics.CARD_EVENTS)
     # The e-card in full, with its token, is for the card's front door alone.
-    [full] = await _read_as(settings, front_door("card"), full_cards)
-    assert json.loads(full)["data"]["qr"]["token"] == "t" * 40
+    [full] = await read_topic(settings, full_cards, principal=front_door("card"))
+    assert json.loads(full.value)["data"]["qr"]["token"] == "t" * 40
 
     for agency in AGENCIES:
         declared = installed().get(agency).expectations
@@ -134,9 +118,11 @@ async def test_each_principal_reads_only_its_own_topics_and_fields(
                 extra = sorted(p for p in leaf_paths(event["data"]) if not covered(p, reads))
                 assert extra == [], f"{agency} obtained {extra} of {name}"
     # What the agencies did not need is nowhere in their topics, named outright too.
-    received = {a: b"".join(await _read_as(settings, a, permit_topics[a])) for a in AGENCIES}
-    received["social_insurance"] += b"".join(await _read_as(settings, "social_insurance",
-                                                            si_cards))
+    received = {a: b"".join(r.value for r in await read_topic(settings, permit_topics[a],
+                                                               principal=a))
+                for a in AGENCIES}
+    received["social_insurance"] += b"".join(
+        r.value for r in await read_topic(settings, si_cards, principal="social_insurance"))
     for a, blob in received.items():
         assert b"Lea Example" not in blob, a  # family members: no agency reads them
         assert b"token" not in blob, a  # the QR token: no agency verifies it from Kafka
