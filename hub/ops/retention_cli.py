@@ -13,6 +13,7 @@ import typer
 from hub.commands import emit_json, run
 from hub.errors import BadTarget
 from hub.kafka import topic_config
+from hub.looks import MIN_PURPOSE
 from hub.registry import installed
 from hub.retention import periods
 from hub.settings import DAY_MS, Settings
@@ -22,7 +23,6 @@ retention_app = typer.Typer(
     no_args_is_help=True)
 
 AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
-MIN_PURPOSE = 4
 
 
 def _agencies() -> list[str]:
