@@ -47,8 +47,9 @@ def audience_labels(settings: Settings) -> dict[str, str]:
     registry = installed()
     authority = registry.get(registry.authority().name)
     named = {settings.topic(a.topic): a.agency for a in authority.audiences}
-    fanout = registry.audiences(settings, authority.name)[settings.topic(topics.PERMIT_EVENTS)]
-    return {topic: named.get(topic, topic) for topic, _ in fanout}
+    fan_out = registry.audiences(settings, authority.name)[settings.topic(topics.PERMIT_EVENTS)]
+    topics_ = ([fan_out.full] if fan_out.full else []) + [t for t, _ in fan_out.audiences]
+    return {topic: named.get(topic, topic) for topic in topics_}
 
 
 async def fill(
@@ -58,7 +59,7 @@ async def fill(
     registry = installed()
     # As the authority, the one principal that writes the permit audience topics.
     authority = registry.authority().name
-    fanout = registry.audiences(settings, authority)[settings.topic(topics.PERMIT_EVENTS)]
+    fan_out = registry.audiences(settings, authority)[settings.topic(topics.PERMIT_EVENTS)]
     labels = audience_labels(settings)
     content = ("content-type", CONTENT_TYPE.encode())
     # Signed as the authority's relay signs them (one JWS per batch of RELAY_BATCH outbox
@@ -89,8 +90,7 @@ async def fill(
                 batches.append([
                     (topic, key, copy)
                     for key, value in messages[i:i + RELAY_BATCH]
-                    for topic, project in fanout
-                    if (copy := project(value)) is not None
+                    for topic, copy in fan_out(value)
                 ])
             project_s += time.perf_counter() - start
             start = time.perf_counter()

@@ -10,7 +10,6 @@ The runtime sees an agency only through this type; it never imports an agency pa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
+import pydantic_core
 import typer
 from pydantic_settings import BaseSettings
 
@@ -82,17 +82,45 @@ class Audience:
         """An outbox value as this audience receives it: None for an event type it does not
         read (it is not sent one); a value that is no JSON event goes unchanged (its readers
         dead-letter it, as they would have)."""
-        try:
-            document = json.loads(value)
-        except ValueError:
-            return value
-        if not isinstance(document, dict) or not isinstance(document.get("type"), str):
-            return value
+        document = _event_document(value)
+        return value if document is None else self.cut(document)
+
+    def cut(self, document: dict[str, Any]) -> bytes | None:
+        """A parsed event as this audience receives it (None: a type it does not read)."""
         paths = self.paths.get(document["type"])
-        if paths is None:
-            return None
-        projected = project(document, paths)
-        return json.dumps(projected, ensure_ascii=False, separators=(",", ":")).encode()
+        return None if paths is None else pydantic_core.to_json(project(document, paths))
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """Where the rows of one outbox topic published per audience go (topics prefixed): each
+    audience's topic with its cut of the row, and, when the channel's front door reads it in
+    full, the channel's own topic with the row unchanged. Each row is parsed once, however
+    many audiences it goes to (the relay's hot path)."""
+
+    full: str | None
+    audiences: tuple[tuple[str, Audience], ...]
+
+    def __call__(self, value: bytes) -> list[tuple[str, bytes]]:
+        """The records one outbox value becomes, as (topic, value), in the audiences' order."""
+        copies = [(self.full, value)] if self.full is not None else []
+        document = _event_document(value)
+        for topic, audience in self.audiences:
+            cut = value if document is None else audience.cut(document)
+            if cut is not None:
+                copies.append((topic, cut))
+        return copies
+
+
+def _event_document(value: bytes) -> dict[str, Any] | None:
+    """The parsed event, or None for a value that is no JSON object with a `type`."""
+    try:
+        document = pydantic_core.from_json(value)
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or not isinstance(document.get("type"), str):
+        return None
+    return document
 
 
 @dataclass(frozen=True)

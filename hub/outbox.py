@@ -24,9 +24,9 @@ batch is retried, or the relay stops naming what to fix.
 
 A row whose topic is a channel published per audience (`hub.agency.Channel.per_audience`,
 the permit lifecycle) is sent once per reading agency, to that agency's topic and cut down
-to what it reads (`fanout`, `hub.agency.Audience.project`); the row is deleted when every
-copy is acknowledged, and each copy is one record of the batch's signed tree and one row of
-the evidence log. A copy Kafka refuses parks the whole row; copies already acknowledged
+to what it reads (`fanout`, `hub.agency.Fanout`: each row parsed once); the row is deleted
+when every copy is acknowledged, and each copy is one record of the batch's signed tree and
+one row of the evidence log. A copy Kafka refuses parks the whole row; copies already acknowledged
 are sent again with it (consumers drop them by `sequence`).
 
 `enqueue` refuses, before the caller commits, an event larger than `MAX_EVENT_BYTES`, so a
@@ -81,8 +81,9 @@ _REFUSED_RECORD: tuple[type[BaseException], ...] = (
 """Kafka's refusals of one record for what it is: retrying cannot help, other rows can go."""
 
 
-Projection = Callable[[bytes], bytes | None]
-"""An outbox value as one audience receives it (None: that audience is not sent it)."""
+Fanout = Callable[[bytes], list[tuple[str, bytes]]]
+"""The records one outbox value becomes, (topic, value), for a topic published per
+audience (`hub.agency.Fanout`)."""
 
 
 class EventTooLarge(MessageRefused):
@@ -140,12 +141,11 @@ class OutboxRelay:
     def __init__(
         self, dsn: str, producer: Producer, signer: Callable[[], SigningKey], *,
         batch_size: int = 1000,
-        fanout: Mapping[str, Sequence[tuple[str, Projection]]] | None = None,
+        fanout: Mapping[str, Fanout] | None = None,
     ) -> None:
         self.dsn = dsn
         self.fanout = dict(fanout or {})
-        """Per outbox topic published per audience: each audience's topic and projection
-        (`hub.agency.Audience.project`)."""
+        """Per outbox topic published per audience: where its rows go (`hub.agency.Fanout`)."""
         self.producer = producer
         self.signer = signer
         """The agency's active key, asked for once per batch: every batch is signed as it
@@ -241,11 +241,10 @@ class OutboxRelay:
     def _copies(self, row: asyncpg.Record) -> list[_Copy]:
         """The records one outbox row becomes: itself, or one per audience of its topic."""
         headers = _stored_headers(row)
-        audiences = self.fanout.get(row["topic"])
-        if audiences is None:
+        fan_out = self.fanout.get(row["topic"])
+        if fan_out is None:
             return [_Copy(row, row["topic"], row["value"], headers)]
-        return [_Copy(row, topic, value, headers) for topic, project in audiences
-                if (value := project(row["value"])) is not None]
+        return [_Copy(row, topic, value, headers) for topic, value in fan_out(row["value"])]
 
     def _too_large(self, copies: list[_Copy]) -> kafka_errors.MessageSizeTooLargeError | None:
         """The producer's refusal of a row's records, found before the batch is signed; None

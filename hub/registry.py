@@ -20,10 +20,10 @@ runtime never does.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from importlib.metadata import entry_points
 
-from hub.agency import Agency, Channel, PermitView
+from hub.agency import Agency, Channel, Fanout, PermitView
 from hub.errors import BadTarget
 from hub.kafka import TopicPolicy
 from hub.settings import Settings
@@ -140,19 +140,16 @@ class Registry:
         return {**dict.fromkeys(self.signers(), EVENTS),
                 **{k.signer: k.purpose for k in self.token_keys()}}
 
-    def audiences(
-        self, settings: Settings, name: str
-    ) -> dict[str, list[tuple[str, Callable[[bytes], bytes | None]]]]:
-        """For the relay of agency `name`: per topic its outbox writes to (prefixed), the
-        topics (prefixed) and audiences it fans out to; empty when it publishes per topic."""
+    def audiences(self, settings: Settings, name: str) -> dict[str, Fanout]:
+        """For the relay of agency `name`: per topic its outbox writes to (prefixed), where
+        its rows go; empty when it publishes per topic."""
         agency = self.get(name)
         c = agency.publishes
         if c is None or not c.per_audience:
             return {}
-        full: list[tuple[str, Callable[[bytes], bytes | None]]] = (
-            [(settings.topic(c.topic), _unchanged)] if c.front_door_reads else [])
-        return {settings.topic(c.topic): full + [
-            (settings.topic(a.topic), a.project) for a in agency.audiences]}
+        return {settings.topic(c.topic): Fanout(
+            settings.topic(c.topic) if c.front_door_reads else None,
+            tuple((settings.topic(a.topic), a) for a in agency.audiences))}
 
     def channels(self) -> list[Channel]:
         """Every topic the agencies own with what it carries, publications first."""
@@ -165,10 +162,6 @@ class Registry:
     def topic_policies(self, settings: Settings) -> dict[str, TopicPolicy]:
         """Every topic the hub uses, with how long Kafka keeps its records."""
         return {t: p for a in self for t, p in a.topic_policies(settings).items()}
-
-
-def _unchanged(value: bytes) -> bytes:
-    return value
 
 
 @functools.cache

@@ -45,8 +45,14 @@ def project(document: Mapping[str, Any], paths: Paths) -> dict[str, Any]:
     out = {k: v for k, v in document.items() if k != "data"}
     data = document.get("data")
     if isinstance(data, Mapping):
-        out["data"] = _keep(data, _tree(paths))
+        out["data"] = _keep(data, _tree_of(paths))
     return out
+
+
+@functools.cache
+def _tree_of(paths: Paths) -> Tree:
+    """The tree of an audience's paths, made once (the relay cuts every row with it)."""
+    return _tree(paths)
 
 
 Tree = dict[str, "Tree"]

@@ -97,19 +97,17 @@ async def publish(settings: Settings, events: Iterable[CloudEvent[Any]]) -> int:
     """Produce events to every agency's permit topic as the authority's relay would, each
     copy cut to what its agency reads and signed; return how many events."""
     key = bootstrap.signing_key(settings, AUTHORITY)
-    [fanout] = installed().audiences(settings, AUTHORITY).values()
+    [fan_out] = installed().audiences(settings, AUTHORITY).values()
     count = 0
     async with bootstrap.producer(settings, "test-authority", principal=AUTHORITY) as prod:
         futures = []
         for e in events:
             value, count = e.to_json(), count + 1
-            for topic, project in fanout:
-                copy = project(value)
-                if copy is not None:
-                    futures.append(await prod.send(
-                        topic, key=e.subject.encode(), value=copy,
-                        headers=[("content-type", CONTENT_TYPE.encode()),
-                                 (SIGNATURE_HEADER, key.sign(copy))]))
+            for topic, copy in fan_out(value):
+                futures.append(await prod.send(
+                    topic, key=e.subject.encode(), value=copy,
+                    headers=[("content-type", CONTENT_TYPE.encode()),
+                             (SIGNATURE_HEADER, key.sign(copy))]))
         await asyncio.gather(*futures)
     return count
 
