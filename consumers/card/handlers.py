@@ -241,8 +241,9 @@ async def send_expiry_reminders(
     """Remind every e-card holder whose active permit is due a reminder on the sweep's day.
 
     While the extension window is open (30-90 days left, the authority's own bounds) the
-    holder is reminded when it opens and again from `closing_days` left, with the last day
-    to apply; a reminder at 30 days or fewer would leave at most a day to act. Each kind is
+    holder is reminded when it opens and again from `closing_days` left, each time with the
+    last day to apply: a reminder planned for 30 days or fewer would leave at most that day.
+    Under 30 days the holder is told once that only a new application is left. Each kind is
     sent once per permit and end date, and is due every day of its span, so a sweep that
     runs late still sends it; an extension gives the new end its own reminders.
     """
