@@ -1,6 +1,7 @@
 """The seed's procedures in the demo: e-card with a permit QR code, residence permit by QR
-scan, social insurance and SSN, physical card, and the consequences of extension and
-cancellation, as front-door requests to each agency and the outcomes they publish."""
+scan, social insurance and SSN, physical card, the expiry reminder that opens the extension
+window, and the consequences of extension and cancellation, as front-door requests to each
+agency and the outcomes they publish."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from consumers.card import qr
 from consumers.card.cli import permit_download, verify_image
-from consumers.card.requests import registration_request
+from consumers.card.requests import registration_request, sweep_request
 from hub import bootstrap
 from hub.kafka import publish
 from hub.kafka_credentials import front_door
@@ -45,6 +46,8 @@ class Casebook:
     names: dict[str, str] = field(default_factory=dict)
     qr_png: Path | None = None
     qr_verdict: str = ""
+    reminder_day: date | None = None
+    reminder: str = ""
 
 
 async def send(settings: Settings, topic: str, events: Iterable[CloudEvent[Any]]) -> None:
@@ -135,6 +138,17 @@ async def apply_for_everything(
                                 maria.employer.credit_code, on))
     await send(settings, topics.SOCIAL_INSURANCE_REQUESTS, requests)
     await synced(settings)
+
+
+async def remind(settings: Settings, permit_no: str, as_of: date, book: Casebook) -> None:
+    """The scheduler's daily sweep on `as_of`, and the expiry reminder it sent the holder."""
+    await send(settings, topics.CARD_REQUESTS, [sweep_request(as_of)])
+    await synced(settings)
+    async with bootstrap.pool(settings, "card", max_size=1) as p:
+        message: str | None = await p.fetchval(
+            "SELECT message FROM card_notifications WHERE permit_no = $1"
+            " AND kind = 'expiry_reminder' AND notified_on = $2", permit_no, as_of)
+    book.reminder_day, book.reminder = as_of, message or "(none sent)"
 
 
 async def register_john_again(settings: Settings, john: Any) -> None:

@@ -1,9 +1,10 @@
 """`make demo`: the seed story on the local stack, with every agency's view side by side.
 
-Several foreigners go through notification letter, issue, extension, change and
-cancellation; a holder of a pre-integration physical permit stays legacy until the
-extension moves them onto the integrated standard. The run exits non-zero if any agency's
-view disagrees with the authority once the stream has settled.
+Several foreigners go through notification letter, issue, the expiry reminder that opens
+the extension window, extension, change and cancellation; a holder of a pre-integration
+physical permit stays legacy until the extension moves them onto the integrated standard.
+The run exits non-zero if any agency's view disagrees with the authority once the stream
+has settled.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from demo.procedures import (
     apply_for_everything,
     casebook,
     register_john_again,
+    remind,
     synced,
 )
 from hub import bootstrap
@@ -33,6 +35,7 @@ from hub.settings import Settings
 from hub.stack.local import LocalStack
 from producers.work_permit import Authority, authority
 from schemas.permits import (
+    EXTENSION_WINDOW,
     CancellationReason,
     Category,
     Employer,
@@ -182,7 +185,8 @@ async def consequences(auth: Authority, people: dict[str, PermitRecord]) -> None
     """Extension, change, cancellation and expiry, each with its consequences downstream."""
     anna, kenji, maria, ngozi, john = (people[k] for k in ("anna", "kenji", "maria", "ngozi",
                                                            "john"))
-    # Anna: 60 days before the end she applies to extend by a year, then renews her passport.
+    # Anna: 60 days before the end (30 days after the reminder that the extension window
+    # opened) she applies to extend by a year, then renews her passport.
     assert anna.valid_until is not None
     await auth.extend(anna.permit_no, new_valid_until=anna.valid_until + timedelta(days=365),
                       today=anna.valid_until - timedelta(days=60))
@@ -297,6 +301,11 @@ async def tell(settings: Settings, out_dir: Path) -> Told:
         await apply_for_everything(settings, people, date.today() - timedelta(days=9),
                                    out_dir, book)
         before = await card_standard(settings, john)
+        # The scheduler's sweep on the day Anna's extension window opens (90 days left).
+        anna = people["anna"]
+        assert anna.valid_until is not None
+        await remind(settings, anna.permit_no,
+                     anna.valid_until - EXTENSION_WINDOW[1], book)
         await consequences(auth, people)
         await synced(settings)
         await register_john_again(settings, people["john"])
@@ -326,6 +335,9 @@ async def play(settings: Settings, *, keep_running: bool = True) -> int:
               f" standard {told.before!r}; after his extension, {told.after!r}"
               " (No Change, No Replacement)")
         png = book.qr_png.resolve() if book.qr_png else "-"
+        print(f"\nAnna's e-card, on {book.reminder_day} (the extension window opens):"
+              f"\n  {book.reminder}"
+              "\n  she applies 30 days later, within the window, and the extension is granted")
         print(f"\nAnna's permit with its QR code: {png}"
               f"\n  scanned by public security: {book.qr_verdict}"
               f"\n  check it yourself: .venv/bin/hub qr verify {book.qr_png}")

@@ -28,9 +28,6 @@ SCHEDULER_SOURCE = "/cn/mohrss/ssc/scheduler"
 """The card service's daily scheduler, which says what day it is."""
 _TYPE = "cn.mohrss.ssc."
 
-EXPIRY_REMINDER_DAYS = 30
-"""A card holder is reminded when the permit ends within this many days (docs/domain.md §2)."""
-
 Ssn = Annotated[
     str, Field(min_length=6, max_length=32, description="opaque; from social insurance")
 ]

@@ -6,7 +6,7 @@ changed, so a consumer never needs an earlier event to apply a later one.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
@@ -20,6 +20,12 @@ _TYPE = "cn.mohrss.workpermit."
 
 MAX_VALIDITY_MONTHS = 60
 """Five years: the longest period one approval or extension grants (category A, domain §2)."""
+
+EXTENSION_WINDOW = (timedelta(days=30), timedelta(days=90))
+"""An extension is applied for between 30 and 90 days before the permit's last day, both
+included; with fewer than 30 days left it is refused (Tianjin guidelines, domain §2). Here
+because two agencies follow it: the authority decides by it, and the card service times its
+reminders by it so that each one comes while the holder can still act."""
 
 
 def _iso_country(code: str) -> str:

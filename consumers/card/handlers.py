@@ -7,7 +7,10 @@
 - SocialSecurityNumberIssued → PhysicalCardIssued, the SSN linked to the e-card
   (`issue_physical_card`).
 - ExpiryReminderSweepRequested → PermitNotificationSent to every e-card holder whose
-  permit ends within 30 days (`send_expiry_reminders`).
+  permit is due an expiry reminder (`send_expiry_reminders`): when the extension window
+  opens (90 days before the end), when it is about to close (the card's
+  `closing_reminder_days`), and, once it has closed (under 30 days), a notice that only a
+  new application is left; each once per end date.
 
 The card shows the permit's information (docs/domain.md §1): holder, nationality, category,
 employer, position, validity and status. A legacy permit is shown as it is, and gets no
@@ -16,7 +19,7 @@ e-card (so no QR code and no notifications) until it is extended, changed or mig
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import TYPE_CHECKING
 
 from consumers.card import rules
@@ -26,7 +29,6 @@ from hub.dispatch import Emit
 from hub.logging import get_logger
 from hub.redaction import NoPersonalData
 from schemas.card import (
-    EXPIRY_REMINDER_DAYS,
     ECardIssued,
     ECardIssuedData,
     ECardRegistrationRequested,
@@ -42,7 +44,7 @@ from schemas.card import (
     QrReference,
     VerificationResult,
 )
-from schemas.permits import PermitEvent, PermitStatus
+from schemas.permits import EXTENSION_WINDOW, PermitEvent, PermitStatus
 from schemas.social_insurance import SocialSecurityNumberIssued
 
 if TYPE_CHECKING:
@@ -79,13 +81,15 @@ def card_permit(event: PermitEvent) -> CardPermit:
 
 
 async def register_ecard(
-    event: ECardRegistrationRequested, view: CardViewPort, *, issuer: QrIssuer
+    event: ECardRegistrationRequested, view: CardViewPort, *, issuer: QrIssuer,
+    closing_days: int,
 ) -> list[Emit]:
     """Issue the e-card with the permit's information and a QR token, or say why not.
 
     Checks in this order, so a failed face check reveals nothing about the permit:
     verification, the permit (by number or SSN), the name, the permit's status and
-    standard, an existing e-card. 'Today' is the request's time, in China.
+    standard, an existing e-card. 'Today' is the request's time, in China. A permit due
+    an expiry reminder gets it with the card (`closing_days`: see `send_expiry_reminders`).
     """
     req = event.data
     if not await view.claim_request(req.request_id, event.id, event.subject):
@@ -111,7 +115,7 @@ async def register_ecard(
     if existing is not None:
         return await _reject(event, view, R.ALREADY_REGISTERED, permit_no, permit,
                              existing.card_id)
-    return await _issue(event, view, permit, issuer)
+    return await _issue(event, view, permit, issuer, closing_days)
 
 
 async def _reject(
@@ -131,7 +135,8 @@ async def _reject(
 
 
 async def _issue(
-    event: ECardRegistrationRequested, view: CardViewPort, permit: CardPermit, issuer: QrIssuer
+    event: ECardRegistrationRequested, view: CardViewPort, permit: CardPermit, issuer: QrIssuer,
+    closing_days: int,
 ) -> list[Emit]:
     req = event.data
     card_id = rules.card_id_for(permit.permit_no, req.request_id)
@@ -159,7 +164,8 @@ async def _issue(
     log.info("e-card issued", request_id=str(req.request_id), card_id=card_id)
     emits = [Emit(ECardIssued, permit.permit_no, data)]
     return emits + await _remind_if_due(view, permit, card_id, rules.china_date(event.time),
-                                        trigger="ECardRegistrationRequested")
+                                        trigger="ECardRegistrationRequested",
+                                        closing_days=closing_days)
 
 
 # physical card --------------------------------------------------------------------------
@@ -200,11 +206,14 @@ async def issue_physical_card(event: SocialSecurityNumberIssued, view: CardViewP
 # notifications --------------------------------------------------------------------------
 
 
-async def notify_permit_change(event: PermitEvent, view: CardViewPort) -> list[Emit]:
+async def notify_permit_change(
+    event: PermitEvent, view: CardViewPort, *, closing_days: int
+) -> list[Emit]:
     """Tell the e-card holder about each change of the permit (once per permit event).
 
     Only permits with an e-card are notified: the e-card is the channel. Only events after
     the one the card was issued on, or last notified, are news; an older one sends nothing.
+    An expiry reminder the permit is due (its new end's, after an extension) comes with it.
     """
     p = event.data.permit
     ecard = await view.ecard(p.permit_no)
@@ -223,40 +232,47 @@ async def notify_permit_change(event: PermitEvent, view: CardViewPort) -> list[E
             notified_on=today,
         )))
     return emits + await _remind_if_due(view, card_permit(event), ecard.card_id, today,
-                                        trigger=trigger)
+                                        trigger=trigger, closing_days=closing_days)
 
 
 async def send_expiry_reminders(
-    event: ExpiryReminderSweepRequested, view: CardViewPort
+    event: ExpiryReminderSweepRequested, view: CardViewPort, *, closing_days: int
 ) -> list[Emit]:
-    """Remind every e-card holder whose active permit ends within 30 days of the sweep's day.
+    """Remind every e-card holder whose active permit is due a reminder on the sweep's day.
 
-    One reminder per permit and validity period: a later sweep, or an event that already
-    reminded, sends nothing more until an extension gives the permit a new end.
+    While the extension window is open (30-90 days left, the authority's own bounds) the
+    holder is reminded when it opens and again from `closing_days` left, each time with the
+    last day to apply: a reminder planned for 30 days or fewer would leave at most that day.
+    Under 30 days the holder is told once that only a new application is left. Each kind is
+    sent once per permit and end date, and is due every day of its span, so a sweep that
+    runs late still sends it; an extension gives the new end its own reminders.
     """
     today = event.data.as_of
-    due = await view.carded_permits_ending(today, today + timedelta(days=EXPIRY_REMINDER_DAYS))
+    due = await view.carded_permits_ending(today, today + EXTENSION_WINDOW[1])
     emits: list[Emit] = []
     for permit, ecard in due:
         emits += await _remind_if_due(view, permit, ecard.card_id, today,
-                                      trigger="ExpiryReminderSweepRequested")
+                                      trigger="ExpiryReminderSweepRequested",
+                                      closing_days=closing_days)
     log.info("expiry reminder sweep", as_of=today.isoformat(), due=len(due), sent=len(emits))
     return emits
 
 
 async def _remind_if_due(
-    view: CardViewPort, permit: CardPermit, card_id: str, today: date, *, trigger: str
+    view: CardViewPort, permit: CardPermit, card_id: str, today: date, *, trigger: str,
+    closing_days: int,
 ) -> list[Emit]:
-    left = rules.days_left(permit, today)
-    if left is None:
+    due = rules.reminder_due(permit, today, closing_days)
+    if due is None:
         return []
-    message = rules.reminder_message(permit, left)
-    notice = Notice(permit.permit_no, f"expiry:{permit.valid_until}", card_id,
+    assert permit.valid_until is not None  # reminder_due answers only for an end date
+    message = rules.reminder_message(permit, due)
+    notice = Notice(permit.permit_no, due.dedup_key(permit.valid_until), card_id,
                     NotificationKind.EXPIRY_REMINDER.value, trigger, today, message)
     if not await view.record_notice(notice):
         return []
     return [Emit(PermitNotificationSent, permit.permit_no, PermitNotificationSentData(
         permit_no=permit.permit_no, card_id=card_id, kind=NotificationKind.EXPIRY_REMINDER,
         trigger=trigger, status=PermitStatus(permit.status), valid_until=permit.valid_until,
-        days_left=left, message=message, notified_on=today,
+        days_left=due.days_left, message=message, notified_on=today,
     ))]

@@ -5,10 +5,13 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from datetime import date, datetime, timedelta, timezone
+from enum import StrEnum
+from typing import NamedTuple
 
 from consumers.card.records import CardPermit
-from schemas.card import EXPIRY_REMINDER_DAYS, CardPermitInfo, ECardRejectionReason
+from schemas.card import CardPermitInfo, ECardRejectionReason
 from schemas.permits import (
+    EXTENSION_WINDOW,
     Category,
     PermitCancelled,
     PermitChanged,
@@ -84,12 +87,47 @@ def permit_refusal(p: CardPermit, today: date) -> ECardRejectionReason | None:
     return None
 
 
-def days_left(p: CardPermit, today: date) -> int | None:
-    """Days until an active permit ends, if that is within the reminder window."""
+class Reminder(StrEnum):
+    """Which expiry reminder; the value is its dedup key's prefix (one per validity period)."""
+
+    OPEN = "expiry-open"
+    """The extension window has opened (90 days before the end)."""
+    CLOSING = "expiry-closing"
+    """The window closes soon (the card's `closing_reminder_days`, 45 by default)."""
+    TOO_LATE = "expiry-late"
+    """The window has closed: no extension, only a new application."""
+
+
+class DueReminder(NamedTuple):
+    """The reminder a permit is due on a day, with what its message needs."""
+
+    kind: Reminder
+    days_left: int
+    apply_by: date
+    """The last day an extension can be applied for (30 days before the end)."""
+
+    def dedup_key(self, valid_until: date) -> str:
+        """One notice per kind and end date: an extension's new end is reminded anew."""
+        return f"{self.kind.value}:{valid_until}"
+
+
+def reminder_due(p: CardPermit, today: date, closing_days: int) -> DueReminder | None:
+    """The reminder an active permit is due today, if any.
+
+    Inside the extension window: the closing reminder from `closing_days` left to the
+    window's last day (so a sweep that missed the day still sends it), else the opening
+    one. After the window: the too-late notice, which offers no extension. Each is sent
+    once per end date (the dedup key), so which one a day is due is all this decides.
+    """
     if p.status != PermitStatus.ACTIVE or p.valid_until is None:
         return None
     left = (p.valid_until - today).days
-    return left if 0 <= left <= EXPIRY_REMINDER_DAYS else None
+    closes, opens = (bound.days for bound in EXTENSION_WINDOW)
+    if left < 0 or left > opens:
+        return None
+    kind = (Reminder.TOO_LATE if left < closes
+            else Reminder.CLOSING if left <= closing_days else Reminder.OPEN)
+    return DueReminder(kind, left, p.valid_until - EXTENSION_WINDOW[0])
 
 
 def rejection_message(
@@ -149,9 +187,21 @@ def status_message(event: PermitEvent) -> str:
     return f"Your work permit {no} is now {p.status.value}."
 
 
-def reminder_message(p: CardPermit, left: int) -> str:
-    """The expiry reminder, with what to do in time (an extension needs 30 days)."""
+def reminder_message(p: CardPermit, due: DueReminder) -> str:
+    """The expiry reminder: until which day the extension can be applied for, or, once that
+    day has passed, that only a new application is left."""
+    left = due.days_left
     when = "today" if left == 0 else f"in {left} day{'s' if left != 1 else ''}"
-    return (f"Your work permit {p.permit_no} ends {when}, on {p.valid_until}. An extension must "
-            "be applied for at least 30 days before the end; if that is no longer possible, "
-            "ask your employer about a new application.")
+    ends = f"ends {when}, on {p.valid_until}"
+    closes = EXTENSION_WINDOW[0].days
+    if due.kind is Reminder.TOO_LATE:
+        return (f"Your work permit {p.permit_no} {ends}. It is too late to extend it: an "
+                f"extension must be applied for at least {closes} days before the end. Ask "
+                "your employer about a new application.")
+    if due.kind is Reminder.OPEN:
+        return (f"Your work permit {p.permit_no} {ends}. Its extension can now be applied for, "
+                f"until {due.apply_by}; after that day it is refused. Ask your employer to "
+                "apply in time.")
+    return (f"Your work permit {p.permit_no} {ends}. The extension must be applied for by "
+            f"{due.apply_by} ({closes} days before the end); after that day it is refused. "
+            "Ask your employer to apply now.")

@@ -15,6 +15,7 @@ import typer
 
 from consumers.card import expectations, handlers
 from consumers.card.issuer import TOKEN_KEY, QrIssuer
+from consumers.card.settings import CardSettings
 from consumers.card.views import PERMITS, CardView
 from hub.agency import Agency, Channel, CommandContext, PermitView
 from hub.db import Connection
@@ -47,36 +48,46 @@ NOTIFIED_PERMIT_EVENTS = (
 no e-card exists before them)."""
 
 
-def router(settings: Settings, issuer: QrIssuer) -> Router[CardView]:
+def router(
+    settings: Settings, issuer: QrIssuer, own: CardSettings | None = None
+) -> Router[CardView]:
     """What the agency does with each event type it consumes, except the notifications."""
+    closing_days = (own or CardSettings()).closing_reminder_days
     r: Router[CardView] = Router(
         outcome_topic=settings.topic(topics.CARD_EVENTS), view_factory=CardView
     )
     r.project(PERMIT_EVENT_TYPES, PERMITS, handlers.card_permit)
-    r.on(ECardRegistrationRequested, functools.partial(handlers.register_ecard, issuer=issuer))
+    r.on(ECardRegistrationRequested, functools.partial(
+        handlers.register_ecard, issuer=issuer, closing_days=closing_days))
     r.on(SocialSecurityNumberIssued, handlers.issue_physical_card)
-    r.on(ExpiryReminderSweepRequested, handlers.send_expiry_reminders)
+    r.on(ExpiryReminderSweepRequested, functools.partial(
+        handlers.send_expiry_reminders, closing_days=closing_days))
     return r
 
 
-def notification_router(settings: Settings) -> Router[CardView]:
+def notification_router(settings: Settings, own: CardSettings | None = None) -> Router[CardView]:
     """Status-change notifications to e-card holders."""
+    notify = functools.partial(handlers.notify_permit_change,
+                               closing_days=(own or CardSettings()).closing_reminder_days)
     r: Router[CardView] = Router(
         outcome_topic=settings.topic(topics.CARD_EVENTS), view_factory=CardView
     )
     for event_type in NOTIFIED_PERMIT_EVENTS:
-        r.on(event_type, handlers.notify_permit_change)
+        r.on(event_type, notify)
     return r
 
 
-def batch_handler(settings: Settings, issuer: QrIssuer) -> BatchHandler:
+def batch_handler(
+    settings: Settings, issuer: QrIssuer, own: CardSettings | None = None
+) -> BatchHandler:
     """The card group's batch: the router first, then notices for permits with an e-card.
 
     Permit events are projected in bulk (the view's fast path); only the few that concern
     an e-card holder go through the notification handler, after the batch's projections.
     """
-    decisions = router(settings, issuer)
-    notices = notification_router(settings)
+    own = own or CardSettings()
+    decisions = router(settings, issuer, own)
+    notices = notification_router(settings, own)
     notified = {t.EVENT_TYPE for t in NOTIFIED_PERMIT_EVENTS}
 
     async def apply(conn: Connection, deliveries: Sequence[Delivery]) -> None:
@@ -93,8 +104,9 @@ def batch_handler(settings: Settings, issuer: QrIssuer) -> BatchHandler:
 
 
 def build(settings: Settings) -> BatchHandler:
-    """The card group's batch handler, signing QR tokens with the active `card-qr` key."""
-    return batch_handler(settings, QrIssuer.configured(settings))
+    """The card group's batch handler, signing QR tokens with the active `card-qr` key, with
+    its own settings read now."""
+    return batch_handler(settings, QrIssuer.configured(settings), CardSettings())
 
 
 def _commands(context: CommandContext) -> Sequence[tuple[str, typer.Typer]]:
@@ -125,6 +137,7 @@ AGENCY = Agency(
     build=build,
     expectations=expectations.reads(),
     commands=_commands,
+    settings=CardSettings,
     token_keys=(TOKEN_KEY,),
     retention=Retention(
         # The card view holds no cancellation day: the day it applied the cancellation (or

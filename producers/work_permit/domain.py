@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from schemas.permits import (
+    EXTENSION_WINDOW,
     MAX_VALIDITY_MONTHS,
     CancellationReason,
     Category,
@@ -30,9 +31,6 @@ from schemas.permits import (
     PermitStatus,
     add_months,
 )
-
-EXTENSION_WINDOW = (timedelta(days=30), timedelta(days=90))
-"""An extension is applied for 30-90 days before expiry (Tianjin guidelines)."""
 
 
 class PermitRuleViolation(ValueError):
@@ -97,12 +95,12 @@ def extend(record: PermitRecord, *, new_valid_until: date, today: date) -> Permi
     if left < EXTENSION_WINDOW[0]:
         raise PermitRuleViolation(
             f"permit {record.permit_no} expires in {left.days} days; an extension must be "
-            "applied for at least 30 days before expiry"
+            f"applied for at least {EXTENSION_WINDOW[0].days} days before expiry"
         )
     if left > EXTENSION_WINDOW[1]:
         raise PermitRuleViolation(
             f"permit {record.permit_no} expires in {left.days} days; an extension can be "
-            "applied for at most 90 days before expiry"
+            f"applied for at most {EXTENSION_WINDOW[1].days} days before expiry"
         )
     if new_valid_until <= record.valid_until:
         raise PermitRuleViolation("the new end must be after the current end")

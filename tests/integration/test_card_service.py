@@ -307,10 +307,11 @@ async def _dead_lettered(hub: CardHub, count: int) -> bool:
 
 
 async def test_holders_are_notified_of_changes_and_of_the_coming_end(card_hub: CardHub) -> None:
-    """A change of a carded permit → a status_changed notice; the daily sweeps → one expiry
-    reminder once the end is 30 days or less away, not before and not twice."""
+    """A change of a carded permit → a status_changed notice; the daily sweeps → an expiry
+    reminder when the extension window opens (90 days left) and before it closes (45), each
+    naming the last day to apply, then one too-late notice (29): not before, not twice."""
     hub = card_hub
-    permit_no = await hub.permit("Anna Schmidt", months=12, started_days_ago=300)
+    permit_no = await hub.permit("Anna Schmidt", months=12, started_days_ago=200)
     await in_view(hub, permit_no, "status", "active")
     valid_until = await hub.card_view(permit_no, "valid_until")
     rid = await register(hub, "Anna Schmidt", permit_no=permit_no)
@@ -318,19 +319,27 @@ async def test_holders_are_notified_of_changes_and_of_the_coming_end(card_hub: C
     await hub.auth.change(permit_no, position="Lead engineer")
     handled = 2  # the registration and the change
     # Sweeps are keyed by day, so they may be applied in any order: send one at a time.
-    for days_left in (31, 30, 29):
+    for days_left in (91, 90, 89, 46, 45, 44, 30, 29, 28):
         await submit(hub.settings, [sweep_request(valid_until - timedelta(days=days_left))])
         handled += 1
         await eventually(lambda n=handled: _handled(hub, n), what=f"the {days_left}-day sweep")
 
     events = await outcomes(hub, lambda es: True, "all notices")
     notices = [e for e in events if isinstance(e, PermitNotificationSent)]
-    status, reminder = sorted(notices, key=lambda n: n.data.kind, reverse=True)
-    assert (status.data.kind, status.data.trigger) == (
-        NotificationKind.STATUS_CHANGED, "PermitChanged")
-    assert (reminder.data.kind, reminder.data.trigger, reminder.data.days_left) == (
-        NotificationKind.EXPIRY_REMINDER, "ExpiryReminderSweepRequested", 30)
-    assert reminder.data.valid_until == valid_until
+    (status,) = [n for n in notices if n.data.kind is NotificationKind.STATUS_CHANGED]
+    assert status.data.trigger == "PermitChanged"
+    reminders = [n.data for n in notices if n.data.kind is NotificationKind.EXPIRY_REMINDER]
+    assert [(r.trigger, r.valid_until) for r in reminders] == [
+        ("ExpiryReminderSweepRequested", valid_until)] * 3
+    opened, closing, late = sorted(reminders, key=lambda r: -(r.days_left or 0))
+    assert (opened.days_left, closing.days_left, late.days_left) == (90, 45, 29)
+    apply_by = valid_until - timedelta(days=30)
+    assert f"until {apply_by}" in opened.message
+    assert f"by {apply_by}" in closing.message
+    assert "too late to extend" in late.message
+    keys = await hub.sql("SELECT array_agg(dedup_key ORDER BY dedup_key) FROM card_notifications"
+                         " WHERE permit_no = $1 AND kind = 'expiry_reminder'", permit_no)
+    assert keys == [f"{k}:{valid_until}" for k in ("expiry-closing", "expiry-late", "expiry-open")]
 
 
 async def _handled(hub: CardHub, count: int) -> bool:

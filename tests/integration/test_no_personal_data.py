@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,10 @@ async def test_the_demo_story_and_bad_input_leave_no_personal_data_in_logs_or_de
             "handler_error", "subject_mismatch", "unauthenticated"} <= reasons
     assert len(ssns) >= 3
     assert LEGACY_HOLDER.holder.name in told.cases  # the story's own output names them
+    # The reminder the story shows is one Anna can act on: it names her last day to apply.
+    anna_end = told.people["anna"].valid_until
+    assert anna_end is not None
+    assert f"until {anna_end - timedelta(days=30)}" in told.book.reminder, told.book.reminder
     assert personal_data_in([r.value for r in dead], search)  # bodies are kept whole
 
     assert personal_data_in(lines, search) == []

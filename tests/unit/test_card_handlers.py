@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from consumers.card import AGENCY, documents, handlers
 from consumers.card.issuer import QrIssuer
 from consumers.card.requests import registration_request, sweep_request
+from consumers.card.settings import CardSettings
 from hub.dispatch import Emit
 from hub.signing import SigningKey
 from producers.work_permit import domain
@@ -64,6 +66,7 @@ NOW = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 09:00 in China, 2 March 2026
 TODAY = date(2026, 3, 2)
 PERMIT = "156000000000000001"
 NAME = "Anna Schmidt"
+CLOSING = CardSettings().closing_reminder_days
 
 
 _PRIVATE = Ed25519PrivateKey.generate()
@@ -74,7 +77,7 @@ ISSUER = QrIssuer.fixed(KEY, clock=lambda: NOW)
 def record(**overrides: Any) -> PermitRecord:
     fields: dict[str, Any] = {
         "holder": holder(name=NAME), "issued_on": date(2025, 6, 1),
-        "valid_from": date(2025, 6, 1), "valid_until": date(2026, 5, 31),
+        "valid_from": date(2025, 6, 1), "valid_until": date(2026, 8, 31),
     }
     return active_record(PERMIT, **(fields | overrides))
 
@@ -96,7 +99,7 @@ def view_with(rec: PermitRecord | None = None, sequence: int = 2) -> MemoryCardV
 async def register(view: MemoryCardView, name: str = NAME, **kw: Any) -> list[Emit]:
     kw.setdefault("permit_no", PERMIT)
     event = registration_request(name, at=NOW, **kw)
-    return await handlers.register_ecard(event, view, issuer=ISSUER)
+    return await handlers.register_ecard(event, view, issuer=ISSUER, closing_days=CLOSING)
 
 
 def as_card_view(view: MemoryCardView) -> CardView:
@@ -109,11 +112,12 @@ async def physical(event: SocialSecurityNumberIssued, view: MemoryCardView) -> l
 
 
 async def notify(event: PermitEvent, view: MemoryCardView) -> list[Emit]:
-    return await handlers.notify_permit_change(event, view)
+    return await handlers.notify_permit_change(event, view, closing_days=CLOSING)
 
 
-async def sweep(event: ExpiryReminderSweepRequested, view: MemoryCardView) -> list[Emit]:
-    return await handlers.send_expiry_reminders(event, view)
+async def sweep(event: ExpiryReminderSweepRequested, view: MemoryCardView,
+                closing_days: int = CLOSING) -> list[Emit]:
+    return await handlers.send_expiry_reminders(event, view, closing_days=closing_days)
 
 
 def only(emits: list[Emit], event_type: type[Any]) -> Any:
@@ -138,7 +142,7 @@ async def test_a_matching_request_gets_an_ecard_with_the_permit_and_a_valid_qr_t
     assert isinstance(data, ECardIssuedData)
     assert emits[0].subject == PERMIT
     assert data.permit.holder_name == NAME
-    assert data.permit.valid_until == date(2026, 5, 31)
+    assert data.permit.valid_until == date(2026, 8, 31)
     claims = verify(data.qr.token, {KEY.kid: KEY.private_key.public_key()}, NOW)
     assert (claims.permit_no, claims.card_id) == (PERMIT, data.card_id)
     assert view.ecards[PERMIT].card_id == data.card_id
@@ -236,12 +240,26 @@ async def test_an_unknown_ssn_rejection_is_keyed_by_the_ssn_it_named() -> None:
     assert rejection(emits).permit_no is None
 
 
-async def test_a_permit_ending_within_30_days_is_reminded_at_registration() -> None:
-    """Registering 20 days before the end issues the card and the expiry reminder at once."""
+async def test_a_permit_in_the_extension_window_is_reminded_at_registration() -> None:
+    """Registering 60 days before the end issues the card and the window's reminder at once,
+    naming the last day to apply (30 days before the end)."""
+    view = view_with(record(valid_until=TODAY + timedelta(days=60)))
+    emits = await register(view)
+    assert [e.event_type for e in emits] == [ECardIssued, PermitNotificationSent]
+    data = emits[1].data
+    assert isinstance(data, PermitNotificationSentData)
+    assert data.days_left == 60
+    assert f"until {TODAY + timedelta(days=30)}" in data.message
+
+
+async def test_a_permit_past_the_window_gets_no_extension_reminder_at_registration() -> None:
+    """Registering 20 days before the end: the notice says it is too late to extend."""
     view = view_with(record(valid_until=TODAY + timedelta(days=20)))
     emits = await register(view)
     assert [e.event_type for e in emits] == [ECardIssued, PermitNotificationSent]
-    assert emits[1].data.days_left == 20  # type: ignore[attr-defined]
+    message = emits[1].data.message  # type: ignore[attr-defined]
+    assert "too late to extend" in message
+    assert "new application" in message
 
 
 # legacy: "No Change, No Replacement" ----------------------------------------------------
@@ -341,7 +359,7 @@ async def test_each_change_of_a_carded_permit_is_notified_once() -> None:
     view = view_with(record())
     await register(view)
     ext = permit_event(PermitExtended, domain.extend(record(), new_valid_until=date(2027, 5, 31),
-                                                     today=date(2026, 4, 1)), 3)
+                                                     today=date(2026, 7, 1)), 3)
     view.project(ext)
     data = only(await notify(ext, view), PermitNotificationSent)
     assert isinstance(data, PermitNotificationSentData)
@@ -374,25 +392,106 @@ async def test_a_cancellation_tells_the_holder_the_qr_code_is_void() -> None:
     assert "no longer valid" in data.message
 
 
-async def test_the_sweep_reminds_once_per_validity_period_within_30_days() -> None:
-    """30 days before the end: reminded; a later sweep: not again; 31 days: not yet."""
-    view = view_with(record(valid_until=date(2026, 5, 31)))
-    await register(view)
-    assert await sweep(sweep_request(date(2026, 4, 30)), view) == []
-    data = only(await sweep(sweep_request(date(2026, 5, 1)), view), PermitNotificationSent)
-    assert (data.kind, data.days_left) == (NotificationKind.EXPIRY_REMINDER, 30)
-    assert await sweep(sweep_request(date(2026, 5, 10)), view) == []
+END = date(2026, 8, 31)
+"""The end of the permit the reminder tests sweep for (the default `record()`)."""
 
 
-async def test_an_extension_gives_the_new_end_its_own_reminder() -> None:
-    """The reminder is per end date: after an extension, the new end is reminded in time."""
-    view = view_with(record(valid_until=date(2026, 5, 31)))
+def days_before_end(days: int, end: date = END) -> ExpiryReminderSweepRequested:
+    return sweep_request(end - timedelta(days=days))
+
+
+async def swept_daily(view: MemoryCardView, first: int, last: int, closing_days: int = CLOSING,
+                      end: date = END) -> dict[int, PermitNotificationSentData]:
+    """Sweep every day from `first` to `last` days before `end`; what each day sent."""
+    sent = {}
+    for days in range(first, last - 1, -1):
+        emits = await sweep(days_before_end(days, end), view, closing_days)
+        if emits:
+            sent[days] = only(emits, PermitNotificationSent)
+    return sent
+
+
+async def test_daily_sweeps_remind_when_the_window_opens_before_it_closes_and_once_late(
+) -> None:
+    """90 days before the end (the window opens), 45 (it closes soon), 29 (too late, no
+    extension offered): one notice each, and nothing on the other days."""
+    view = view_with(record())
     await register(view)
-    assert await sweep(sweep_request(date(2026, 5, 1)), view)
-    ext = domain.extend(record(), new_valid_until=date(2027, 5, 31), today=date(2026, 4, 1))
+    sent = await swept_daily(view, 120, 0)
+    assert sorted(sent, reverse=True) == [90, CLOSING, 29]
+    assert {d.kind for d in sent.values()} == {NotificationKind.EXPIRY_REMINDER}
+    assert [d.days_left for d in sent.values()] == [90, CLOSING, 29]
+    apply_by = END - timedelta(days=30)
+    assert f"until {apply_by}" in sent[90].message
+    assert f"by {apply_by}" in sent[CLOSING].message
+    assert "too late to extend" in sent[29].message
+    assert str(apply_by) not in sent[29].message
+
+
+async def test_a_late_sweep_still_sends_the_closing_reminder_while_the_window_is_open(
+) -> None:
+    """The sweep of day 45 missed: day 44 sends it; once sent, not again; day 30 is the
+    window's last day and still sends it to a holder not yet told."""
+    view = view_with(record())
+    await register(view)
+    assert await sweep(days_before_end(90), view)
+    data = only(await sweep(days_before_end(CLOSING - 1), view), PermitNotificationSent)
+    assert (data.days_left, data.valid_until) == (CLOSING - 1, END)
+    assert await sweep(days_before_end(CLOSING - 2), view) == []
+    other = view_with(record())
+    await register(other)
+    last_day = only(await sweep(days_before_end(30), other), PermitNotificationSent)
+    assert f"by {END - timedelta(days=30)}" in last_day.message
+
+
+async def test_the_closing_reminder_follows_the_card_setting() -> None:
+    """With `closing_reminder_days` = 60, the second reminder comes 60 days before the end."""
+    view = view_with(record())
+    await register(view)
+    assert sorted(await swept_daily(view, 100, 30, closing_days=60), reverse=True) == [90, 60]
+
+
+def test_the_closing_reminder_setting_must_lie_inside_the_extension_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HUB_CARD_CLOSING_REMINDER_DAYS is read from the environment; 29 (too late to act) and
+    90 (the opening reminder's day) are refused."""
+    monkeypatch.setenv("HUB_CARD_CLOSING_REMINDER_DAYS", "50")
+    assert CardSettings().closing_reminder_days == 50
+    for wrong in (29, 90):
+        with pytest.raises(ValidationError):
+            CardSettings(closing_reminder_days=wrong)
+
+
+async def test_the_last_day_a_reminder_names_is_the_last_day_the_authority_extends() -> None:
+    """The card's 'apply until' day is the authority's: extending on it is allowed, a day
+    later refused, and so is the day of the opening reminder (both agencies read
+    schemas.permits.EXTENSION_WINDOW)."""
+    view = view_with(record())
+    await register(view)
+    sent = await swept_daily(view, 90, 90)
+    apply_by = END - timedelta(days=30)
+    assert f"until {apply_by}" in sent[90].message
+    domain.extend(record(), new_valid_until=END + timedelta(days=365), today=apply_by)
+    with pytest.raises(domain.PermitRuleViolation):
+        domain.extend(record(), new_valid_until=END + timedelta(days=365),
+                      today=apply_by + timedelta(days=1))
+    domain.extend(record(), new_valid_until=END + timedelta(days=365),
+                  today=END - timedelta(days=90))
+
+
+async def test_an_extension_gives_the_new_end_its_own_reminders() -> None:
+    """The reminders are per end date: after an extension, the new end is reminded again."""
+    view = view_with(record())
+    await register(view)
+    assert await sweep(days_before_end(90), view)
+    new_end = date(2027, 8, 31)
+    ext = domain.extend(record(), new_valid_until=new_end, today=END - timedelta(days=60))
     view.project(permit_event(PermitExtended, ext, 3))
-    data = only(await sweep(sweep_request(date(2027, 5, 2)), view), PermitNotificationSent)
-    assert data.valid_until == date(2027, 5, 31)
+    assert await sweep(days_before_end(CLOSING), view) == []
+    sent = await swept_daily(view, 120, 0, end=new_end)
+    assert sorted(sent, reverse=True) == [90, CLOSING, 29]
+    assert all(d.valid_until == new_end for d in sent.values())
 
 
 # bad input: the contract refuses it before any handler -------------------------------------
