@@ -42,14 +42,14 @@ TEXT_SIZE = 20
 TITLE_SIZE = 26
 LINE_HEIGHT = 30
 """Pixels from one line's top to the next: 1.5 times the text size keeps descenders clear."""
-VALUE_WIDTH = 560
+VALUE_WIDTH = 600
 """The value column's width in pixels: longer values wrap, never shrink or cut."""
 MARGIN = 30
 GAP = 24
 LABEL_FILL = "#555555"
 VALUE_FILL = "black"
 PDF_DPI = 150
-"""The PDF page is the image at this resolution (a 1,100-pixel page is 18.6 cm wide)."""
+"""The PDF page is the image at this resolution (a 1,280-pixel page is 21.7 cm wide, about A4)."""
 
 _CJK = "\u2e80-\u2fff\u3000-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
 _OPENING = "\uff08\u300a\u3008\u300c\u300e\u3010\u3014\u201c\u2018(["
