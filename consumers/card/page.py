@@ -17,7 +17,7 @@ Why these choices:
   generated-at line gives the instant in UTC and in Beijing time (the permit's dates are
   Chinese dates).
 - **The PDF is the same page.** Pillow writes the rendered image into a PDF (JPEG at quality
-  95 without chroma subsampling: the QR still reads, and a page stays ~300 kB). A PDF library
+  95 without chroma subsampling: the QR still reads, and a page is about 200 kB). A PDF library
   setting real text would have to embed the font, and the common one (reportlab) embeds
   TrueType outlines only, not Noto's CFF; the image is what the holder sees either way.
 """
