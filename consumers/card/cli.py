@@ -7,8 +7,9 @@ Two typer sub-apps, mounted by `hub/cli.py`:
   registry: a revoked key's token is refused), then the permit's status in
   the verifier's own view (any agency with a permit view, reached through the
   `CommandContext` the hub gives); exit 0 when accepted, 1 when refused (with the reason).
-- `card_app`: `hub card permit PERMIT_NO --purpose WHY [--reveal] [--png PATH]` (query,
-  and download with a fresh QR code; the operator's look is recorded, `hub.looks`),
+- `card_app`: `hub card permit PERMIT_NO --purpose WHY [--reveal] [--png PATH] [--pdf PATH]`
+  (query, and download the page with a fresh QR code as PNG and/or PDF; the operator's
+  look is recorded, `hub.looks`),
   `hub card sweep [--today DATE]` (publish the daily reminder sweep), `hub card keys` (the
   QR signer's published keys and its active key id; `hub keys` rotates and revokes them).
 
@@ -123,34 +124,40 @@ def _print_verdict(verdict: qr.Verdict) -> None:
 
 
 async def permit_download(
-    settings: Settings, permit_no: str, *, png: Path | None = None, now: datetime | None = None,
-    issuer: QrIssuer | None = None, look: Look | None = None,
+    settings: Settings, permit_no: str, *, png: Path | None = None, pdf: Path | None = None,
+    now: datetime | None = None, issuer: QrIssuer | None = None, look: Look | None = None,
 ) -> dict[str, Any]:
-    """The permit's information as JSON data; with `png`, also the PNG with a fresh QR code.
+    """The permit's information as JSON data; with `png` and/or `pdf`, also the page with a
+    fresh QR code in those files (one token, one rendering, generated as of `now`).
 
     With `look` (an operator's, `hub card permit`; the holder's own download through the
-    e-SSC app has none), the look is recorded in the card service's database before the
-    PNG is written or the data returned. Raises `documents.ServiceRefused` with the reason
+    e-SSC app has none), the look is recorded in the card service's database before a
+    file is written or the data returned. Raises `documents.ServiceRefused` with the reason
     when the service cannot do it (nothing of the holder shown, no look recorded).
     """
     now = now or datetime.now(UTC)
     today = rules.china_date(now)
+    files = {name: path for name, path in (("png", png), ("pdf", pdf)) if path is not None}
     async with open_pool(settings.dsn(AGENCY), max_size=1) as p, p.acquire() as conn:
         view = CardView(conn)
         document = await documents.query_permit(view, permit_no, today)
-        if png is None:
+        if not files:
             await _record(conn, look, permit_no, shown_fields(document))
             return document
         async with conn.transaction():
             token, claims = await documents.issue_qr(
                 view, permit_no, issuer or QrIssuer.configured(settings), today)
-            await _record(conn, look, permit_no, [*shown_fields(document), "png"])
-    rendering = documents.render_permit_png(document, token, claims)
-    await asyncio.to_thread(png.write_bytes, rendering)
-    return {**document, "png": str(png), "qr": {
-        "card_id": claims.card_id, "key_id": claims.key_id,
-        "issued_at": claims.issued_at.isoformat(), "expires_at": claims.expires_at.isoformat(),
-    }}
+            await _record(conn, look, permit_no, [*shown_fields(document), *files])
+    page = await asyncio.to_thread(documents.render_permit, document, token, claims, now)
+    for name, path in files.items():
+        rendering = page.png() if name == "png" else page.pdf()
+        await asyncio.to_thread(path.write_bytes, rendering)
+    return {**document, **{name: str(path) for name, path in files.items()},
+            "generated_at": now.isoformat(), "qr": {
+                "card_id": claims.card_id, "key_id": claims.key_id,
+                "issued_at": claims.issued_at.isoformat(),
+                "expires_at": claims.expires_at.isoformat(),
+            }}
 
 
 async def _record(conn: Connection, look: Look | None, permit_no: str, fields: list[str]) -> None:
@@ -174,18 +181,24 @@ def permit_command(
     reveal: Reveal = False,
     operator: Operator = None,
     png: Annotated[Path | None, typer.Option(
-        help="also write it with a QR code as PNG (needs --reveal: the PNG shows the holder)")]
+        help="also write the page with a QR code as PNG (needs --reveal: it shows the holder)")]
+    = None,
+    pdf: Annotated[Path | None, typer.Option(
+        help="also write the same page as PDF (needs --reveal: it shows the holder)")]
     = None,
 ) -> None:
     """Query the permit as the e-card service shows it (JSON, the holder's name masked unless
-    --reveal); `--png` downloads it with a QR. The look is recorded first."""
-    if png is not None and not reveal:
-        typer.echo("error: --png writes the holder's name in clear: give --reveal too;"
-                   " nothing was written", err=True)
+    --reveal); `--png` / `--pdf` download the page with a QR. The look is recorded first."""
+    given = [flag for flag, path in (("--png", png), ("--pdf", pdf)) if path is not None]
+    if given and not reveal:
+        verb = "write" if len(given) > 1 else "writes"
+        typer.echo(f"error: {' and '.join(given)} {verb} the holder's name in clear: give"
+                   " --reveal too; nothing was written", err=True)
         raise typer.Exit(2)
     try:
         look = Look("card permit", purpose, reveal, operator)
-        document = asyncio.run(permit_download(_settings(), permit_no, png=png, look=look))
+        document = asyncio.run(
+            permit_download(_settings(), permit_no, png=png, pdf=pdf, look=look))
     except (BadTarget, NotReady) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2 if isinstance(exc, BadTarget) else 1) from None

@@ -1,25 +1,24 @@
 """Work-permit services via the e-card: query the permit's information, download it as JSON
-or as a PNG with a fresh permit QR code (docs/domain.md §2 e-SSC, §4.6).
+or as a page (PNG or PDF, `consumers/card/page.py`) with a fresh permit QR code
+(docs/domain.md §2 e-SSC, §4.6).
 
 What a holder gets depends on the permit, not on the channel:
 
 - any permit the card service holds can be queried (a legacy permit is shown as it is,
   marked legacy: it is honoured, "No Change, No Replacement");
-- a QR code, and so the PNG download, needs an e-card on a permit that is neither
+- a QR code, and so the PNG and PDF downloads, needs an e-card on a permit that is neither
   cancelled, expired nor legacy. Each download signs a fresh short-lived token and records
   it in `card_qr_tokens`.
 """
 
 from __future__ import annotations
 
-import io
-from datetime import date
+from datetime import date, datetime
 from typing import Any
-
-from PIL import Image, ImageDraw, ImageFont
 
 from consumers.card import rules
 from consumers.card.issuer import QrIssuer
+from consumers.card.page import Page, render
 from consumers.card.qr import qr_image
 from consumers.card.views import CardView
 from schemas.permit_token import Claims
@@ -82,35 +81,7 @@ async def issue_qr(view: CardView, permit_no: str, issuer: QrIssuer, today: date
     return token, claims
 
 
-def render_permit_png(document: dict[str, Any], token: str, claims: Claims) -> bytes:
-    """A card-like rendering: the permit's information beside its QR code."""
-    permit = document["permit"]
-    lines = [
-        ("Work permit", permit["permit_no"]),
-        ("Name", permit["holder_name"]),
-        ("Nationality", permit["nationality"]),
-        ("Category", permit["category"]),
-        ("Employer", permit["employer_name"]),
-        ("Position", permit["position"]),
-        ("Valid", f"{permit['valid_from'] or '-'} to {permit['valid_until'] or '-'}"),
-        ("Status", f"{permit['status']} ({permit['standard']})"),
-        ("e-card", claims.card_id),
-        ("QR valid until", claims.expires_at.strftime("%Y-%m-%d %H:%M UTC")),
-    ]
-    code = qr_image(token, box_size=5)
-    font = ImageFont.load_default(size=18)
-    title = ImageFont.load_default(size=24)
-    width = 40 + 560 + code.width + 20
-    height = max(code.height + 80, 90 + 30 * len(lines))
-    canvas = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((30, 20), "Foreigner's Work Permit - e-SSC", fill="black", font=title)
-    for i, (label, value) in enumerate(lines):
-        y = 70 + 30 * i
-        draw.text((30, y), f"{label}:", fill="#555555", font=font)
-        text = str(value) if len(str(value)) <= 42 else str(value)[:41] + "…"
-        draw.text((190, y), text, fill="black", font=font)
-    canvas.paste(code, (width - code.width - 20, 60))
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG")
-    return buf.getvalue()
+def render_permit(document: dict[str, Any], token: str, claims: Claims,
+                  generated_at: datetime) -> Page:
+    """The permit page with its fresh QR code; `.png()` and `.pdf()` are the two downloads."""
+    return render(document, qr_image(token, box_size=5), claims, generated_at)

@@ -15,6 +15,8 @@ import pytest
 import structlog
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from PIL import Image
+from pypdf import PdfReader
 from typer.testing import CliRunner
 
 from consumers.card import qr
@@ -147,9 +149,10 @@ async def test_issued_scanned_verified_and_every_refusal_with_its_reason(
 async def test_the_permit_download_is_json_and_a_png_whose_qr_verifies(
     card_hub: CardHub, tmp_path: Path
 ) -> None:
-    """`hub card permit N --png P` answers the permit's information and writes a PNG whose
-    QR code `hub qr verify` accepts; a permit without an e-card gets JSON but no QR. The
-    holder's name is masked unless --reveal, which the PNG needs."""
+    """`hub card permit N --png P --pdf F` answers the permit's information and writes a PNG
+    whose QR code `hub qr verify` accepts and a PDF of the same page (one token for both); a
+    permit without an e-card gets JSON but no QR. The holder's name is masked unless
+    --reveal, which the PNG and the PDF need."""
     hub = card_hub
     anna = await hub.permit("Anna Schmidt")
     bare = await hub.permit("Kenji Sato")
@@ -168,14 +171,24 @@ async def test_the_permit_download_is_json_and_a_png_whose_qr_verifies(
     assert (unrevealed.exit_code, unrevealed.stdout) == (2, "")
     assert "--reveal" in unrevealed.output
     assert not png.exists()
+    pdf = tmp_path / "permit.pdf"
+    unrevealed = await asyncio.to_thread(
+        CliRunner().invoke, _mounted(), ["card", "permit", anna, *WHY, "--pdf", str(pdf)],
+        env=_env(hub.settings))
+    assert (unrevealed.exit_code, pdf.exists()) == (2, False)
     code, document = await hub_cli(hub.settings, "card", "permit", anna, "--png", str(png),
-                                   *WHY, "--reveal")
+                                   "--pdf", str(pdf), *WHY, "--reveal")
     assert code == 0
     assert document["permit"]["holder_name"] == "Anna Schmidt"
     assert document["ecard"]["card_id"] == card_id
     assert document["qr_available"] is True
+    assert (document["png"], document["pdf"]) == (str(png), str(pdf))
+    assert "generated_at" in document
     code, verdict = await hub_cli(hub.settings, "qr", "verify", str(png), "--json")
     assert (code, verdict["reason"], verdict["claims"]["card_id"]) == (0, "valid", card_id)
+    (image,) = PdfReader(pdf).pages[0].images
+    assert image.image is not None
+    assert image.image.size == Image.open(png).size
     assert await hub.sql("SELECT array_agg(purpose ORDER BY id) FROM card_qr_tokens") == [
         "ecard_issued", "download"]
 

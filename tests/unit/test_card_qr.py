@@ -18,7 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from consumers.card import qr
-from consumers.card.documents import render_permit_png
+from consumers.card.documents import render_permit
 from consumers.card.issuer import QrIssuer
 from hub.bootstrap import init_keys
 from hub.logging import configure_logging
@@ -92,7 +92,7 @@ def test_the_permit_download_png_carries_a_readable_qr(issuer: QrIssuer) -> None
         "valid_from": "2025-06-01", "valid_until": "2026-05-31", "status": "active",
         "standard": "integrated",
     }}
-    assert qr.decode_png(render_permit_png(document, token, claims)) == token
+    assert qr.decode_png(render_permit(document, token, claims, NOW).png()) == token
 
 
 def test_the_qr_key_is_a_registry_key_of_its_own_signer_and_purpose(
