@@ -130,14 +130,15 @@ def issue(record: PermitRecord, *, valid_from: date, today: date) -> PermitIssue
 
 def _require_entry_within_letter(record: PermitRecord, valid_from: date) -> None:
     """The permit starts on entry, which the letter allows from its issue to its lapse."""
-    assert record.letter_issued_on is not None  # a letter_issued record always has it
     last = letter_valid_until(record)
+    if record.letter_issued_on is None or last is None:
+        return  # no letter date on the record: nothing to hold the entry against
     if valid_from < record.letter_issued_on:
         raise PermitRuleViolation(
             f"permit {record.permit_no} cannot start on {valid_from}, before its letter was"
             f" issued on {record.letter_issued_on}"
         )
-    if last is not None and valid_from > last:
+    if valid_from > last:
         raise PermitRuleViolation(
             f"permit {record.permit_no} cannot start on {valid_from}: its notification letter"
             f" was valid until {last}"
