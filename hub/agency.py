@@ -21,6 +21,7 @@ import pydantic_core
 import typer
 from pydantic_settings import BaseSettings
 
+from hub.clock import Calendar
 from hub.consumer import ConsumerSpec
 from hub.delivery import BatchHandler
 from hub.kafka import TopicPolicy, quarantine_topic
@@ -228,6 +229,9 @@ class Agency:
     audiences: tuple[Audience, ...] = ()
     """Who reads its per-audience channel, each on its own topic: filled in by the registry
     from the readers' declarations (`with_audiences`), never declared."""
+    calendar: Calendar | None = None
+    """What falls due at it on a day (for the authority: permits past their end expire),
+    run by `hub run` at every tick of its clock (`hub.clock`); it must be idempotent."""
     retention: Retention | None = None
     """How long it keeps its view's ended permits, its expiring rows, and the rows that go
     with an erased permit (`hub retention`); None: its view is never erased."""

@@ -15,6 +15,7 @@ import asyncpg
 
 from hub import acl
 from hub.agency import Agency, CommandContext, Lookup
+from hub.clock import CalendarTask, Clock
 from hub.consumer import ViewConsumer
 from hub.credentials import ensure_secret
 from hub.db import open_pool
@@ -238,10 +239,14 @@ async def running_relay(settings: Settings, agency: str) -> AsyncIterator[Outbox
 
 
 @contextlib.asynccontextmanager
-async def running_agency(settings: Settings, agency: str) -> AsyncIterator[list[asyncio.Event]]:
+async def running_agency(
+    settings: Settings, agency: str, *, clock: Clock | None = None
+) -> AsyncIterator[list[asyncio.Event]]:
     """Everything one agency runs: its consumer group (if it consumes), its outbox relay and
-    its chain-head publisher (if it publishes); yields the events set when one of them ends
-    by itself."""
+    its chain-head publisher (if it publishes), and its calendar (if it keeps one) when given
+    a `clock`: `hub run` gives the real day, a test its own; without one no calendar runs, so
+    a story or test told on dates of its choosing is not overtaken by today's date. Yields
+    the events set when one of them ends by itself."""
     declared = installed().get(agency)
     async with contextlib.AsyncExitStack() as stack:
         done: list[asyncio.Event] = []
@@ -252,7 +257,27 @@ async def running_agency(settings: Settings, agency: str) -> AsyncIterator[list[
             done.append((await stack.enter_async_context(running_relay(settings, agency))).done)
             done.append((await stack.enter_async_context(
                 running_head_publisher(settings, declared))).done)
+        if declared.calendar is not None and clock is not None:
+            done.append((await stack.enter_async_context(
+                running_calendar(settings, declared, clock))).done)
         yield done
+
+
+@contextlib.asynccontextmanager
+async def running_calendar(
+    settings: Settings, agency: Agency, clock: Clock
+) -> AsyncIterator[CalendarTask]:
+    """The agency's calendar (`hub.clock`), ticking every `clock_interval_s` until exit."""
+    assert agency.calendar is not None
+    async with pool(settings, agency.name, max_size=1) as p:
+        task = CalendarTask(p, agency.calendar(settings), clock, agency=agency.name,
+                            interval=settings.clock_interval_s)
+        running = asyncio.create_task(task.run(), name=f"calendar-{agency.name}")
+        try:
+            yield task
+        finally:
+            task.stop()
+            await _finish(running)
 
 
 @contextlib.asynccontextmanager

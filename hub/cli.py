@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from hub import commands
+from hub.clock import SystemClock
 from hub.ops.cli import dlq_app, lag, reconcile
 from hub.ops.evidence import evidence_app
 from hub.ops.keys import keys_app
@@ -157,7 +158,8 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with bootstrap.running_agency(settings, agency) as done:
+        # The agency's calendar (if it keeps one) on the real day, Beijing time.
+        async with bootstrap.running_agency(settings, agency, clock=SystemClock()) as done:
             await _until(stop, *done)
 
     commands.run(go, service=True)

@@ -174,6 +174,14 @@ class Settings(BaseSettings):
         " the chain moved)",
     )
 
+    # Calendar (`hub.clock`)
+    clock_interval_s: float = Field(
+        default=3600.0, gt=0,
+        description="how often an agency with a calendar (the work-permit authority) does what"
+        " has fallen due on the day, e.g. expires the permits whose end has passed; each run"
+        " is idempotent, so a short interval costs only a query",
+    )
+
     # Retention (`hub retention`, docs/privacy.md §5); each agency may override a period
     # with HUB_<AGENCY>_RETENTION_<NAME> (`hub.retention.periods`)
     retention_replaced_tables_days: int = Field(

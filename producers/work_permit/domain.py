@@ -32,6 +32,15 @@ from schemas.permits import (
     add_months,
 )
 
+LETTER_VALIDITY_MONTHS = 6
+"""A Notification Letter is valid 6 months from its issue (2017 template, docs/domain.md §2):
+the holder must enter, and the permit start, within them."""
+
+ENTRY_DISTANCE = timedelta(days=30)
+"""How far the start of a permit (the holder's entry) may lie from the day it is issued:
+B/C holders verify their documents on site within 30 days of entry, so an issue dated
+further from the entry than that is a mistyped date, not a late verification."""
+
 
 class PermitRuleViolation(ValueError):
     """A command the rules do not allow, with the reason in words."""
@@ -43,6 +52,25 @@ def _require_status(record: PermitRecord, *allowed: PermitStatus) -> None:
         raise PermitRuleViolation(
             f"permit {record.permit_no} is {record.status.value}; this needs {names}"
         )
+
+
+def _require_dated_after_record(record: PermitRecord, today: date, action: str) -> None:
+    """A decision is dated no earlier than the decisions already on the record: a
+    cancellation dated 2001 on a permit issued in 2025 is a wrong date, not history."""
+    for done, day in (("its letter was issued", record.letter_issued_on),
+                      ("it was issued", record.issued_on)):
+        if day is not None and today < day:
+            raise PermitRuleViolation(
+                f"{action} of permit {record.permit_no} is dated {today}, before {done} on {day}"
+            )
+
+
+def letter_valid_until(record: PermitRecord) -> date | None:
+    """The last day the permit's Notification Letter can be used to enter and start the
+    permit (None: the permit has no letter, e.g. a legacy one)."""
+    if record.letter_issued_on is None:
+        return None
+    return add_months(record.letter_issued_on, LETTER_VALIDITY_MONTHS) - timedelta(days=1)
 
 
 def notification_letter(
@@ -58,6 +86,10 @@ def notification_letter(
     today: date,
 ) -> NotificationLetterIssuedData:
     """Approve an overseas application: the notification letter is the permit's start."""
+    if today > holder.passport_expiry:
+        raise PermitRuleViolation(
+            f"the passport expired on {holder.passport_expiry}, before the letter's date {today}"
+        )
     record = PermitRecord(
         permit_no=permit_no,
         status=PermitStatus.LETTER_ISSUED,
@@ -75,6 +107,13 @@ def notification_letter(
 def issue(record: PermitRecord, *, valid_from: date, today: date) -> PermitIssuedData:
     """Activate the permit after entry for its approved period."""
     _require_status(record, PermitStatus.LETTER_ISSUED)
+    _require_dated_after_record(record, today, "the issue")
+    _require_entry_within_letter(record, valid_from)
+    if abs(valid_from - today) > ENTRY_DISTANCE:
+        raise PermitRuleViolation(
+            f"permit {record.permit_no} would start on {valid_from}, more than"
+            f" {ENTRY_DISTANCE.days} days from its issue on {today}"
+        )
     until = add_months(valid_from, record.approved_months) - timedelta(days=1)
     until = min(until, record.holder.passport_expiry)
     new = _evolve(
@@ -87,9 +126,27 @@ def issue(record: PermitRecord, *, valid_from: date, today: date) -> PermitIssue
     return PermitIssuedData(permit=new)
 
 
+def _require_entry_within_letter(record: PermitRecord, valid_from: date) -> None:
+    """The permit starts on entry, which the letter allows from its issue to its lapse."""
+    last = letter_valid_until(record)
+    if record.letter_issued_on is None or last is None:
+        return  # no letter date on the record: nothing to hold the entry against
+    if valid_from < record.letter_issued_on:
+        raise PermitRuleViolation(
+            f"permit {record.permit_no} cannot start on {valid_from}, before its letter was"
+            f" issued on {record.letter_issued_on}"
+        )
+    if valid_from > last:
+        raise PermitRuleViolation(
+            f"permit {record.permit_no} cannot start on {valid_from}: its notification letter"
+            f" was valid until {last}"
+        )
+
+
 def extend(record: PermitRecord, *, new_valid_until: date, today: date) -> PermitExtendedData:
     """Extend an active permit, applied for 30-90 days before it expires."""
     _require_status(record, PermitStatus.ACTIVE)
+    _require_dated_after_record(record, today, "the extension")
     assert record.valid_until is not None
     left = record.valid_until - today
     if left < EXTENSION_WINDOW[0]:
@@ -154,8 +211,14 @@ def change(
 
 
 def cancel(record: PermitRecord, *, reason: CancellationReason, today: date) -> PermitCancelledData:
-    """Cancel a permit that is not already cancelled or expired."""
+    """Cancel a permit that is not already cancelled or expired, on a day it still runs."""
     _require_status(record, PermitStatus.LETTER_ISSUED, PermitStatus.ACTIVE)
+    _require_dated_after_record(record, today, "the cancellation")
+    if record.valid_until is not None and today > record.valid_until:
+        raise PermitRuleViolation(
+            f"permit {record.permit_no} ended on {record.valid_until}; on {today} it expires,"
+            " it is not cancelled"
+        )
     new = _evolve(
         record, status=PermitStatus.CANCELLED, cancelled_on=today, cancellation_reason=reason
     )
@@ -165,6 +228,7 @@ def cancel(record: PermitRecord, *, reason: CancellationReason, today: date) -> 
 def expire(record: PermitRecord, *, today: date) -> PermitExpiredData:
     """Mark an active permit expired once its end has passed without extension."""
     _require_status(record, PermitStatus.ACTIVE)
+    _require_dated_after_record(record, today, "the expiry")
     assert record.valid_until is not None
     if today <= record.valid_until:
         raise PermitRuleViolation(
@@ -211,6 +275,7 @@ __all__ = [
     "extend",
     "issue",
     "legacy",
+    "letter_valid_until",
     "migrate",
     "notification_letter",
 ]

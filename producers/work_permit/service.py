@@ -2,15 +2,20 @@
 
 The authority publishes the permit lifecycle from its outbox (relayed by `hub run
 workpermit`) and holds the permits' records every agency view is compared with. It
-consumes nothing.
+consumes nothing. Its calendar, run by `hub run workpermit` on the clock, expires the
+permits whose end has passed.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import date
+
+import asyncpg
 
 from hub.agency import Agency, Channel
+from hub.clock import CalendarWork
 from hub.db import open_pool
 from hub.settings import Settings
 from producers.work_permit.store import Authority
@@ -26,6 +31,17 @@ async def authority(settings: Settings) -> AsyncIterator[Authority]:
         yield Authority(pool, topic=settings.topic(topics.PERMIT_EVENTS))
 
 
+def calendar(settings: Settings) -> CalendarWork:
+    """The authority's day: every active permit past its end expires (PermitExpired through
+    the outbox, as any command); idempotent, so `hub run` repeats it at every tick."""
+    topic = settings.topic(topics.PERMIT_EVENTS)
+
+    async def work(pool: asyncpg.Pool, today: date) -> int:
+        return len(await Authority(pool, topic=topic).expire_ended(today))
+
+    return work
+
+
 AGENCY = Agency(
     name=NAME,
     title="Work-permit authority",
@@ -35,5 +51,6 @@ AGENCY = Agency(
                       "each permit's record with every change.", compacted=True,
                       per_audience=True),
     records=Authority,
+    calendar=calendar,
 )
 """The authority, as the hub's registry finds it (entry point `permit_hub.agencies`)."""

@@ -33,6 +33,7 @@ from schemas.permits import (
     PermitMigrated,
     PermitPayload,
     PermitRecord,
+    PermitStatus,
 )
 
 EVENT_OF: dict[type[PermitPayload], type[CloudEvent[Any]]] = {
@@ -121,6 +122,30 @@ class Authority:
     async def expire(self, permit_no: str, *, today: date) -> PermitRecord:
         """Mark a permit expired."""
         return await self._command(permit_no, lambda r: domain.expire(r, today=today))
+
+    async def expire_ended(self, today: date) -> list[str]:
+        """Expire every active permit whose last day is before `today`: the numbers expired.
+
+        Each permit is its own command and transaction, so a crash half-way leaves the rest
+        for the next run, and a second run on the same day finds nothing left. A permit
+        extended or cancelled between the search and its row lock is refused by the rule
+        (`domain.expire`) under the lock, and skipped."""
+        expired = []
+        for permit_no in await self.ended(today):
+            try:
+                await self.expire(permit_no, today=today)
+            except domain.PermitRuleViolation:
+                continue
+            expired.append(permit_no)
+        return expired
+
+    async def ended(self, today: date) -> list[str]:
+        """The active permits whose last day is before `today`, by number."""
+        rows = await self.pool.fetch(
+            "SELECT permit_no FROM permits WHERE status = $1"
+            " AND (record->>'valid_until')::date < $2 ORDER BY permit_no",
+            PermitStatus.ACTIVE.value, today)
+        return [r["permit_no"] for r in rows]
 
     async def migrate(self, permit_no: str) -> PermitRecord:
         """Move a legacy permit onto the integrated standard."""

@@ -296,7 +296,7 @@ async def test_work_permit_extension_and_cancellation_reach_the_residence_permit
     monkeypatch.setenv("HUB_PUBLIC_SECURITY_CANCELLATION_DEADLINE_DAYS", "15")
     async with agency_running(hub_settings, AGENCY) as auth:
         permit = await issued_permit(auth, holder(21), entry=ENTRY, months=12)
-        bystander = await issued_permit(auth, holder(22), entry=ENTRY, months=12)
+        bystander = await issued_permit(auth, holder(22), entry=ENTRY, months=24)
         assert permit.valid_until == date(2026, 3, 2)
         await synced(hub_settings, AGENCY, auth)
         await send(hub_settings, topics.PUBLIC_SECURITY_REQUESTS, [

@@ -96,17 +96,18 @@ class Authority:
         self.view.project(event)
         return event
 
-    def letter(self, who: Holder, permit_no: str = PERMIT, months: int = 24) -> PermitEvent:
+    def letter(self, who: Holder, permit_no: str = PERMIT, months: int = 24,
+               entry: date = ENTRY) -> PermitEvent:
         """A notification letter three weeks before entry, numbered NL<permit>."""
         return self.publish(domain.notification_letter(
             permit_no=permit_no, letter_no=f"NL{permit_no}", holder=who, employer=HANSA,
             category=Category.B, position="Engineer", approved_months=months,
-            today=ENTRY - timedelta(days=21)))
+            today=entry - timedelta(days=21)))
 
     def issued(self, who: Holder, permit_no: str = PERMIT, months: int = 24,
                entry: date = ENTRY) -> PermitRecord:
         """A permit issued on the entry date."""
-        letter = self.letter(who, permit_no, months).data.permit
+        letter = self.letter(who, permit_no, months, entry).data.permit
         return self.publish(domain.issue(letter, valid_from=entry, today=entry)).data.permit
 
     def legacy(self, permit_no: str = PERMIT) -> PermitRecord:

@@ -29,12 +29,12 @@ UNTIL = date(2026, 3, 2)
 FAR = date(2099, 1, 1)
 
 
-def letter(months: int = 12, passport_expiry: date = FAR) -> PermitRecord:
-    """A notification letter approved for `months`, issued today."""
+def letter(months: int = 12, passport_expiry: date = FAR, today: date = TODAY) -> PermitRecord:
+    """A notification letter approved for `months`, issued `today` (TODAY unless given)."""
     return domain.notification_letter(
         permit_no="156000000000000001", letter_no="NL1",
         holder=holder(passport_expiry=passport_expiry), employer=employer(),
-        category=Category.B, position="Engineer", approved_months=months, today=TODAY).permit
+        category=Category.B, position="Engineer", approved_months=months, today=today).permit
 
 
 def active(valid_until: date = UNTIL, **overrides: Any) -> PermitRecord:
@@ -94,7 +94,8 @@ def test_an_issued_permit_never_runs_beyond_the_approval_or_the_passport(
 ) -> None:
     """valid_until = min(the approved period's last day, the passport's expiry)."""
     passport = valid_from + timedelta(days=passport_days)
-    issued = domain.issue(letter(months, passport), valid_from=valid_from, today=valid_from).permit
+    record = letter(months, passport, today=valid_from)
+    issued = domain.issue(record, valid_from=valid_from, today=valid_from).permit
     assert issued.valid_until == min(add_months(valid_from, months) - timedelta(days=1), passport)
 
 
@@ -272,3 +273,73 @@ def test_migration_moves_an_active_legacy_permit_to_integrated_once() -> None:
         update={"standard": PermitStandard.LEGACY})
     with pytest.raises(PermitRuleViolation, match="is cancelled"):
         domain.migrate(cancelled)
+
+
+# business dates ------------------------------------------------------------------------------
+
+
+def test_a_letter_is_refused_for_a_passport_already_expired() -> None:
+    """No letter dated after the passport's expiry: the holder could not enter on it."""
+    with pytest.raises(PermitRuleViolation, match="passport expired on 2025-03-02"):
+        letter(passport_expiry=TODAY - timedelta(days=1))
+
+
+def test_the_letter_is_valid_six_months_from_its_issue() -> None:
+    """Through the day before the same date six months on; a legacy permit has no letter."""
+    assert domain.letter_valid_until(letter()) == date(2025, 9, 2)
+    assert domain.letter_valid_until(active(standard=PermitStandard.LEGACY)) is None
+
+
+def test_an_issue_dated_before_its_letter_is_refused() -> None:
+    """The issue cannot be decided before the approval it activates."""
+    with pytest.raises(PermitRuleViolation, match="dated 2025-03-02, before its letter"):
+        domain.issue(letter(), valid_from=TODAY, today=TODAY - timedelta(days=1))
+
+
+def test_a_permit_starts_within_its_letters_validity() -> None:
+    """Entry from the letter's issue to its last valid day; before or after it is refused."""
+    last = date(2025, 9, 2)
+    assert domain.issue(letter(), valid_from=last, today=last).permit.valid_from == last
+    with pytest.raises(PermitRuleViolation, match="letter was valid until 2025-09-02"):
+        domain.issue(letter(), valid_from=last + timedelta(days=1), today=last)
+    with pytest.raises(PermitRuleViolation, match="before its letter was issued"):
+        domain.issue(letter(), valid_from=TODAY - timedelta(days=1), today=TODAY)
+
+
+@pytest.mark.parametrize(("days_from_entry", "allowed"), [
+    (-31, False), (-30, True), (0, True), (30, True), (31, False),
+])
+def test_an_issue_is_dated_within_30_days_of_the_entry(days_from_entry: int,
+                                                        allowed: bool) -> None:
+    """Verification on site within 30 days of entry; an issue further off is a wrong date."""
+    entry = TODAY + timedelta(days=40)
+    today = entry + timedelta(days=days_from_entry)
+    if allowed:
+        assert domain.issue(letter(), valid_from=entry, today=today).permit.issued_on == today
+    else:
+        with pytest.raises(PermitRuleViolation, match="more than 30 days from its issue"):
+            domain.issue(letter(), valid_from=entry, today=today)
+
+
+def test_an_extension_dated_before_the_issue_is_refused() -> None:
+    """Even inside the 30-90 day window, an extension cannot predate the permit's issue."""
+    short = active(valid_until=TODAY + timedelta(days=60), issued_on=TODAY + timedelta(days=1))
+    with pytest.raises(PermitRuleViolation, match="before it was issued on 2025-03-04"):
+        domain.extend(short, new_valid_until=UNTIL, today=TODAY)
+
+
+@pytest.mark.parametrize("record", [letter(), active(letter_issued_on=TODAY)],
+                         ids=["letter", "active"])
+def test_a_cancellation_dated_before_the_permit_is_refused(record: PermitRecord) -> None:
+    """A cancellation dated 2001 on a permit of 2025 is a wrong date, not history."""
+    with pytest.raises(PermitRuleViolation, match="dated 2001-06-01, before"):
+        domain.cancel(record, reason=CancellationReason.REVOKED, today=date(2001, 6, 1))
+
+
+def test_a_permit_past_its_end_expires_and_is_not_cancelled() -> None:
+    """On its last day it can be cancelled; the day after, only the expiry applies."""
+    data = domain.cancel(active(), reason=CancellationReason.CONTRACT_ENDED, today=UNTIL)
+    assert data.permit.cancelled_on == UNTIL
+    with pytest.raises(PermitRuleViolation, match="ended on 2026-03-02; on 2026-03-03 it expires"):
+        domain.cancel(active(), reason=CancellationReason.CONTRACT_ENDED,
+                      today=UNTIL + timedelta(days=1))
