@@ -75,6 +75,11 @@ NOISY_LOGGERS: tuple[str, ...] = (
 )
 
 
+EXIT_GRACE_S = 1.0
+"""How long a broker must stay gone before start-up counts as failed: one look at a process
+in the middle of an exec is not an exit."""
+
+
 class KafkaNodeError(RuntimeError):
     """The local Kafka node could not be configured, started, reached or stopped."""
 
@@ -506,8 +511,13 @@ class KafkaNode:
     def wait_ready(self, timeout: float = 60) -> None:
         """Block until the broker answers a metadata request; raise with its log tail if not."""
         deadline = time.monotonic() + timeout
+        gone_since: float | None = None
         while True:
-            if not self.is_running():
+            if not self._exited():
+                gone_since = None
+            elif gone_since is None:
+                gone_since = time.monotonic()
+            elif time.monotonic() - gone_since > EXIT_GRACE_S:
                 raise KafkaNodeError(f"Kafka exited during start-up.\n{self.log_tail()}")
             if _port_open(self.port) and _answers_metadata(self._probe_options(),
                                                            self.replicas):
@@ -518,6 +528,14 @@ class KafkaNode:
                     f"{self.log_tail()}"
                 )
             time.sleep(0.2)
+
+    def _exited(self) -> bool:
+        """Whether the JVM is gone: by its exit status when this object started it (a
+        process can look like something else for an instant while the java launcher
+        re-executes itself, so its command line alone is no proof), else by the pid file."""
+        if self._popen is not None:
+            return self._popen.poll() is not None
+        return not self.is_running()
 
     def _probe_options(self) -> dict[str, Any]:
         return {**self.client_options(), "bootstrap_servers": self.bootstrap}
