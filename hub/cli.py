@@ -143,10 +143,11 @@ def run(
     agency: Annotated[str, typer.Argument(
         help="an installed agency (`hub agencies`)", autocompletion=_agency_names)],
 ) -> None:
-    """Run one agency's processes until interrupted: its consumer group, if it consumes, and
-    its outbox relay, if it publishes (SIGINT/SIGTERM stop it cleanly). It connects as the
-    agency's runtime role and changes no schema: a database `hub init` has not migrated
-    exits 1."""
+    """Run one agency's processes until interrupted: its consumer group, if it consumes, its
+    outbox relay and chain-head publisher, if it publishes, and its calendar on today's date
+    (Beijing), if it keeps one (the authority expires ended permits) (SIGINT/SIGTERM stop it
+    cleanly). It connects as the agency's runtime role and changes no schema: a database
+    `hub init` has not migrated exits 1."""
     from hub import bootstrap
 
     async def go(settings: Settings) -> None:
