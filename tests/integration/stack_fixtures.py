@@ -14,7 +14,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -242,42 +241,3 @@ def kafka_cluster(running_cluster: RunningStack) -> Iterator[KafkaCluster]:
     if not all(node.is_running() for node in cluster.nodes):
         cluster.start()
         cluster.wait_ready(180)
-        # A restarted broker answers metadata before it has loaded the ACLs from the
-        # metadata log; until then it refuses every agency's principal, and a consumer
-        # refused its topic stops (a configuration fault). The next test starts on brokers
-        # that authorize.
-        for node in cluster.nodes:
-            _wait_authorizing(running_cluster.settings, node.bootstrap)
-
-
-def _wait_authorizing(settings: Settings, bootstrap: str, timeout: float = 120.0) -> None:
-    """Block until the broker at `bootstrap` lets the card service see its permit topic."""
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.errors import KafkaError
-
-    from hub.kafka import client_options, partitions_of
-    from schemas import topics
-
-    topic = settings.topic(topics.audience_topic(topics.PERMIT_EVENTS, "card"))
-
-    async def sees() -> bool:
-        options = {**client_options(settings, "card"), "bootstrap_servers": bootstrap}
-        reader = AIOKafkaConsumer(**options, request_timeout_ms=5000)
-        try:
-            await reader.start()
-            await partitions_of(reader, topic)
-        except (KafkaError, LookupError, OSError, TimeoutError):
-            return False
-        finally:
-            with contextlib.suppress(KafkaError, OSError, TimeoutError):
-                await reader.stop()
-        return True
-
-    deadline = time.monotonic() + timeout
-    while True:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            if pool.submit(asyncio.run, sees()).result():
-                return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the broker at {bootstrap} never authorized the card service")
-        time.sleep(1.0)
