@@ -27,8 +27,8 @@ releases `key` has been applied (`releases`; every projected event releases its 
 or until the hold period of its type (`hold_for`) has passed since it reached Kafka. Then
 the same handler decides it; past the deadline `Received.final` is true and it must decide
 (refuse, saying why). Time here is the stream's: the newest record timestamp of the batch
-being applied (peers' chain-head events arrive every few seconds, so it moves without
-traffic), so a replayed stream holds and releases as the live one did.
+being applied; when the agency's topics are quiet, the consumer applies an empty batch
+now and then (`hub.consumer.ViewConsumer.IDLE_TICK_S`), and the clock's time stands in.
 
 **One request id, one answer.** A request type registered with `on_request` names its
 request id; the outbox records of the first answer to an id are kept
@@ -211,7 +211,7 @@ class Router(Generic[V]):
             if view is None:
                 view = self.view_factory(conn)
             await self._decide(conn, view, step.event, step.handlers, step.received)
-        if self.hold_periods and deliveries:
+        if self.hold_periods:
             await self._release(conn, view if view is not None else self.view_factory(conn),
                                 deliveries)
 
@@ -277,7 +277,8 @@ class Router(Generic[V]):
 
     async def _release(self, conn: Connection, view: V, deliveries: Sequence[Delivery]) -> None:
         """Decide the held requests this batch released, and those whose deadline the
-        batch's newest record time has passed, in the order they were held."""
+        batch's newest record time (the clock's, for an empty batch) has passed, in the
+        order they were held."""
         keys: set[str] = set()
         for d in deliveries:
             if d.event.type in self.projections:
@@ -285,7 +286,7 @@ class Router(Generic[V]):
             release = self.releasers.get(d.event.type)
             if release is not None:
                 keys.update(release(d.event))
-        now = max(Received.of(d).at for d in deliveries)
+        now = max((Received.of(d).at for d in deliveries), default=datetime.now(UTC))
         rows = await conn.fetch(
             "DELETE FROM hub_held_requests WHERE hold_key = ANY($1::text[]) OR hold_until <= $2"
             " RETURNING position, event_type, event, received_at, held_at, hold_until",
