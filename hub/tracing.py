@@ -124,6 +124,16 @@ def span(
 ) -> Iterator[TraceContext]:
     """A span for one piece of work, child of `parent` (an event's trace context) or of the
     span around it; yields the trace context the events it emits carry."""
+    if _provider is None:
+        # Nothing recorded: pass the trace on without OpenTelemetry (the hot path of every
+        # handled event costs a context variable, not a propagator's parse).
+        here = parent or _current.get() or _new_trace()
+        token = _current.set(here)
+        try:
+            yield here
+        finally:
+            _current.reset(token)
+        return
     context = _PROPAGATOR.extract(_carrier(parent)) if parent is not None else None
     with _tracer.start_as_current_span(name, context=context, kind=kind,
                                        attributes=dict(attributes or {}),
