@@ -30,9 +30,13 @@ _CARD_NOTICE: Reads = {"time": "string(date-time)?"}
 _CARD_STATUS_MESSAGE: Mapping[str, Reads] = {  # rules.status_message, per event type
     "PermitChanged": {"data.changes[].field": "string"},
     "PermitCancelled": {"data.permit.cancelled_on": "string(date)?"},
+    # The one type whose record is lapsed: rules.permit_refusal and qr refuse it.
+    "NotificationLetterLapsed": {"data.letter_valid_until": "string(date)",
+                                 "data.permit.status": "string{lapsed}"},
 }
 _CARD_NOTIFIED = ("PermitIssued", "PermitExtended", "PermitChanged", "PermitCancelled",
-                  "PermitExpired", "PermitMigrated")  # service.NOTIFIED_PERMIT_EVENTS
+                  "PermitExpired", "PermitMigrated",
+                  "NotificationLetterLapsed")  # service.NOTIFIED_PERMIT_EVENTS
 
 
 def reads() -> dict[str, Reads]:

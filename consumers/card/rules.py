@@ -13,6 +13,7 @@ from schemas.card import CardPermitInfo, ECardRejectionReason
 from schemas.permits import (
     EXTENSION_WINDOW,
     Category,
+    NotificationLetterLapsed,
     PermitCancelled,
     PermitChanged,
     PermitEvent,
@@ -76,10 +77,13 @@ def permit_refusal(p: CardPermit, today: date) -> ECardRejectionReason | None:
 
     A notification-letter permit can: the letter's QR code is what registers the e-SSC.
     A legacy permit cannot until it is extended, changed or migrated ("No Change, No
-    Replacement"): it stays honoured as the physical permit it is.
+    Replacement"): it stays honoured as the physical permit it is. A permit whose letter
+    lapsed never started: refused as expired (the message says the letter lapsed).
     """
     if p.status == PermitStatus.CANCELLED:
         return R.PERMIT_CANCELLED
+    if p.status == PermitStatus.LAPSED:
+        return R.PERMIT_EXPIRED
     if p.status == PermitStatus.EXPIRED or (p.valid_until is not None and p.valid_until < today):
         return R.PERMIT_EXPIRED
     if p.standard == PermitStandard.LEGACY:
@@ -151,8 +155,13 @@ def rejection_message(
         "name exactly as printed in your passport, surname and given names.",
         R.PERMIT_CANCELLED: f"Work permit {no} has been cancelled, so no e-card can be issued "
         "for it. If you have a new employer, they apply for a new work permit.",
-        R.PERMIT_EXPIRED: f"Work permit {no} expired{f' on {until}' if until else ''}, so no "
-        "e-card can be issued for it. Ask your employer to apply for a new work permit.",
+        R.PERMIT_EXPIRED: (
+            f"The notification letter of work permit {no} lapsed before the permit was issued, "
+            "so no e-card can be issued for it. Ask your employer to apply again; you keep "
+            "the same permit number."
+            if permit is not None and permit.status == PermitStatus.LAPSED else
+            f"Work permit {no} expired{f' on {until}' if until else ''}, so no e-card can be "
+            "issued for it. Ask your employer to apply for a new work permit."),
         R.LEGACY_NOT_MIGRATED: f"Work permit {no} is a physical permit from before the "
         "integration. It stays valid as it is (No Change, No Replacement). The e-card with "
         "the permit QR code becomes available after the permit is extended or changed, or "
@@ -182,6 +191,10 @@ def status_message(event: PermitEvent) -> str:
     if isinstance(event, PermitExpired):
         return (f"Your work permit {no} expired on {p.valid_until}. The permit QR code on your "
                 "e-card is no longer valid.")
+    if isinstance(event, NotificationLetterLapsed):
+        return (f"The notification letter of your work permit {no} lapsed: it was valid until "
+                f"{event.data.letter_valid_until} and the permit was not issued. The permit QR "
+                "code on your e-card is no longer valid; your employer can apply again.")
     if isinstance(event, PermitMigrated):
         return f"Your work permit {no} moved onto the integrated electronic standard."
     return f"Your work permit {no} is now {p.status.value}."

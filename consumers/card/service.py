@@ -31,6 +31,7 @@ from schemas.card import (
     ExpiryReminderSweepRequested,
 )
 from schemas.permits import (
+    NotificationLetterLapsed,
     PermitCancelled,
     PermitChanged,
     PermitExpired,
@@ -43,6 +44,7 @@ from schemas.social_insurance import SocialSecurityNumberIssued
 
 NOTIFIED_PERMIT_EVENTS = (
     PermitIssued, PermitExtended, PermitChanged, PermitCancelled, PermitExpired, PermitMigrated,
+    NotificationLetterLapsed,
 )
 """Permit events an e-card holder is told about (the first events of a permit cannot be:
 no e-card exists before them)."""

@@ -19,6 +19,7 @@ from schemas.permits import (
     Holder,
     LegacyPermitRegisteredData,
     NotificationLetterIssuedData,
+    NotificationLetterLapsedData,
     PermitCancelledData,
     PermitChangedData,
     PermitExpiredData,
@@ -33,8 +34,10 @@ from schemas.permits import (
 )
 
 LETTER_VALIDITY_MONTHS = 6
-"""A Notification Letter is valid 6 months from its issue (2017 template, docs/domain.md §2):
-the holder must enter, and the permit start, within them."""
+"""A Notification Letter is valid 6 months from its issue (2017 Notification Letter template
+[C], docs/domain.md §2; the post-2024 rule is unconfirmed [U], so this is the one place to
+correct it): the holder must enter, and the permit start, within them; after them the
+authority's calendar lapses the letter (`lapse`)."""
 
 ENTRY_DISTANCE = timedelta(days=30)
 """How far the start of a permit (the holder's entry) may lie from the day it is issued:
@@ -237,6 +240,23 @@ def expire(record: PermitRecord, *, today: date) -> PermitExpiredData:
     return PermitExpiredData(permit=_evolve(record, status=PermitStatus.EXPIRED))
 
 
+def lapse(record: PermitRecord, *, today: date) -> NotificationLetterLapsedData:
+    """A letter not followed by the permit within its validity lapses on the day after its
+    last valid day: the permit never started, and the holder can no longer enter on it."""
+    _require_status(record, PermitStatus.LETTER_ISSUED)
+    _require_dated_after_record(record, today, "the lapse")
+    last = letter_valid_until(record)
+    if last is None:
+        raise PermitRuleViolation(f"permit {record.permit_no} has no letter to lapse")
+    if today <= last:
+        raise PermitRuleViolation(
+            f"the notification letter of permit {record.permit_no} is valid until {last};"
+            f" it does not lapse on {today}"
+        )
+    return NotificationLetterLapsedData(permit=_evolve(record, status=PermitStatus.LAPSED),
+                                        letter_valid_until=last)
+
+
 def legacy(record: PermitRecord) -> LegacyPermitRegisteredData:
     """Register a pre-integration physical permit exactly as it is."""
     if record.standard is not PermitStandard.LEGACY:
@@ -261,6 +281,7 @@ def _evolve(record: PermitRecord, **updates: object) -> PermitRecord:
 __all__ = [
     "LegacyPermitRegisteredData",
     "NotificationLetterIssuedData",
+    "NotificationLetterLapsedData",
     "PermitCancelledData",
     "PermitChangedData",
     "PermitExpiredData",
@@ -274,6 +295,7 @@ __all__ = [
     "expire",
     "extend",
     "issue",
+    "lapse",
     "legacy",
     "letter_valid_until",
     "migrate",

@@ -25,6 +25,7 @@ from schemas.permits import (
     Holder,
     LegacyPermitRegistered,
     NotificationLetterIssued,
+    NotificationLetterLapsed,
     PermitCancelled,
     PermitChanged,
     PermitExpired,
@@ -38,6 +39,7 @@ from schemas.permits import (
 
 EVENT_OF: dict[type[PermitPayload], type[CloudEvent[Any]]] = {
     domain.NotificationLetterIssuedData: NotificationLetterIssued,
+    domain.NotificationLetterLapsedData: NotificationLetterLapsed,
     domain.PermitIssuedData: PermitIssued,
     domain.PermitExtendedData: PermitExtended,
     domain.PermitChangedData: PermitChanged,
@@ -145,6 +147,36 @@ class Authority:
             "SELECT permit_no FROM permits WHERE status = $1"
             " AND (record->>'valid_until')::date < $2 ORDER BY permit_no",
             PermitStatus.ACTIVE.value, today)
+        return [r["permit_no"] for r in rows]
+
+    async def lapse(self, permit_no: str, *, today: date) -> PermitRecord:
+        """Lapse a permit's notification letter that ran out before the permit was issued."""
+        return await self._command(permit_no, lambda r: domain.lapse(r, today=today))
+
+    async def lapse_ended(self, today: date) -> list[str]:
+        """Lapse every letter whose validity ended before `today` without the permit being
+        issued: the numbers lapsed. One command per permit, as `expire_ended`, so a second
+        run on the same day finds nothing left, and a permit issued between the search and
+        its row lock is refused by the rule (`domain.lapse`) and skipped."""
+        lapsed = []
+        for permit_no in await self.letters_ended(today):
+            try:
+                await self.lapse(permit_no, today=today)
+            except domain.PermitRuleViolation:
+                continue
+            lapsed.append(permit_no)
+        return lapsed
+
+    async def letters_ended(self, today: date) -> list[str]:
+        """The permits still at the letter stage whose letter's last valid day is before
+        `today` (`domain.letter_valid_until`: the day before the issue date plus
+        `LETTER_VALIDITY_MONTHS`; Postgres adds months as `add_months` does, the month's
+        last day when the day does not exist), by number."""
+        rows = await self.pool.fetch(
+            "SELECT permit_no FROM permits WHERE status = $1"
+            " AND ((record->>'letter_issued_on')::date + make_interval(months => $3))::date"
+            " <= $2 ORDER BY permit_no",
+            PermitStatus.LETTER_ISSUED.value, today, domain.LETTER_VALIDITY_MONTHS)
         return [r["permit_no"] for r in rows]
 
     async def migrate(self, permit_no: str) -> PermitRecord:

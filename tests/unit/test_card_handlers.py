@@ -43,6 +43,7 @@ from schemas.permits import (
     CancellationReason,
     LegacyPermitRegistered,
     NotificationLetterIssued,
+    NotificationLetterLapsed,
     PermitCancelled,
     PermitChanged,
     PermitEvent,
@@ -166,6 +167,36 @@ async def test_a_letter_stage_permit_can_register() -> None:
     view.project(permit_event(NotificationLetterIssued, letter, 1))
     data = only(await register(view), ECardIssued)
     assert data.permit.status is PermitStatus.LETTER_ISSUED
+
+
+def _letter_view() -> tuple[MemoryCardView, PermitRecord]:
+    letter = domain.notification_letter(
+        permit_no=PERMIT, letter_no="L1", holder=holder(name=NAME), employer=record().employer,
+        category=record().category, position="Engineer", approved_months=12,
+        today=TODAY - timedelta(days=200))
+    view = MemoryCardView()
+    view.project(permit_event(NotificationLetterIssued, letter, 1))
+    return view, letter.permit
+
+
+async def test_a_lapsed_letter_gets_no_ecard_and_its_holder_is_told() -> None:
+    """A letter past its 6 months lapses: a carded holder is told once that the QR code is
+    void; a registration afterwards is refused, saying the letter lapsed and the number stays."""
+    view, letter = _letter_view()
+    await register(view)
+    lapsed = permit_event(NotificationLetterLapsed, domain.lapse(letter, today=TODAY), 2)
+    view.project(lapsed)
+    notice = only(await notify(lapsed, view), PermitNotificationSent)
+    assert notice.status is PermitStatus.LAPSED
+    assert "lapsed" in notice.message
+    assert "no longer valid" in notice.message
+    assert await notify(lapsed, view) == []
+    fresh = MemoryCardView()
+    fresh.project(lapsed)
+    refused = rejection(await register(fresh))
+    assert refused.reason is R.PERMIT_EXPIRED
+    assert "lapsed" in refused.message
+    assert "same permit number" in refused.message
 
 
 def _cancelled() -> PermitRecord:

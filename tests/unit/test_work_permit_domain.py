@@ -48,6 +48,8 @@ def in_status(status: PermitStatus) -> PermitRecord:
     """A permit in this status, otherwise valid."""
     if status is PermitStatus.LETTER_ISSUED:
         return letter()
+    if status is PermitStatus.LAPSED:
+        return domain.lapse(letter(), today=TODAY + timedelta(days=200)).permit
     if status is PermitStatus.CANCELLED:
         return active(status=status, cancelled_on=TODAY,
                       cancellation_reason=CancellationReason.REVOKED)
@@ -113,6 +115,8 @@ DECISIONS: dict[str, tuple[Callable[[PermitRecord], object], set[PermitStatus]]]
                {PermitStatus.LETTER_ISSUED, PermitStatus.ACTIVE}),
     "expire": (lambda r: domain.expire(r, today=UNTIL + timedelta(days=1)),
                {PermitStatus.ACTIVE}),
+    "lapse": (lambda r: domain.lapse(r, today=UNTIL + timedelta(days=1)),
+              {PermitStatus.LETTER_ISSUED}),
 }
 
 
@@ -121,8 +125,8 @@ DECISIONS: dict[str, tuple[Callable[[PermitRecord], object], set[PermitStatus]]]
 def test_each_decision_is_allowed_only_from_its_statuses(
     decision: str, status: PermitStatus
 ) -> None:
-    """Issue a letter; extend and expire an active permit; change or cancel either; nothing
-    more for a cancelled or expired one."""
+    """Issue or lapse a letter; extend and expire an active permit; change or cancel either;
+    nothing more for a cancelled, expired or lapsed one."""
     apply, allowed = DECISIONS[decision]
     if status in allowed:
         apply(in_status(status))
@@ -343,3 +347,25 @@ def test_a_permit_past_its_end_expires_and_is_not_cancelled() -> None:
     with pytest.raises(PermitRuleViolation, match="ended on 2026-03-02; on 2026-03-03 it expires"):
         domain.cancel(active(), reason=CancellationReason.CONTRACT_ENDED,
                       today=UNTIL + timedelta(days=1))
+
+
+# the letter's lapse -------------------------------------------------------------------------
+
+
+def test_a_letter_lapses_the_day_after_its_six_months() -> None:
+    """Issued 2025-03-03, valid until 2025-09-02 (6 months, 2017 template): still valid on its
+    last day, lapsed the day after, with no validity ever begun."""
+    last = date(2025, 9, 2)
+    with pytest.raises(PermitRuleViolation, match="valid until 2025-09-02"):
+        domain.lapse(letter(), today=last)
+    lapsed = domain.lapse(letter(), today=last + timedelta(days=1))
+    assert lapsed.permit.status is PermitStatus.LAPSED
+    assert lapsed.letter_valid_until == last
+    assert (lapsed.permit.valid_from, lapsed.permit.valid_until) == (None, None)
+
+
+def test_a_lapsed_record_needs_its_letter() -> None:
+    """Only a letter lapses: a lapsed record without the letter's date is refused."""
+    with pytest.raises(ValueError, match="lapsed permit needs letter_issued_on"):
+        PermitRecord.model_validate(
+            {**letter().model_dump(), "status": "lapsed", "letter_issued_on": None})
