@@ -35,8 +35,8 @@ _CARD_STATUS_MESSAGE: Mapping[str, Reads] = {  # rules.status_message, per event
                                  "data.permit.status": "string{lapsed}"},
 }
 _CARD_NOTIFIED = ("PermitIssued", "PermitExtended", "PermitChanged", "PermitCancelled",
-                  "PermitExpired", "PermitMigrated",
-                  "NotificationLetterLapsed")  # service.NOTIFIED_PERMIT_EVENTS
+                  "PermitExpired", "PermitMigrated", "NotificationLetterLapsed",
+                  "NotificationLetterIssued")  # service.NOTIFIED_PERMIT_EVENTS
 
 
 def reads() -> dict[str, Reads]:
@@ -59,6 +59,11 @@ def reads() -> dict[str, Reads]:
         "data.permit_no": "string",
         "data.ssn": "string",
         "data.issued_on": "string(date)",
+    }
+    reads["InsuranceRegistered"] = ENVELOPE | {  # handlers.link_registered_ssn
+        "data.permit_no": "string",
+        "data.ssn": "string",
+        "data.registered_on": "string(date)",
     }
     reads["ExpiryReminderSweepRequested"] = ENVELOPE | {  # handlers.send_expiry_reminders
         "data.as_of": "string(date)",

@@ -6,6 +6,9 @@
   or ECardRejected with a reason the person can act on (`register_ecard`).
 - SocialSecurityNumberIssued → PhysicalCardIssued, the SSN linked to the e-card
   (`issue_physical_card`).
+- InsuranceRegistered → the registration's SSN linked to the permit's e-card, and the
+  person's physical card carried over to the permit once, when the SSN is not yet the
+  permit's (a change of employer: `link_registered_ssn`).
 - ExpiryReminderSweepRequested → PermitNotificationSent to every e-card holder whose
   permit is due an expiry reminder (`send_expiry_reminders`): when the extension window
   opens (90 days before the end), when it is about to close (the card's
@@ -20,7 +23,7 @@ e-card (so no QR code and no notifications) until it is extended, changed or mig
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from consumers.card import rules
 from consumers.card.ports import CardViewPort
@@ -44,8 +47,9 @@ from schemas.card import (
     QrReference,
     VerificationResult,
 )
+from schemas.envelope import CloudEvent
 from schemas.permits import EXTENSION_WINDOW, PermitEvent, PermitStatus
-from schemas.social_insurance import SocialSecurityNumberIssued
+from schemas.social_insurance import InsuranceRegistered, SocialSecurityNumberIssued
 
 if TYPE_CHECKING:
     from consumers.card.issuer import QrIssuer
@@ -182,25 +186,59 @@ async def issue_physical_card(event: SocialSecurityNumberIssued, view: CardViewP
     d = event.data
     if d.permit_no != event.subject:
         raise CardConflict(f"subject {event.subject!r} is not the permit number {d.permit_no!r}")
-    held = await view.physical_card(d.permit_no)
-    if held is not None and held.ssn == d.ssn:
+    return await _physical_card(view, d.permit_no, d.ssn, d.issued_on, event, follow=False)
+
+
+async def link_registered_ssn(event: InsuranceRegistered, view: CardViewPort) -> list[Emit]:
+    """The SSN of a registration follows the person to this permit's e-card.
+
+    Social insurance reuses a person's SSN when they register again under a new permit
+    (after a change of employer) and then issues no SocialSecurityNumberIssued: the
+    registration's `ssn` is the only news. The person's physical card (one per SSN) is
+    carried over to the new permit and linked to its e-card, and PhysicalCardIssued is
+    published once for the new permit, with the card's number and first issue date. A
+    registration whose SSN the card already holds for this permit changes nothing (the
+    first registration, which SocialSecurityNumberIssued follows, or a duplicate); an SSN
+    the card never heard of gets its physical card here, as on SocialSecurityNumberIssued.
+    """
+    d = event.data
+    if d.permit_no != event.subject:
+        raise CardConflict(f"subject {event.subject!r} is not the permit number {d.permit_no!r}")
+    return await _physical_card(view, d.permit_no, d.ssn, d.registered_on, event, follow=True)
+
+
+async def _physical_card(
+    view: CardViewPort, permit_no: str, ssn: str, issued_on: date, event: CloudEvent[Any],
+    *, follow: bool,
+) -> list[Emit]:
+    """The permit's physical card for this SSN, issued (or, with `follow`, carried over
+    from the person's earlier permit) once, and linked to the permit's e-card."""
+    held = await view.physical_card(permit_no)
+    ecard = await view.ecard(permit_no)
+    if held is not None and held.ssn == ssn:
+        if ecard is not None and ecard.ssn != ssn:
+            await view.link_ssn(permit_no, ssn, ecard.card_id)
         log.info("physical card already issued for this SSN; nothing to do",
                  card_no=held.card_no, event_id=str(event.id))
         return []
     if held is not None:
-        raise CardConflict(f"permit {d.permit_no} already has a physical card for another SSN")
-    other = await view.permit_no_of_ssn(d.ssn)
-    if other is not None:
+        raise CardConflict(f"permit {permit_no} already has a physical card for another SSN")
+    other = await view.permit_no_of_ssn(ssn)
+    ecard_id = ecard.card_id if ecard else None
+    if other is not None and not follow:
         raise CardConflict(f"the SSN is already on the physical card of permit {other}")
-    ecard = await view.ecard(d.permit_no)
-    card = PhysicalCard(d.permit_no, d.ssn, rules.physical_card_no(d.ssn), d.issued_on,
-                        ecard.card_id if ecard else None)
-    await view.add_physical_card(card)
+    if other is not None:
+        card = await view.move_physical_card(ssn, permit_no, ecard_id)
+        log.info("physical card follows its holder to a new permit", card_no=card.card_no,
+                 event_id=str(event.id))
+    else:
+        card = PhysicalCard(permit_no, ssn, rules.physical_card_no(ssn), issued_on, ecard_id)
+        await view.add_physical_card(card)
     if ecard is not None:
-        await view.link_ssn(d.permit_no, d.ssn, ecard.card_id)
-    data = PhysicalCardIssuedData(permit_no=d.permit_no, ssn=d.ssn, card_no=card.card_no,
-                                  issued_on=d.issued_on, ecard_id=card.ecard_id)
-    return [Emit(PhysicalCardIssued, d.permit_no, data)]
+        await view.link_ssn(permit_no, ssn, ecard.card_id)
+    data = PhysicalCardIssuedData(permit_no=permit_no, ssn=ssn, card_no=card.card_no,
+                                  issued_on=card.issued_on, ecard_id=card.ecard_id)
+    return [Emit(PhysicalCardIssued, permit_no, data)]
 
 
 # notifications --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from schemas.card import CardPermitInfo, ECardRejectionReason
 from schemas.permits import (
     EXTENSION_WINDOW,
     Category,
+    NotificationLetterIssued,
     NotificationLetterLapsed,
     PermitCancelled,
     PermitChanged,
@@ -191,6 +192,10 @@ def status_message(event: PermitEvent) -> str:
     if isinstance(event, PermitExpired):
         return (f"Your work permit {no} expired on {p.valid_until}. The permit QR code on your "
                 "e-card is no longer valid.")
+    if isinstance(event, NotificationLetterIssued):
+        return (f"A new application under your work permit number {no} was approved and its "
+                "Notification Letter issued: your e-card and its permit QR code are valid again "
+                "for the new period, which starts when the permit is issued after entry.")
     if isinstance(event, NotificationLetterLapsed):
         return (f"The notification letter of your work permit {no} lapsed: it was valid until "
                 f"{event.data.letter_valid_until} and the permit was not issued. The permit QR "

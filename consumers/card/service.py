@@ -2,7 +2,8 @@
 
 The card group consumes three topics: the permit lifecycle (its view of the permits),
 `card.requests.v1` (e-card registrations, the daily reminder sweep) and
-`socialinsurance.insurance-events.v1` (SocialSecurityNumberIssued). Its outcomes go to
+`socialinsurance.insurance-events.v1` (SocialSecurityNumberIssued, and InsuranceRegistered
+for the SSN a registration under a new permit reuses). Its outcomes go to
 `card.card-events.v1` through the card database's outbox, relayed by `hub run card`.
 """
 
@@ -31,6 +32,7 @@ from schemas.card import (
     ExpiryReminderSweepRequested,
 )
 from schemas.permits import (
+    NotificationLetterIssued,
     NotificationLetterLapsed,
     PermitCancelled,
     PermitChanged,
@@ -40,14 +42,15 @@ from schemas.permits import (
     PermitMigrated,
 )
 from schemas.registry import ALL_EVENT_TYPES
-from schemas.social_insurance import SocialSecurityNumberIssued
+from schemas.social_insurance import InsuranceRegistered, SocialSecurityNumberIssued
 
 NOTIFIED_PERMIT_EVENTS = (
     PermitIssued, PermitExtended, PermitChanged, PermitCancelled, PermitExpired, PermitMigrated,
-    NotificationLetterLapsed,
+    NotificationLetterLapsed, NotificationLetterIssued,
 )
-"""Permit events an e-card holder is told about (the first events of a permit cannot be:
-no e-card exists before them)."""
+"""Permit events an e-card holder is told about. A permit's first letter finds no e-card
+(none exists before it): only the letter of a new period under the holder's number, after
+the permit ended, reaches a holder whose e-card is valid again."""
 
 
 def router(
@@ -62,6 +65,7 @@ def router(
     r.on(ECardRegistrationRequested, functools.partial(
         handlers.register_ecard, issuer=issuer, closing_days=closing_days))
     r.on(SocialSecurityNumberIssued, handlers.issue_physical_card)
+    r.on(InsuranceRegistered, handlers.link_registered_ssn)
     r.on(ExpiryReminderSweepRequested, functools.partial(
         handlers.send_expiry_reminders, closing_days=closing_days))
     return r
@@ -134,7 +138,8 @@ AGENCY = Agency(
     # Every type of the contract: the group reads shared topics (the insurance events) whose
     # other types it ignores; a type the contract does not know is dead-lettered.
     accepts=tuple(dict.fromkeys(
-        (*PERMIT_EVENT_TYPES, *CARD_REQUEST_TYPES, SocialSecurityNumberIssued, *ALL_EVENT_TYPES))),
+        (*PERMIT_EVENT_TYPES, *CARD_REQUEST_TYPES, SocialSecurityNumberIssued,
+         InsuranceRegistered, *ALL_EVENT_TYPES))),
     view=PermitView(PERMITS, handlers.card_permit),
     build=build,
     expectations=expectations.reads(),

@@ -107,6 +107,55 @@ def notification_letter(
     return NotificationLetterIssuedData(permit=record, letter_no=letter_no)
 
 
+def reapply(
+    record: PermitRecord,
+    *,
+    letter_no: str,
+    holder: Holder,
+    employer: Employer,
+    category: Category,
+    position: str,
+    approved_months: int,
+    family: tuple[FamilyMember, ...] = (),
+    today: date,
+) -> NotificationLetterIssuedData:
+    """Approve a new application by a former holder under the number they keep for life.
+
+    The permit must have ended (cancelled, expired, or its letter lapsed): a person holds
+    one permit at a time, and a new employer means cancel, then apply anew. The applicant
+    must be its holder: the same date of birth and nationality (a passport renewal changes
+    the passport, not the person; a change of nationality ended the permit with reason
+    `nationality_changed`, and only then may the nationality differ). A holder who died
+    has no new application. The new period starts like any: a letter, no validity yet.
+    """
+    _require_status(record, PermitStatus.CANCELLED, PermitStatus.EXPIRED, PermitStatus.LAPSED)
+    _require_dated_after_record(record, today, "the new application")
+    no = record.permit_no
+    if record.cancelled_on is not None and today < record.cancelled_on:
+        raise PermitRuleViolation(
+            f"the new application under permit {no} is dated {today}, before its"
+            f" cancellation on {record.cancelled_on}")
+    if record.status is PermitStatus.EXPIRED and record.valid_until is not None \
+            and today <= record.valid_until:
+        raise PermitRuleViolation(
+            f"the new application under permit {no} is dated {today}, before its end on"
+            f" {record.valid_until}")
+    reason = record.cancellation_reason
+    if reason is CancellationReason.DEATH:
+        raise PermitRuleViolation(f"permit {no} was cancelled on its holder's death")
+    same_nationality = (holder.nationality == record.holder.nationality
+                        or reason is CancellationReason.NATIONALITY_CHANGED)
+    if holder.date_of_birth != record.holder.date_of_birth or not same_nationality:
+        # Which of the two differs is not said: both are the holder's personal data.
+        raise PermitRuleViolation(
+            f"the applicant is not the former holder of permit {no}: a permit number is kept"
+            " only by the person it was issued to")
+    return notification_letter(
+        permit_no=no, letter_no=letter_no, holder=holder, employer=employer,
+        category=category, position=position, approved_months=approved_months,
+        family=family, today=today)
+
+
 def issue(record: PermitRecord, *, valid_from: date, today: date) -> PermitIssuedData:
     """Activate the permit after entry for its approved period."""
     _require_status(record, PermitStatus.LETTER_ISSUED)
@@ -300,4 +349,5 @@ __all__ = [
     "letter_valid_until",
     "migrate",
     "notification_letter",
+    "reapply",
 ]

@@ -71,8 +71,23 @@ class Authority:
         approved_months: int,
         family: tuple[FamilyMember, ...] = (),
         today: date,
+        previous_permit_no: str | None = None,
     ) -> PermitRecord:
-        """Approve an overseas application: a new permit number and its notification letter."""
+        """Approve an overseas application: a new permit number and its notification letter.
+
+        An application by a former holder names their earlier permit (`previous_permit_no`,
+        as the application form asks for it): the person keeps that number for life, and
+        the new period is the same permit's next events (`domain.reapply`); its letter is
+        numbered `NL<permit no>-<sequence>`, so each period's letter has its own number.
+        """
+        if previous_permit_no is not None:
+            def decide(record: PermitRecord, sequence: int) -> PermitPayload:
+                return domain.reapply(
+                    record, letter_no=f"NL{record.permit_no}-{sequence}", holder=holder,
+                    employer=employer, category=category, position=position,
+                    approved_months=approved_months, family=family, today=today)
+
+            return await self._command_at(previous_permit_no, decide)
         async with self.pool.acquire() as conn, conn.transaction():
             number = await conn.fetchval("SELECT nextval('permit_no_seq')")
             permit_no = f"{number:018d}"
@@ -203,14 +218,21 @@ class Authority:
     async def _command(
         self, permit_no: str, decide: Callable[[PermitRecord], PermitPayload]
     ) -> PermitRecord:
+        return await self._command_at(permit_no, lambda record, _: decide(record))
+
+    async def _command_at(
+        self, permit_no: str, decide: Callable[[PermitRecord, int], PermitPayload]
+    ) -> PermitRecord:
+        """Lock the permit, decide on its record and the sequence its event will carry."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT record, sequence FROM permits WHERE permit_no = $1 FOR UPDATE", permit_no
             )
             if row is None:
                 raise UnknownPermit(f"no permit {permit_no}")
-            data = decide(PermitRecord.model_validate_json(row["record"]))
-            await self._write(conn, data, sequence=row["sequence"] + 1, insert=False)
+            sequence = row["sequence"] + 1
+            data = decide(PermitRecord.model_validate_json(row["record"]), sequence)
+            await self._write(conn, data, sequence=sequence, insert=False)
         return data.permit
 
     async def _write(
