@@ -3,7 +3,8 @@
 - Permit lifecycle → the card's copy of the permit (`card_permit`), and a
   PermitNotificationSent to the e-card holder on each change (`notify_permit_change`).
 - ECardRegistrationRequested → ECardIssued with the permit's information and a QR token,
-  or ECardRejected with a reason the person can act on (`register_ecard`).
+  or ECardRejected with a reason the person can act on (`register_ecard`); a request
+  naming a permit or SSN not known yet is held until it arrives or the hold ends.
 - SocialSecurityNumberIssued → PhysicalCardIssued, the SSN linked to the e-card
   (`issue_physical_card`).
 - InsuranceRegistered → the registration's SSN linked to the permit's e-card, and the
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from consumers.card import rules
 from consumers.card.ports import CardViewPort
 from consumers.card.records import CardPermit, ECard, Notice, PhysicalCard
-from hub.dispatch import Emit
+from hub.dispatch import Emit, Hold, Received
 from hub.logging import get_logger
 from hub.redaction import NoPersonalData
 from schemas.card import (
@@ -85,17 +86,33 @@ def card_permit(event: PermitEvent) -> CardPermit:
 
 
 async def register_ecard(
-    event: ECardRegistrationRequested, view: CardViewPort, *, issuer: QrIssuer,
-    closing_days: int,
-) -> list[Emit]:
+    event: ECardRegistrationRequested, view: CardViewPort, received: Received | None = None,
+    *, issuer: QrIssuer, closing_days: int,
+) -> list[Emit] | Hold:
     """Issue the e-card with the permit's information and a QR token, or say why not.
 
     Checks in this order, so a failed face check reveals nothing about the permit:
     verification, the permit (by number or SSN), the name, the permit's status and
     standard, an existing e-card. 'Today' is the request's time, in China. A permit due
     an expiry reminder gets it with the card (`closing_days`: see `send_expiry_reminders`).
+
+    A request naming a permit (or an SSN) the card service does not know yet is held
+    (`Hold`, keyed by the number it names), not refused: the permit's event is on another
+    topic and may still be on its way. The router decides it again when that number's
+    event is applied, and past the card's `hold_hours` (`received.final`) it is refused as
+    unknown. Without `received` (a direct call) the request is decided at once.
     """
     req = event.data
+    if req.verification.result is VerificationResult.PASSED and (
+            received is not None and not received.final):
+        named = req.permit_no
+        if named is None:
+            assert req.ssn is not None  # the contract requires one of the two
+            named = await view.permit_no_of_ssn(req.ssn)
+            if named is None:
+                return Hold(req.ssn, R.UNKNOWN_SSN.value)
+        if await view.permit(named) is None:
+            return Hold(named, R.UNKNOWN_PERMIT.value)
     if not await view.claim_request(req.request_id, event.id, event.subject):
         log.warning("e-card request already answered; no second outcome",
                     request_id=str(req.request_id), event_id=str(event.id))
@@ -109,7 +126,7 @@ async def register_ecard(
     permit = await view.permit(permit_no) if permit_no is not None else None
     if permit is None:
         unknown = R.UNKNOWN_PERMIT if req.permit_no is not None else R.UNKNOWN_SSN
-        return await _reject(event, view, unknown, permit_no)
+        return await _reject(event, view, unknown, permit_no, waited=received is not None)
     if not rules.names_match(req.name, permit.holder_name):
         return await _reject(event, view, R.NAME_MISMATCH, permit_no, permit)
     refusal = rules.permit_refusal(permit, rules.china_date(event.time))
@@ -125,6 +142,7 @@ async def register_ecard(
 async def _reject(
     event: ECardRegistrationRequested, view: CardViewPort, reason: ECardRejectionReason,
     permit_no: str | None, permit: CardPermit | None = None, card_id: str | None = None,
+    *, waited: bool = False,
 ) -> list[Emit]:
     req = event.data
     await view.settle_request(req.request_id, "rejected", reason.value)
@@ -132,7 +150,7 @@ async def _reject(
     shown_no = permit_no if reason is not R.UNKNOWN_SSN else None
     data = ECardRejectedData(
         request_id=req.request_id, reason=reason, permit_no=shown_no,
-        message=rules.rejection_message(reason, shown_no, permit, card_id),
+        message=rules.rejection_message(reason, shown_no, permit, card_id, waited=waited),
     )
     log.info("e-card rejected", request_id=str(req.request_id), reason=reason.value)
     return [Emit(ECardRejected, shown_no or event.subject, data)]

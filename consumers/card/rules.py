@@ -137,11 +137,20 @@ def reminder_due(p: CardPermit, today: date, closing_days: int) -> DueReminder |
 
 def rejection_message(
     reason: ECardRejectionReason, permit_no: str | None, permit: CardPermit | None = None,
-    card_id: str | None = None,
+    card_id: str | None = None, *, waited: bool = False,
 ) -> str:
-    """What the person is told, and what they can do about it."""
+    """What the person is told, and what they can do about it (`waited`: the request was
+    held for the permit or SSN to arrive, which did not)."""
     no = permit_no or "named"
     until = permit.valid_until if permit is not None else None
+    if waited and reason is R.UNKNOWN_PERMIT:
+        return (f"No work permit {no} reached the card service while your request waited for "
+                "it. Check the 18 digits on your Notification Letter or permit, and ask your "
+                "employer whether the permit was approved; then register again.")
+    if waited and reason is R.UNKNOWN_SSN:
+        return ("The social security number given did not reach the card service while your "
+                "request waited for it. Register with your work permit number instead, or "
+                "check the number with the social insurance agency.")
     messages = {
         R.VERIFICATION_FAILED: "The real-person (face) verification did not pass. Retry it in "
         "the e-SSC app in good light without glasses or a mask, or register at a social "

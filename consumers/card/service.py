@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from datetime import timedelta
 
 import typer
 
@@ -57,13 +58,21 @@ def router(
     settings: Settings, issuer: QrIssuer, own: CardSettings | None = None
 ) -> Router[CardView]:
     """What the agency does with each event type it consumes, except the notifications."""
-    closing_days = (own or CardSettings()).closing_reminder_days
+    own = own or CardSettings()
+    closing_days = own.closing_reminder_days
     r: Router[CardView] = Router(
         outcome_topic=settings.topic(topics.CARD_EVENTS), view_factory=CardView
     )
     r.project(PERMIT_EVENT_TYPES, PERMITS, handlers.card_permit)
-    r.on(ECardRegistrationRequested, functools.partial(
-        handlers.register_ecard, issuer=issuer, closing_days=closing_days))
+    # A registration naming a permit or SSN not known yet waits for it (handlers.register_ecard):
+    # a permit event releases its number (its subject), an SSN's events release the SSN.
+    # The same request id and data get the same answer again (on_request).
+    r.on_request(ECardRegistrationRequested, functools.partial(
+        handlers.register_ecard, issuer=issuer, closing_days=closing_days),
+        request_id=lambda e: str(e.data.request_id))
+    r.hold_for(ECardRegistrationRequested, timedelta(hours=own.hold_hours))
+    r.releases(SocialSecurityNumberIssued, lambda e: (e.data.ssn,))
+    r.releases(InsuranceRegistered, lambda e: (e.data.ssn,))
     r.on(SocialSecurityNumberIssued, handlers.issue_physical_card)
     r.on(InsuranceRegistered, handlers.link_registered_ssn)
     r.on(ExpiryReminderSweepRequested, functools.partial(

@@ -21,7 +21,7 @@ from consumers.card import AGENCY, documents, handlers
 from consumers.card.issuer import QrIssuer
 from consumers.card.requests import registration_request, sweep_request
 from consumers.card.settings import CardSettings
-from hub.dispatch import Emit
+from hub.dispatch import Emit, Hold, Received
 from hub.signing import SigningKey
 from producers.work_permit import domain
 from schemas import DecodeError, DecodeFailure
@@ -231,6 +231,41 @@ async def test_a_new_period_under_the_holders_number_reactivates_the_same_ecard(
     assert list(view.ecards) == [PERMIT]
     assert view.permits[PERMIT].position == "Director"
     assert view.permits[PERMIT].valid_until == issued.permit.valid_until
+
+
+async def test_a_request_for_a_permit_not_known_yet_is_held_then_decided() -> None:
+    """Held (keyed by the permit number) while the permit may still arrive; once it has,
+    the card; past the hold period still unknown: refused, saying the request waited."""
+    waiting = Received(NOW)
+    view = view_with(None)
+    event = registration_request(NAME, permit_no=PERMIT, at=NOW)
+    call = handlers.register_ecard
+    held = await call(event, view, waiting, issuer=ISSUER, closing_days=CLOSING)
+    assert held == Hold(PERMIT, "unknown_permit")
+    assert view.requests == {}  # not claimed: the request id is still open
+    view.project(permit_event(PermitIssued, domain.PermitIssuedData(permit=record()), 2))
+    again = Received(NOW, held_since=NOW)
+    assert only(list(await call(event, view, again, issuer=ISSUER, closing_days=CLOSING)),
+                ECardIssued)
+    late = registration_request(NAME, permit_no="156000000000000099", at=NOW)
+    final = Received(NOW, held_since=NOW, final=True)
+    refused = rejection(list(await call(late, view, final, issuer=ISSUER,
+                                        closing_days=CLOSING)))
+    assert refused.reason is R.UNKNOWN_PERMIT
+    assert "waited" in refused.message
+
+
+async def test_an_unknown_ssn_is_held_on_the_ssn_and_a_failed_face_check_never_waits() -> None:
+    view = view_with(record())
+    by_ssn = registration_request(NAME, ssn="SSN0000077", at=NOW)
+    assert await handlers.register_ecard(by_ssn, view, Received(NOW), issuer=ISSUER,
+                                         closing_days=CLOSING) == Hold("SSN0000077",
+                                                                       "unknown_ssn")
+    unverified = registration_request(NAME, permit_no="156000000000000098", verified=False,
+                                      at=NOW)
+    refused = await handlers.register_ecard(unverified, view, Received(NOW), issuer=ISSUER,
+                                            closing_days=CLOSING)
+    assert rejection(list(refused)).reason is R.VERIFICATION_FAILED
 
 
 def _cancelled() -> PermitRecord:
