@@ -35,6 +35,7 @@ log = get_logger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 SESSIONS = web.AppKey("sessions", Sessions)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
+SESSION = web.RequestKey("session", Session)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -95,12 +96,13 @@ async def serving(settings: Settings, address: str = "127.0.0.1", port: int = 0,
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     sessions = request.app[SESSIONS]
     found = sessions.load(request.cookies.get(Sessions.COOKIE))
-    request["session"] = found or sessions.new()
+    request[SESSION] = found or sessions.new()
     started = time.monotonic()
     try:
         response = await handler(request)
     except web.HTTPException as exc:
-        response = exc
+        _finish(request, exc, found, started)
+        raise
     except BadTarget as exc:
         response = _page(request, "message.html", status=404, title="Not found",
                          message=str(exc))
@@ -113,19 +115,25 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                   error_class=type(exc).__name__)
         response = _page(request, "message.html", status=500, title="Error",
                          message=f"the page failed ({type(exc).__name__}); see the log")
+    _finish(request, response, found, started)
+    return response
+
+
+def _finish(request: web.Request, response: web.StreamResponse, found: Session | None,
+            started: float) -> None:
+    """The security headers, and the session's cookie when it is new."""
     response.headers.update(HEADERS)
-    session: Session = request["session"]
+    session = request[SESSION]
     if session is not found:
-        response.set_cookie(Sessions.COOKIE, sessions.dump(session), httponly=True,
-                            samesite="Strict", path="/", max_age=8 * 3600)
+        response.set_cookie(Sessions.COOKIE, request.app[SESSIONS].dump(session),
+                            httponly=True, samesite="Strict", path="/", max_age=8 * 3600)
     log.debug("console page", path=request.path, status=response.status,
               seconds=round(time.monotonic() - started, 3))
-    return response
 
 
 def _page(request: web.Request, template: str, *, status: int = 200,
           **context: Any) -> web.Response:
-    session: Session = request["session"]
+    session: Session = request[SESSION]
     html = request.app[TEMPLATES].get_template(template).render(
         operator=session.operator, csrf=session.csrf, **context)
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
@@ -135,7 +143,7 @@ async def _form(request: web.Request, *, login: bool = False) -> dict[str, str]:
     """The posted form, refused (403) without the session's CSRF token, or without an
     operator logged in when `login`."""
     form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
-    session: Session = request["session"]
+    session: Session = request[SESSION]
     if not session.csrf_ok(form.get("csrf")):
         raise _refused(request, "the form's CSRF token is missing or wrong; reload the page")
     if login and session.operator is None:
@@ -152,7 +160,7 @@ def _refused(request: web.Request, why: str) -> web.HTTPForbidden:
 def _look(request: web.Request, command: str, form: dict[str, str]) -> Look:
     """The look a form asks for: its purpose (BadTarget when it says nothing), revealing
     only for a logged-in operator."""
-    session: Session = request["session"]
+    session: Session = request[SESSION]
     reveal = form.get("reveal") == "on" and session.operator is not None
     return Look(f"console {command}", form.get("purpose", ""), reveal, session.operator)
 
@@ -253,13 +261,13 @@ async def _login(request: web.Request) -> web.Response:
         return _page(request, "login.html", status=401, title="Log in",
                      error="unknown operator or wrong password")
     log.info("console login", operator=name, remote=request.remote)
-    request["session"] = request.app[SESSIONS].new(name)
+    request[SESSION] = request.app[SESSIONS].new(name)
     raise web.HTTPSeeOther("/")
 
 
 async def _logout(request: web.Request) -> web.Response:
     await _form(request)
-    request["session"] = request.app[SESSIONS].new()
+    request[SESSION] = request.app[SESSIONS].new()
     raise web.HTTPSeeOther("/")
 
 
