@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from hub.db import open_pool
-from hub.errors import BadTarget
+from hub.errors import BadTarget, retry_transient
+from hub.kafka import client_options, partitions_of
+from hub.kafka_credentials import OPS
 from hub.looks import Look, Seen
 from hub.ops.dlq import dlq_topic_of, read_one, scan
 from hub.ops.lag import lag_report
@@ -49,17 +53,44 @@ async def overview(settings: Settings) -> list[GroupLag]:
     """Per consuming agency: its group's lag and oldest unprocessed age, its dead letters."""
     now = datetime.now(UTC)
     rows = await lag_report(settings)
+    dlqs = {a.name: dlq_topic_of(settings, a.name)[1] for a in installed().consumers()}
+    counts = await _held(settings, list(dlqs.values()))
     out = []
     for agency in installed().consumers():
         mine = [r for r in rows if r.agency == agency.name]
         ages = [a for a in (r.age_seconds(now) for r in mine) if a is not None]
-        _, topic = dlq_topic_of(settings, agency.name)
-        count = 0
-        async for _ in scan(settings, topic, limit=LISTED):
-            count += 1
         out.append(GroupLag(agency.name, agency.group_id(settings), len(mine),
-                            sum(r.lag for r in mine), max(ages) if ages else None, count))
+                            sum(r.lag for r in mine), max(ages) if ages else None,
+                            counts.get(dlqs[agency.name], 0)))
     return out
+
+
+async def _held(settings: Settings, topic_names: list[str]) -> dict[str, int]:
+    """How many records each topic holds, from its partitions' start and end offsets: exact
+    for a dead-letter topic (deleted by retention, never compacted, written without
+    transactions, so no offset is a marker), and read without fetching one record."""
+    reader = AIOKafkaConsumer(**client_options(settings, OPS), enable_auto_commit=False,
+                              client_id="hub-console")
+    await retry_transient("start console offsets reader", reader.start)
+    try:
+        tps = [TopicPartition(t, p) for t in topic_names
+               for p in await _partitions_or_none(reader, t)]
+        if not tps:
+            return {}
+        starts, ends = await reader.beginning_offsets(tps), await reader.end_offsets(tps)
+    finally:
+        await reader.stop()
+    held: Counter[str] = Counter()
+    for tp in tps:
+        held[tp.topic] += ends[tp] - starts[tp]
+    return dict(held)
+
+
+async def _partitions_or_none(reader: AIOKafkaConsumer, topic: str) -> list[int]:
+    try:
+        return await partitions_of(reader, topic)
+    except LookupError:  # a group whose DLQ was never created holds none
+        return []
 
 
 async def replays(settings: Settings) -> list[dict[str, Any]]:
