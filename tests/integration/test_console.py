@@ -184,6 +184,17 @@ async def test_console_in_a_browser(
                 assert cookie["sameSite"] == "Strict"
             await asyncio.to_thread(log_in)
 
+            def reveal() -> None:
+                browser.get(url + f"permit/{permit_no}")
+                browser.find_element(By.ID, "purpose").send_keys("T-78 identity check")
+                browser.find_element(By.ID, "reveal").click()
+                browser.find_element(By.ID, "show").click()
+                name = browser.find_element(
+                    By.CSS_SELECTOR, 'td[data-agency="card"][data-field="holder_name"]').text
+                assert name.startswith("Person ")
+                assert "•" not in name
+            await asyncio.to_thread(reveal)
+
             def open_dead_letter() -> None:
                 browser.get(url + "dlq/card")
                 browser.save_screenshot(str(shots / "3-dead-letters.png"))
@@ -217,13 +228,18 @@ async def test_console_in_a_browser(
     [sent] = await _sql(settings, "card", "SELECT redriven_by, result FROM hub_redrives")
     assert sent["result"] == "sent"
     assert sent["redriven_by"].endswith("(console: alice)")
-    looks = {(r["command"], r["operator"], r["purpose"], r["permit_no"]) for r in await _sql(
-        settings, "card", "SELECT command, operator, purpose, permit_no FROM hub_looks")}
-    assert looks == {("console permit", None, HOSTILE_PURPOSE, permit_no),
-                     ("console dlq show", "alice", "INC-9 blocked holder", blocked),
-                     ("console dlq redrive", "alice", "INC-9 after fix", blocked)}
+    looks = [(r["command"], r["operator"], r["purpose"], r["permit_no"], r["revealed"])
+             for r in await _sql(settings, "card", "SELECT command, operator, purpose,"
+                                 " permit_no, revealed FROM hub_looks ORDER BY id")]
+    assert looks == [("console permit", None, HOSTILE_PURPOSE, permit_no, False),
+                     ("console permit", "alice", "T-78 identity check", permit_no, True),
+                     ("console dlq show", "alice", "INC-9 blocked holder", blocked, False),
+                     ("console dlq redrive", "alice", "INC-9 after fix", blocked, False)]
     for agency in ("workpermit", "public_security", "social_insurance"):
-        [look] = await _sql(settings, agency, "SELECT command, purpose, fields FROM hub_looks")
-        assert (look["command"], look["purpose"]) == ("console permit", HOSTILE_PURPOSE)
-        assert "holder_name" in look["fields"]
+        found = await _sql(settings, agency, "SELECT command, purpose, fields, revealed"
+                           " FROM hub_looks ORDER BY id")
+        assert [(r["command"], r["purpose"], r["revealed"]) for r in found] == [
+            ("console permit", HOSTILE_PURPOSE, False),
+            ("console permit", "T-78 identity check", True)]
+        assert "holder_name" in found[0]["fields"]
     print(f"console page loads: overview {overview_s:.2f}s, permit page {permit_s:.2f}s")

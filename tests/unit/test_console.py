@@ -22,7 +22,7 @@ from hub.ops.console.auth import (
     operators,
     verify_password,
 )
-from hub.ops.console.server import build_app
+from hub.ops.console.server import SETTINGS, build_app
 from hub.settings import Settings
 
 HOSTILE = '<script>alert("x")</script>'
@@ -81,6 +81,8 @@ async def test_pages_forbid_scripts_and_caching_and_the_cookie_is_strict(
     client: TestClient,  # type: ignore[type-arg]
 ) -> None:
     response = await client.get("/login")
+    secret = console_dir(client.app[SETTINGS]).joinpath("console.secret")
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert "script-src" not in response.headers["Content-Security-Policy"]
     assert "default-src 'none'" in response.headers["Content-Security-Policy"]
     assert response.headers["Cache-Control"] == "no-store"

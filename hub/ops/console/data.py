@@ -131,15 +131,16 @@ async def dead_letter(settings: Settings, group: str, ref: str, look: Look) -> d
 
 
 async def redrive_one(
-    settings: Settings, group: str, ref: str, look: Look
+    settings: Settings, group: str, ref: str, look: Look, *, again: bool = False
 ) -> Redrive:
-    """Send one dead letter back to its origin as `hub dlq redrive` does, recorded in
-    `hub_redrives` (by the operator) and, with its purpose, as a look at the message."""
+    """Send one dead letter back to its origin as `hub dlq redrive` does (one already sent
+    is skipped unless `again`), recorded in `hub_redrives` (by the operator) and, with its
+    purpose, as a look at the message."""
     agency, topic = dlq_topic_of(settings, group)
     message = await read_one(settings, topic, ref)
     await record_in(settings, look, {agency.name: [
         Seen(f"{topic}:{ref}", message.permit_no(), ())]})
-    [done] = await redrive(settings, group, [ref], again=True,
+    [done] = await redrive(settings, group, [ref], again=again,
                            redriven_by=f"{look.looked_by} (console: {look.operator})")
     return done
 

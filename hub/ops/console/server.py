@@ -238,7 +238,8 @@ async def _dlq_redrive(request: web.Request) -> web.Response:
     group, ref = request.match_info["group"], request.match_info["ref"]
     form = await _form(request, login=True)
     look = _look(request, "dlq redrive", form)
-    done = await data.redrive_one(request.app[SETTINGS], group, ref, look)
+    done = await data.redrive_one(request.app[SETTINGS], group, ref, look,
+                                  again=form.get("again") == "on")
     log.info("console redrive", group=group, ref=ref, result=done.result,
              operator=look.operator)
     return _page(request, "redriven.html", title=f"Redrive of {ref}", group=group, ref=ref,
