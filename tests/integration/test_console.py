@@ -27,6 +27,7 @@ from hub.kafka import REDRIVE_COUNT
 from hub.ops.console import console_app
 from hub.ops.console.server import serving
 from hub.ops.lag import caught_up
+from hub.ops.replay import run_replay
 from hub.ops.views import drifts
 from hub.registry import installed
 from hub.settings import Settings
@@ -127,6 +128,7 @@ async def test_console_in_a_browser(
                 (d.agency, d.permit_no, d.field) for d in await drifts(settings)] == [
                 ("card", blocked, "missing")]
         await eventually(settled, timeout=120, what="the views to settle, card's dead letter")
+        replayed = await run_replay(settings, "social_insurance")  # for the overview to show
         # The difference made on purpose: public security's view moves a validity by a day.
         await _sql(settings, "public_security", f"UPDATE {views['public_security']}"
                    " SET valid_until = valid_until + 1 WHERE permit_no = $1", permit_no,
@@ -147,6 +149,9 @@ async def test_console_in_a_browser(
                 card = browser.find_element(By.CSS_SELECTOR, 'tr[data-group="card"]')
                 assert card.find_element(By.CLASS_NAME, "dead-letters").text == "1"
                 assert card.find_element(By.CLASS_NAME, "lag").text == "0"
+                [replay] = browser.find_elements(By.CSS_SELECTOR, "#replays tr[data-replay]")
+                assert replay.get_attribute("data-replay") == f"social_insurance/{replayed.id}"
+                assert replay.find_element(By.CLASS_NAME, "status").text == "switched"
                 return took
             overview_s = await asyncio.to_thread(overview)
 

@@ -101,7 +101,7 @@ async def replays(settings: Settings) -> list[dict[str, Any]]:
             if await pool.fetchval("SELECT to_regclass('hub_replays')") is None:
                 continue
             rows = await pool.fetch(
-                "SELECT id, view, requested_by, started_at, finished_at, status, range, result"
+                "SELECT id, view, requested_by, started_at, finished_at, status, range"
                 " FROM hub_replays ORDER BY id DESC LIMIT 20")
         out += [{"agency": agency.name, **dict(r)} for r in rows]
     return sorted(out, key=lambda r: r["started_at"], reverse=True)

@@ -279,7 +279,8 @@ header { background: #0b3d5c; color: #fff; padding: .6em 1.2em; display: flex; g
 header a { color: #fff; } header form { margin-left: auto; }
 main { padding: 1em 1.2em; }
 table { border-collapse: collapse; margin: .5em 0 1.5em; }
-th, td { border: 1px solid #c8d1da; padding: .3em .6em; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #c8d1da; padding: .3em .6em; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
 th { background: #eef2f6; }
 td.differs { background: #ffe1e1; font-weight: 600; }
 td.differs::after { content: " \\2260"; color: #b00020; }
