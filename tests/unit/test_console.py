@@ -157,3 +157,27 @@ async def test_a_failed_login_is_logged_without_the_password_and_a_good_one_logs
     # The session changed at login: the token of before is worth nothing now.
     stale = await client.post("/logout", data={"csrf": token})
     assert stale.status == 403
+
+
+async def test_a_failing_page_shows_and_logs_no_value(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch,  # type: ignore[type-arg]
+) -> None:
+    """The error page names the kind of error; the log names the route, not the path, and
+    describes the error without its text."""
+    from hub.ops.console import data
+
+    async def failing(*_: object) -> None:
+        raise ValueError("Anna Schmidt")
+
+    monkeypatch.setattr(data, "side_by_side", failing)
+    token = await csrf_of(client)
+    with capture_logs() as logs:
+        shown = await client.post("/permit/156000000000000001",
+                                  data={"purpose": "T-3 Anna Schmidt's case", "csrf": token})
+    assert shown.status == 500
+    page = await shown.text()
+    assert "ValueError" in page
+    assert "Anna" not in page
+    [failed] = [e for e in logs if e["event"] == "console page failed"]
+    assert failed["route"] == "/permit/{no}"
+    assert "Anna" not in repr(logs)

@@ -111,7 +111,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                          message=str(exc))
     except Exception as exc:
         # Rendered by hub.logging: each message described, a traceback without locals.
-        log.exception("console page failed", path=request.path, error=describe_error(exc),
+        log.exception("console page failed", route=_route(request), error=describe_error(exc),
                   error_class=type(exc).__name__)
         response = _page(request, "message.html", status=500, title="Error",
                          message=f"the page failed ({type(exc).__name__}); see the log")
@@ -127,8 +127,15 @@ def _finish(request: web.Request, response: web.StreamResponse, found: Session |
     if session is not found:
         response.set_cookie(Sessions.COOKIE, request.app[SESSIONS].dump(session),
                             httponly=True, samesite="Strict", path="/", max_age=8 * 3600)
-    log.debug("console page", path=request.path, status=response.status,
+    log.debug("console page", route=_route(request), status=response.status,
               seconds=round(time.monotonic() - started, 3))
+
+
+def _route(request: web.Request) -> str:
+    """The page's route (`/permit/{no}`), never its path: a path is typed by a person and
+    may hold anything, a name included."""
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "-"
 
 
 def _page(request: web.Request, template: str, *, status: int = 200,
