@@ -181,3 +181,17 @@ async def test_a_failing_page_shows_and_logs_no_value(
     [failed] = [e for e in logs if e["event"] == "console page failed"]
     assert failed["route"] == "/permit/{no}"
     assert "Anna" not in repr(logs)
+
+
+async def test_an_operator_failing_too_often_is_throttled_even_with_the_right_password(
+    settings: Settings, client: TestClient,  # type: ignore[type-arg]
+) -> None:
+    password = add_operator(settings, "bob")
+    token = await csrf_of(client)
+    for _ in range(5):
+        failed = await client.post("/login", data={"operator": "bob", "password": "guess",
+                                                   "csrf": token})
+        assert failed.status == 401
+    right = await client.post("/login", data={"operator": "bob", "password": password,
+                                              "csrf": token}, allow_redirects=False)
+    assert right.status == 429

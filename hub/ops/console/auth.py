@@ -35,7 +35,7 @@ from hub.credentials import ensure_secret
 from hub.errors import BadTarget
 from hub.settings import Settings
 
-__all__ = ["Session", "Sessions", "add_operator", "console_dir", "hash_password",
+__all__ = ["Session", "Sessions", "Throttle", "add_operator", "console_dir", "hash_password",
            "verify_password"]
 
 SESSION_SECONDS = 8 * 3600
@@ -173,3 +173,30 @@ def _b64(raw: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Throttle:
+    """Failed logins per operator id: after `limit` failures within `window_s`, that id is
+    refused without its password being checked until the window has passed since the last
+    failure, so a password cannot be guessed at the speed of scrypt. Kept in memory: a
+    restart forgets it, which an attacker cannot cause from the login form."""
+
+    def __init__(self, limit: int = 5, window_s: float = 900.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._failures: dict[str, list[float]] = {}
+
+    def blocked(self, name: str) -> bool:
+        """Whether `name` has failed too often lately."""
+        return len(self._recent(name)) >= self.limit
+
+    def failed(self, name: str) -> None:
+        """Count one failure of `name`."""
+        self._failures[name] = [*self._recent(name), time.monotonic()]
+
+    def succeeded(self, name: str) -> None:
+        """Forget `name`'s failures."""
+        self._failures.pop(name, None)
+
+    def _recent(self, name: str) -> list[float]:
+        now = time.monotonic()
+        return [t for t in self._failures.get(name, []) if now - t < self.window_s]

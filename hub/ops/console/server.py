@@ -24,7 +24,7 @@ from hub.errors import BadTarget, NotReady
 from hub.logging import get_logger
 from hub.looks import Look
 from hub.ops.console import data
-from hub.ops.console.auth import Session, Sessions, operators, verify_password
+from hub.ops.console.auth import Session, Sessions, Throttle, operators, verify_password
 from hub.redaction import describe_error
 from hub.settings import Settings
 
@@ -36,6 +36,7 @@ SETTINGS = web.AppKey("settings", Settings)
 SESSIONS = web.AppKey("sessions", Sessions)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 SESSION = web.RequestKey("session", Session)
+THROTTLE = web.AppKey("throttle", Throttle)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -57,6 +58,7 @@ def build_app(settings: Settings, sessions: Sessions | None = None) -> web.Appli
     app = web.Application(middlewares=[_guard])
     app[SETTINGS] = settings
     app[SESSIONS] = sessions or Sessions.of(settings)
+    app[THROTTLE] = Throttle()
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("hub.ops.console", "templates"),
         autoescape=True, undefined=jinja2.StrictUndefined)
@@ -261,13 +263,21 @@ async def _login(request: web.Request) -> web.Response:
     form = await _form(request)
     name, password = form.get("operator", ""), form.get("password", "")
     stored = operators(request.app[SETTINGS]).get(name)
+    throttle = request.app[THROTTLE]
+    if stored is not None and throttle.blocked(name):
+        log.warning("console login throttled", operator=name, remote=request.remote)
+        return _page(request, "login.html", status=429, title="Log in",
+                     error="too many failed logins for this operator; try again later")
     if stored is None or not verify_password(password, stored):
+        if stored is not None:
+            throttle.failed(name)
         # Never the password; the name only when it is an operator's (a mistyped password
         # pasted into the name field stays out of the log).
         log.warning("console login refused", operator=name if stored else None,
                     known_operator=stored is not None, remote=request.remote)
         return _page(request, "login.html", status=401, title="Log in",
                      error="unknown operator or wrong password")
+    throttle.succeeded(name)
     log.info("console login", operator=name, remote=request.remote)
     request[SESSION] = request.app[SESSIONS].new(name)
     raise web.HTTPSeeOther("/")
