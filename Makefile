@@ -7,9 +7,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 LIBS   := .cache/kafka-libs
 
-.PHONY: setup kcat promtool demo test test-cluster unit bench lint schemas stack-up stack-down compose-secrets clean
+.PHONY: setup kcat promtool chromium demo test test-cluster unit bench lint schemas stack-up stack-down compose-secrets clean
 
-setup: $(VENV)/.installed $(LIBS)/.resolved kcat promtool
+setup: $(VENV)/.installed $(LIBS)/.resolved kcat promtool chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed")'
@@ -50,6 +50,19 @@ promtool:
 	        echo "promtool could not be installed; $(PROMTOOL_HINT)."; \
 	else \
 	    echo "promtool is missing; $(PROMTOOL_HINT)."; \
+	fi
+
+# Debian's Chromium and its driver: tests/integration/test_console.py drives the ops console
+# in the headless browser with Selenium; installed the same way as kcat and promtool.
+CHROMIUM_HINT := install them with 'sudo apt-get install chromium chromium-driver'
+chromium:
+	@(command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1) || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends chromium chromium-driver) || \
+	        echo "chromium could not be installed; $(CHROMIUM_HINT)."; \
+	else \
+	    echo "chromium or chromedriver is missing; $(CHROMIUM_HINT)."; \
 	fi
 
 demo: setup

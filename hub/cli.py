@@ -15,6 +15,7 @@ from hub.clock import SystemClock
 from hub.logging import get_logger
 from hub.metrics import MetricsServer
 from hub.ops.cli import dlq_app, lag, reconcile
+from hub.ops.console import console_app
 from hub.ops.evidence import evidence_app
 from hub.ops.keys import keys_app
 from hub.ops.looks import audit
@@ -47,6 +48,7 @@ app.add_typer(evidence_app, name="evidence",
               help="Evidence logs: verify chains, show or export who said what about a permit.")
 app.add_typer(retention_app, name="retention",
               help="Retention: the policy per table and topic; purge what is due.")
+app.add_typer(console_app, name="console")
 app.command("lag")(lag)
 app.command("reconcile")(reconcile)
 app.command("replay")(replay)

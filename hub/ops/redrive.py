@@ -57,9 +57,11 @@ async def redrive(
     since: datetime | None = None,
     limit: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    redriven_by: str | None = None,
 ) -> list[Redrive]:
     """Redrive the named dead letters (all when `refs` is None, streamed from the topic:
-    `since` and `limit` page it) of a group to their origins."""
+    `since` and `limit` page it) of a group to their origins, recorded as `redriven_by`
+    (the OS user by default; the console names its operator)."""
     agency, topic = dlq_topic_of(settings, group, quarantine=quarantine)
     group_id, origins = agency.group_id(settings), {settings.topic(t) for t in agency.reads}
     if refs is not None:
@@ -84,7 +86,8 @@ async def redrive(
                 if reason is not None and m.header("dlq.reason") != reason:
                     continue
                 out.append(await _one(pool, producer, group_id, topic, m, origins,
-                                      skip=(m.partition, m.offset) in sent and not again))
+                                      skip=(m.partition, m.offset) in sent and not again,
+                                      by=redriven_by or getpass.getuser()))
                 if on_progress is not None:
                     on_progress(len(out))
             return out
@@ -111,7 +114,7 @@ def _from(m: DeadLetterMessage, origins: set[str]) -> bool:
 
 async def _one(
     pool: asyncpg.Pool, producer: AIOKafkaProducer | None, group: str, topic: str,
-    m: DeadLetterMessage, origins: set[str], *, skip: bool,
+    m: DeadLetterMessage, origins: set[str], *, skip: bool, by: str,
 ) -> Redrive:
     """One dead letter's redrive, or why it is not sent (a dry run has no producer)."""
     if not _from(m, origins):
@@ -122,7 +125,7 @@ async def _one(
         return _plan(m, "skipped")
     if producer is None:
         return _plan(m, "planned")
-    return await _send_one(pool, producer, group, topic, m)
+    return await _send_one(pool, producer, group, topic, m, by)
 
 
 def _refused(m: DeadLetterMessage, why: str) -> Redrive:
@@ -151,7 +154,8 @@ async def _already_sent(pool: asyncpg.Pool, group: str, topic: str) -> set[tuple
 
 
 async def _send_one(
-    pool: asyncpg.Pool, producer: AIOKafkaProducer, group: str, topic: str, m: DeadLetterMessage
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, group: str, topic: str,
+    m: DeadLetterMessage, by: str,
 ) -> Redrive:
     plan = _plan(m, "pending")
     assert m.origin is not None
@@ -160,7 +164,7 @@ async def _send_one(
         "INSERT INTO hub_redrives (redriven_by, group_id, dlq_topic, dlq_partition, dlq_offset,"
         " reason, event_type, origin_topic, origin_partition, origin_offset, redrive_count,"
         " result) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending') RETURNING id",
-        getpass.getuser(), group, topic, m.partition, m.offset, plan.reason, plan.event_type,
+        by, group, topic, m.partition, m.offset, plan.reason, plan.event_type,
         origin_topic, origin_partition, origin_offset, plan.redrive_count,
     )
     try:
