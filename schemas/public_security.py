@@ -164,6 +164,26 @@ class ResidencePermitCancellationRequiredData(Contract):
         "deadline is known, docs/domain.md §2 [U])")
 
 
+ResidenceParticular = Literal["holder.name", "holder.passport_no", "holder.passport_expiry"]
+"""A work-permit field that is also a registered particular of the residence permit: the
+holder's name and passport (the residence permit is endorsed into the passport)."""
+
+
+class ResidencePermitChangeRequiredData(Contract):
+    """The work permit's record changed a registered particular of the residence permit in
+    force: the holder must apply for the change within 10 days (Exit-Entry Administration
+    Law art. 33). Public security does not change the residence permit by itself; the change
+    is made on that application. Carries which particulars changed, never their values.
+    """
+
+    permit_no: PermitNo
+    residence_permit_no: ResidencePermitNo
+    changed: tuple[ResidenceParticular, ...] = Field(min_length=1)
+    changed_on: date = Field(description="the day (China time) the work permit's record "
+                             "changed: the authority's event time")
+    report_by: date = Field(description="changed_on + 10 days (art. 33)")
+
+
 class ResidencePermitExtensionAvailableData(Contract):
     """The work permit was extended: the holder may apply to extend the residence permit.
 
@@ -246,6 +266,16 @@ class ResidencePermitExtensionAvailable(CloudEvent[ResidencePermitExtensionAvail
         return "data.permit_no", self.data.permit_no
 
 
+class ResidencePermitChangeRequired(CloudEvent[ResidencePermitChangeRequiredData]):
+    EVENT_TYPE: ClassVar[str] = _TYPE + "ResidencePermitChangeRequired"
+    SOURCE: ClassVar[str] = PUBLIC_SECURITY_SOURCE
+    type: Literal["cn.mps.entryexit.ResidencePermitChangeRequired"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit the decision is about."""
+        return "data.permit_no", self.data.permit_no
+
+
 PUBLIC_SECURITY_REQUEST_TYPES: tuple[type[CloudEvent[Any]], ...] = (
     ResidencePermitApplied,
 )
@@ -257,5 +287,6 @@ RESIDENCE_EVENT_TYPES: tuple[type[CloudEvent[Any]], ...] = (
     ResidencePermitRejected,
     ResidencePermitCancellationRequired,
     ResidencePermitExtensionAvailable,
+    ResidencePermitChangeRequired,
 )
 """On `publicsecurity.residence-events.v1`."""

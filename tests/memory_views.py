@@ -165,6 +165,9 @@ class StoredResidence:
     status: str
     extension_available_until: date | None = None
     cancel_by: date | None = None
+    changed_particulars: tuple[str, ...] | None = None
+    particulars_changed_on: date | None = None
+    change_report_by: date | None = None
 
 
 @dataclass(frozen=True)
@@ -202,8 +205,9 @@ class MemoryPublicSecurityView:
             self.permits[row.permit_no] = row
 
     def residence_of(self, permit_no: str) -> StoredResidence | None:
-        """The stored residence permit on a work permit (for assertions)."""
-        return next((r for r in self.residences.values() if r.permit_no == permit_no), None)
+        """The latest residence permit on a work permit (numbers are given in order)."""
+        mine = [r for r in self.residences.values() if r.permit_no == permit_no]
+        return max(mine, key=lambda r: r.residence_permit_no) if mine else None
 
     async def permit(self, permit_no: str) -> ResidencePermitFacts | None:
         """The work permit as the view holds it."""
@@ -254,9 +258,13 @@ class MemoryPublicSecurityView:
     async def issue(
         self, permit_no: str, application_id: str, valid_from: date, valid_until: date
     ) -> str:
-        """Store a residence permit; one per work permit."""
-        if self.residence_of(permit_no) is not None:
-            raise ConstraintViolation(f"work permit {permit_no} has a residence permit")
+        """Store a residence permit; an earlier one that ended is expired; one in force."""
+        for r in list(self.residences.values()):
+            if r.permit_no == permit_no and r.status == "issued" and r.valid_until < valid_from:
+                self.residences[r.residence_permit_no] = dataclasses.replace(r, status="expired")
+        if any(r.permit_no == permit_no and r.status == "issued"
+               for r in self.residences.values()):
+            raise ConstraintViolation(f"work permit {permit_no} has a residence permit in force")
         self._numbers += 1
         number = f"RP{self._numbers:010d}"
         self.residences[number] = StoredResidence(number, permit_no, application_id, valid_from,
@@ -293,6 +301,17 @@ class MemoryPublicSecurityView:
         if held is not None:
             self.residences[residence_permit_no] = dataclasses.replace(
                 held, status="cancellation_required", cancel_by=cancel_by)
+
+    async def require_change(
+        self, residence_permit_no: str, changed: Sequence[str], changed_on: date, report_by: date
+    ) -> None:
+        """Note the particulars to change; earlier outstanding ones stay listed."""
+        held = self.residences.get(residence_permit_no)
+        if held is not None:
+            fields = sorted(set(held.changed_particulars or ()) | set(changed))
+            self.residences[residence_permit_no] = dataclasses.replace(
+                held, changed_particulars=tuple(fields), particulars_changed_on=changed_on,
+                change_report_by=report_by)
 
 
 # social insurance -----------------------------------------------------------------------

@@ -31,6 +31,9 @@ def reads() -> dict[str, Reads]:
     reads: dict[str, Reads] = {t.__name__: ENVELOPE | _PS_PERMIT for t in PERMIT_EVENT_TYPES}
     # on_permit_cancelled asserts cancelled_on, which the permit's validator guarantees for
     # a cancelled permit; JSON Schema cannot say so per status, hence `?`.
+    reads["PermitChanged"] = reads["PermitChanged"] | {  # on_permit_changed
+        "data.changes[].field": "string{holder.name,holder.passport_no,holder.passport_expiry}",
+    }
     reads["ResidencePermitApplied"] = ENVELOPE | {  # on_application, rules.decide, view.record
         "data.application_id": "string",
         "data.purpose": "string{first,extension}?",

@@ -8,6 +8,9 @@
 - `PermitCancelled` → `ResidencePermitCancellationRequired` for the residence permit on it.
 - `PermitExtended` → `ResidencePermitExtensionAvailable`: the holder may apply to extend the
   residence permit up to the new end; nothing changes until that application is decided.
+- `PermitChanged` of the holder's name or passport → `ResidencePermitChangeRequired` for the
+  residence permit in force (art. 33): the holder applies for the change within 10 days. The
+  permit's new particulars are in the view already (the projection).
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from consumers.public_security import rules
 from consumers.public_security.ports import PublicSecurityViewPort
 from consumers.public_security.records import CheckedPermit
 from consumers.public_security.tokens import AcceptedToken, TokenCheck
+from hub.clock import CHINA_STANDARD_TIME
 from hub.dispatch import Emit
 from hub.logging import get_logger
 from hub.redaction import NoPersonalData
-from schemas.permits import PermitCancelled, PermitEvent, PermitExtended
+from schemas.permits import PermitCancelled, PermitChanged, PermitEvent, PermitExtended
 from schemas.public_security import (
     PresentedPermitNo,
     PresentedQrToken,
@@ -31,6 +35,8 @@ from schemas.public_security import (
     ResidencePermitAppliedData,
     ResidencePermitCancellationRequired,
     ResidencePermitCancellationRequiredData,
+    ResidencePermitChangeRequired,
+    ResidencePermitChangeRequiredData,
     ResidencePermitExtended,
     ResidencePermitExtendedData,
     ResidencePermitExtensionAvailable,
@@ -212,3 +218,23 @@ async def on_permit_extended(event: PermitExtended, view: PublicSecurityViewPort
                      residence_permit_no=residence.residence_permit_no,
                      current_valid_until=residence.valid_until,
                      may_extend_until=may_extend_until, apply_by=apply_by))]
+
+
+async def on_permit_changed(event: PermitChanged, view: PublicSecurityViewPort) -> Sequence[Emit]:
+    """A change of the holder's name or passport requires the residence permit's change."""
+    record = event.data.permit
+    changed_on = event.time.astimezone(CHINA_STANDARD_TIME).date()
+    residence = await view.residence(record.permit_no)
+    required = rules.change_required([c.field for c in event.data.changes], residence,
+                                     changed_on)
+    if required is None:
+        return []
+    assert residence is not None
+    changed, report_by = required
+    await view.require_change(residence.residence_permit_no, changed, changed_on, report_by)
+    log.info("residence permit change required", changed=",".join(changed))
+    return [Emit(ResidencePermitChangeRequired, record.permit_no,
+                 ResidencePermitChangeRequiredData(
+                     permit_no=record.permit_no,
+                     residence_permit_no=residence.residence_permit_no,
+                     changed=changed, changed_on=changed_on, report_by=report_by))]

@@ -6,6 +6,7 @@ unit tests use an in-memory one. The handlers depend on this port only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Protocol
 from uuid import UUID
@@ -21,7 +22,8 @@ class PublicSecurityViewPort(Protocol):
         """The work permit as public security's view holds it."""
 
     async def residence(self, permit_no: str) -> ResidenceFacts | None:
-        """The residence permit issued on this work permit, held (locked) for this decision."""
+        """The latest residence permit issued on this work permit, held (locked) for this
+        decision; earlier ones (of earlier validity periods of the permit) are history."""
 
     async def decided(self, application_id: str) -> str | None:
         """The outcome (or rejection reason) already given to this application id, if any."""
@@ -48,7 +50,8 @@ class PublicSecurityViewPort(Protocol):
     async def issue(
         self, permit_no: str, application_id: str, valid_from: date, valid_until: date
     ) -> str:
-        """Store a new residence permit; return the number public security gave it."""
+        """Store a new residence permit; return the number public security gave it. An
+        earlier one on the same work permit that ended before this one starts is expired."""
 
     async def extend(self, residence_permit_no: str, valid_until: date) -> None:
         """Move a residence permit's end after an extension was granted."""
@@ -58,3 +61,8 @@ class PublicSecurityViewPort(Protocol):
 
     async def require_cancellation(self, residence_permit_no: str, cancel_by: date | None) -> None:
         """Mark a residence permit whose work permit was cancelled."""
+
+    async def require_change(
+        self, residence_permit_no: str, changed: Sequence[str], changed_on: date, report_by: date
+    ) -> None:
+        """Note particulars the holder must have changed on the residence permit (art. 33)."""

@@ -2,7 +2,8 @@
 
 Sources (docs/domain.md §2, public security): Exit-Entry Administration Law art. 30 (apply
 within 30 days of entry; validity 90 days to 5 years) and art. 32 (extension applied for at
-least 30 days before expiry) [C]; the residence permit never runs beyond the work permit
+least 30 days before expiry), art. 33 (changes of its particulars applied for within 10 days)
+[C]; the residence permit never runs beyond the work permit
 [L, and a hub rule]; legacy permits are honoured as they are, but have no e-card QR code
 until they move onto the integrated standard [C]. The deadline for cancelling a residence
 permit after the work permit's cancellation is not known [U]: it is `Policy` data.
@@ -10,6 +11,7 @@ permit after the work permit's cancellation is not known [U]: it is `Policy` dat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -28,6 +30,12 @@ MAX_VALIDITY_MONTHS = 60
 """Art. 30: at most 5 years [C]."""
 EXTEND_AT_LEAST_DAYS_BEFORE = 30
 """Art. 32: apply for an extension at least 30 days before expiry [C]."""
+REPORT_CHANGE_WITHIN_DAYS = 10
+"""Art. 33: apply for a change of the residence permit's particulars within 10 days [C]."""
+RESIDENCE_PARTICULARS = ("holder.name", "holder.passport_no", "holder.passport_expiry")
+"""The work permit's fields that are registered particulars of the residence permit: the
+holder's name and passport, into which it is endorsed [L]. Position and category are not on
+it; a new employer is a new work permit (cancel and apply anew), not a change [C]."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +129,10 @@ def decide_first(
     """A first residence permit after entry (art. 30), never beyond the work permit."""
     assert permit.valid_until is not None
     assert permit.valid_from is not None
-    if residence is not None and residence.status == "issued":
+    if residence is not None and residence.status == "issued" \
+            and residence.valid_until >= app.applied_on:
+        # One of an earlier validity period of the same permit number that has ended does
+        # not stand in the way (the number is the person's for life).
         return Refuse(ResidenceRejection.ALREADY_ISSUED,
                       f"residence permit {residence.residence_permit_no} is in force until "
                       f"{residence.valid_until}; apply for its extension instead")
@@ -194,3 +205,17 @@ def extension_window(
     ceiling = last_day(residence.valid_until + timedelta(days=1), MAX_VALIDITY_MONTHS)
     apply_by = residence.valid_until - timedelta(days=EXTEND_AT_LEAST_DAYS_BEFORE)
     return min(permit_valid_until, ceiling), apply_by
+
+
+def change_required(
+    changed_fields: Sequence[str], residence: ResidenceFacts | None, changed_on: date
+) -> tuple[tuple[str, ...], date] | None:
+    """After a work-permit change: (the residence permit's particulars that changed, the
+    day by which the holder must apply for their change), or None if none of a residence
+    permit in force changed (art. 33)."""
+    if residence is None or residence.status != "issued" or residence.valid_until < changed_on:
+        return None
+    changed = tuple(f for f in RESIDENCE_PARTICULARS if f in changed_fields)
+    if not changed:
+        return None
+    return changed, changed_on + timedelta(days=REPORT_CHANGE_WITHIN_DAYS)

@@ -12,6 +12,7 @@ from consumers.public_security.handlers import (
     checked_permit,
     on_application,
     on_permit_cancelled,
+    on_permit_changed,
     on_permit_extended,
 )
 from consumers.public_security.settings import PublicSecuritySettings
@@ -24,7 +25,7 @@ from hub.retention import Expiring, Forget, Kept, Retention
 from hub.settings import Settings
 from schemas import PERMIT_EVENT_TYPES, topics
 from schemas.permit_token import published_keys_file
-from schemas.permits import PermitCancelled, PermitExtended
+from schemas.permits import PermitCancelled, PermitChanged, PermitExtended
 from schemas.public_security import (
     PUBLIC_SECURITY_REQUEST_TYPES,
     RESIDENCE_EVENT_TYPES,
@@ -64,6 +65,7 @@ def router(
     r.on_received(ResidencePermitApplied, application)  # scan time vs. the record's time
     r.on(PermitCancelled, cancelled)
     r.on(PermitExtended, on_permit_extended)
+    r.on(PermitChanged, on_permit_changed)
     return r
 
 

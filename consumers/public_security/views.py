@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -29,10 +30,14 @@ class PublicSecurityView:
         return PermitFacts(**dict(row)) if row is not None else None
 
     async def residence(self, permit_no: str) -> ResidenceFacts | None:
-        """The residence permit issued on this work permit, locked for this decision."""
+        """The latest residence permit issued on this work permit, locked for this decision.
+
+        Numbers are given in order (`issue`), so the latest is the highest.
+        """
         row = await self.conn.fetchrow(
             "SELECT residence_permit_no, status, valid_from, valid_until FROM ps_residence_permits"
-            " WHERE permit_no = $1 FOR UPDATE", permit_no)
+            " WHERE permit_no = $1 ORDER BY residence_permit_no DESC LIMIT 1 FOR UPDATE",
+            permit_no)
         return ResidenceFacts(**dict(row)) if row is not None else None
 
     async def decided(self, application_id: str) -> str | None:
@@ -76,7 +81,15 @@ class PublicSecurityView:
     async def issue(
         self, permit_no: str, application_id: str, valid_from: date, valid_until: date
     ) -> str:
-        """Store a new residence permit; return the number public security gave it."""
+        """Store a new residence permit; return the number public security gave it.
+
+        A residence permit of an earlier validity period of the same work permit that is
+        still marked issued, but ended before this one starts, is marked expired.
+        """
+        await self.conn.execute(
+            "UPDATE ps_residence_permits SET status = 'expired', updated_at = clock_timestamp()"
+            " WHERE permit_no = $1 AND status = 'issued' AND valid_until < $2",
+            permit_no, valid_from)
         number: int = await self.conn.fetchval("SELECT nextval('ps_residence_permit_no_seq')")
         residence_permit_no = f"RP{number:010d}"
         await self.conn.execute(
@@ -105,6 +118,18 @@ class PublicSecurityView:
             "UPDATE ps_residence_permits SET status = 'cancellation_required', cancel_by = $2,"
             " updated_at = clock_timestamp() WHERE residence_permit_no = $1",
             residence_permit_no, cancel_by)
+
+    async def require_change(
+        self, residence_permit_no: str, changed: Sequence[str], changed_on: date, report_by: date
+    ) -> None:
+        """Note particulars the holder must have changed on the residence permit (art. 33);
+        particulars still outstanding from an earlier change stay listed."""
+        await self.conn.execute(
+            "UPDATE ps_residence_permits SET changed_particulars = ARRAY(SELECT DISTINCT f FROM"
+            " unnest(coalesce(changed_particulars, '{}') || $2::text[]) AS f ORDER BY f),"
+            " particulars_changed_on = $3, change_report_by = $4,"
+            " updated_at = clock_timestamp() WHERE residence_permit_no = $1",
+            residence_permit_no, list(changed), changed_on, report_by)
 
 
 if TYPE_CHECKING:
