@@ -46,4 +46,20 @@ def reads() -> dict[str, Reads]:
         "data.applied_on": "string(date)",
         "data.requested_until": "string(date)",
     }
+    reads["ResidenceApplicationDecided"] = ENVELOPE | {  # on_application_decision
+        "data.application_id": "string",
+        "data.permit_no": "string",
+        "data.verdict": "string{accept,refuse}",
+        "data.officer_id": "string",
+        "data.decided_at": "string(date-time)",
+        "data.reason": "string",
+    }
+    reads["ResidencePermitCancellationDecided"] = ENVELOPE | {  # on_cancellation_decision
+        "data.permit_no": "string",
+        "data.residence_permit_no": "string",
+        "data.cancelled_on": "string(date)",
+        "data.officer_id": "string",
+        "data.decided_at": "string(date-time)",
+        "data.reason": "string",
+    }
     return reads

@@ -6,11 +6,15 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import typer
+
 from consumers.public_security import expectations
 from consumers.public_security.handlers import (
     Policy,
     checked_permit,
     on_application,
+    on_application_decision,
+    on_cancellation_decision,
     on_permit_cancelled,
     on_permit_changed,
     on_permit_extended,
@@ -18,7 +22,7 @@ from consumers.public_security.handlers import (
 from consumers.public_security.settings import PublicSecuritySettings
 from consumers.public_security.tokens import PublishedKeys, token_check
 from consumers.public_security.views import PERMITS, PublicSecurityView
-from hub.agency import Agency, Channel, PermitView
+from hub.agency import Agency, Channel, CommandContext, PermitView
 from hub.delivery import BatchHandler
 from hub.dispatch import Emit, Received, Router
 from hub.retention import Expiring, Forget, Kept, Retention
@@ -27,9 +31,12 @@ from schemas import PERMIT_EVENT_TYPES, topics
 from schemas.permit_token import published_keys_file
 from schemas.permits import PermitCancelled, PermitChanged, PermitExtended
 from schemas.public_security import (
+    PUBLIC_SECURITY_DECISION_TYPES,
     PUBLIC_SECURITY_REQUEST_TYPES,
     RESIDENCE_EVENT_TYPES,
+    ResidenceApplicationDecided,
     ResidencePermitApplied,
+    ResidencePermitCancellationDecided,
 )
 
 
@@ -66,7 +73,15 @@ def router(
     r.on(PermitCancelled, cancelled)
     r.on(PermitExtended, on_permit_extended)
     r.on(PermitChanged, on_permit_changed)
+    r.on(ResidenceApplicationDecided, on_application_decision)
+    r.on(ResidencePermitCancellationDecided, on_cancellation_decision)
     return r
+
+
+def _commands(context: CommandContext) -> Sequence[tuple[str, typer.Typer]]:
+    from consumers.public_security.cli import commands  # loads only when commands are mounted
+
+    return commands(context)
 
 
 def build(settings: Settings) -> BatchHandler:
@@ -82,12 +97,18 @@ AGENCY = Agency(
                       "Public security's decisions on residence permits, from its outbox."),
     requests=Channel(topics.PUBLIC_SECURITY_REQUESTS, PUBLIC_SECURITY_REQUEST_TYPES,
                      "Residence-permit applications from the entry-exit counter system."),
-    reads=(topics.PERMIT_EVENTS, topics.PUBLIC_SECURITY_REQUESTS),
-    accepts=(*PERMIT_EVENT_TYPES, *PUBLIC_SECURITY_REQUEST_TYPES),
+    decisions=Channel(topics.PUBLIC_SECURITY_DECISIONS, PUBLIC_SECURITY_DECISION_TYPES,
+                      "Officers' decisions: on a referred application, closing a cancellation"
+                      " case."),
+    reads=(topics.PERMIT_EVENTS, topics.PUBLIC_SECURITY_REQUESTS,
+           topics.PUBLIC_SECURITY_DECISIONS),
+    accepts=(*PERMIT_EVENT_TYPES, *PUBLIC_SECURITY_REQUEST_TYPES,
+             *PUBLIC_SECURITY_DECISION_TYPES),
     view=PermitView(PERMITS, checked_permit),
     build=build,
     expectations=expectations.reads(),
     settings=PublicSecuritySettings,
+    commands=_commands,
     retention=Retention(
         expiring=(Expiring("ps_accepted_tokens", "expires_at",
                            "a token is refused after it expired (plus the leeway), so its"
@@ -100,6 +121,8 @@ AGENCY = Agency(
                    " WHERE permit_no = ANY($1))"),
         ),
         kept=(
+            Kept("ps_officer_decisions", "who decided what, when and why: the legal record of"
+                 " the officers' decisions; a staff id and a reason without personal data"),
             Kept("ps_residence_permits", "the residence permit's legal history (numbers,"
                  " dates, status); no name or passport"),
         ),

@@ -128,7 +128,7 @@ async def test_each_application_gets_its_decision_published_and_stored(
     assert len(events) == len(requests)
     assert {k: outcome(v) for k, v in decided.items()} == {
         "A-again": ("ResidencePermitRejected", "already_issued"),
-        "A-late": ("ResidencePermitRejected", "applied_too_late"),
+        "A-late": ("ResidenceApplicationReferred", "applied_late"),
         "A-entry": ("ResidencePermitRejected", "entry_date_invalid"),
         "A-range": ("ResidencePermitRejected", "validity_out_of_range"),
         "A-limited": ("ResidencePermitIssued", None),
@@ -154,7 +154,7 @@ async def test_each_application_gets_its_decision_published_and_stored(
     stored = await rows(hub_settings, AGENCY, "SELECT application_id, outcome, reason"
                         " FROM ps_applications")
     assert len(stored) == len(requests)
-    assert Counter(r["outcome"] for r in stored) == {"rejected": 10, "issued": 3}
+    assert Counter(r["outcome"] for r in stored) == {"rejected": 9, "issued": 3, "referred": 1}
     residence = await rows(hub_settings, AGENCY, "SELECT permit_no, valid_until, status"
                            " FROM ps_residence_permits")
     assert {r["permit_no"] for r in residence} == {ok.permit_no, ok2.permit_no, legacy.permit_no}
