@@ -19,7 +19,12 @@ from consumers.card.handlers import card_permit
 from consumers.card.records import CardPermit, ECard, Notice, PhysicalCard
 from consumers.public_security.handlers import checked_permit
 from consumers.public_security.records import CheckedPermit
-from consumers.public_security.rules import ApplicationFacts, CancellationCase, ResidenceFacts
+from consumers.public_security.rules import (
+    ApplicationFacts,
+    CancellationCase,
+    ResidenceFacts,
+    names,
+)
 from consumers.public_security.rules import PermitFacts as ResidencePermitFacts
 from consumers.social_insurance.handlers import insured_permit
 from consumers.social_insurance.identity import PersonKeys
@@ -388,10 +393,7 @@ class MemoryPublicSecurityView:
     async def names_holder(self, permit_no: str, text: str) -> bool:
         """Whether the text contains the holder's name or passport number."""
         p = self.permits.get(permit_no)
-        if p is None:
-            return False
-        low = text.lower()
-        return p.holder_name.lower() in low or p.passport_no.lower() in low
+        return p is not None and names(text, p.holder_name, p.passport_no)
 
     async def require_change(
         self, residence_permit_no: str, changed: Sequence[str], changed_on: date, report_by: date

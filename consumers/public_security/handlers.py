@@ -2,7 +2,9 @@
 
 - Every permit event keeps its view of the permit (`checked_permit`).
 - `ResidencePermitApplied` → `ResidencePermitIssued`, `ResidencePermitExtended` or
-  `ResidencePermitRejected` (rules in `rules.py`, docs/domain.md §2 public security). A QR
+  `ResidencePermitRejected` (rules in `rules.py`, docs/domain.md §2 public security). One
+  naming a permit not known yet is held (`Hold`) until the permit's events arrive or the
+  hold period ends (then refused as permit_unknown). A QR
   token is checked against the time its request reached Kafka (`received_at`), and taken
   once per purpose: its digest is recorded once it has proven the permit.
 - `PermitCancelled` → `ResidencePermitCancellationRequired` for the residence permit on it.
@@ -31,7 +33,7 @@ from consumers.public_security.ports import PublicSecurityViewPort
 from consumers.public_security.records import CheckedPermit
 from consumers.public_security.tokens import AcceptedToken, TokenCheck
 from hub.clock import CHINA_STANDARD_TIME
-from hub.dispatch import Emit
+from hub.dispatch import Emit, Hold
 from hub.logging import get_logger
 from hub.redaction import NoPersonalData
 from schemas.permits import PermitCancelled, PermitChanged, PermitEvent, PermitExtended
@@ -110,10 +112,16 @@ async def on_application(
     policy: Policy,
     *,
     received_at: datetime,
-) -> Sequence[Emit]:
+    may_hold: bool = False,
+    held_since: datetime | None = None,
+) -> Sequence[Emit] | Hold:
     """Decide an application for a work-type residence permit, and store the decision.
 
-    `received_at` is when the request's record reached Kafka (the broker's clock).
+    `received_at` is when the request's record reached Kafka (the broker's clock). With
+    `may_hold` (the router's hold period has not passed), an application naming a work
+    permit this view does not know yet is held (`Hold`, released by the permit's events)
+    instead of refused; nothing of it is stored until it is decided. `held_since`: it was
+    held, and is decided now (its permit arrived, or the hold period ended).
     """
     app: ResidencePermitAppliedData = event.data
     permit_no = event.subject
@@ -129,8 +137,18 @@ async def on_application(
         # The signature first: a forged token learns nothing about the permit.
         checked = policy.check_token(app.presented, permit_no, received_at)
     permit = await view.permit(permit_no)
+    if permit is None and may_hold and not isinstance(checked, rules.Refuse):
+        log.info("residence permit application held", application_id=app.application_id,
+                 reason=ResidenceRejection.PERMIT_UNKNOWN.value)
+        return Hold(permit_no, ResidenceRejection.PERMIT_UNKNOWN.value)
     refused = checked if isinstance(checked, rules.Refuse) else rules.check_permit(
         permit, permit_no, by_token=checked is not None)
+    if permit is None and held_since is not None and not isinstance(checked, rules.Refuse):
+        refused = rules.Refuse(ResidenceRejection.PERMIT_UNKNOWN,
+                               f"work permit {permit_no} did not reach public security while "
+                               f"the application waited (since {held_since:%Y-%m-%d %H:%M} "
+                               "UTC); check the number, or apply again once the permit has "
+                               "been issued")
     if refused is None and isinstance(checked, AcceptedToken):
         refused = await _take_once(event, view, checked)
     if refused is not None:

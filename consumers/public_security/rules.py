@@ -11,6 +11,7 @@ permit after the work permit's cancellation is not known [U]: it is `Policy` dat
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -284,3 +285,12 @@ def check_cancellation(
         return (f"the cancellation date {cancelled_on} is before {floor}, when the residence "
                 "permit began or its work permit was cancelled")
     return None
+
+
+def names(text: str, holder_name: str, passport_no: str) -> bool:
+    """Whether `text` names the holder: the passport number, the full name, or a part of the
+    name of three letters or more, as whole words, in any case. A decision's reason must not
+    (docs/domain.md §2 public security, Decisions by officers)."""
+    parts = [passport_no, holder_name, *(p for p in holder_name.split() if len(p) >= 3)]
+    return any(re.search(rf"(?<!\w){re.escape(p)}(?!\w)", text, re.IGNORECASE)
+               for p in parts if p)

@@ -24,7 +24,7 @@ from consumers.public_security.tokens import PublishedKeys, token_check
 from consumers.public_security.views import PERMITS, PublicSecurityView
 from hub.agency import Agency, Channel, CommandContext, PermitView
 from hub.delivery import BatchHandler
-from hub.dispatch import Emit, Received, Router
+from hub.dispatch import Emit, Hold, Received, Router
 from hub.retention import Expiring, Forget, Kept, Retention
 from hub.settings import Settings
 from schemas import PERMIT_EVENT_TYPES, topics
@@ -55,7 +55,8 @@ def router(
     settings: Settings, own: PublicSecuritySettings | None = None
 ) -> Router[PublicSecurityView]:
     """What the agency does with each event type it consumes."""
-    p = policy(settings, own)
+    own_settings = own or PublicSecuritySettings()
+    p = policy(settings, own_settings)
     r: Router[PublicSecurityView] = Router(
         outcome_topic=settings.topic(topics.RESIDENCE_EVENTS), view_factory=PublicSecurityView
     )
@@ -63,13 +64,21 @@ def router(
 
     async def application(
         event: Any, view: PublicSecurityView, received: Received
-    ) -> Sequence[Emit]:
-        return await on_application(event, view, p, received_at=received.at)
+    ) -> Sequence[Emit] | Hold:
+        # Held while the permit is unknown, until its hold period ends (`final`): then
+        # refused as permit_unknown. A held one is checked against when it first arrived.
+        return await on_application(event, view, p, received_at=received.at,
+                                    may_hold=not received.final,
+                                    held_since=received.held_since)
 
     async def cancelled(event: Any, view: PublicSecurityView) -> Sequence[Emit]:
         return await on_permit_cancelled(event, view, p)
 
-    r.on_received(ResidencePermitApplied, application)  # scan time vs. the record's time
+    # scan time vs. the record's time; one answer per application id (a resubmission with
+    # the same data gets it again); an early one waits for its permit's events (hold_hours).
+    r.on_request(ResidencePermitApplied, application,
+                 request_id=lambda e: e.data.application_id)
+    r.hold_for(ResidencePermitApplied, timedelta(hours=own_settings.hold_hours))
     r.on(PermitCancelled, cancelled)
     r.on(PermitExtended, on_permit_extended)
     r.on(PermitChanged, on_permit_changed)

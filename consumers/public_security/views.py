@@ -13,6 +13,7 @@ from consumers.public_security.rules import (
     CancellationCase,
     PermitFacts,
     ResidenceFacts,
+    names,
 )
 from hub.db import Connection
 from hub.projection import ViewTable
@@ -181,12 +182,10 @@ class PublicSecurityView:
             " AND status = 'cancellation_required'", residence_permit_no, cancelled_on)
 
     async def names_holder(self, permit_no: str, text: str) -> bool:
-        """Whether `text` contains the holder's name or passport number (case-insensitive)."""
-        named: bool | None = await self.conn.fetchval(
-            "SELECT strpos(lower($2), lower(holder_name)) > 0"
-            " OR strpos(lower($2), lower(passport_no)) > 0 FROM ps_permits WHERE permit_no = $1",
-            permit_no, text)
-        return bool(named)
+        """Whether `text` contains the holder's name or passport number (`rules.names`)."""
+        row = await self.conn.fetchrow(
+            "SELECT holder_name, passport_no FROM ps_permits WHERE permit_no = $1", permit_no)
+        return row is not None and names(text, row["holder_name"], row["passport_no"])
 
     async def require_change(
         self, residence_permit_no: str, changed: Sequence[str], changed_on: date, report_by: date

@@ -262,3 +262,16 @@ async def test_a_residence_permit_without_an_open_case_is_not_cancelled_by_the_d
     await _first_residence(view, Authority(view))
     with pytest.raises(DecisionRefused, match="no open cancellation case"):
         await handlers.on_cancellation_decision(closing(date(2025, 3, 20)), view)
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    ("spoke with Wang Xiaoming at the counter", True),
+    ("spoke with wang at the counter", True),
+    ("passport e12345678 renewed", True),
+    ("policy allows a documented delay", False),  # "Li" is a name part too short to match
+    ("delay of 12 days excused", False),
+])
+def test_a_reason_names_the_holder_by_whole_words(text: str, named: bool) -> None:
+    """Full name, name parts of three letters or more, passport number; whole words only."""
+    from consumers.public_security.rules import names
+    assert names(text, "Wang Xiaoming Li", "E12345678") is named
