@@ -128,10 +128,13 @@ async def on_application(
     if isinstance(app.presented, PresentedPermitNo) and app.presented.permit_no != permit_no:
         # The codec refuses such a record already (subject_mismatch); a direct call may not.
         raise RequestMismatch("the subject is not the presented permit number")
-    if await view.decided(app.application_id) is not None:
+    earlier = await view.decided(app.application_id)
+    if earlier is not None:
+        standing = ("is with an officer, who decides it" if earlier == "referred"
+                    else "was already decided; that decision stands")
         return await _refuse(event, view, rules.Refuse(
             ResidenceRejection.DUPLICATE_APPLICATION,
-            f"application {app.application_id} was already decided; that decision stands"))
+            f"application {app.application_id} {standing}"))
     checked: rules.Refuse | AcceptedToken | None = None
     if isinstance(app.presented, PresentedQrToken):
         # The signature first: a forged token learns nothing about the permit.

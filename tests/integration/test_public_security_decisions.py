@@ -158,11 +158,20 @@ async def test_the_desk_commands_list_decide_and_refuse_what_is_not_pending(
         app.add_typer(sub, name=name)
     async with agency_running(hub_settings, AGENCY) as auth:
         permit = await issued_permit(auth, holder(43), entry=ENTRY)
+        leaving = await issued_permit(auth, holder(44), entry=ENTRY)
         await synced(hub_settings, AGENCY, auth)
         await send(hub_settings, topics.PUBLIC_SECURITY_REQUESTS, [
-            applied(permit.permit_no, "E-late", applied_on=ENTRY + timedelta(days=40))])
-        await wait_for(hub_settings, topics.RESIDENCE_EVENTS, CODEC, lambda es: len(es) >= 1,
-                       what="the referral")
+            applied(permit.permit_no, "E-late", applied_on=ENTRY + timedelta(days=40)),
+            applied(leaving.permit_no, "E-ok")])
+        first = await wait_for(hub_settings, topics.RESIDENCE_EVENTS, CODEC,
+                               lambda es: len(es) >= 2, what="the referral and an issue")
+        number = next(e.data.residence_permit_no for e in first
+                      if e.data.application_id == "E-ok")
+        await auth.cancel(leaving.permit_no, reason=CancellationReason.CONTRACT_ENDED,
+                          today=date(2025, 6, 1))
+        await synced(hub_settings, AGENCY, auth)
+        await wait_for(hub_settings, topics.RESIDENCE_EVENTS, CODEC, lambda es: len(es) >= 3,
+                       what="the cancellation case")
         nothing = await invoke(hub_settings, AGENCY, "pending", app=app)
         assert nothing.exit_code != 0, "no purpose, nothing shown"
         listed = await invoke(hub_settings, AGENCY, "pending", "--purpose", "CASE-2026-9",
@@ -170,10 +179,15 @@ async def test_the_desk_commands_list_decide_and_refuse_what_is_not_pending(
         assert listed.exit_code == 0, listed.output
         shown = json.loads(listed.stdout)
         assert [r["application_id"] for r in shown["referred_applications"]] == ["E-late"]
+        assert [c["residence_permit_no"] for c in shown["open_cancellation_cases"]] == [number]
         looks = await rows(hub_settings, AGENCY, "SELECT command, purpose, subject FROM"
-                           " hub_looks")
+                           " hub_looks ORDER BY subject")
         assert looks == [{"command": "public_security pending", "purpose": "CASE-2026-9",
-                          "subject": "E-late"}]
+                          "subject": s} for s in sorted(["E-late", number])]
+        closed = await invoke(hub_settings, AGENCY, "close", number, "--cancelled-on",
+                              "2025-06-03", "--officer", OFFICER, "--reason",
+                              "withdrawn at the counter", app=app)
+        assert closed.exit_code == 0, closed.output
         naming = await invoke(hub_settings, AGENCY, "decide", "E-late", "--accept",
                               "--officer", OFFICER, "--reason",
                               f"passport {permit.holder.passport_no} seen", app=app)
@@ -184,11 +198,17 @@ async def test_the_desk_commands_list_decide_and_refuse_what_is_not_pending(
                                 app=app)
         assert accepted.exit_code == 0, accepted.output
         events = await wait_for(hub_settings, topics.RESIDENCE_EVENTS, CODEC,
-                                lambda es: len(es) >= 2, what="the issue")
+                                lambda es: len(es) >= 5, what="the issue and the closing")
+        reclosed = await invoke(hub_settings, AGENCY, "close", number, "--cancelled-on",
+                                "2025-06-03", "--officer", OFFICER, "--reason",
+                                "withdrawn at the counter", app=app)
+        assert reclosed.exit_code == 2
+        assert "no open cancellation case" in reclosed.output
         again = await invoke(hub_settings, AGENCY, "decide", "E-late", "--refuse",
                              "--officer", OFFICER, "--reason", "changed my mind", app=app)
         assert again.exit_code == 2
         assert "not referred" in again.output
         await settled(hub_settings, AGENCY)
-    assert [e.type.rsplit(".", 1)[-1] for e in events] == [
-        "ResidenceApplicationReferred", "ResidencePermitIssued"]
+    assert sorted(e.type.rsplit(".", 1)[-1] for e in events) == sorted([
+        "ResidenceApplicationReferred", "ResidencePermitIssued", "ResidencePermitIssued",
+        "ResidencePermitCancellationRequired", "ResidencePermitCancelled"])

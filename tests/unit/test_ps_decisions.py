@@ -189,6 +189,7 @@ async def test_a_resubmitted_referred_application_is_a_duplicate() -> None:
     await referred(view)
     again = rejected(await apply(view, applied("A-late", applied_on=LATE)))
     assert again.reason is ResidenceRejection.DUPLICATE_APPLICATION
+    assert again.message == "application A-late is with an officer, who decides it"
 
 
 # cancellation cases -----------------------------------------------------------------------
