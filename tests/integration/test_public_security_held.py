@@ -84,3 +84,22 @@ async def test_an_early_application_waits_for_its_permit_and_is_answered_once(
                         " ps_applications")
     assert stored == [{"application_id": "H-early", "outcome": "issued"}]
     assert await rows(hub_settings, AGENCY, "SELECT 1 FROM hub_held_requests") == []
+
+
+async def test_an_application_whose_permit_never_comes_is_refused_at_the_deadline(
+    hub_settings: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past HUB_PUBLIC_SECURITY_HOLD_HOURS on the stream's clock (here 7.2 s): refused as
+    permit_unknown, saying since when it waited; the hold is gone."""
+    monkeypatch.setenv("HUB_PUBLIC_SECURITY_HOLD_HOURS", "0.002")
+    async with agency_running(hub_settings, AGENCY):
+        await send(hub_settings, topics.PUBLIC_SECURITY_REQUESTS, [applied("H-never")])
+        events = await wait_for(hub_settings, topics.RESIDENCE_EVENTS, CODEC,
+                                lambda es: len(es) >= 1, what="the refusal at the deadline")
+        await settled(hub_settings, AGENCY)
+
+    [refused] = events
+    assert refused.type.endswith("ResidencePermitRejected")
+    assert refused.data.reason == "permit_unknown"
+    assert "while the application waited (since" in refused.data.message
+    assert await rows(hub_settings, AGENCY, "SELECT 1 FROM hub_held_requests") == []

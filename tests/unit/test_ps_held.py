@@ -90,6 +90,9 @@ def test_the_router_holds_applications_for_the_configured_period_one_answer_per_
     the request."""
     settings = Settings(keys_registry=tmp_path)
     assert PublicSecuritySettings().hold_hours == 72
+    monkeypatch.setenv("HUB_PUBLIC_SECURITY_HOLD_HOURS", "0")
+    with pytest.raises(ValueError, match="greater than 0"):
+        PublicSecuritySettings()
     monkeypatch.setenv("HUB_PUBLIC_SECURITY_HOLD_HOURS", "6")
     r = service.router(settings, PublicSecuritySettings())
     assert r.hold_periods[ResidencePermitApplied.EVENT_TYPE] == (
