@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from hub import tracing
 from hub.db import Connection
 from hub.outbox import OutgoingMessage, enqueue
 from producers.work_permit import domain
@@ -194,5 +195,11 @@ class Authority:
         await conn.execute(
             sql, record.permit_no, sequence, record.status.value, record.model_dump_json()
         )
-        event = EVENT_OF[type(data)].create(subject=record.permit_no, sequence=sequence, data=data)
+        event_type = EVENT_OF[type(data)]
+        # The decision starts a trace (or joins the caller's): every agency's work on the
+        # event, and each outcome of that work, carries it (hub.tracing).
+        with tracing.span(f"decide {event_type.EVENT_TYPE}", kind=tracing.SpanKind.PRODUCER,
+                          attributes={"cloudevents.event_type": event_type.EVENT_TYPE}) as trace:
+            event = event_type.create(subject=record.permit_no, sequence=sequence, data=data,
+                                      **trace.as_event_fields())
         await enqueue(conn, [OutgoingMessage.of_event(self.topic, event)])
