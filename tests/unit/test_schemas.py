@@ -30,7 +30,7 @@ def test_the_envelope_carries_the_cloudevents_attributes() -> None:
     assert body["source"] == "/cn/mohrss/work-permit"
     assert body["type"] == "cn.mohrss.workpermit.PermitIssued"
     assert body["subject"] == "156000000000000001"
-    assert body["dataschema"] == "urn:permit-hub:schema:cn.mohrss.workpermit.PermitIssued:1"
+    assert body["dataschema"] == "urn:permit-hub:schema:cn.mohrss.workpermit.PermitIssued:2"
     assert body["sequence"] == 7
     assert body["datacontenttype"] == "application/json"
     assert body["time"].endswith("Z") or "+" in body["time"]
@@ -173,7 +173,7 @@ def test_a_schema_violation_names_the_field() -> None:
 
 def test_every_permit_event_type_decodes_to_its_own_class() -> None:
     """The codec's discriminator routes each type string to its model."""
-    assert len(CODEC.types) == len(PERMIT_EVENT_TYPES) == 8
+    assert len(CODEC.types) == len(PERMIT_EVENT_TYPES) == 9
     for event_type in PERMIT_EVENT_TYPES:
         assert CODEC.types[event_type.EVENT_TYPE] is event_type
 
