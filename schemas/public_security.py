@@ -24,6 +24,9 @@ from schemas.permits import PermitNo
 PUBLIC_SECURITY_SOURCE = "/cn/mps/entry-exit"
 """Source of public security's outcomes."""
 
+DESK_SOURCE = "/cn/mps/entry-exit/desk"
+"""Source of the officers' decisions (public security's desk, `publicsecurity.decisions.v1`)."""
+
 COUNTER_SOURCE = "/cn/mps/entry-exit/counter"
 """Source of the entry-exit counter system's requests (a front door, with sequences of its own)."""
 
@@ -36,6 +39,21 @@ ApplicationId = Annotated[
 ]
 ResidencePermitNo = Annotated[
     str, Field(min_length=6, max_length=32, description="assigned by public security; opaque")
+]
+
+
+OfficerId = Annotated[
+    str,
+    Field(min_length=2, max_length=32, pattern=r"^[A-Za-z0-9._-]+$",
+          description="the deciding officer's staff id (not a name)"),
+]
+DecisionReason = Annotated[
+    str,
+    Field(min_length=3, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$",
+          description="why, in a line: the rule or the facts weighed, never the applicant's "
+                      "name, passport or other personal data (docs/domain.md §2 public "
+                      "security, Decisions by officers); public security refuses a reason "
+                      "that names the holder"),
 ]
 
 
@@ -105,6 +123,21 @@ class ResidenceRejection(StrEnum):
     """This application id was already decided; that first decision stands."""
 
 
+class ResidenceReferralReason(StrEnum):
+    """Why an application went to an officer instead of being decided automatically."""
+
+    APPLIED_LATE = "applied_late"
+    """More than 30 days after entry (art. 30): an officer weighs the cause of the delay."""
+
+
+class ResidenceVerdict(StrEnum):
+    """An officer's decision on a referred application."""
+
+    ACCEPT = "accept"
+    """Decide it as if applied in time: the other rules still apply."""
+    REFUSE = "refuse"
+
+
 # Payloads -------------------------------------------------------------------------------
 
 
@@ -162,6 +195,69 @@ class ResidencePermitCancellationRequiredData(Contract):
     cancel_by: date | None = Field(
         description="deadline from the configured policy; null means 'promptly' (no national "
         "deadline is known, docs/domain.md §2 [U])")
+
+
+ResidenceParticular = Literal["holder.name", "holder.passport_no", "holder.passport_expiry"]
+"""A work-permit field that is also a registered particular of the residence permit: the
+holder's name and passport (the residence permit is endorsed into the passport)."""
+
+
+class ResidencePermitChangeRequiredData(Contract):
+    """The work permit's record changed a registered particular of the residence permit in
+    force: the holder must apply for the change within 10 days (Exit-Entry Administration
+    Law art. 33). Public security does not change the residence permit by itself; the change
+    is made on that application. Carries which particulars changed, never their values.
+    """
+
+    permit_no: PermitNo
+    residence_permit_no: ResidencePermitNo
+    changed: tuple[ResidenceParticular, ...] = Field(min_length=1)
+    changed_on: date = Field(description="the day (China time) the work permit's record "
+                             "changed: the authority's event time")
+    report_by: date = Field(description="changed_on + 10 days (art. 33)")
+
+
+class ResidenceApplicationReferredData(Contract):
+    """An application goes to an officer; its decision follows (issued or rejected)."""
+
+    application_id: ApplicationId
+    permit_no: PermitNo
+    reason: ResidenceReferralReason
+    message: str = Field(min_length=1, max_length=500)
+    decide_by: date = Field(description="applied_on + 15 days: the decision period (art. 30)")
+
+
+class ResidencePermitCancelledData(Contract):
+    """An officer closed a cancellation case: the residence permit is cancelled."""
+
+    permit_no: PermitNo
+    residence_permit_no: ResidencePermitNo
+    cancelled_on: date
+    officer_id: OfficerId
+    decided_at: AwareDatetime
+
+
+class ResidenceApplicationDecidedData(Contract):
+    """An officer's decision on a referred application (the desk, decisions topic)."""
+
+    application_id: ApplicationId
+    permit_no: PermitNo
+    verdict: ResidenceVerdict
+    officer_id: OfficerId
+    decided_at: AwareDatetime
+    reason: DecisionReason
+
+
+class ResidencePermitCancellationDecidedData(Contract):
+    """An officer closes a cancellation case: the residence permit cancelled on a date."""
+
+    permit_no: PermitNo
+    residence_permit_no: ResidencePermitNo
+    cancelled_on: date = Field(description="not before the work permit's cancellation, not "
+                               "after the decision's day (China time)")
+    officer_id: OfficerId
+    decided_at: AwareDatetime
+    reason: DecisionReason
 
 
 class ResidencePermitExtensionAvailableData(Contract):
@@ -246,6 +342,66 @@ class ResidencePermitExtensionAvailable(CloudEvent[ResidencePermitExtensionAvail
         return "data.permit_no", self.data.permit_no
 
 
+class ResidencePermitChangeRequired(CloudEvent[ResidencePermitChangeRequiredData]):
+    EVENT_TYPE: ClassVar[str] = _TYPE + "ResidencePermitChangeRequired"
+    SOURCE: ClassVar[str] = PUBLIC_SECURITY_SOURCE
+    type: Literal["cn.mps.entryexit.ResidencePermitChangeRequired"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit the decision is about."""
+        return "data.permit_no", self.data.permit_no
+
+
+class ResidenceApplicationReferred(CloudEvent[ResidenceApplicationReferredData]):
+    EVENT_TYPE: ClassVar[str] = _TYPE + "ResidenceApplicationReferred"
+    SOURCE: ClassVar[str] = PUBLIC_SECURITY_SOURCE
+    type: Literal["cn.mps.entryexit.ResidenceApplicationReferred"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit the decision is about."""
+        return "data.permit_no", self.data.permit_no
+
+
+class ResidencePermitCancelled(CloudEvent[ResidencePermitCancelledData]):
+    EVENT_TYPE: ClassVar[str] = _TYPE + "ResidencePermitCancelled"
+    SOURCE: ClassVar[str] = PUBLIC_SECURITY_SOURCE
+    type: Literal["cn.mps.entryexit.ResidencePermitCancelled"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit the decision is about."""
+        return "data.permit_no", self.data.permit_no
+
+
+class ResidenceApplicationDecided(CloudEvent[ResidenceApplicationDecidedData]):
+    """Decision, from public security's desk (an officer)."""
+
+    EVENT_TYPE: ClassVar[str] = _TYPE + "ResidenceApplicationDecided"
+    SOURCE: ClassVar[str] = DESK_SOURCE
+    type: Literal["cn.mps.entryexit.ResidenceApplicationDecided"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit the application named."""
+        return "data.permit_no", self.data.permit_no
+
+
+class ResidencePermitCancellationDecided(CloudEvent[ResidencePermitCancellationDecidedData]):
+    """Decision, from public security's desk (an officer)."""
+
+    EVENT_TYPE: ClassVar[str] = _TYPE + "ResidencePermitCancellationDecided"
+    SOURCE: ClassVar[str] = DESK_SOURCE
+    type: Literal["cn.mps.entryexit.ResidencePermitCancellationDecided"]
+
+    def subject_rule(self) -> tuple[str, str]:
+        """The work permit whose cancellation opened the case."""
+        return "data.permit_no", self.data.permit_no
+
+
+PUBLIC_SECURITY_DECISION_TYPES: tuple[type[CloudEvent[Any]], ...] = (
+    ResidenceApplicationDecided,
+    ResidencePermitCancellationDecided,
+)
+"""On `publicsecurity.decisions.v1`, from public security's desk."""
+
 PUBLIC_SECURITY_REQUEST_TYPES: tuple[type[CloudEvent[Any]], ...] = (
     ResidencePermitApplied,
 )
@@ -257,5 +413,8 @@ RESIDENCE_EVENT_TYPES: tuple[type[CloudEvent[Any]], ...] = (
     ResidencePermitRejected,
     ResidencePermitCancellationRequired,
     ResidencePermitExtensionAvailable,
+    ResidencePermitChangeRequired,
+    ResidenceApplicationReferred,
+    ResidencePermitCancelled,
 )
 """On `publicsecurity.residence-events.v1`."""

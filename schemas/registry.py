@@ -8,7 +8,11 @@ from schemas.card import CARD_EVENT_TYPES
 from schemas.envelope import CloudEvent
 from schemas.evidence import EVIDENCE_EVENT_TYPES
 from schemas.permits import PERMIT_EVENT_TYPES
-from schemas.public_security import PUBLIC_SECURITY_REQUEST_TYPES, RESIDENCE_EVENT_TYPES
+from schemas.public_security import (
+    PUBLIC_SECURITY_DECISION_TYPES,
+    PUBLIC_SECURITY_REQUEST_TYPES,
+    RESIDENCE_EVENT_TYPES,
+)
 from schemas.social_insurance import INSURANCE_EVENT_TYPES, SOCIAL_INSURANCE_REQUEST_TYPES
 
 ALL_EVENT_TYPES: tuple[type[CloudEvent[Any]], ...] = (
@@ -16,6 +20,7 @@ ALL_EVENT_TYPES: tuple[type[CloudEvent[Any]], ...] = (
     *CARD_EVENT_TYPES,
     *PUBLIC_SECURITY_REQUEST_TYPES,
     *RESIDENCE_EVENT_TYPES,
+    *PUBLIC_SECURITY_DECISION_TYPES,
     *SOCIAL_INSURANCE_REQUEST_TYPES,
     *INSURANCE_EVENT_TYPES,
     *EVIDENCE_EVENT_TYPES,

@@ -19,8 +19,13 @@ from consumers.card.handlers import card_permit
 from consumers.card.records import CardPermit, ECard, Notice, PhysicalCard
 from consumers.public_security.handlers import checked_permit
 from consumers.public_security.records import CheckedPermit
+from consumers.public_security.rules import (
+    ApplicationFacts,
+    CancellationCase,
+    ResidenceFacts,
+    names,
+)
 from consumers.public_security.rules import PermitFacts as ResidencePermitFacts
-from consumers.public_security.rules import ResidenceFacts
 from consumers.social_insurance.handlers import insured_permit
 from consumers.social_insurance.identity import PersonKeys
 from consumers.social_insurance.ports import AmbiguousPerson
@@ -174,6 +179,11 @@ class StoredResidence:
     status: str
     extension_available_until: date | None = None
     cancel_by: date | None = None
+    changed_particulars: tuple[str, ...] | None = None
+    particulars_changed_on: date | None = None
+    change_report_by: date | None = None
+    work_permit_cancelled_on: date | None = None
+    cancelled_on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -188,9 +198,27 @@ class StoredApplication:
     reason: str | None
     message: str | None
     residence_permit_no: str | None
+    purpose: str = "first"
+    entry_date: date | None = None
+    applied_on: date | None = None
+    requested_until: date | None = None
+    referral: str | None = None
 
 
-_APPLICATION_OUTCOMES = ("issued", "extended", "rejected")
+@dataclass(frozen=True)
+class StoredOfficerDecision:
+    """A row of `ps_officer_decisions`."""
+
+    event_id: uuid.UUID
+    kind: str
+    target: str
+    verdict: str
+    officer_id: str
+    decided_at: datetime
+    reason: str
+
+
+_APPLICATION_OUTCOMES = ("issued", "extended", "rejected", "referred")
 
 
 class MemoryPublicSecurityView:
@@ -201,6 +229,7 @@ class MemoryPublicSecurityView:
         self.residences: dict[str, StoredResidence] = {}  # by residence_permit_no
         self.applications: list[StoredApplication] = []
         self.accepted_tokens: dict[tuple[bytes, str], tuple[str, uuid.UUID, datetime]] = {}
+        self.officer_decisions: list[StoredOfficerDecision] = []
         self._numbers = 0
 
     def project(self, event: PermitEvent) -> None:
@@ -211,8 +240,9 @@ class MemoryPublicSecurityView:
             self.permits[row.permit_no] = row
 
     def residence_of(self, permit_no: str) -> StoredResidence | None:
-        """The stored residence permit on a work permit (for assertions)."""
-        return next((r for r in self.residences.values() if r.permit_no == permit_no), None)
+        """The latest residence permit on a work permit (numbers are given in order)."""
+        mine = [r for r in self.residences.values() if r.permit_no == permit_no]
+        return max(mine, key=lambda r: r.residence_permit_no) if mine else None
 
     async def permit(self, permit_no: str) -> ResidencePermitFacts | None:
         """The work permit as the view holds it."""
@@ -248,6 +278,7 @@ class MemoryPublicSecurityView:
         reason: str | None = None,
         message: str | None = None,
         residence_permit_no: str | None = None,
+        referral: str | None = None,
     ) -> None:
         """Store the application; the event id and the decided application id are unique."""
         if outcome not in _APPLICATION_OUTCOMES:
@@ -258,14 +289,19 @@ class MemoryPublicSecurityView:
             raise ConstraintViolation(f"application {app.application_id} is decided")
         self.applications.append(StoredApplication(
             event_id, app.application_id, permit_no, app.presented.kind, outcome, reason,
-            message, residence_permit_no))
+            message, residence_permit_no, app.purpose.value, app.entry_date, app.applied_on,
+            app.requested_until, referral))
 
     async def issue(
         self, permit_no: str, application_id: str, valid_from: date, valid_until: date
     ) -> str:
-        """Store a residence permit; one per work permit."""
-        if self.residence_of(permit_no) is not None:
-            raise ConstraintViolation(f"work permit {permit_no} has a residence permit")
+        """Store a residence permit; an earlier one that ended is expired; one in force."""
+        for r in list(self.residences.values()):
+            if r.permit_no == permit_no and r.status == "issued" and r.valid_until < valid_from:
+                self.residences[r.residence_permit_no] = dataclasses.replace(r, status="expired")
+        if any(r.permit_no == permit_no and r.status == "issued"
+               for r in self.residences.values()):
+            raise ConstraintViolation(f"work permit {permit_no} has a residence permit in force")
         self._numbers += 1
         number = f"RP{self._numbers:010d}"
         self.residences[number] = StoredResidence(number, permit_no, application_id, valid_from,
@@ -296,12 +332,88 @@ class MemoryPublicSecurityView:
         self.accepted_tokens[digest, purpose] = (application_id, event_id, expires_at)
         return True
 
-    async def require_cancellation(self, residence_permit_no: str, cancel_by: date | None) -> None:
-        """Mark the residence permit for cancellation."""
+    async def require_cancellation(
+        self, residence_permit_no: str, cancel_by: date | None, work_permit_cancelled_on: date
+    ) -> None:
+        """Mark the residence permit for cancellation: a case opens."""
         held = self.residences.get(residence_permit_no)
         if held is not None:
             self.residences[residence_permit_no] = dataclasses.replace(
-                held, status="cancellation_required", cancel_by=cancel_by)
+                held, status="cancellation_required", cancel_by=cancel_by,
+                work_permit_cancelled_on=work_permit_cancelled_on)
+
+    async def application(self, application_id: str) -> ApplicationFacts | None:
+        """The first decision's row for this application id."""
+        a = self._decision(application_id)
+        if a is None:
+            return None
+        assert a.applied_on is not None
+        assert a.requested_until is not None
+        return ApplicationFacts(a.application_id, a.permit_no, a.outcome, a.purpose,
+                                a.presented, a.entry_date, a.applied_on, a.requested_until,
+                                a.referral)
+
+    async def settle(
+        self, application_id: str, outcome: str, *, reason: str | None = None,
+        message: str | None = None, residence_permit_no: str | None = None,
+    ) -> None:
+        """Settle a referred application (an UPDATE ... WHERE outcome = 'referred')."""
+        if outcome not in _APPLICATION_OUTCOMES:
+            raise ConstraintViolation(f"outcome {outcome!r}")
+        for i, a in enumerate(self.applications):
+            if a.application_id == application_id and a.outcome == "referred":
+                self.applications[i] = dataclasses.replace(
+                    a, outcome=outcome, reason=reason, message=message,
+                    residence_permit_no=residence_permit_no)
+
+    async def officer_decision(self, kind: str, target: str) -> str | None:
+        """The verdict stored for this application or case."""
+        return next((d.verdict for d in self.officer_decisions
+                     if (d.kind, d.target) == (kind, target)), None)
+
+    async def record_officer_decision(
+        self, event_id: uuid.UUID, kind: str, target: str, verdict: str, officer_id: str,
+        decided_at: datetime, reason: str,
+    ) -> None:
+        """Store the decision; the event id and (kind, target) are unique."""
+        if any(d.event_id == event_id or (d.kind, d.target) == (kind, target)
+               for d in self.officer_decisions):
+            raise ConstraintViolation(f"{kind} {target} has an officer's decision")
+        if len(reason) > 200:
+            raise ConstraintViolation("reason longer than 200 characters")
+        self.officer_decisions.append(StoredOfficerDecision(
+            event_id, kind, target, verdict, officer_id, decided_at, reason))
+
+    async def cancellation_case(self, residence_permit_no: str) -> CancellationCase | None:
+        """The residence permit as a cancellation case."""
+        r = self.residences.get(residence_permit_no)
+        if r is None:
+            return None
+        return CancellationCase(r.residence_permit_no, r.permit_no, r.status, r.valid_from,
+                                r.work_permit_cancelled_on, r.cancelled_on)
+
+    async def close_cancellation(self, residence_permit_no: str, cancelled_on: date) -> None:
+        """Cancel the residence permit whose case is open."""
+        held = self.residences.get(residence_permit_no)
+        if held is not None and held.status == "cancellation_required":
+            self.residences[residence_permit_no] = dataclasses.replace(
+                held, status="cancelled", cancelled_on=cancelled_on)
+
+    async def names_holder(self, permit_no: str, text: str) -> bool:
+        """Whether the text contains the holder's name or passport number."""
+        p = self.permits.get(permit_no)
+        return p is not None and names(text, p.holder_name, p.passport_no)
+
+    async def require_change(
+        self, residence_permit_no: str, changed: Sequence[str], changed_on: date, report_by: date
+    ) -> None:
+        """Note the particulars to change; earlier outstanding ones stay listed."""
+        held = self.residences.get(residence_permit_no)
+        if held is not None:
+            fields = sorted(set(held.changed_particulars or ()) | set(changed))
+            self.residences[residence_permit_no] = dataclasses.replace(
+                held, changed_particulars=tuple(fields), particulars_changed_on=changed_on,
+                change_report_by=report_by)
 
 
 # social insurance -----------------------------------------------------------------------

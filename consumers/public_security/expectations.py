@@ -33,6 +33,9 @@ def reads() -> dict[str, Reads]:
     reads["NotificationLetterLapsed"] |= {"data.permit.status": "string{lapsed}"}
     # on_permit_cancelled asserts cancelled_on, which the permit's validator guarantees for
     # a cancelled permit; JSON Schema cannot say so per status, hence `?`.
+    reads["PermitChanged"] = reads["PermitChanged"] | {  # on_permit_changed
+        "data.changes[].field": "string{holder.name,holder.passport_no,holder.passport_expiry}",
+    }
     reads["ResidencePermitApplied"] = ENVELOPE | {  # on_application, rules.decide, view.record
         "data.application_id": "string",
         "data.purpose": "string{first,extension}?",
@@ -44,5 +47,21 @@ def reads() -> dict[str, Reads]:
         "data.entry_date": "string(date)?",
         "data.applied_on": "string(date)",
         "data.requested_until": "string(date)",
+    }
+    reads["ResidenceApplicationDecided"] = ENVELOPE | {  # on_application_decision
+        "data.application_id": "string",
+        "data.permit_no": "string",
+        "data.verdict": "string{accept,refuse}",
+        "data.officer_id": "string",
+        "data.decided_at": "string(date-time)",
+        "data.reason": "string",
+    }
+    reads["ResidencePermitCancellationDecided"] = ENVELOPE | {  # on_cancellation_decision
+        "data.permit_no": "string",
+        "data.residence_permit_no": "string",
+        "data.cancelled_on": "string(date)",
+        "data.officer_id": "string",
+        "data.decided_at": "string(date-time)",
+        "data.reason": "string",
     }
     return reads

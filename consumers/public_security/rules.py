@@ -2,7 +2,8 @@
 
 Sources (docs/domain.md §2, public security): Exit-Entry Administration Law art. 30 (apply
 within 30 days of entry; validity 90 days to 5 years) and art. 32 (extension applied for at
-least 30 days before expiry) [C]; the residence permit never runs beyond the work permit
+least 30 days before expiry), art. 33 (changes of its particulars applied for within 10 days)
+[C]; the residence permit never runs beyond the work permit
 [L, and a hub rule]; legacy permits are honoured as they are, but have no e-card QR code
 until they move onto the integrated standard [C]. The deadline for cancelling a residence
 permit after the work permit's cancellation is not known [U]: it is `Policy` data.
@@ -10,6 +11,8 @@ permit after the work permit's cancellation is not known [U]: it is `Policy` dat
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -17,6 +20,7 @@ from schemas.permits import add_months
 from schemas.public_security import (
     ApplicationPurpose,
     ResidencePermitAppliedData,
+    ResidenceReferralReason,
     ResidenceRejection,
 )
 
@@ -28,6 +32,14 @@ MAX_VALIDITY_MONTHS = 60
 """Art. 30: at most 5 years [C]."""
 EXTEND_AT_LEAST_DAYS_BEFORE = 30
 """Art. 32: apply for an extension at least 30 days before expiry [C]."""
+DECIDE_WITHIN_DAYS = 15
+"""Art. 30: the office decides within 15 days of the application [C]: a referral's deadline."""
+REPORT_CHANGE_WITHIN_DAYS = 10
+"""Art. 33: apply for a change of the residence permit's particulars within 10 days [C]."""
+RESIDENCE_PARTICULARS = ("holder.name", "holder.passport_no", "holder.passport_expiry")
+"""The work permit's fields that are registered particulars of the residence permit: the
+holder's name and passport, into which it is endorsed [L]. Position and category are not on
+it; a new employer is a new work permit (cancel and apply anew), not a change [C]."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,33 @@ class ResidenceFacts:
     status: str
     valid_from: date
     valid_until: date
+
+
+@dataclass(frozen=True)
+class ApplicationFacts:
+    """An application as stored with its (first) decision: what an officer's decision needs."""
+
+    application_id: str
+    permit_no: str
+    outcome: str
+    purpose: str
+    presented: str
+    entry_date: date | None
+    applied_on: date
+    requested_until: date
+    referral: str | None
+
+
+@dataclass(frozen=True)
+class CancellationCase:
+    """A residence permit as a cancellation case sees it."""
+
+    residence_permit_no: str
+    permit_no: str
+    status: str
+    valid_from: date
+    work_permit_cancelled_on: date | None
+    cancelled_on: date | None
 
 
 @dataclass(frozen=True)
@@ -77,7 +116,19 @@ class Extend:
     limited_by_work_permit: bool
 
 
-Decision = Refuse | Grant | Extend
+@dataclass(frozen=True)
+class Refer:
+    """An officer decides (`ResidenceApplicationReferred`), by `decide_by`."""
+
+    reason: ResidenceReferralReason
+    message: str
+    decide_by: date
+
+
+Decision = Refuse | Grant | Extend | Refer
+
+REFUSAL_OF_REFERRAL = {ResidenceReferralReason.APPLIED_LATE: ResidenceRejection.APPLIED_TOO_LATE}
+"""The rejection reason an officer's refusal of a referred application gives."""
 
 
 def last_day(first_day: date, months: int) -> date:
@@ -111,21 +162,29 @@ def check_permit(permit: PermitFacts | None, permit_no: str, *, by_token: bool) 
 
 
 def decide(
-    app: ResidencePermitAppliedData, permit: PermitFacts, residence: ResidenceFacts | None
+    app: ResidencePermitAppliedData, permit: PermitFacts, residence: ResidenceFacts | None,
+    *, late_accepted: bool = False,
 ) -> Decision:
-    """The decision on an application whose work permit passed `check_permit`."""
+    """The decision on an application whose work permit passed `check_permit`.
+
+    `late_accepted`: an officer accepted the application's lateness (a referral's decision).
+    """
     if app.purpose is ApplicationPurpose.EXTENSION:
         return decide_extension(app, permit, residence)
-    return decide_first(app, permit, residence)
+    return decide_first(app, permit, residence, late_accepted=late_accepted)
 
 
 def decide_first(
-    app: ResidencePermitAppliedData, permit: PermitFacts, residence: ResidenceFacts | None
+    app: ResidencePermitAppliedData, permit: PermitFacts, residence: ResidenceFacts | None,
+    *, late_accepted: bool = False,
 ) -> Decision:
     """A first residence permit after entry (art. 30), never beyond the work permit."""
     assert permit.valid_until is not None
     assert permit.valid_from is not None
-    if residence is not None and residence.status == "issued":
+    if residence is not None and residence.status == "issued" \
+            and residence.valid_until >= app.applied_on:
+        # One of an earlier validity period of the same permit number that has ended does
+        # not stand in the way (the number is the person's for life).
         return Refuse(ResidenceRejection.ALREADY_ISSUED,
                       f"residence permit {residence.residence_permit_no} is in force until "
                       f"{residence.valid_until}; apply for its extension instead")
@@ -134,10 +193,13 @@ def decide_first(
                       "a first application needs the entry date, on or before the "
                       "application date")
     late_by = (app.applied_on - app.entry_date).days - APPLY_WITHIN_DAYS_OF_ENTRY
-    if late_by > 0:
-        return Refuse(ResidenceRejection.APPLIED_TOO_LATE,
-                      f"applied {late_by} days after the {APPLY_WITHIN_DAYS_OF_ENTRY}-day limit "
-                      f"from entry on {app.entry_date}")
+    if late_by > 0 and not late_accepted:
+        # Not refused outright: a late application is decided by an officer, who weighs the
+        # cause of the delay (docs/domain.md §2 public security, Decisions by officers).
+        return Refer(ResidenceReferralReason.APPLIED_LATE,
+                     f"applied {late_by} days after the {APPLY_WITHIN_DAYS_OF_ENTRY}-day limit "
+                     f"from entry on {app.entry_date}; an officer decides",
+                     app.applied_on + timedelta(days=DECIDE_WITHIN_DAYS))
     start = max(app.applied_on, permit.valid_from)
     refused = _check_range(start, app.requested_until)
     if refused is not None:
@@ -198,3 +260,41 @@ def extension_window(
     ceiling = last_day(residence.valid_until + timedelta(days=1), MAX_VALIDITY_MONTHS)
     apply_by = residence.valid_until - timedelta(days=EXTEND_AT_LEAST_DAYS_BEFORE)
     return min(permit_valid_until, ceiling), apply_by
+
+
+def change_required(
+    changed_fields: Sequence[str], residence: ResidenceFacts | None, changed_on: date
+) -> tuple[tuple[str, ...], date] | None:
+    """After a work-permit change: (the residence permit's particulars that changed, the
+    day by which the holder must apply for their change), or None if none of a residence
+    permit in force changed (art. 33)."""
+    if residence is None or residence.status != "issued" or residence.valid_until < changed_on:
+        return None
+    changed = tuple(f for f in RESIDENCE_PARTICULARS if f in changed_fields)
+    if not changed:
+        return None
+    return changed, changed_on + timedelta(days=REPORT_CHANGE_WITHIN_DAYS)
+
+
+def check_cancellation(
+    cancelled_on: date, decided_on: date, residence_valid_from: date,
+    work_permit_cancelled_on: date | None,
+) -> str | None:
+    """Why an officer's cancellation date cannot stand, or None: not after the decision's day,
+    not before the residence permit began or the work permit was cancelled."""
+    if cancelled_on > decided_on:
+        return f"the cancellation date {cancelled_on} is after the decision's day {decided_on}"
+    floor = max(residence_valid_from, work_permit_cancelled_on or residence_valid_from)
+    if cancelled_on < floor:
+        return (f"the cancellation date {cancelled_on} is before {floor}, when the residence "
+                "permit began or its work permit was cancelled")
+    return None
+
+
+def names(text: str, holder_name: str, passport_no: str) -> bool:
+    """Whether `text` names the holder: the passport number, the full name, or a part of the
+    name of three letters or more, as whole words, in any case. A decision's reason must not
+    (docs/domain.md §2 public security, Decisions by officers)."""
+    parts = [passport_no, holder_name, *(p for p in holder_name.split() if len(p) >= 3)]
+    return any(re.search(rf"(?<!\w){re.escape(p)}(?!\w)", text, re.IGNORECASE)
+               for p in parts if p)

@@ -6,29 +6,37 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import typer
+
 from consumers.public_security import expectations
 from consumers.public_security.handlers import (
     Policy,
     checked_permit,
     on_application,
+    on_application_decision,
+    on_cancellation_decision,
     on_permit_cancelled,
+    on_permit_changed,
     on_permit_extended,
 )
 from consumers.public_security.settings import PublicSecuritySettings
 from consumers.public_security.tokens import PublishedKeys, token_check
 from consumers.public_security.views import PERMITS, PublicSecurityView
-from hub.agency import Agency, Channel, PermitView
+from hub.agency import Agency, Channel, CommandContext, PermitView
 from hub.delivery import BatchHandler
-from hub.dispatch import Emit, Received, Router
+from hub.dispatch import Emit, Hold, Received, Router
 from hub.retention import Expiring, Forget, Kept, Retention
 from hub.settings import Settings
 from schemas import PERMIT_EVENT_TYPES, topics
 from schemas.permit_token import published_keys_file
-from schemas.permits import PermitCancelled, PermitExtended
+from schemas.permits import PermitCancelled, PermitChanged, PermitExtended
 from schemas.public_security import (
+    PUBLIC_SECURITY_DECISION_TYPES,
     PUBLIC_SECURITY_REQUEST_TYPES,
     RESIDENCE_EVENT_TYPES,
+    ResidenceApplicationDecided,
     ResidencePermitApplied,
+    ResidencePermitCancellationDecided,
 )
 
 
@@ -47,7 +55,8 @@ def router(
     settings: Settings, own: PublicSecuritySettings | None = None
 ) -> Router[PublicSecurityView]:
     """What the agency does with each event type it consumes."""
-    p = policy(settings, own)
+    own_settings = own or PublicSecuritySettings()
+    p = policy(settings, own_settings)
     r: Router[PublicSecurityView] = Router(
         outcome_topic=settings.topic(topics.RESIDENCE_EVENTS), view_factory=PublicSecurityView
     )
@@ -55,16 +64,33 @@ def router(
 
     async def application(
         event: Any, view: PublicSecurityView, received: Received
-    ) -> Sequence[Emit]:
-        return await on_application(event, view, p, received_at=received.at)
+    ) -> Sequence[Emit] | Hold:
+        # Held while the permit is unknown, until its hold period ends (`final`): then
+        # refused as permit_unknown. A held one is checked against when it first arrived.
+        return await on_application(event, view, p, received_at=received.at,
+                                    may_hold=not received.final,
+                                    held_since=received.held_since)
 
     async def cancelled(event: Any, view: PublicSecurityView) -> Sequence[Emit]:
         return await on_permit_cancelled(event, view, p)
 
-    r.on_received(ResidencePermitApplied, application)  # scan time vs. the record's time
+    # scan time vs. the record's time; one answer per application id (a resubmission with
+    # the same data gets it again); an early one waits for its permit's events (hold_hours).
+    r.on_request(ResidencePermitApplied, application,
+                 request_id=lambda e: e.data.application_id)
+    r.hold_for(ResidencePermitApplied, timedelta(hours=own_settings.hold_hours))
     r.on(PermitCancelled, cancelled)
     r.on(PermitExtended, on_permit_extended)
+    r.on(PermitChanged, on_permit_changed)
+    r.on(ResidenceApplicationDecided, on_application_decision)
+    r.on(ResidencePermitCancellationDecided, on_cancellation_decision)
     return r
+
+
+def _commands(context: CommandContext) -> Sequence[tuple[str, typer.Typer]]:
+    from consumers.public_security.cli import commands  # loads only when commands are mounted
+
+    return commands(context)
 
 
 def build(settings: Settings) -> BatchHandler:
@@ -80,12 +106,18 @@ AGENCY = Agency(
                       "Public security's decisions on residence permits, from its outbox."),
     requests=Channel(topics.PUBLIC_SECURITY_REQUESTS, PUBLIC_SECURITY_REQUEST_TYPES,
                      "Residence-permit applications from the entry-exit counter system."),
-    reads=(topics.PERMIT_EVENTS, topics.PUBLIC_SECURITY_REQUESTS),
-    accepts=(*PERMIT_EVENT_TYPES, *PUBLIC_SECURITY_REQUEST_TYPES),
+    decisions=Channel(topics.PUBLIC_SECURITY_DECISIONS, PUBLIC_SECURITY_DECISION_TYPES,
+                      "Officers' decisions: on a referred application, closing a cancellation"
+                      " case."),
+    reads=(topics.PERMIT_EVENTS, topics.PUBLIC_SECURITY_REQUESTS,
+           topics.PUBLIC_SECURITY_DECISIONS),
+    accepts=(*PERMIT_EVENT_TYPES, *PUBLIC_SECURITY_REQUEST_TYPES,
+             *PUBLIC_SECURITY_DECISION_TYPES),
     view=PermitView(PERMITS, checked_permit),
     build=build,
     expectations=expectations.reads(),
     settings=PublicSecuritySettings,
+    commands=_commands,
     retention=Retention(
         expiring=(Expiring("ps_accepted_tokens", "expires_at",
                            "a token is refused after it expired (plus the leeway), so its"
@@ -98,6 +130,8 @@ AGENCY = Agency(
                    " WHERE permit_no = ANY($1))"),
         ),
         kept=(
+            Kept("ps_officer_decisions", "who decided what, when and why: the legal record of"
+                 " the officers' decisions; a staff id and a reason without personal data"),
             Kept("ps_residence_permits", "the residence permit's legal history (numbers,"
                  " dates, status); no name or passport"),
         ),

@@ -27,3 +27,11 @@ class PublicSecuritySettings(BaseSettings):
         description="clock skew allowed between the card service and the counter's scanner, "
         "and between a scan and when its application reached Kafka",
     )
+    hold_hours: float = Field(
+        default=72,
+        gt=0,
+        le=24 * 30,
+        description="how long an application naming a work permit public security does not "
+        "know yet waits for it (the permit's event and the counter's request travel on "
+        "different topics) before it is refused as permit_unknown (fractions allowed)",
+    )

@@ -143,13 +143,15 @@ def test_making_a_read_field_nullable_fails() -> None:
 
 
 def test_dropping_a_value_a_consumer_acts_on_fails() -> None:
-    """Social insurance links a new passport only on a `holder.passport_no` change."""
+    """Social insurance links a new passport only on a `holder.passport_no` change; public
+    security requires the residence permit's change on it (art. 33)."""
     document = latest("PermitChanged")
     change = document["$defs"]["FieldChange"]["properties"]["field"]
     change["enum"].remove("holder.passport_no")
+    dropped = ("data.changes[].field can no longer carry 'holder.passport_no', "
+               "which the consumer acts on")
     assert expectations_failing("PermitChanged", document, "data.changes[].field") == {
-        "social_insurance": ["data.changes[].field can no longer carry 'holder.passport_no', "
-                             "which the consumer acts on"]}
+        "social_insurance": [dropped], "public_security": [dropped]}
 
 
 def test_dropping_a_format_a_consumer_parses_fails() -> None:

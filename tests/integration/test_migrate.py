@@ -90,12 +90,22 @@ LATER_COLUMNS = {("ps_permits", "standard"), ("si_permits", "standard")}
 LATER_TABLES = {"ps_accepted_tokens", "hub_evidence", "hub_evidence_peer_heads",
                 "hub_looks", "hub_looks_id_seq", "hub_outbox_parked", "hub_erasures",
                 "hub_erasures_pkey", "hub_retention_runs", "hub_retention_runs_id_seq",
-                "hub_retention_runs_pkey"}
+                "hub_retention_runs_pkey", "hub_held_requests", "hub_held_requests_position_seq",
+                "hub_request_answers", "ps_officer_decisions"}
 """Tables that steps after the baselines create: the code before migrations never had them."""
 LATER_CHANGED = {("hub_replays", "hub_replays_status_check"), ("si_permits", "holder_key"),
-                 ("si_permits", "passport_no"), ("si_permits", "date_of_birth")}
-"""(table, constraint or column) that steps after the baselines replace: hub 0007 the
-`refused` status; social insurance 0003 the holder's passport and birth date by a key."""
+                 ("si_permits", "passport_no"), ("si_permits", "date_of_birth"),
+                 *(("ps_residence_permits", n) for n in (
+                     "ps_residence_permits_permit_no_key", "ps_residence_permits_status_check",
+                     "ps_residence_permits_in_force", "ps_residence_permits_by_permit",
+                     "changed_particulars", "particulars_changed_on", "change_report_by",
+                     "work_permit_cancelled_on", "cancelled_on")),
+                 ("ps_applications", "ps_applications_outcome_check"),
+                 ("ps_applications", "referral")}
+"""(table, constraint, index or column) that steps after the baselines replace or add: hub
+0007 the `refused` status; social insurance 0003 the holder's passport and birth date by a
+key; public security 0004 several residence permits per work permit (one in force) and the
+change report, 0005 the referral and the officers' cancellation."""
 
 
 @pytest.fixture

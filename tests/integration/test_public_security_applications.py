@@ -115,20 +115,20 @@ async def test_each_application_gets_its_decision_published_and_stored(
             applied(cancelled.permit_no, "A-cancelled"),
             applied(expired.permit_no, "A-expired"),
             applied(short.permit_no, "A-short"),
-            applied("999999999999999999", "A-unknown"),
             applied(legacy.permit_no, "A-legacy"),
             applied(ok.permit_no, "A-ok"),  # a second submission of A-ok: a new envelope id
+            applied(ok.permit_no, "A-ok", requested_until=date(2026, 3, 1)),  # other data
         ]
         await send(hub_settings, topics.PUBLIC_SECURITY_REQUESTS, requests)
         events = await wait_for(hub_settings, topics.RESIDENCE_EVENTS, CODEC,
-                                lambda es: len(es) >= len(requests), what="13 decisions")
+                                lambda es: len(es) >= len(requests), what="13 answers")
 
     decided = by_request(events, "application_id")
     assert decided.pop("A-ok")
     assert len(events) == len(requests)
     assert {k: outcome(v) for k, v in decided.items()} == {
         "A-again": ("ResidencePermitRejected", "already_issued"),
-        "A-late": ("ResidencePermitRejected", "applied_too_late"),
+        "A-late": ("ResidenceApplicationReferred", "applied_late"),
         "A-entry": ("ResidencePermitRejected", "entry_date_invalid"),
         "A-range": ("ResidencePermitRejected", "validity_out_of_range"),
         "A-limited": ("ResidencePermitIssued", None),
@@ -136,25 +136,28 @@ async def test_each_application_gets_its_decision_published_and_stored(
         "A-cancelled": ("ResidencePermitRejected", "permit_cancelled"),
         "A-expired": ("ResidencePermitRejected", "permit_expired"),
         "A-short": ("ResidencePermitRejected", "work_permit_ends_too_soon"),
-        "A-unknown": ("ResidencePermitRejected", "permit_unknown"),
         "A-legacy": ("ResidencePermitIssued", None),
     }
-    first, duplicate = [e for e in events if e.data.application_id == "A-ok"]
+    first, again, duplicate = [e for e in events if e.data.application_id == "A-ok"]
     assert first.type.endswith("ResidencePermitIssued")
     assert (first.data.valid_from, first.data.valid_until) == (ENTRY + timedelta(days=10),
                                                                date(2026, 3, 12))
+    # The same application again (same data): the same answer, not a second decision.
+    assert (again.type, again.data) == (first.type, first.data)
+    # The same id with other data: decided, and refused as a duplicate.
     assert duplicate.data.reason == "duplicate_application"
     limited = decided["A-limited"][0].data
     assert limited.valid_until == ok2.valid_until
     assert limited.limited_by_work_permit
     assert all(e.source == "/cn/mps/entry-exit" for e in events)
-    # Per-subject sequences of public security's own outcomes: 1, 2, 3 for ok's three.
-    assert sorted(e.sequence for e in events if e.subject == ok.permit_no) == [1, 2, 3]
+    # Per-subject sequences of public security's own outcomes: 1, 2, 3 for ok's three
+    # decisions; the repeated answer is the first one's record again.
+    assert sorted(e.sequence for e in events if e.subject == ok.permit_no) == [1, 1, 2, 3]
 
     stored = await rows(hub_settings, AGENCY, "SELECT application_id, outcome, reason"
                         " FROM ps_applications")
-    assert len(stored) == len(requests)
-    assert Counter(r["outcome"] for r in stored) == {"rejected": 10, "issued": 3}
+    assert len(stored) == len(requests) - 1, "the repeated A-ok reached no handler"
+    assert Counter(r["outcome"] for r in stored) == {"rejected": 8, "issued": 3, "referred": 1}
     residence = await rows(hub_settings, AGENCY, "SELECT permit_no, valid_until, status"
                            " FROM ps_residence_permits")
     assert {r["permit_no"] for r in residence} == {ok.permit_no, ok2.permit_no, legacy.permit_no}

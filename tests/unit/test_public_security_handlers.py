@@ -237,12 +237,11 @@ def _short(auth: Authority) -> None:
     (_letter, {}, R.PERMIT_NOT_ACTIVE),
     (_cancelled, {}, R.PERMIT_CANCELLED),
     (_expired, {}, R.PERMIT_EXPIRED),
-    (_issued, {"applied_on": ENTRY + timedelta(days=31)}, R.APPLIED_TOO_LATE),
     (_issued, {"entry_date": ENTRY + timedelta(days=11)}, R.ENTRY_DATE_INVALID),
     (_issued, {"entry_date": None}, R.ENTRY_DATE_INVALID),
     (_issued, {"requested_until": ENTRY + timedelta(days=60)}, R.VALIDITY_OUT_OF_RANGE),
     (_short, {}, R.WORK_PERMIT_ENDS_TOO_SOON),
-], ids=["unknown", "letter-stage", "cancelled", "expired", "too-late", "entry-after-applying",
+], ids=["unknown", "letter-stage", "cancelled", "expired", "entry-after-applying",
         "no-entry-date", "too-short", "permit-ends-too-soon"])
 async def test_each_refusal_is_published_with_its_reason_and_stored(
     setup: Any, request_data: dict[str, Any], reason: ResidenceRejection
@@ -377,13 +376,13 @@ async def test_a_token_is_taken_once_and_only_its_digest_is_kept() -> None:
 
 
 async def test_a_token_that_proved_its_permit_is_used_up_even_if_the_application_fails() -> None:
-    """Refused on its merits (too late): the token did prove the permit, so it is taken."""
+    """Refused on its merits (too short): the token did prove the permit, so it is taken."""
     view = MemoryPublicSecurityView()
     Authority(view).issued()
     text = token(PERMIT)
-    late = applied("T-1", PERMIT, presented=PresentedQrToken(token=text, scanned_at=SCANNED),
-                   applied_on=ENTRY + timedelta(days=31))
-    assert rejected(await apply(view, late)).reason is R.APPLIED_TOO_LATE
+    short = applied("T-1", PERMIT, presented=PresentedQrToken(token=text, scanned_at=SCANNED),
+                    requested_until=ENTRY + timedelta(days=60))
+    assert rejected(await apply(view, short)).reason is R.VALIDITY_OUT_OF_RANGE
     assert rejected(await apply(view, by_token("T-2", PERMIT, text))).reason is R.TOKEN_REUSED
 
 

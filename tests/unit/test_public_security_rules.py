@@ -22,6 +22,7 @@ from schemas.public_security import (
     PresentedPermitNo,
     PresentedQrToken,
     ResidencePermitAppliedData,
+    ResidenceReferralReason,
     ResidenceRejection,
 )
 
@@ -109,11 +110,16 @@ def test_a_timely_application_is_granted_as_requested() -> None:
 
 
 def test_the_thirtieth_day_after_entry_is_still_in_time() -> None:
-    """Day 30 after entry is accepted; day 31 is refused as too late."""
+    """Day 30 after entry is accepted; day 31 goes to an officer, decided within 15 days."""
     on_time = application(applied_on=ENTRY + timedelta(days=30))
     late = application(applied_on=ENTRY + timedelta(days=31))
     assert isinstance(rules.decide(on_time, permit(), None), Grant)
-    assert reason(rules.decide(late, permit(), None)) is ResidenceRejection.APPLIED_TOO_LATE
+    referred = rules.decide(late, permit(), None)
+    assert isinstance(referred, rules.Refer)
+    assert referred.reason is ResidenceReferralReason.APPLIED_LATE
+    assert referred.decide_by == ENTRY + timedelta(days=31 + 15)
+    accepted = rules.decide(late, permit(), None, late_accepted=True)
+    assert isinstance(accepted, Grant), "an officer's acceptance: the other rules decide"
 
 
 @pytest.mark.parametrize(
