@@ -370,12 +370,21 @@ class MemorySocialInsuranceView:
         if p is None:
             return None
         return InsurancePermitFacts(p.permit_no, p.status, p.standard, p.nationality,
-                                    p.employer_credit_code, p.issued_on, p.valid_from)
+                                    p.employer_credit_code, p.issued_on, p.valid_from,
+                                    p.valid_until)
 
     async def holder_key(self, permit_no: str) -> str | None:
         """The holder's passport person key."""
         p = self.permits.get(permit_no)
         return None if p is None else p.holder_key
+
+    async def permits_in_force_of(self, keys: Sequence[str]) -> list[InsurancePermitFacts]:
+        """The person's permits not yet ended, by their keys and their account's keys."""
+        accounts = {self.person_keys[k] for k in keys if k in self.person_keys}
+        known = set(keys) | {k for k, ssn in self.person_keys.items() if ssn in accounts}
+        found = [await self.permit(no) for no, p in sorted(self.permits.items())
+                 if p.holder_key in known and p.status in ("letter_issued", "active")]
+        return [f for f in found if f is not None]
 
     async def permit_of_letter(self, letter_no: str) -> str | None:
         """The permit a letter names."""

@@ -125,6 +125,10 @@ async def on_registration_requested(
             "number, or submit again once the permit has been issued"))
     if isinstance(request.reference, ByECard) and permit.standard == "legacy":
         return await _reject(event, view, None, _unknown_card(request.reference.card_id))
+    if permit.status not in rules.IN_FORCE:
+        current = await _current_permit(view, resolved, request.employer_credit_code, policy)
+        if current is not None:
+            resolved, permit = current.permit_no, current
     decision = rules.decide(
         request, permit, policy.agreements,
         registered=await view.registration_in_force(resolved) is not None,
@@ -147,6 +151,22 @@ async def _resolve(
             InsuranceRejection.LETTER_UNKNOWN,
             f"no work permit is known for notification letter {reference.letter_no}")
     return await view.permit_of_card(reference.card_id) or _unknown_card(reference.card_id)
+
+
+async def _current_permit(
+    view: SocialInsuranceViewPort, ended: str, employer: str, policy: Policy
+) -> rules.PermitFacts | None:
+    """The person's current permit with this employer, when the one named has ended.
+
+    A letter, an e-card or a permit number of a cancelled or expired permit still names its
+    holder; after a change of employer (the old permit cancelled, a new one issued) the
+    new employer's request finds the new permit, not the old one. Only a permit of the
+    requesting employer is followed to, so another employer learns nothing of it.
+    """
+    keys = await _person_keys(view, ended, policy.keys)
+    found = [p for p in await view.permits_in_force_of(keys)
+             if p.permit_no != ended and p.employer_credit_code == employer]
+    return found[0] if len(found) == 1 else None
 
 
 def _unknown_card(card_id: str) -> rules.Refuse:

@@ -29,6 +29,10 @@ class SocialInsuranceViewPort(Protocol):
     async def holder_key(self, permit_no: str) -> str | None:
         """The passport person key of the permit's holder, if known."""
 
+    async def permits_in_force_of(self, keys: Sequence[str]) -> list[PermitFacts]:
+        """The permits not yet ended (`rules.IN_FORCE`) whose holder key is one of `keys` or
+        a key of an account one of `keys` names, by permit number."""
+
     async def permit_of_letter(self, letter_no: str) -> str | None:
         """The permit a notification letter was issued for."""
 

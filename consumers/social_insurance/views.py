@@ -9,7 +9,7 @@ from uuid import UUID
 
 from consumers.social_insurance.ports import AmbiguousPerson
 from consumers.social_insurance.records import InsuredPermit
-from consumers.social_insurance.rules import Cover, PermitFacts
+from consumers.social_insurance.rules import IN_FORCE, Cover, PermitFacts
 from hub.db import Connection
 from hub.projection import ViewTable
 from schemas.social_insurance import InsuranceRegistrationRequestedData
@@ -29,7 +29,7 @@ class SocialInsuranceView:
         """The permit as the agency's view holds it."""
         row = await self.conn.fetchrow(
             "SELECT permit_no, status, standard, nationality, employer_credit_code, issued_on,"
-            " valid_from FROM si_permits WHERE permit_no = $1", permit_no)
+            " valid_from, valid_until FROM si_permits WHERE permit_no = $1", permit_no)
         return PermitFacts(**dict(row)) if row is not None else None
 
     async def holder_key(self, permit_no: str) -> str | None:
@@ -37,6 +37,18 @@ class SocialInsuranceView:
         found: str | None = await self.conn.fetchval(
             "SELECT holder_key FROM si_permits WHERE permit_no = $1", permit_no)
         return found
+
+    async def permits_in_force_of(self, keys: Sequence[str]) -> list[PermitFacts]:
+        """The permits not yet ended whose holder is the person these keys name: by the keys
+        themselves, or by any key of the account one of them names."""
+        rows = await self.conn.fetch(
+            "SELECT permit_no, status, standard, nationality, employer_credit_code, issued_on,"
+            " valid_from, valid_until FROM si_permits WHERE status = ANY($2::text[])"
+            " AND holder_key IN (SELECT unnest($1::text[]) UNION SELECT k.person_key"
+            " FROM si_person_keys k JOIN si_person_keys m ON m.ssn = k.ssn"
+            " WHERE m.person_key = ANY($1::text[])) ORDER BY permit_no",
+            list(keys), list(IN_FORCE))
+        return [PermitFacts(**dict(r)) for r in rows]
 
     async def permit_of_letter(self, letter_no: str) -> str | None:
         """The permit a notification letter was issued for."""
