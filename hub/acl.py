@@ -11,6 +11,8 @@ Who may do what (every right is an ALLOW on a literal name; Read and Write imply
   topic, IdempotentWrite; Read on its outcome topic when that is published per audience
   and kept in full for the front door (`Channel.front_door_reads`: an outcome carrying a
   credential the requester's app must get and no reading agency verifies), with no group.
+- `<agency>-desk`, for an agency whose officers record decisions (`Agency.decisions`): Write
+  on that agency's decisions topic, IdempotentWrite; nothing else (it reads no outcome).
 - `ops`: Read on every dead-letter and quarantine topic (they hold personal data, and no one
   else reads them) and on every topic a group reads (`hub lag` reads the oldest unapplied
   record, `hub replay` the permit topic); Describe on every agency's group (`hub lag`'s
@@ -38,7 +40,7 @@ from aiokafka.client import AIOKafkaClient
 
 from hub.agency import Agency
 from hub.kafka import quarantine_topic
-from hub.kafka_credentials import ADMIN, OPS, front_door, user
+from hub.kafka_credentials import ADMIN, OPS, desk, front_door, user
 from hub.kafka_wire import (
     CLUSTER,
     Acl,
@@ -47,6 +49,7 @@ from hub.kafka_wire import (
     create_acls,
     delete_acls,
     describe_acls,
+    on_every_broker,
     wait_until,
 )
 from hub.logging import get_logger
@@ -61,12 +64,14 @@ Topic, Group = ResourceType.TOPIC, ResourceType.GROUP
 
 
 def principals(agencies: Iterable[Agency]) -> list[str]:
-    """Every principal of the hub: admin, ops, each agency, each front door."""
+    """Every principal of the hub: admin, ops, each agency, each front door and desk."""
     found = [ADMIN, OPS]
     for a in agencies:
         found.append(a.name)
         if a.requests is not None:
             found.append(front_door(a.name))
+        if a.decisions is not None:
+            found.append(desk(a.name))
     return found
 
 
@@ -96,6 +101,10 @@ def _agency(settings: Settings, agency: Agency) -> set[Acl]:
         c = agency.publishes
         if c is not None and c.per_audience and c.front_door_reads:
             acls.add(Acl(door, Topic, settings.topic(c.topic), Read))
+    if agency.decisions is not None:
+        officers = user(desk(agency.name))
+        acls |= {Acl(officers, Topic, settings.topic(agency.decisions.topic), Write),
+                 _idempotent(officers)}
     return acls
 
 
@@ -151,11 +160,16 @@ async def apply(
 
 
 async def _wait_enforced(client: AIOKafkaClient, wanted: set[Acl], gone: set[Acl]) -> None:
-    # The broker learns ACLs from the metadata log a moment after the controller wrote
-    # them; its DescribeAcls answers from the same authorizer that checks requests.
-    async def enforced() -> bool:
-        present = await describe_acls(client)
+    # Each broker learns ACLs from the metadata log a moment after the controller wrote
+    # them (a broker just restarted, only once it has replayed the log); its DescribeAcls
+    # answers from the same authorizer that checks requests. So every broker is asked: a
+    # consumer may be sent to any of them, and treats a refusal as a configuration fault.
+    async def holds(node: int) -> bool:
+        present = await describe_acls(client, node)
         return wanted <= present and not gone & present
+
+    async def enforced() -> bool:
+        return await on_every_broker(client, holds)
 
     await wait_until(enforced, "the ACLs in force")
 

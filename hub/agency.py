@@ -10,7 +10,7 @@ The runtime sees an agency only through this type; it never imports an agency pa
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +25,7 @@ from hub.clock import Calendar
 from hub.consumer import ConsumerSpec
 from hub.delivery import BatchHandler
 from hub.kafka import TopicPolicy, quarantine_topic
-from hub.kafka_credentials import front_door
+from hub.kafka_credentials import desk, front_door
 from hub.projection import ViewTable
 from hub.retention import Retention
 from hub.settings import Settings
@@ -173,6 +173,9 @@ class CommandContext:
     """Agencies that keep a permit view."""
     permit_lookup: Callable[[Settings, str], AbstractAsyncContextManager[Lookup]]
     """Opens one agency's permit view (by agency name) for lookups."""
+    submit_decisions: Callable[[Settings, str, Iterable[CloudEvent[Any]]], Awaitable[int]]
+    """Publishes officers' decisions to an agency's decisions topic (by agency name) as
+    its desk (`Agency.decisions`)."""
 
 
 Commands = Callable[[CommandContext], Sequence[tuple[str, typer.Typer]]]
@@ -205,6 +208,10 @@ class Agency:
     """Its outbox's topic: its outcomes (for the authority, the permit lifecycle)."""
     requests: Channel | None = None
     """The topic its front doors submit requests to, when it takes requests."""
+    decisions: Channel | None = None
+    """The topic its officers' desk (`<name>-desk`) publishes decisions taken by people to
+    (a reviewer's decision on a referred request, the closing of a case): its own consumer
+    reads it, and no one else writes it. Each decision names the officer, when and why."""
     reads: tuple[str, ...] = ()
     """The topics its consumer group reads (before the prefix); empty: it consumes nothing."""
     accepts: tuple[type[CloudEvent[Any]], ...] = ()
@@ -241,6 +248,9 @@ class Agency:
             raise ValueError(f"agency {self.name!r}: a consumer needs both topics and a build")
         if self.reads and not self.accepts:
             raise ValueError(f"agency {self.name!r} reads topics but accepts no event type")
+        if self.decisions is not None and self.decisions.topic not in self.reads:
+            raise ValueError(f"agency {self.name!r}: its own consumer must read its decisions"
+                             f" topic {self.decisions.topic}")
 
     @property
     def heads(self) -> Channel | None:
@@ -254,8 +264,8 @@ class Agency:
 
     def channels(self) -> list[Channel]:
         """The topics it owns: its publications (one per audience for a channel published
-        per audience), its chain heads, its requests."""
-        return [*self.publications(), *(c for c in (self.heads, self.requests)
+        per audience), its chain heads, its requests, its officers' decisions."""
+        return [*self.publications(), *(c for c in (self.heads, self.requests, self.decisions)
                                         if c is not None)]
 
     def publications(self) -> list[Channel]:
@@ -373,7 +383,8 @@ class Agency:
 
     def signers(self) -> dict[str, frozenset[str]]:
         """Who signs for this agency, and the event types each may emit: the agency itself
-        for its outcomes, its front doors (`<name>-front-door`) for its requests."""
+        for its outcomes, its front doors (`<name>-front-door`) for its requests, its
+        officers' desk (`<name>-desk`) for their decisions."""
         out = {}
         if self.publishes is not None:
             out[self.name] = frozenset(t.EVENT_TYPE for c in (self.publishes, self.heads) if c
@@ -381,6 +392,8 @@ class Agency:
         if self.requests is not None:
             out[front_door(self.name)] = frozenset(
                 t.EVENT_TYPE for t in self.requests.event_types)
+        if self.decisions is not None:
+            out[desk(self.name)] = frozenset(t.EVENT_TYPE for t in self.decisions.event_types)
         return out
 
     def kafka_needs(self, settings: Settings) -> KafkaNeeds:

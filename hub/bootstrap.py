@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import asyncpg
@@ -29,8 +29,9 @@ from hub.kafka import (
     missing_topics,
     open_producer,
     protocol_client,
+    publish,
 )
-from hub.kafka_credentials import ADMIN, ensure_users
+from hub.kafka_credentials import ADMIN, desk, ensure_users
 from hub.logging import get_logger
 from hub.migrate import Migration, apply, drift, load, status
 from hub.outbox import OutboxRelay
@@ -39,6 +40,7 @@ from hub.registry import Registry, installed
 from hub.roles import provision, seal_migration_record
 from hub.settings import Role, Settings
 from hub.signing import KeyStore, SigningKey, Verifier
+from schemas import CloudEvent
 
 log = get_logger(__name__)
 
@@ -312,11 +314,32 @@ async def permit_lookup(settings: Settings, agency: str) -> AsyncIterator[Lookup
         yield lookup
 
 
+async def submit_decisions(
+    settings: Settings, agency: str, events: Iterable[CloudEvent[Any]]
+) -> int:
+    """Publish officers' decisions to the agency's decisions topic (`Agency.decisions`) as
+    its desk (`<agency>-desk`): logged in and signed as the desk, which may write that topic
+    and sign those types alone. Returns how many; BadTarget for an agency that takes no
+    decisions, or an event type its desk may not sign."""
+    declared = installed().get(agency)
+    if declared.decisions is None:
+        raise BadTarget(f"agency {agency!r} takes no decisions from its officers")
+    events = list(events)
+    allowed = {t.EVENT_TYPE for t in declared.decisions.event_types}
+    stray = sorted({e.type for e in events} - allowed)
+    if stray:
+        raise BadTarget(f"{agency}'s desk publishes {sorted(allowed)}, not {stray}")
+    return await publish(settings, declared.decisions.topic, events,
+                         signer=signing_key(settings, desk(agency)))
+
+
 def command_context() -> CommandContext:
-    """What agencies' operator commands are given: the viewed agencies and a lookup."""
+    """What agencies' operator commands are given: the viewed agencies, a lookup, and the
+    officers' desk."""
     return CommandContext(
         agencies=tuple(a.name for a in installed().with_views()),
         permit_lookup=permit_lookup,
+        submit_decisions=submit_decisions,
     )
 
 

@@ -122,6 +122,7 @@ def agencies(
         "reads": [settings.topic(t) for t in a.reads],
         "publishes": settings.topic(a.publishes.topic) if a.publishes else None,
         "requests": settings.topic(a.requests.topic) if a.requests else None,
+        "decisions": settings.topic(a.decisions.topic) if a.decisions else None,
         "accepts": [t.EVENT_TYPE for t in a.accepts],
         "view": a.view.table.name if a.view else None,
         "kafka": a.kafka_needs(settings).__dict__,
@@ -132,7 +133,7 @@ def agencies(
         return
     for r in rows:
         typer.echo(f"{r['name']:<20} {r['title']}")
-        for key in ("reads", "publishes", "requests", "view", "settings"):
+        for key in ("reads", "publishes", "requests", "decisions", "view", "settings"):
             value = r[key]
             if value:
                 typer.echo(f"  {key:<10} {', '.join(value) if isinstance(value, list) else value}")

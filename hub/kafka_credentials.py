@@ -2,8 +2,9 @@
 
 Every hub process talks to Kafka as one principal, chosen by the composition root from what
 the process runs: `admin` sets up (users, topics, ACLs), `ops` runs the operator commands,
-each agency runs its consumer group and outbox relay under its own name, and the systems that
-submit an agency's requests are `<agency>-front-door`. A password lives in its own 0600 file
+each agency runs its consumer group and outbox relay under its own name, the systems that
+submit an agency's requests are `<agency>-front-door`, and the desk through which its
+officers record their decisions is `<agency>-desk`. A password lives in its own 0600 file
 (`Settings.kafka_password_file`) in a 0700 directory; this module creates the missing ones
 for the local stack and registers them with the broker as SCRAM-SHA-512 credentials.
 """
@@ -18,7 +19,13 @@ from pathlib import Path
 
 from aiokafka.client import AIOKafkaClient
 
-from hub.kafka_wire import ScramUpsert, alter_scram, describe_scram_users, wait_until
+from hub.kafka_wire import (
+    ScramUpsert,
+    alter_scram,
+    describe_scram_users,
+    on_every_broker,
+    wait_until,
+)
 from hub.logging import get_logger
 from hub.settings import Settings
 
@@ -26,6 +33,7 @@ __all__ = [
     "ADMIN",
     "OPS",
     "CredentialsMissing",
+    "desk",
     "ensure_password",
     "ensure_users",
     "front_door",
@@ -52,6 +60,12 @@ class CredentialsMissing(RuntimeError):
 def front_door(agency: str) -> str:
     """The principal of the systems that submit requests to this agency."""
     return f"{agency}-front-door"
+
+
+def desk(agency: str) -> str:
+    """The principal of the agency's officers' desk: the system through which its officers
+    record decisions taken by people (a reviewer's decision, the closing of a case)."""
+    return f"{agency}-desk"
 
 
 def user(principal: str) -> str:
@@ -122,9 +136,12 @@ async def ensure_users(
 
 
 async def _wait_visible(client: AIOKafkaClient, names: list[str]) -> None:
-    # A credential reaches the broker through the metadata log a moment after the
-    # controller accepted it; a client that logs in before then is refused.
+    # A credential reaches each broker through the metadata log a moment after the
+    # controller accepted it; a client that logs in to a broker before then is refused.
+    async def holds(node: int) -> bool:
+        return set(names) <= await describe_scram_users(client, node)
+
     async def visible() -> bool:
-        return set(names) <= await describe_scram_users(client)
+        return await on_every_broker(client, holds)
 
     await wait_until(visible, f"SCRAM users {names} on the broker")

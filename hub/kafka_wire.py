@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import for_code
+from aiokafka.errors import (
+    KafkaConnectionError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+    for_code,
+)
 from aiokafka.protocol.admin import (
     CreateAclsRequest_v1,
     DeleteAclsRequest_v1,
@@ -145,9 +150,10 @@ class _DeleteAcls(Request[DeleteAclsRequest_v1]):  # type: ignore[misc]
         ])
 
 
-async def describe_acls(client: AIOKafkaClient) -> set[Acl]:
-    """Every literal ALLOW rule for all hosts on topics, groups and the cluster."""
-    response = await _send(client, _DescribeAcls())
+async def describe_acls(client: AIOKafkaClient, node_id: int | None = None) -> set[Acl]:
+    """Every literal ALLOW rule for all hosts on topics, groups and the cluster, as one
+    broker (`node_id`; any one if None) holds them."""
+    response = await _send(client, _DescribeAcls(), node_id)
     raise_for(response.error_code, response.error_message, "describe ACLs")
     found: set[Acl] = set()
     for resource_type, name, _pattern, acls in response.resources:
@@ -273,9 +279,10 @@ class _AlterScram(Request[_AlterScramStruct]):  # type: ignore[misc]
         return request_struct_class([], rows, {})
 
 
-async def describe_scram_users(client: AIOKafkaClient) -> set[str]:
-    """The users that have a SCRAM-SHA-512 credential."""
-    response = await _send(client, _DescribeScram())
+async def describe_scram_users(client: AIOKafkaClient, node_id: int | None = None) -> set[str]:
+    """The users that have a SCRAM-SHA-512 credential, as one broker (`node_id`; any one if
+    None) holds them."""
+    response = await _send(client, _DescribeScram(), node_id)
     raise_for(response.error_code, response.error_message, "describe SCRAM users")
     return {user for user, code, _message, infos, _tags in response.results
             if code == 0 and any(m == SCRAM_SHA_512 for m, _i, _t in infos)}
@@ -310,8 +317,28 @@ async def wait_until(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 
-async def _send(client: AIOKafkaClient, request: Any) -> Any:
-    return await client.send(client.get_random_node(), request)
+def broker_ids(client: AIOKafkaClient) -> list[int]:
+    """Every broker the client's metadata knows."""
+    return sorted(b.nodeId for b in client.cluster.brokers())
+
+
+async def on_every_broker(
+    client: AIOKafkaClient, holds: Callable[[int], Awaitable[bool]]
+) -> bool:
+    """Whether `holds` is true of every broker that answers (one that cannot be reached
+    now serves no client either, and is left out); refreshes the broker list first."""
+    await client.force_metadata_update()
+    for node in broker_ids(client):
+        try:
+            if not await holds(node):
+                return False
+        except (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError):
+            continue
+    return True
+
+
+async def _send(client: AIOKafkaClient, request: Any, node_id: int | None = None) -> Any:
+    return await client.send(client.get_random_node() if node_id is None else node_id, request)
 
 
 def raise_for(code: int, message: str | None, what: str) -> None:

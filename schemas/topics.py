@@ -9,6 +9,8 @@ PUBLIC_SECURITY_REQUESTS = "publicsecurity.requests.v1"
 RESIDENCE_EVENTS = "publicsecurity.residence-events.v1"
 SOCIAL_INSURANCE_REQUESTS = "socialinsurance.requests.v1"
 INSURANCE_EVENTS = "socialinsurance.insurance-events.v1"
+PUBLIC_SECURITY_DECISIONS = "publicsecurity.decisions.v1"
+SOCIAL_INSURANCE_DECISIONS = "socialinsurance.decisions.v1"
 
 ALL_TOPICS: tuple[str, ...] = (
     PERMIT_EVENTS,

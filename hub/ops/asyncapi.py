@@ -7,7 +7,8 @@ of installed agencies (nothing is built: no key, no connection):
 - one subscriber per consumer group and topic, from each agency's declaration (its group
   id, the topics it reads, and the event types it accepts from that topic);
 - one publisher per topic an agency owns: its outcomes (for the authority, the permit
-  lifecycle), its front doors' requests, and each group's dead letters.
+  lifecycle), its front doors' requests, its officers' decisions, and each group's dead
+  letters.
 
 FastStream renders the channels, operations, messages and Kafka channel bindings; `_enrich`
 adds what FastStream 0.7 leaves out: the Kafka operation binding with each subscriber's

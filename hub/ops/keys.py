@@ -1,8 +1,9 @@
 """`hub keys list | rotate SIGNER | revoke KID`: the signing keys of every signer.
 
-The signers are the agencies (what their outboxes publish), their front doors (requests) and
-the token signers agencies declare (e.g. the permit QR codes' signer), each key with its
-purpose: `events` keys sign records, a token signer's sign only its tokens.
+The signers are the agencies (what their outboxes publish), their front doors (requests),
+their desks (officers' decisions) and the token signers agencies declare (e.g. the permit QR
+codes' signer), each key with its purpose: `events` keys sign records, a token signer's
+sign only its tokens.
 A rotation publishes a new active key and retires the old one (records it signed still
 verify); a revocation makes a key verify nothing from then on (a stolen key), so records
 it signed are dead-lettered as `unauthenticated` wherever they are read again (and a QR

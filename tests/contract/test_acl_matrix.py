@@ -3,11 +3,14 @@ derives from the declarations follow the rules of least privilege."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from hub import acl
+from hub.agency import Agency, Channel
 from hub.kafka import quarantine_topic
-from hub.kafka_credentials import ADMIN, OPS, front_door, user
+from hub.kafka_credentials import ADMIN, OPS, desk, front_door, user
 from hub.kafka_wire import Acl, Operation, ResourceType
 from hub.ops.acls import DOCUMENT, main, render
 from hub.registry import installed
@@ -112,3 +115,43 @@ def test_every_writer_holds_idempotent_write_and_admin_holds_no_rule(matrix: set
     assert writers == idempotent
     assert not [a for a in matrix if a.principal == user(ADMIN)]
     assert {a.resource_type for a in matrix} == {TOPIC, GROUP, CLUSTER}
+
+
+def _with_desk() -> Agency:
+    """Social insurance as it would declare a desk for its reviewers' decisions (the test
+    does not depend on which agencies declare one today)."""
+    base = installed().get("social_insurance")
+    if base.decisions is not None:
+        return base
+    decision = base.requests.event_types[0] if base.requests else None
+    assert decision is not None
+    channel = Channel("socialinsurance.desk-test.v1", (decision,), "a test desk's decisions")
+    return replace(base, decisions=channel, reads=(*base.reads, channel.topic))
+
+
+def test_a_desk_writes_its_agencys_decisions_topic_only() -> None:
+    """An agency's officers record decisions through its desk: the desk's principal writes
+    that agency's decisions topic and holds nothing else but IdempotentWrite; only the agency
+    (and ops' redrive, as for every topic a group reads) reads it; the desk signs the
+    decision types alone."""
+    agency = _with_desk()
+    assert agency.decisions is not None
+    rules = acl.matrix(SETTINGS, [agency])
+    officers = desk(agency.name)
+    topic = SETTINGS.topic(agency.decisions.topic)
+    assert officers in acl.principals([agency])
+    assert {(a.resource_type, a.resource, a.operation) for a in rules
+            if a.principal == user(officers)} == {
+        (TOPIC, topic, WRITE), (CLUSTER, "kafka-cluster", Operation.IDEMPOTENT_WRITE)}
+    assert holders(set(rules), TOPIC, topic, WRITE) == {officers, OPS}
+    assert holders(set(rules), TOPIC, topic, READ) == {agency.name, OPS}
+    assert agency.signers()[officers] == {t.EVENT_TYPE for t in agency.decisions.event_types}
+    assert topic in agency.owned_topics(SETTINGS)
+
+
+def test_an_agency_must_read_its_own_decisions() -> None:
+    """A decisions topic its own consumer does not read would take decisions no one applies."""
+    agency = _with_desk()
+    assert agency.decisions is not None
+    with pytest.raises(ValueError, match="must read its decisions"):
+        replace(agency, reads=tuple(t for t in agency.reads if t != agency.decisions.topic))

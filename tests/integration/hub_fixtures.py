@@ -18,7 +18,7 @@ from aiokafka.structs import ConsumerRecord
 from hub import bootstrap
 from hub.bootstrap import init_all
 from hub.kafka import client_options, partitions_of
-from hub.kafka_credentials import ADMIN, front_door
+from hub.kafka_credentials import ADMIN, desk, front_door
 from hub.ops.lag import agency_lag
 from hub.ops.views import drifts
 from hub.projection import fetch_all
@@ -43,10 +43,13 @@ OBSERVER = ADMIN
 
 def writer_of(topic: str) -> str:
     """The principal that may write a topic (before the prefix): the front door of the
-    agency taking requests on it, or the agency publishing it."""
+    agency taking requests on it, the desk of the agency taking decisions on it, or the
+    agency publishing it."""
     for a in installed():
         if a.requests is not None and a.requests.topic == topic:
             return front_door(a.name)
+        if a.decisions is not None and a.decisions.topic == topic:
+            return desk(a.name)
         if any(c.topic == topic for c in (a.publishes, *a.publications()) if c is not None):
             return a.name
     raise LookupError(f"no agency declares topic {topic!r}")
