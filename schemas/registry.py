@@ -9,7 +9,11 @@ from schemas.envelope import CloudEvent
 from schemas.evidence import EVIDENCE_EVENT_TYPES
 from schemas.permits import PERMIT_EVENT_TYPES
 from schemas.public_security import PUBLIC_SECURITY_REQUEST_TYPES, RESIDENCE_EVENT_TYPES
-from schemas.social_insurance import INSURANCE_EVENT_TYPES, SOCIAL_INSURANCE_REQUEST_TYPES
+from schemas.social_insurance import (
+    INSURANCE_EVENT_TYPES,
+    SOCIAL_INSURANCE_DECISION_TYPES,
+    SOCIAL_INSURANCE_REQUEST_TYPES,
+)
 
 ALL_EVENT_TYPES: tuple[type[CloudEvent[Any]], ...] = (
     *PERMIT_EVENT_TYPES,
@@ -18,6 +22,7 @@ ALL_EVENT_TYPES: tuple[type[CloudEvent[Any]], ...] = (
     *RESIDENCE_EVENT_TYPES,
     *SOCIAL_INSURANCE_REQUEST_TYPES,
     *INSURANCE_EVENT_TYPES,
+    *SOCIAL_INSURANCE_DECISION_TYPES,
     *EVIDENCE_EVENT_TYPES,
 )
 """Each event family adds its types here."""

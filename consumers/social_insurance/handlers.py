@@ -5,6 +5,8 @@
 - `InsuranceRegistrationRequested` → `InsuranceRegistered` (+ `SocialSecurityNumberIssued`
   the first time the person is seen), `InsuranceRegistrationReferred` (manual review) or
   `InsuranceRegistrationRejected` (rules in `rules.py`, docs/domain.md §2 social insurance).
+- `InsuranceReviewDecided` (a reviewer, through the agency's desk) decides a referred
+  request: `InsuranceRegistered` naming the reviewer, or `InsuranceRegistrationRejected`.
 - `PermitCancelled` / `PermitExpired` → `InsuranceSuspended`: the account is kept.
 - `PermitChanged` with a new passport → the person's new passport key names the same SSN.
 
@@ -21,8 +23,9 @@ from datetime import date, timedelta
 from consumers.social_insurance import identity, rules
 from consumers.social_insurance.agreements import Agreements
 from consumers.social_insurance.ports import SocialInsuranceViewPort
-from consumers.social_insurance.records import InsuredPermit
+from consumers.social_insurance.records import InsuredPermit, Referral
 from hub.dispatch import Emit
+from hub.errors import MessageRefused
 from hub.logging import get_logger
 from hub.redaction import NoPersonalData
 from schemas.card import ECardIssued
@@ -45,9 +48,12 @@ from schemas.social_insurance import (
     InsuranceRegistrationRejected,
     InsuranceRegistrationRejectedData,
     InsuranceRegistrationRequested,
+    InsuranceRegistrationRequestedData,
     InsuranceRejection,
+    InsuranceReviewDecided,
     InsuranceSuspended,
     InsuranceSuspendedData,
+    ReviewDecision,
     SocialSecurityNumberIssued,
     SocialSecurityNumberIssuedData,
     SuspensionCause,
@@ -223,21 +229,115 @@ async def _register(
     policy: Policy,
 ) -> Sequence[Emit]:
     request = event.data
+    await view.record(event.id, request, event.subject, permit_no, outcome="registered")
+    return await _registration(view, request, permit_no, registration, policy)
+
+
+async def _registration(
+    view: SocialInsuranceViewPort,
+    request: InsuranceRegistrationRequestedData,
+    permit_no: str,
+    registration: rules.Register,
+    policy: Policy,
+    reviewed_by: str | None = None,
+) -> Sequence[Emit]:
+    """Register the permit under the person's account (opened the first time), and say so."""
     keys = await _person_keys(view, permit_no, policy.keys)
     ssn, new = await view.account_for(keys, permit_no, request.requested_on, policy.new_ssn)
     await view.register(request, permit_no, ssn, registration.cover,
                         deadline=registration.deadline, late=registration.late)
-    await view.record(event.id, request, event.subject, permit_no, outcome="registered")
     emits = [Emit(InsuranceRegistered, permit_no, InsuranceRegisteredData(
         request_id=request.request_id, permit_no=permit_no, ssn=ssn,
         requester=request.requester, employer_credit_code=request.employer_credit_code,
         insured=registration.cover.insured, exempt=registration.cover.exempt,
         agreement=registration.cover.agreement, registered_on=request.requested_on,
-        deadline=registration.deadline, late=registration.late))]
+        deadline=registration.deadline, late=registration.late, reviewed_by=reviewed_by))]
     if new:
         emits.append(Emit(SocialSecurityNumberIssued, permit_no, SocialSecurityNumberIssuedData(
             permit_no=permit_no, ssn=ssn, issued_on=request.requested_on)))
     return emits
+
+
+# Reviewers' decisions --------------------------------------------------------------------
+
+
+class ReviewNotPending(MessageRefused):
+    """A decision on a request that is not waiting in manual review (unknown, decided by the
+    rules, or already decided otherwise by a reviewer): dead-lettered, nothing applied."""
+
+    reason = "review_not_pending"
+
+
+class ReviewMismatch(MessageRefused):
+    """A decision naming another permit than the referred request: dead-lettered."""
+
+    reason = "review_mismatch"
+
+
+async def on_review_decided(
+    event: InsuranceReviewDecided, view: SocialInsuranceViewPort, policy: Policy
+) -> Sequence[Emit]:
+    """Decide a referred request by a reviewer's decision (docs/domain.md §2, the request's
+    states): approve → registered as if the agreement question were answered (the
+    exemptions the reviewer found, the reviewer named); refuse → rejected, review_refused.
+
+    The same decision again (a second submission by the desk) changes nothing and publishes
+    nothing; any decision on a request not waiting in review is dead-lettered with why.
+    """
+    decision = event.data
+    applied = await view.review_of(decision.request_id)
+    if applied is not None:
+        if (applied.decision, applied.exempt) == (decision.decision.value,
+                                                  tuple(i.value for i in decision.exempt)):
+            log.info("review decision repeated; the first stands", request_id=decision.request_id)
+            return []
+        raise ReviewNotPending(f"request {decision.request_id} was decided by a reviewer"
+                               f" already ({applied.decision}); that decision stands")
+    referral = await view.referral(decision.request_id)
+    if referral is None:
+        raise ReviewNotPending(f"request {decision.request_id} is not waiting in manual review")
+    if referral.permit_no != decision.permit_no:
+        raise ReviewMismatch(f"request {decision.request_id} was referred for another permit"
+                             f" than {decision.permit_no}")
+    if decision.decision is ReviewDecision.REFUSE:
+        return await _review_rejects(event, view, referral, rules.Refuse(
+            InsuranceRejection.REVIEW_REFUSED,
+            f"a reviewer refused the request: {decision.reason}"))
+    permit = await view.permit(referral.permit_no)
+    assert permit is not None, "a referred request names a permit the view holds"
+    refused = rules.check_permit(permit, referral.request.requested_on)
+    if refused is None and await view.registration_in_force(referral.permit_no) is not None:
+        refused = rules.Refuse(InsuranceRejection.ALREADY_REGISTERED,
+                               f"permit {referral.permit_no} is registered already; that"
+                               " registration stands")
+    if refused is not None:  # the permit ended (or was registered) while under review
+        return await _review_rejects(event, view, referral, refused)
+    exempt = tuple(i for i in rules.FIVE_INSURANCES if i in decision.exempt)
+    cover = rules.Cover(tuple(i for i in rules.FIVE_INSURANCES if i not in exempt), exempt,
+                        permit.nationality if exempt else None)
+    deadline = rules.registration_deadline(permit)
+    await view.record_review(event.id, decision, outcome="registered")
+    return await _registration(view, referral.request, referral.permit_no,
+                               rules.Register(cover, deadline,
+                                              late=referral.request.requested_on > deadline),
+                               policy, reviewed_by=decision.officer_id)
+
+
+async def _review_rejects(
+    event: InsuranceReviewDecided,
+    view: SocialInsuranceViewPort,
+    referral: Referral,
+    refusal: rules.Refuse,
+) -> Sequence[Emit]:
+    request = referral.request
+    await view.record_review(event.id, event.data, outcome="rejected")
+    log.info("insurance registration rejected on review", request_id=request.request_id,
+             reason=refusal.reason.value)
+    return [Emit(InsuranceRegistrationRejected, referral.permit_no,
+                 InsuranceRegistrationRejectedData(
+                     request_id=request.request_id, reference=_reference_text(request.reference),
+                     permit_no=referral.permit_no, reason=refusal.reason,
+                     message=refusal.message[:500]))]
 
 
 async def _person_keys(

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import typer
+
 from consumers.social_insurance import expectations
 from consumers.social_insurance.agreements import load_agreements
 from consumers.social_insurance.handlers import (
@@ -16,13 +18,14 @@ from consumers.social_insurance.handlers import (
     on_permit_changed,
     on_permit_expired,
     on_registration_requested,
+    on_review_decided,
     permit_row,
 )
 from consumers.social_insurance.identity import PersonKeys
 from consumers.social_insurance.pepper import load_person_keys
 from consumers.social_insurance.settings import SocialInsuranceSettings
 from consumers.social_insurance.views import PERMITS, SocialInsuranceView
-from hub.agency import Agency, Channel, PermitView
+from hub.agency import Agency, Channel, CommandContext, PermitView
 from hub.delivery import BatchHandler
 from hub.dispatch import Emit, Router
 from hub.retention import Forget, Kept, Retention
@@ -32,8 +35,10 @@ from schemas.card import CARD_OUTCOME_TYPES, ECardIssued
 from schemas.permits import NotificationLetterIssued, PermitCancelled, PermitChanged, PermitExpired
 from schemas.social_insurance import (
     INSURANCE_EVENT_TYPES,
+    SOCIAL_INSURANCE_DECISION_TYPES,
     SOCIAL_INSURANCE_REQUEST_TYPES,
     InsuranceRegistrationRequested,
+    InsuranceReviewDecided,
 )
 
 
@@ -71,13 +76,23 @@ def router(
     async def changed(event: Any, view: SocialInsuranceView) -> Sequence[Emit]:
         return await on_permit_changed(event, view, p)
 
+    async def reviewed(event: Any, view: SocialInsuranceView) -> Sequence[Emit]:
+        return await on_review_decided(event, view, p)
+
     r.on(InsuranceRegistrationRequested, requested)
+    r.on(InsuranceReviewDecided, reviewed)
     r.on(NotificationLetterIssued, on_letter_issued)
     r.on(ECardIssued, on_ecard_issued)
     r.on(PermitCancelled, on_permit_cancelled)
     r.on(PermitExpired, on_permit_expired)
     r.on(PermitChanged, changed)
     return r
+
+
+def _commands(context: CommandContext) -> Sequence[tuple[str, typer.Typer]]:
+    from consumers.social_insurance.cli import commands  # loads only when commands are mounted
+
+    return commands(context)
 
 
 def build(settings: Settings) -> BatchHandler:
@@ -93,11 +108,17 @@ AGENCY = Agency(
                       "The social insurance agency's outcomes, from its outbox."),
     requests=Channel(topics.SOCIAL_INSURANCE_REQUESTS, SOCIAL_INSURANCE_REQUEST_TYPES,
                      "Insurance registration requests from the social insurance front door."),
-    reads=(topics.PERMIT_EVENTS, topics.CARD_EVENTS, topics.SOCIAL_INSURANCE_REQUESTS),
+    decisions=Channel(topics.SOCIAL_INSURANCE_DECISIONS, SOCIAL_INSURANCE_DECISION_TYPES,
+                      "Reviewers' decisions on referred registrations, from the agency's desk"
+                      " (`hub social_insurance decide`)."),
+    reads=(topics.PERMIT_EVENTS, topics.CARD_EVENTS, topics.SOCIAL_INSURANCE_REQUESTS,
+           topics.SOCIAL_INSURANCE_DECISIONS),
     # Every type the card topic carries is known, so those it ignores are not dead letters.
-    accepts=(*PERMIT_EVENT_TYPES, *CARD_OUTCOME_TYPES, *SOCIAL_INSURANCE_REQUEST_TYPES),
+    accepts=(*PERMIT_EVENT_TYPES, *CARD_OUTCOME_TYPES, *SOCIAL_INSURANCE_REQUEST_TYPES,
+             *SOCIAL_INSURANCE_DECISION_TYPES),
     view=PermitView(PERMITS, bind=lambda settings: permit_row(person_keys(settings))),
     build=build,
+    commands=_commands,
     expectations=expectations.reads(),
     settings=SocialInsuranceSettings,
     secret_files=secret_files,
@@ -114,6 +135,8 @@ AGENCY = Agency(
             Kept("si_accounts", "the person's insurance account outlives the permit"),
             Kept("si_registrations", "insured periods: the basis of the person's benefits"),
             Kept("si_person_keys", "keyed digests naming the account (section 6)"),
+            Kept("si_reviews", "the reviewer's decision: the legal record of the request's"
+                 " outcome (a staff id and a ground, no personal data)"),
         ),
     ),
 )
