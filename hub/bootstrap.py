@@ -231,7 +231,7 @@ async def running_relay(settings: Settings, agency: str) -> AsyncIterator[Outbox
     async with producer(settings, f"{settings.topic(agency)}-relay", principal=agency) as prod:
         store = key_store(settings)
         relay = OutboxRelay(settings.dsn(agency), prod, lambda: store.signing_key(agency),
-                            fanout=installed().audiences(settings, agency))
+                            fanout=installed().audiences(settings, agency), name=agency)
         task = asyncio.create_task(relay.run(), name=f"relay-{agency}")
         try:
             yield relay

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from typing import Annotated, Any
@@ -11,6 +12,8 @@ import typer
 
 from hub import commands
 from hub.clock import SystemClock
+from hub.logging import get_logger
+from hub.metrics import MetricsServer
 from hub.ops.cli import dlq_app, lag, reconcile
 from hub.ops.evidence import evidence_app
 from hub.ops.keys import keys_app
@@ -22,6 +25,8 @@ from hub.registry import installed
 from hub.settings import Settings
 from hub.stack.cli import stack_app
 from schemas.cli import schemas_app
+
+log = get_logger(__name__)
 
 app = typer.Typer(
     help="Permit Hub: the work-permit lifecycle between agencies, over Kafka.",
@@ -143,6 +148,10 @@ def agencies(
 def run(
     agency: Annotated[str, typer.Argument(
         help="an installed agency (`hub agencies`)", autocompletion=_agency_names)],
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", min=0, max=65535,
+        help="serve Prometheus metrics on this port (0: a free one; default"
+             " HUB_METRICS_PORT, unset: none)")] = None,
 ) -> None:
     """Run one agency's processes until interrupted: its consumer group, if it consumes, its
     outbox relay and chain-head publisher, if it publishes, and its calendar on today's date
@@ -160,9 +169,16 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        # The agency's calendar (if it keeps one) on the real day, Beijing time.
-        async with bootstrap.running_agency(settings, agency, clock=SystemClock()) as done:
-            await _until(stop, *done)
+        port = settings.metrics_port if metrics_port is None else metrics_port
+        with contextlib.ExitStack() as serving:
+            if port is not None:
+                server = MetricsServer(settings.metrics_address, port)
+                serving.callback(server.close)
+                log.info("metrics endpoint listening", agency=agency,
+                         address=settings.metrics_address, port=server.port)
+            # The agency's calendar (if it keeps one) on the real day, Beijing time.
+            async with bootstrap.running_agency(settings, agency, clock=SystemClock()) as done:
+                await _until(stop, *done)
 
     commands.run(go, service=True)
 

@@ -47,6 +47,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from hub import metrics
 from hub.db import Connection, lock_offsets, store_offsets, stored_offsets
 from hub.delivery import BatchHandler, Delivery, Refusal, accept
 from hub.errors import (
@@ -172,6 +173,13 @@ class ViewConsumer:
         self.outside: dict[TopicPartition, OutsideLog] = {}
         """Assigned partitions stopped because their stored offset is outside their log."""
         self._recheck_at = 0.0
+        self.group_id = spec.group_id
+        self._applied_to: dict[tuple[str, int], int] = {}
+        """Per partition, the next offset its view will apply, as last placed or committed."""
+        self._newest_event_time: float | None = None
+        self._committed: _Committed | None = None
+        self._idle_since = time.monotonic()
+        metrics.watch_consumer(self)
 
     # lifecycle -------------------------------------------------------------------------
 
@@ -197,8 +205,11 @@ class ViewConsumer:
                 )
                 if batch:
                     await self.process(batch)
+                    self._idle_since = time.monotonic()
                 elif self._stuck():
                     await self._restart_kafka_consumer()
+                elif time.monotonic() - self._idle_since > self.IDLE_TICK_S:
+                    await self._tick()
                 if self.outside and time.monotonic() >= self._recheck_at:
                     await self._place(list(self.outside))
         finally:
@@ -250,6 +261,21 @@ class ViewConsumer:
             self._unhealthy_since = now
         limit = self.STUCK_AFTER_S if outside else self.IDLE_AFTER_S
         return now - self._unhealthy_since > limit
+
+    IDLE_TICK_S = 5.0
+    """After this long without a record, the agency's handlers get an empty batch: work
+    that falls due with time (a held request's deadline, `hub.dispatch`) is done even
+    when its topics are quiet."""
+
+    async def _tick(self) -> None:
+        self._idle_since = time.monotonic()
+
+        async def apply() -> None:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self.spec.apply(conn, [])
+
+        await retry_transient(f"{self.group_id}: idle tick", apply,
+                              on_retry=self.pool.expire_connections)
 
     STUCK_AFTER_S = 30.0
     IDLE_AFTER_S = 60.0
@@ -328,6 +354,7 @@ class ViewConsumer:
         for tp in partitions:
             offset = stored.get((tp.topic, tp.partition), starts[tp])
             self._consumer.seek(tp, offset)
+            self._applied_to[(tp.topic, tp.partition)] = offset
             outside = OutsideLog.check(tp, offset, starts[tp], ends[tp])
             if outside is not None:
                 self._stop_partition(tp, outside)
@@ -355,8 +382,24 @@ class ViewConsumer:
 
     # batches ---------------------------------------------------------------------------
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Per assigned partition, records in its log the view has not applied, as the last
+        fetch saw the log's end (`hub.metrics`)."""
+        out = {}
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            applied = self._applied_to.get((tp.topic, tp.partition))
+            if high is not None and applied is not None:
+                out[(tp.topic, tp.partition)] = max(high - applied, 0)
+        return out
+
+    def newest_event_time(self) -> float | None:
+        """The `time` of the newest event applied since start, seconds since the epoch."""
+        return self._newest_event_time
+
     async def process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Apply one fetched batch exactly once, retrying transient faults until it lands."""
+        started = time.perf_counter()
         deliveries, dead = self._decode(batch)
         ends = {(tp.topic, tp.partition): records[-1].offset + 1 for tp, records in batch.items()}
         starts = {(tp.topic, tp.partition): records[0].offset for tp, records in batch.items()}
@@ -386,7 +429,25 @@ class ViewConsumer:
                 self._consumer.seek(tp, stored)
         self.stats.batches += 1
         self.stats.last_commit_monotonic = time.monotonic()
+        self._applied_to.update({k: ahead.get(k, v) for k, v in ends.items()})
+        self._observe(started, sum(len(r) for r in batch.values()))
         self._mirror_to_kafka(ends, ahead)
+
+    def _observe(self, started: float, records: int) -> None:
+        """Count what the committed batch did (`hub.metrics`)."""
+        group, done = self.group_id, self._committed
+        metrics.BATCH_SECONDS.labels(group).observe(time.perf_counter() - started)
+        metrics.BATCH_RECORDS.labels(group).observe(records)
+        if done is None:
+            return
+        for topic, n in done.applied.items():
+            metrics.EVENTS_APPLIED.labels(group, topic).inc(n)
+        for reason, n in done.dead.items():
+            metrics.DEAD_LETTERED.labels(group, reason).inc(n)
+        if done.dead.get("unauthenticated"):
+            metrics.SIGNATURE_FAILURES.labels(group).inc(done.dead["unauthenticated"])
+        if done.newest is not None and (self._newest_event_time or 0) < done.newest:
+            self._newest_event_time = done.newest
 
     def _decode(
         self, batch: dict[TopicPartition, list[ConsumerRecord]]
@@ -411,30 +472,57 @@ class ViewConsumer:
         *,
         exhausted: bool = False,
     ) -> dict[tuple[str, int], int]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            stored = await lock_offsets(conn, self.spec.group_id, list(ends))
-            ahead = {k: v for k, v in stored.items() if v >= ends[k]}
-            floor = {k: stored.get(k, starts[k]) for k in ends}
-            todo = [d for d in deliveries if d.offset >= floor[(d.topic, d.partition)]]
-            dead = [d for d in dead if d.offset >= floor[(d.topic, d.partition)]]
-            skipped = len(deliveries) - len(todo)
-            heads = [d for d in todo if d.event.type == HEAD_TYPE]
-            views = [d for d in todo if d.event.type != HEAD_TYPE]
-            failed = await self._apply_isolating(conn, views, exhausted=exhausted)
-            refused = await record_heads(conn, heads)
-            dead = dead + failed + [
-                DeadLetter.of_delivery(d, "unauthenticated", HeadRefused(
-                    f"a chain head signed by {d.signer} names another agency"))
-                for d in refused]
-            if dead:
-                await self._send_dead_letters(dead)
-            await append(conn, _evidence(views, heads, dead))
-            advance = {k: v for k, v in ends.items() if k not in ahead}
-            await store_offsets(conn, self.spec.group_id, advance)
-        self.stats.applied += len(todo) - len(failed)
-        self.stats.skipped_below_stored += skipped
-        self.stats.dead_lettered += len(dead)
+        self._committed = None
+        async with self.pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                ahead, done = await self._apply_in(conn, deliveries, dead, starts, ends,
+                                                   exhausted=exhausted)
+            except BaseException:
+                await tx.rollback()
+                raise
+            committing = time.perf_counter()
+            await tx.commit()
+            metrics.COMMIT_SECONDS.labels(self.group_id).observe(
+                time.perf_counter() - committing)
+        self._committed = done
+        self.stats.applied += sum(done.applied.values())
+        self.stats.skipped_below_stored += done.skipped
+        self.stats.dead_lettered += sum(done.dead.values())
         return ahead
+
+    async def _apply_in(
+        self,
+        conn: Connection,
+        deliveries: list[Delivery],
+        dead: list[DeadLetter],
+        starts: dict[tuple[str, int], int],
+        ends: dict[tuple[str, int], int],
+        *,
+        exhausted: bool,
+    ) -> tuple[dict[tuple[str, int], int], _Committed]:
+        """The batch's work inside its transaction: what was ahead, and what it did."""
+        stored = await lock_offsets(conn, self.spec.group_id, list(ends))
+        ahead = {k: v for k, v in stored.items() if v >= ends[k]}
+        floor = {k: stored.get(k, starts[k]) for k in ends}
+        todo = [d for d in deliveries if d.offset >= floor[(d.topic, d.partition)]]
+        dead = [d for d in dead if d.offset >= floor[(d.topic, d.partition)]]
+        skipped = len(deliveries) - len(todo)
+        heads = [d for d in todo if d.event.type == HEAD_TYPE]
+        views = [d for d in todo if d.event.type != HEAD_TYPE]
+        failed = await self._apply_isolating(conn, views, exhausted=exhausted)
+        refused = await record_heads(conn, heads)
+        dead = dead + failed + [
+            DeadLetter.of_delivery(d, "unauthenticated", HeadRefused(
+                f"a chain head signed by {d.signer} names another agency"))
+            for d in refused]
+        if dead:
+            await self._send_dead_letters(dead)
+        await append(conn, _evidence(views, heads, dead))
+        advance = {k: v for k, v in ends.items() if k not in ahead}
+        await store_offsets(conn, self.spec.group_id, advance)
+        return ahead, _Committed.of(todo, failed, dead, skipped)
 
     async def _apply_isolating(
         self, conn: Connection, todo: list[Delivery], *, exhausted: bool = False
@@ -554,6 +642,37 @@ class ViewConsumer:
             await asyncio.wait_for(self._consumer.commit(offsets), timeout=10)
         except Exception as exc:  # the database holds the truth; Kafka's copy may lag
             log.debug("kafka offset mirror skipped", error_class=type(exc).__name__)
+
+
+@dataclass(frozen=True)
+class _Committed:
+    """What one committed batch did, counted once it committed (`hub.metrics`)."""
+
+    applied: dict[str, int]
+    """Per topic read, the events applied."""
+    dead: dict[str, int]
+    """Per reason, the records dead-lettered."""
+    newest: float | None
+    """The newest applied event's `time`, seconds since the epoch."""
+    skipped: int
+    """Records below the stored offset (another member applied them): not applied again."""
+
+    @classmethod
+    def of(cls, todo: list[Delivery], failed: list[DeadLetter],
+           dead: list[DeadLetter], skipped: int) -> _Committed:
+        lost = {(d.topic, d.partition, d.offset) for d in failed}
+        applied: dict[str, int] = {}
+        newest: float | None = None
+        for d in todo:
+            if (d.topic, d.partition, d.offset) in lost:
+                continue
+            applied[d.topic] = applied.get(d.topic, 0) + 1
+            at = d.event.time.timestamp()
+            newest = at if newest is None or at > newest else newest
+        reasons: dict[str, int] = {}
+        for letter in dead:
+            reasons[letter.reason] = reasons.get(letter.reason, 0) + 1
+        return cls(applied, reasons, newest, skipped)
 
 
 def _reason(exc: BaseException) -> str:

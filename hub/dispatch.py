@@ -18,13 +18,32 @@ the same transaction, so a redelivered or republished request yields no second o
 A handler that must check a time its request claims against when the request reached Kafka
 is registered with `on_received` and gets a third argument, `Received`; it stays a plain
 function a test calls with the time it chooses.
+
+**Early requests are held, not refused.** A request can name a permit (or a document issued
+on it) that has not reached the agency yet: the authority's event and the front door's
+request travel on different topics. Its handler then returns `Hold(key, reason)` instead of
+outcomes, and the router keeps the request (`hub_held_requests`) until an event that
+releases `key` has been applied (`releases`; every projected event releases its subject),
+or until the hold period of its type (`hold_for`) has passed since it reached Kafka. Then
+the same handler decides it; past the deadline `Received.final` is true and it must decide
+(refuse, saying why). Time here is the stream's: the newest record timestamp of the batch
+being applied; when the agency's topics are quiet, the consumer applies an empty batch
+now and then (`hub.consumer.ViewConsumer.IDLE_TICK_S`), and the clock's time stands in.
+
+**One request id, one answer.** A request type registered with `on_request` names its
+request id; the outbox records of the first answer to an id are kept
+(`hub_request_answers`), and a resubmission with the same id and the same data gets those
+very records again (same event ids: it is the same decision), without the handler being
+asked twice. A submission with the same id and other data goes to the handler, whose rules
+refuse it as a duplicate; one whose id is held waits behind it and is answered the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence, Set
+import hashlib
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from pydantic import BaseModel
@@ -33,7 +52,7 @@ from hub.db import Connection
 from hub.delivery import BatchHandler, Delivery
 from hub.outbox import OutgoingMessage, enqueue
 from hub.projection import ViewTable
-from schemas.envelope import CloudEvent
+from schemas.envelope import CONTENT_TYPE, CloudEvent
 
 V = TypeVar("V")
 
@@ -49,11 +68,26 @@ class Emit:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """A request that cannot be decided yet: keep it until an event releasing `key` (the
+    permit number, or the number of a document issued on it) is applied, or its hold period ends."""
+
+    key: str
+    reason: str
+    """Why it waits, as a code (e.g. `permit_unknown`): recorded, never personal."""
+
+
+@dataclass(frozen=True)
 class Received:
-    """What the runtime knows of an event's record beyond the event: when Kafka took it."""
+    """What the runtime knows of an event's record beyond the event: when Kafka took it,
+    and, for a held request, since when it waits and whether it must be decided now."""
 
     at: datetime
     """The record's timestamp: the broker's clock, as hub topics use LogAppendTime."""
+    held_since: datetime | None = None
+    """When the request was first held (None: it is seen for the first time)."""
+    final: bool = False
+    """The hold period has passed: the handler must decide (a `Hold` now is an error)."""
 
     @classmethod
     def of(cls, delivery: Delivery) -> Received:
@@ -64,8 +98,17 @@ class Received:
 Handler = Callable[[Any, V], Awaitable[Sequence[Emit]]]
 """A plain decision function: the event and the agency's view in, outcomes out."""
 
-ReceivedHandler = Callable[[Any, V, Received], Awaitable[Sequence[Emit]]]
-"""A decision function that also needs when its record reached Kafka (`Router.on_received`)."""
+ReceivedHandler = Callable[[Any, V, Received], Awaitable[Sequence[Emit] | Hold]]
+"""A decision function that also needs when its record reached Kafka (`Router.on_received`),
+and may hold a request it cannot decide yet (`Hold`)."""
+
+Keys = Callable[[Any], Iterable[str]]
+"""The keys an applied event releases (`Router.releases`)."""
+
+
+class HoldRefused(RuntimeError):
+    """A handler held a request it was told to decide (`Received.final`), or one of several
+    handlers of a type held it: a programming error, never a decision."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +142,10 @@ class Router(Generic[V]):
         default_factory=dict
     )
     handlers: dict[str, list[ReceivedHandler[V]]] = field(default_factory=dict)
+    hold_periods: dict[str, tuple[type[CloudEvent[Any]], timedelta]] = field(
+        default_factory=dict)
+    releasers: dict[str, Keys] = field(default_factory=dict)
+    request_ids: dict[str, Callable[[Any], str]] = field(default_factory=dict)
 
     def project(
         self,
@@ -122,6 +169,27 @@ class Router(Generic[V]):
         """Like `on`, for a handler that also takes when the event's record reached Kafka."""
         self.handlers.setdefault(event_type.EVENT_TYPE, []).append(handler)
 
+    def on_request(
+        self, event_type: type[CloudEvent[Any]], handler: ReceivedHandler[V], *,
+        request_id: Callable[[Any], str],
+    ) -> None:
+        """Like `on_received`, for a request named by an id: one id, one answer (a
+        resubmission with the same data gets the first answer's records again)."""
+        self.on_received(event_type, handler)
+        self.request_ids[event_type.EVENT_TYPE] = request_id
+
+    def hold_for(self, event_type: type[CloudEvent[Any]], period: timedelta) -> None:
+        """Let requests of this type wait up to `period` (from when they reached Kafka) for
+        what they name; without it a handler's `Hold` is an error."""
+        if period <= timedelta(0):
+            raise ValueError(f"a hold period must be positive, not {period}")
+        self.hold_periods[event_type.EVENT_TYPE] = (event_type, period)
+
+    def releases(self, event_type: type[CloudEvent[Any]], keys: Keys) -> None:
+        """Once an event of this type is applied, held requests waiting for any of `keys(event)`
+        are decided again (besides its subject, when the type is projected)."""
+        self.releasers[event_type.EVENT_TYPE] = keys
+
     def batch_handler(self) -> BatchHandler:
         """The runtime's view of this router: apply a batch in the caller's transaction."""
 
@@ -142,10 +210,93 @@ class Router(Generic[V]):
                 continue
             if view is None:
                 view = self.view_factory(conn)
-            emits: list[Emit] = []
-            for handler in step.handlers:
-                emits.extend(await handler(step.event, view, step.received))
-            await self._emit(conn, emits)
+            await self._decide(conn, view, step.event, step.handlers, step.received)
+        if self.hold_periods:
+            await self._release(conn, view if view is not None else self.view_factory(conn),
+                                deliveries)
+
+    async def _decide(
+        self, conn: Connection, view: V, event: CloudEvent[Any],
+        handlers: Sequence[ReceivedHandler[V]], received: Received,
+    ) -> None:
+        """Run an event's handlers and emit their outcomes, or hold it; for a request named
+        by an id, answer a resubmission with the first answer."""
+        request_id = self.request_ids.get(event.type)
+        rid = request_id(event) if request_id is not None else None
+        digest = hashlib.sha256(event.data.model_dump_json().encode()).digest()
+        answered = False
+        if rid is not None:
+            answer = await conn.fetchrow(
+                "SELECT digest, topics, keys, \"values\" FROM hub_request_answers"
+                " WHERE event_type = $1 AND request_id = $2", event.type, rid)
+            if answer is not None and answer["digest"] == digest:
+                await enqueue(conn, [
+                    OutgoingMessage(t, k, v, [("content-type", CONTENT_TYPE.encode())])
+                    for t, k, v in zip(answer["topics"], answer["keys"], answer["values"],
+                                       strict=True)])
+                return
+            answered = answer is not None
+            if not answered and not received.final:
+                ahead = await conn.fetchrow(
+                    "SELECT hold_key, hold_until FROM hub_held_requests"
+                    " WHERE event_type = $1 AND request_id = $2 ORDER BY position LIMIT 1",
+                    event.type, rid)
+                if ahead is not None:
+                    await self._hold(conn, event, rid, Hold(ahead["hold_key"], "request_held"),
+                                     received, until=ahead["hold_until"])
+                    return
+        results = [await handler(event, view, received) for handler in handlers]
+        holds = [r for r in results if isinstance(r, Hold)]
+        if holds:
+            if received.final or len(handlers) > 1 or event.type not in self.hold_periods:
+                raise HoldRefused(f"a handler of {event.type} held the request where it must"
+                                  " decide it (past its deadline, one of several handlers, or"
+                                  " no hold period declared)")
+            await self._hold(conn, event, rid, holds[0], received)
+            return
+        messages = await self._emit(
+            conn, [e for r in results if not isinstance(r, Hold) for e in r])
+        if rid is not None and not answered:
+            await conn.execute(
+                "INSERT INTO hub_request_answers (event_type, request_id, digest, topics, keys,"
+                " \"values\") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                event.type, rid, digest, [m.topic for m in messages],
+                [m.key for m in messages], [m.value for m in messages])
+
+    async def _hold(
+        self, conn: Connection, event: CloudEvent[Any], rid: str | None, hold: Hold,
+        received: Received, *, until: datetime | None = None,
+    ) -> None:
+        _, period = self.hold_periods[event.type]
+        await conn.execute(
+            "INSERT INTO hub_held_requests (event_id, event_type, request_id, hold_key, reason,"
+            " event, received_at, held_at, hold_until)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, clock_timestamp()), $9)",
+            event.id, event.type, rid, hold.key, hold.reason, event.to_json(), received.at,
+            received.held_since, until or received.at + period)
+
+    async def _release(self, conn: Connection, view: V, deliveries: Sequence[Delivery]) -> None:
+        """Decide the held requests this batch released, and those whose deadline the
+        batch's newest record time (the clock's, for an empty batch) has passed, in the
+        order they were held."""
+        keys: set[str] = set()
+        for d in deliveries:
+            if d.event.type in self.projections:
+                keys.add(d.event.subject)
+            release = self.releasers.get(d.event.type)
+            if release is not None:
+                keys.update(release(d.event))
+        now = max((Received.of(d).at for d in deliveries), default=datetime.now(UTC))
+        rows = await conn.fetch(
+            "DELETE FROM hub_held_requests WHERE hold_key = ANY($1::text[]) OR hold_until <= $2"
+            " RETURNING position, event_type, event, received_at, held_at, hold_until",
+            sorted(keys), now)
+        for row in sorted(rows, key=lambda r: r["position"]):
+            event_type, _ = self.hold_periods[row["event_type"]]
+            event = event_type.model_validate_json(row["event"])
+            received = Received(row["received_at"], held_since=row["held_at"],
+                                final=row["hold_until"] <= now)
+            await self._decide(conn, view, event, self.handlers[event.type], received)
 
     def plan(self, deliveries: Sequence[Delivery], first: Set[Any]) -> Iterator[Step[V]]:
         """The batch as steps in arrival order (lazily, so rows are made as apply reaches them).
@@ -175,9 +326,9 @@ class Router(Generic[V]):
         if pending:
             yield _merge(pending)
 
-    async def _emit(self, conn: Connection, emits: Sequence[Emit]) -> None:
+    async def _emit(self, conn: Connection, emits: Sequence[Emit]) -> list[OutgoingMessage]:
         if not emits:
-            return
+            return []
         topic = self.outcome_topic
         if topic is None:
             raise RuntimeError("a handler decided outcomes, but this agency publishes none")
@@ -193,6 +344,7 @@ class Router(Generic[V]):
             event = e.event_type.create(subject=e.subject, sequence=sequence, data=e.data)
             messages.append(OutgoingMessage.of_event(topic, event))
         await enqueue(conn, messages)
+        return messages
 
 
 def _merge(pending: dict[str, tuple[ViewTable, list[tuple[Any, ...]]]]) -> Merge:

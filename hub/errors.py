@@ -20,6 +20,7 @@ from typing import ClassVar, TypeVar
 import asyncpg
 from aiokafka import errors as kafka_errors
 
+from hub import metrics
 from hub.logging import get_logger
 from hub.redaction import NoPersonalData, describe_error
 
@@ -187,6 +188,7 @@ async def retry_transient(
             if (deadline is not None and time.monotonic() > deadline
                     and not is_connection_fault(exc)):
                 raise RetriesExhausted(f"{what}: still failing after {within:g}s") from exc
+            metrics.RETRIES.labels(what).inc()
             log.warning(
                 "transient fault, retrying",
                 what=what,

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +47,7 @@ from typing import Any
 import asyncpg
 from aiokafka import errors as kafka_errors
 
+from hub import metrics
 from hub.db import Connection
 from hub.errors import Backoff, MessageRefused, raise_unless_transient
 from hub.evidence import append, sent_entry
@@ -142,8 +144,14 @@ class OutboxRelay:
         self, dsn: str, producer: Producer, signer: Callable[[], SigningKey], *,
         batch_size: int = 1000,
         fanout: Mapping[str, Fanout] | None = None,
+        name: str = "outbox",
     ) -> None:
         self.dsn = dsn
+        self.name = name
+        """Whose outbox it relays (the agency), as its metrics are labelled."""
+        self.live = metrics.LiveRelay(name)
+        metrics.watch_relay(self.live)
+        self._looked_at = 0.0
         self.fanout = dict(fanout or {})
         """Per outbox topic published per audience: where its rows go (`hub.agency.Fanout`)."""
         self.producer = producer
@@ -197,6 +205,7 @@ class OutboxRelay:
             log.info("outbox relay active")
             while not self._stopping.is_set():
                 sent = await self._relay_once(conn)
+                await self._look(conn)
                 if sent < self.batch_size:
                     await self._sleep_until_woken(1.0)
         finally:
@@ -212,6 +221,23 @@ class OutboxRelay:
                 log.info("another outbox relay is active; standing by")
                 announced = True
             await asyncio.sleep(0.5)
+
+    LOOK_EVERY_S = 2.0
+    """How often the relay counts its outbox for `hub.metrics` (a scrape never queries)."""
+
+    async def _look(self, conn: Connection) -> None:
+        """Count the rows waiting and parked, and the oldest waiting row's time."""
+        if time.monotonic() - self._looked_at < self.LOOK_EVERY_S:
+            return
+        row = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM hub_outbox) AS backlog,"
+            " (SELECT extract(epoch FROM min(created_at)) FROM hub_outbox) AS oldest,"
+            " (SELECT count(*) FROM hub_outbox_parked) AS parked")
+        assert row is not None
+        oldest = row["oldest"]
+        self.live.look = metrics.OutboxLook(row["backlog"], None if oldest is None
+                                            else float(oldest), row["parked"])
+        self._looked_at = time.monotonic()
 
     def _on_notify(self, *_args: object) -> None:
         self._wake.set()
@@ -288,6 +314,11 @@ class OutboxRelay:
             await conn.execute("DELETE FROM hub_outbox WHERE id = ANY($1::bigint[])", done)
             await _park(conn, list(refused.values()))
         self.published += len(sent)
+        per_topic: dict[str, int] = {}
+        for c, _, _ in sent:
+            per_topic[c.topic] = per_topic.get(c.topic, 0) + 1
+        for topic, n in per_topic.items():
+            metrics.PUBLISHED.labels(self.name, topic).inc(n)
 
     async def _send(self, copies: list[_Copy], headers: list[Headers]) -> list[Any]:
         """Each record's acknowledgement, or the error Kafka refused it with."""

@@ -174,6 +174,19 @@ class Settings(BaseSettings):
         " the chain moved)",
     )
 
+    # Metrics (`hub.metrics`)
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="the port `hub run` serves Prometheus metrics on (`/metrics`); unset: no"
+        " endpoint; 0: a free port, logged at start. One per process: give each agency's"
+        " process its own (`hub run AGENCY --metrics-port`)",
+    )
+    metrics_address: str = Field(
+        default="127.0.0.1",
+        description="the address the metrics endpoint listens on: loopback unless the"
+        " Prometheus agent scrapes from elsewhere",
+    )
+
     # Calendar (`hub.clock`)
     clock_interval_s: float = Field(
         default=3600.0, gt=0,
