@@ -24,7 +24,7 @@ from consumers.social_insurance import identity, rules
 from consumers.social_insurance.agreements import Agreements
 from consumers.social_insurance.ports import SocialInsuranceViewPort
 from consumers.social_insurance.records import InsuredPermit, Referral
-from hub.dispatch import Emit
+from hub.dispatch import Emit, Hold, Received
 from hub.errors import MessageRefused
 from hub.logging import get_logger
 from hub.redaction import NoPersonalData
@@ -102,15 +102,27 @@ class Policy:
     agreements: Agreements
     keys: identity.PersonKeys
     new_ssn: Callable[[], str] = identity.new_ssn
+    hold: timedelta = timedelta(hours=72)
+    """How long a request naming what the agency does not know yet waits for it."""
 
 
 # Requests -------------------------------------------------------------------------------
 
 
 async def on_registration_requested(
-    event: InsuranceRegistrationRequested, view: SocialInsuranceViewPort, policy: Policy
-) -> Sequence[Emit]:
-    """Decide a registration request, and store the decision."""
+    event: InsuranceRegistrationRequested,
+    view: SocialInsuranceViewPort,
+    policy: Policy,
+    received: Received | None = None,
+) -> Sequence[Emit] | Hold:
+    """Decide a registration request, and store the decision.
+
+    A request naming a permit, letter or e-card the agency does not know yet is held
+    (`Hold`, keyed by the reference): the permit's event, the letter's NotificationLetterIssued
+    or the card's ECardIssued releases it, and it is decided then; once its hold period has
+    passed (`received.final`) it is refused as unknown, saying how long it waited. Without
+    `received` (a direct call) nothing is held.
+    """
     request = event.data
     if _reference_text(request.reference) != event.subject:
         # The codec refuses such a record already (subject_mismatch); a direct call may not.
@@ -121,14 +133,19 @@ async def on_registration_requested(
                              rules.Refuse(InsuranceRejection.DUPLICATE_REQUEST,
                                           f"request {request.request_id} was already decided;"
                                           " that decision stands"))
+    can_wait = received is not None and not received.final
     if isinstance(resolved, rules.Refuse):
-        return await _reject(event, view, None, resolved)
+        if can_wait:
+            return Hold(event.subject, resolved.reason.value)
+        return await _reject(event, view, None, _waited(resolved, received, policy.hold))
     permit = await view.permit(resolved)
     if permit is None:
-        return await _reject(event, view, None, rules.Refuse(
+        if can_wait:
+            return Hold(resolved, InsuranceRejection.PERMIT_UNKNOWN.value)
+        return await _reject(event, view, None, _waited(rules.Refuse(
             InsuranceRejection.PERMIT_UNKNOWN,
             f"permit {resolved} is not known to the social insurance agency; check the "
-            "number, or submit again once the permit has been issued"))
+            "number, or submit again once the permit has been issued"), received, policy.hold))
     if isinstance(request.reference, ByECard) and permit.standard == "legacy":
         return await _reject(event, view, None, _unknown_card(request.reference.card_id))
     if permit.status not in rules.IN_FORCE:
@@ -144,6 +161,15 @@ async def on_registration_requested(
     if isinstance(decision, rules.Refer):
         return await _refer(event, view, resolved, decision)
     return await _register(event, view, resolved, decision, policy)
+
+
+def _waited(refusal: rules.Refuse, received: Received | None, hold: timedelta) -> rules.Refuse:
+    """The refusal of an unknown reference, saying that the request waited for it."""
+    if received is None or received.held_since is None:
+        return refusal
+    hours = max(1, round(hold.total_seconds() / 3600))
+    return rules.Refuse(refusal.reason, f"{refusal.message} (the request waited {hours} h"
+                        " for it to reach the agency)")
 
 
 async def _resolve(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from consumers.social_insurance.settings import SocialInsuranceSettings
 from consumers.social_insurance.views import PERMITS, SocialInsuranceView
 from hub.agency import Agency, Channel, CommandContext, PermitView
 from hub.delivery import BatchHandler
-from hub.dispatch import Emit, Router
+from hub.dispatch import Emit, Hold, Received, Router
 from hub.retention import Forget, Kept, Retention
 from hub.settings import Settings
 from schemas import PERMIT_EVENT_TYPES, topics
@@ -57,7 +58,7 @@ def policy(settings: Settings, own: SocialInsuranceSettings | None = None) -> Po
     """The handlers' policy: the agreements table and the pepper, loaded (and checked) now."""
     own = own or SocialInsuranceSettings()
     return Policy(agreements=load_agreements(own.agreements_file),
-                  keys=person_keys(settings, own))
+                  keys=person_keys(settings, own), hold=timedelta(hours=own.hold_hours))
 
 
 def router(
@@ -70,8 +71,10 @@ def router(
     )
     r.project(PERMIT_EVENT_TYPES, PERMITS, permit_row(p.keys))
 
-    async def requested(event: Any, view: SocialInsuranceView) -> Sequence[Emit]:
-        return await on_registration_requested(event, view, p)
+    async def requested(
+        event: Any, view: SocialInsuranceView, received: Received
+    ) -> Sequence[Emit] | Hold:
+        return await on_registration_requested(event, view, p, received)
 
     async def changed(event: Any, view: SocialInsuranceView) -> Sequence[Emit]:
         return await on_permit_changed(event, view, p)
@@ -79,7 +82,12 @@ def router(
     async def reviewed(event: Any, view: SocialInsuranceView) -> Sequence[Emit]:
         return await on_review_decided(event, view, p)
 
-    r.on(InsuranceRegistrationRequested, requested)
+    # Early requests wait for what they name; one request id, one answer.
+    r.on_request(InsuranceRegistrationRequested, requested,
+                 request_id=lambda e: e.data.request_id)
+    r.hold_for(InsuranceRegistrationRequested, p.hold)
+    r.releases(NotificationLetterIssued, lambda e: [e.data.letter_no])
+    r.releases(ECardIssued, lambda e: [e.data.card_id])
     r.on(InsuranceReviewDecided, reviewed)
     r.on(NotificationLetterIssued, on_letter_issued)
     r.on(ECardIssued, on_ecard_issued)
