@@ -167,8 +167,10 @@ def _waited(refusal: rules.Refuse, received: Received | None, hold: timedelta) -
     """The refusal of an unknown reference, saying that the request waited for it."""
     if received is None or received.held_since is None:
         return refusal
-    hours = max(1, round(hold.total_seconds() / 3600))
-    return rules.Refuse(refusal.reason, f"{refusal.message} (the request waited {hours} h"
+    seconds = hold.total_seconds()
+    waited = (f"{round(seconds / 3600)} h" if seconds >= 3600 else
+              f"{round(seconds / 60)} min" if seconds >= 60 else f"{round(seconds)} s")
+    return rules.Refuse(refusal.reason, f"{refusal.message} (the request waited {waited}"
                         " for it to reach the agency)")
 
 

@@ -32,11 +32,11 @@ class SocialInsuranceSettings(BaseSettings):
         f"<home>/{DEFAULT_PEPPER.as_posix()}, where `hub init` makes it if missing",
     )
 
-    hold_hours: int = Field(
-        default=72, ge=1, le=24 * 30,
+    hold_hours: float = Field(
+        default=72, gt=0, le=24 * 30,
         description="how long a registration request naming a permit, letter or e-card not"
-        " yet known waits for it (hours, on the stream's clock) before it is refused as"
-        " unknown",
+        " yet known waits for it (hours, fractions allowed, on the stream's clock) before it"
+        " is refused as unknown",
     )
 
     def pepper_path(self, settings: Settings) -> Path:
