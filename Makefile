@@ -7,9 +7,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 LIBS   := .cache/kafka-libs
 
-.PHONY: setup kcat demo test test-cluster unit bench lint schemas stack-up stack-down compose-secrets clean
+.PHONY: setup kcat promtool demo test test-cluster unit bench lint schemas stack-up stack-down compose-secrets clean
 
-setup: $(VENV)/.installed $(LIBS)/.resolved kcat
+setup: $(VENV)/.installed $(LIBS)/.resolved kcat promtool
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed")'
@@ -38,6 +38,19 @@ kcat: $(VENV)/.installed
 	    echo "kcat is missing; $(KCAT_HINT)."; \
 	fi
 	@$(BIN)/python stack/kcat_runtime.py
+
+# promtool (Debian's prometheus package) checks and unit-tests the alert rules
+# (stack/prometheus, tests/unit/test_alert_rules.py); installed the same way as kcat.
+PROMTOOL_HINT := install it with 'sudo apt-get install prometheus' (macOS: 'brew install prometheus')
+promtool:
+	@command -v promtool >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends prometheus) || \
+	        echo "promtool could not be installed; $(PROMTOOL_HINT)."; \
+	else \
+	    echo "promtool is missing; $(PROMTOOL_HINT)."; \
+	fi
 
 demo: setup
 	$(BIN)/python -m demo

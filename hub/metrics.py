@@ -97,7 +97,7 @@ class OutboxLook:
     parked: int = 0
 
 
-@dataclass
+@dataclass(eq=False)
 class LiveRelay:
     """A running relay, as a scrape sees it."""
 
