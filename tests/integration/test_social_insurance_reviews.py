@@ -5,15 +5,21 @@ again publishing nothing, and a decision on a request not in review dead-lettere
 
 from __future__ import annotations
 
-import uuid
+import asyncio
+import json
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+import structlog
+import typer
+from typer.testing import CliRunner
 
-from consumers.social_insurance.cli import decision_for, pending
+from consumers.social_insurance.cli import commands, pending
 from hub import bootstrap
-from hub.errors import BadTarget
+from hub.bootstrap import command_context
+from hub.logging import configure_logging
 from hub.looks import Look
 from hub.settings import Settings
 from schemas import topics
@@ -35,6 +41,7 @@ from tests.integration.agency_requests import (
     wait_for,
 )
 from tests.integration.hub_fixtures import read_topic
+from tests.integration.test_ops_cli import settings_env
 from tests.integration.test_social_insurance_registrations import (
     AGENCY,
     CODEC,
@@ -46,6 +53,19 @@ from tests.integration.test_social_insurance_registrations import (
 
 pytestmark = pytest.mark.integration
 OFFICER = "SI-0042"
+
+
+async def hub_cli(settings: Settings, *args: str) -> tuple[int, Any]:
+    """Run `hub <args>` with social insurance's commands mounted as `hub` mounts them, in a
+    thread; the exit code and the JSON printed (None when it printed none)."""
+    if not structlog.is_configured():
+        configure_logging("console", "INFO")  # inside the runner it would keep its buffer
+    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+    for name, sub in commands(command_context()):
+        app.add_typer(sub, name=name)
+    result = await asyncio.to_thread(CliRunner().invoke, app, list(args),
+                                     env=settings_env(settings), catch_exceptions=False)
+    return result.exit_code, json.loads(result.stdout) if result.stdout.strip() else None
 
 
 async def test_a_reviewer_decides_referred_requests_through_the_desk(
@@ -67,27 +87,41 @@ async def test_a_reviewer_decides_referred_requests_through_the_desk(
         await settled(hub_settings, AGENCY)
 
         look = Look("social_insurance reviews", "CASE-2025-17", False, "reviewer-1")
-        listed = await pending(hub_settings, look)
+        code, listed = await hub_cli(hub_settings, "social_insurance", "reviews",
+                                     "--purpose", "CASE-2025-17", "--operator", "reviewer-1")
+        assert code == 0
         assert sorted((r["request_id"], r["permit_no"], r["nationality"]) for r in listed) == [
             ("V-no", refused.permit_no, "KR"), ("V-yes", approved.permit_no, "KR")]
-        yes = await decision_for(hub_settings, "V-yes", officer=OFFICER,
-                                 decision=ReviewDecision.APPROVE, exempt=[Insurance.PENSION],
-                                 reason="certificate of coverage checked; pension exempt")
-        no = await decision_for(hub_settings, "V-no", officer=OFFICER,
-                                decision=ReviewDecision.REFUSE, exempt=[],
-                                reason="the certificate of coverage names another employer")
-        with pytest.raises(BadTarget):
-            await decision_for(hub_settings, "V-unknown", officer=OFFICER,
-                               decision=ReviewDecision.REFUSE, exempt=[], reason="no such")
+        code, _ = await hub_cli(hub_settings, "social_insurance", "reviews")
+        assert code == 2, "no look without a purpose"
+        code, _ = await hub_cli(hub_settings, "social_insurance", "decide", "V-unknown",
+                                "--officer", OFFICER, "--refuse", "--reason", "nothing pending")
+        assert code == 2, "a request not in review is refused before anything is published"
+        code, _ = await hub_cli(hub_settings, "social_insurance", "decide", "V-no",
+                                "--officer", OFFICER, "--refuse",
+                                "--reason", "holder passport M12345678 is forged")
+        assert code == 2, "personal data in the reason is refused"
+        code, yes = await hub_cli(hub_settings, "social_insurance", "decide", "V-yes",
+                                  "--officer", OFFICER, "--approve", "--exempt", "pension",
+                                  "--reason", "certificate of coverage checked; pension exempt")
+        assert (code, yes["decision"], yes["exempt"]) == (0, "approve", ["pension"])
+        code, no = await hub_cli(hub_settings, "social_insurance", "decide", "V-no",
+                                 "--officer", OFFICER, "--refuse", "--reason",
+                                 "the certificate of coverage names another employer")
+        assert (code, no["permit_no"]) == (0, refused.permit_no)
+        await wait_for(hub_settings, topics.INSURANCE_EVENTS, CODEC, lambda es: len(es) >= 5,
+                       what="the reviewed outcomes")
+        again = InsuranceReviewDecided.create(  # the desk submits the approval once more
+            subject=approved.permit_no, sequence=1, data=InsuranceReviewDecidedData(
+                request_id="V-yes", permit_no=approved.permit_no,
+                decision=ReviewDecision.APPROVE, exempt=(Insurance.PENSION,),
+                officer_id=OFFICER, decided_at=datetime.now(UTC),
+                reason="certificate of coverage checked; pension exempt"))
         stray = InsuranceReviewDecided.create(
             subject=approved.permit_no, sequence=1, data=InsuranceReviewDecidedData(
                 request_id="V-unknown", permit_no=approved.permit_no,
                 decision=ReviewDecision.REFUSE, officer_id=OFFICER,
                 decided_at=datetime.now(UTC), reason="a decision on nothing pending"))
-        assert await bootstrap.submit_decisions(hub_settings, AGENCY, [yes, no]) == 2
-        await wait_for(hub_settings, topics.INSURANCE_EVENTS, CODEC, lambda es: len(es) >= 5,
-                       what="the reviewed outcomes")
-        again = yes.model_copy(update={"id": uuid.uuid4()})  # the desk submits it again
         await bootstrap.submit_decisions(hub_settings, AGENCY, [again, stray])
         await send(hub_settings, topics.SOCIAL_INSURANCE_REQUESTS, [
             requested(by_no(refused.permit_no), "V-no-again")])
