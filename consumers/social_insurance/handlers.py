@@ -332,7 +332,10 @@ async def on_review_decided(
             InsuranceRejection.REVIEW_REFUSED,
             f"a reviewer refused the request: {decision.reason}"))
     permit = await view.permit(referral.permit_no)
-    assert permit is not None, "a referred request names a permit the view holds"
+    if permit is None:  # erased from the view (retention) while under review
+        return await _review_rejects(event, view, referral, rules.Refuse(
+            InsuranceRejection.PERMIT_UNKNOWN,
+            f"permit {referral.permit_no} is no longer known to the social insurance agency"))
     refused = rules.check_permit(permit, referral.request.requested_on)
     if refused is None and await view.registration_in_force(referral.permit_no) is not None:
         refused = rules.Refuse(InsuranceRejection.ALREADY_REGISTERED,

@@ -182,3 +182,11 @@ def test_the_event_is_keyed_by_the_permit() -> None:
     event = decided()
     assert event.subject == PERMIT
     assert uuid.UUID(str(event.id))
+
+
+async def test_an_approval_of_a_permit_erased_while_under_review_is_rejected() -> None:
+    """The view no longer holds the permit (retention): permit_unknown, never a crash."""
+    agency = Agency()
+    await referred(agency)
+    del agency.view.permits[PERMIT]
+    assert rejected(await decide(agency, decided())).reason is R.PERMIT_UNKNOWN
