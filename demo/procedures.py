@@ -6,6 +6,7 @@ agency and the outcomes they publish."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ class Casebook:
     qr_verdict: str = ""
     reminder_day: date | None = None
     reminder: str = ""
+    held: str = ""
+    """What happened to the e-card request that reached the card before its permit."""
 
 
 async def send(settings: Settings, topic: str, events: Iterable[CloudEvent[Any]]) -> None:
@@ -149,6 +152,51 @@ async def remind(settings: Settings, permit_no: str, as_of: date, book: Casebook
             "SELECT message FROM card_notifications WHERE permit_no = $1"
             " AND kind = 'expiry_reminder' AND notified_on = $2", permit_no, as_of)
     book.reminder_day, book.reminder = as_of, message or "(none sent)"
+
+
+async def held_request(settings: Settings, person: Any, book: Casebook,
+                       authority_relay: Pausable) -> None:
+    """Her e-card request reaches the card service before her permit does (the authority's
+    relay is paused, as when it is down or slow): the card holds the request, then decides
+    it as soon as the permit arrives, with no resubmission."""
+    book.names[person.permit_no] = person.holder.name
+    request = registration_request(person.holder.name, permit_no=person.permit_no)
+    await send(settings, topics.CARD_REQUESTS, [request])
+    async with bootstrap.pool(settings, "card", max_size=1) as p:
+        deadline = time.monotonic() + 60
+        while (held := await p.fetchrow(
+                "SELECT reason, hold_until FROM hub_held_requests WHERE event_id = $1",
+                request.id)) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the card did not hold the early request")
+            await asyncio.sleep(0.1)
+    await authority_relay.resume()
+    await synced(settings)
+    card = await _card_id(settings, person.permit_no)
+    book.held = (f"held by the card ({held['reason']}, until {held['hold_until']:%Y-%m-%d %H:%M}"
+                 f" UTC at the latest); decided when her permit arrived: "
+                 + (f"e-card {card}" if card else "refused"))
+
+
+class Pausable:
+    """An agency's processes that the story can stop and start again."""
+
+    def __init__(self, settings: Settings, agency: str) -> None:
+        self.settings, self.agency = settings, agency
+        self._running: contextlib.AsyncExitStack | None = None
+
+    async def resume(self) -> None:
+        """Start them (again)."""
+        if self._running is None:
+            self._running = contextlib.AsyncExitStack()
+            await self._running.enter_async_context(
+                bootstrap.running_agency(self.settings, self.agency))
+
+    async def pause(self) -> None:
+        """Stop them; what they would have done waits (an outbox keeps its rows)."""
+        if self._running is not None:
+            running, self._running = self._running, None
+            await running.aclose()
 
 
 async def register_john_again(settings: Settings, john: Any) -> None:

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from demo.procedures import (
     Casebook,
+    Pausable,
     apply_for_everything,
     casebook,
+    held_request,
     register_john_again,
     remind,
     synced,
@@ -144,6 +146,22 @@ PEOPLE = (
         6,
     ),
 )
+
+LATE = Person(
+    Holder(
+        name="Priya Raman",
+        sex="F",
+        date_of_birth=date(1990, 12, 5),
+        nationality="IN",
+        passport_no="Z4417260",
+        passport_expiry=date(2034, 2, 14),
+    ),
+    ACME,
+    Category.B,
+    "Data engineer",
+    24,
+)
+"""Her e-card request reaches the card service before her permit does."""
 
 LEGACY_HOLDER = PermitRecord(
     permit_no="110000201900000000",  # each run registers him under a number of its own
@@ -292,14 +310,28 @@ async def tell(settings: Settings, out_dir: Path) -> Told:
     this process while it is told (the privacy test tells it too, reading every line)."""
     book = Casebook()
     async with contextlib.AsyncExitStack() as running:
-        for agency in installed().names():  # every agency's consumer and relay
-            await running.enter_async_context(bootstrap.running_agency(settings, agency))
+        # Every agency's consumer and relay; the authority's apart, so it can be paused.
+        relay = Pausable(settings, installed().authority().name)
+        for agency in installed().names():
+            if agency != relay.agency:
+                await running.enter_async_context(bootstrap.running_agency(settings, agency))
+        await relay.resume()
+        running.push_async_callback(relay.pause)
         auth = await running.enter_async_context(authority(settings))
         people = await open_permits(auth, start=date.today() - timedelta(days=30))
         john = people["john"].permit_no
         await synced(settings)
         await apply_for_everything(settings, people, date.today() - timedelta(days=9),
                                    out_dir, book)
+        # Priya's permit is decided while the authority's relay is down; her e-card request
+        # overtakes it.
+        await relay.pause()
+        entry = date.today() - timedelta(days=2)
+        priya = await auth.apply(holder=LATE.holder, employer=LATE.employer,
+                                 category=LATE.category, position=LATE.position,
+                                 approved_months=LATE.months, today=entry - timedelta(days=21))
+        people["priya"] = await auth.issue(priya.permit_no, valid_from=entry, today=entry)
+        await held_request(settings, people["priya"], book, relay)
         before = await card_standard(settings, john)
         # The scheduler's sweep on the day Anna's extension window opens (90 days left).
         anna = people["anna"]
@@ -338,6 +370,8 @@ async def play(settings: Settings, *, keep_running: bool = True) -> int:
         print(f"\nAnna's e-card, on {book.reminder_day} (the extension window opens):"
               f"\n  {book.reminder}"
               "\n  she applies 30 days later, within the window, and the extension is granted")
+        print(f"\n{LATE.holder.name}'s e-card request reached the card before her permit:"
+              f"\n  {book.held}")
         print(f"\nAnna's permit with its QR code: {png}"
               f"\n  scanned by public security: {book.qr_verdict}"
               f"\n  check it yourself: .venv/bin/hub qr verify {book.qr_png}")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hub import commands
+from hub import commands, tracing
 from hub.clock import SystemClock
 from hub.logging import get_logger
 from hub.metrics import MetricsServer
@@ -157,7 +157,8 @@ def run(
     outbox relay and chain-head publisher, if it publishes, and its calendar on today's date
     (Beijing), if it keeps one (the authority expires ended permits) (SIGINT/SIGTERM stop it
     cleanly). It connects as the agency's runtime role and changes no schema: a database
-    `hub init` has not migrated exits 1."""
+    `hub init` has not migrated exits 1. Metrics with --metrics-port (or HUB_METRICS_PORT);
+    spans exported by OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set."""
     from hub import bootstrap
 
     async def go(settings: Settings) -> None:
@@ -171,6 +172,9 @@ def run(
             loop.add_signal_handler(sig, stop.set)
         port = settings.metrics_port if metrics_port is None else metrics_port
         with contextlib.ExitStack() as serving:
+            # Spans are exported by OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+            if tracing.configure(f"permit-hub-{agency}"):
+                serving.callback(tracing.shutdown)
             if port is not None:
                 server = MetricsServer(settings.metrics_address, port)
                 serving.callback(server.close)

@@ -48,6 +48,7 @@ from typing import Any, Generic, TypeAlias, TypeVar
 
 from pydantic import BaseModel
 
+from hub import tracing
 from hub.db import Connection
 from hub.delivery import BatchHandler, Delivery
 from hub.outbox import OutgoingMessage, enqueue
@@ -219,6 +220,18 @@ class Router(Generic[V]):
         self, conn: Connection, view: V, event: CloudEvent[Any],
         handlers: Sequence[ReceivedHandler[V]], received: Received,
     ) -> None:
+        """`_decide_in` as a span of the event's trace: its outcomes carry that trace."""
+        with tracing.span(f"handle {event.type}", parent=tracing.of_event(event),
+                          kind=tracing.SpanKind.CONSUMER,
+                          attributes={"cloudevents.event_id": str(event.id),
+                                      "cloudevents.event_type": event.type,
+                                      "hub.held": received.held_since is not None}):
+            await self._decide_in(conn, view, event, handlers, received)
+
+    async def _decide_in(
+        self, conn: Connection, view: V, event: CloudEvent[Any],
+        handlers: Sequence[ReceivedHandler[V]], received: Received,
+    ) -> None:
         """Run an event's handlers and emit their outcomes, or hold it; for a request named
         by an id, answer a resubmission with the first answer."""
         request_id = self.request_ids.get(event.type)
@@ -332,6 +345,8 @@ class Router(Generic[V]):
         topic = self.outcome_topic
         if topic is None:
             raise RuntimeError("a handler decided outcomes, but this agency publishes none")
+        trace = tracing.current()
+        carried = trace.as_event_fields() if trace is not None else {}
         messages = []
         for e in emits:
             sequence = await conn.fetchval(
@@ -341,7 +356,8 @@ class Router(Generic[V]):
                 e.event_type.SOURCE,
                 e.subject,
             )
-            event = e.event_type.create(subject=e.subject, sequence=sequence, data=e.data)
+            event = e.event_type.create(subject=e.subject, sequence=sequence, data=e.data,
+                                        **carried)
             messages.append(OutgoingMessage.of_event(topic, event))
         await enqueue(conn, messages)
         return messages

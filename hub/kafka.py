@@ -28,6 +28,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord
 from faststream.security import SASLScram512
 
+from hub import tracing
 from hub.delivery import Delivery
 from hub.errors import ConfigurationFault, retry_transient
 from hub.kafka_credentials import password
@@ -534,6 +535,12 @@ async def publish(
                              linger_ms=5) as prod:
         futures = []
         for e in events:
+            if e.traceparent is None:
+                # A submission starts a trace (or joins the caller's) that its outcomes carry.
+                with tracing.span(f"submit {e.type}", kind=tracing.SpanKind.PRODUCER,
+                                  attributes={"cloudevents.event_id": str(e.id),
+                                              "cloudevents.event_type": e.type}) as trace:
+                    e = e.model_copy(update=trace.as_event_fields())
             value = e.to_json()
             headers = [("content-type", CONTENT_TYPE.encode()),
                        (SIGNATURE_HEADER, signer.sign(value))]

@@ -47,7 +47,7 @@ from typing import Any
 import asyncpg
 from aiokafka import errors as kafka_errors
 
-from hub import metrics
+from hub import metrics, tracing
 from hub.db import Connection
 from hub.errors import Backoff, MessageRefused, raise_unless_transient
 from hub.evidence import append, sent_entry
@@ -285,6 +285,15 @@ class OutboxRelay:
         return None
 
     async def _send_batch(self, conn: Connection, copies: list[_Copy]) -> None:
+        # One span per batch, linked to the work behind its events (at most 128 links,
+        # OpenTelemetry's default limit): the hop from a commit to Kafka, in each trace.
+        links = [link for link in (tracing.link(_trace_of(c.value))
+                                   for c in copies[:128]) if link is not None]
+        with tracing.span(f"publish {self.name}", kind=tracing.SpanKind.PRODUCER, links=links,
+                          attributes={"messaging.batch.message_count": len(copies)}):
+            await self._send_batch_in(conn, copies)
+
+    async def _send_batch_in(self, conn: Connection, copies: list[_Copy]) -> None:
         key = self.signer()
         # One signature for the batch, over the Merkle root of its values (hub.signing).
         jws, places = key.sign_batch([c.value for c in copies])
@@ -423,6 +432,19 @@ async def unpark(conn: Connection, ids: Sequence[int] | None) -> list[int]:
             None if ids is None else list(ids))
         await conn.execute(f"NOTIFY {CHANNEL}")
     return sorted(r["id"] for r in moved)
+
+
+def _trace_of(value: bytes) -> tracing.TraceContext | None:
+    """The trace context an outbox value carries (None: none, or no JSON event)."""
+    if not tracing.recording() or b'"traceparent"' not in value:
+        return None
+    try:
+        event = json.loads(value)
+    except ValueError:
+        return None
+    parent = event.get("traceparent") if isinstance(event, dict) else None
+    return tracing.TraceContext(parent, event.get("tracestate")) if isinstance(
+        parent, str) else None
 
 
 def _identity(value: bytes) -> dict[str, str | None]:

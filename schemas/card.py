@@ -202,6 +202,8 @@ class ExpiryReminderSweepRequested(CloudEvent[ExpiryReminderSweepRequestedData])
 
 class ECardIssued(CloudEvent[ECardIssuedData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "ECardIssued"
+    # v2: the permit's status may be `lapsed` (schemas/compatibility.toml).
+    VERSION: ClassVar[int] = 2
     SOURCE: ClassVar[str] = CARD_SOURCE
     type: Literal["cn.mohrss.ssc.ECardIssued"]
 
@@ -236,6 +238,8 @@ class PhysicalCardIssued(CloudEvent[PhysicalCardIssuedData]):
 
 class PermitNotificationSent(CloudEvent[PermitNotificationSentData]):
     EVENT_TYPE: ClassVar[str] = _TYPE + "PermitNotificationSent"
+    # v2: the permit's status may be `lapsed` (schemas/compatibility.toml).
+    VERSION: ClassVar[int] = 2
     SOURCE: ClassVar[str] = CARD_SOURCE
     type: Literal["cn.mohrss.ssc.PermitNotificationSent"]
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -16,6 +24,9 @@ SCHEMA_URN = "urn:permit-hub:schema"
 
 SPECVERSION = "1.0"
 """The CloudEvents version every hub message is, required in each (CloudEvents 1.0 §3.1)."""
+
+TRACEPARENT_PATTERN = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
+"""A W3C `traceparent` of version 00 with a non-zero trace id and parent id."""
 
 MAX_SEQUENCE = 2**31 - 1
 """The largest `sequence`: a positive 32-bit integer, what every view's `integer` column holds.
@@ -89,7 +100,30 @@ class CloudEvent(Contract, Generic[D]):
     sequence: int = Field(
         ge=1, description="per subject and source, +1 on every event: ordering and idempotency"
     )
+    # The CloudEvents distributed-tracing extension: the W3C trace context of the work that
+    # caused the event (a command, a request, the event an outcome answers), so one
+    # request is followed across agencies by its trace id. Optional, and absent rather
+    # than null when there is none; no reader's decision depends on it.
+    # A malformed value is dropped on read, as W3C Trace Context asks (a new trace starts
+    # there), never a reason to refuse the event.
+    traceparent: str | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        json_schema_extra={"pattern": TRACEPARENT_PATTERN.pattern},
+        description="W3C trace context (version 00): trace id, parent span id, flags")
+    tracestate: str | None = Field(
+        default=None, exclude_if=lambda v: v is None, json_schema_extra={"maxLength": 512},
+        description="W3C vendor trace state, passed on with its traceparent")
     data: D
+
+    @field_validator("traceparent", mode="before")
+    @classmethod
+    def _tolerate_traceparent(cls, value: Any) -> str | None:
+        return value if isinstance(value, str) and TRACEPARENT_PATTERN.match(value) else None
+
+    @field_validator("tracestate", mode="before")
+    @classmethod
+    def _tolerate_tracestate(cls, value: Any) -> str | None:
+        return value if isinstance(value, str) and len(value) <= 512 else None
 
     def subject_rule(self) -> tuple[str, str] | None:
         """Where this type's contract takes the subject from, and its value; None: not fixed."""
@@ -109,6 +143,10 @@ class CloudEvent(Contract, Generic[D]):
         if isinstance(data, dict) and "specversion" not in data:
             raise PydanticCustomError("specversion_missing",
                                       "specversion is required (CloudEvents 1.0)")
+        if isinstance(data, dict) and "tracestate" in data and not (
+                isinstance(tp := data.get("traceparent"), str) and TRACEPARENT_PATTERN.match(tp)):
+            # A trace state belongs to its traceparent: without a valid one it is ignored.
+            data = {k: v for k, v in data.items() if k != "tracestate"}
         return data
 
     @model_validator(mode="after")

@@ -66,6 +66,8 @@ class PermitStatus(StrEnum):
     ACTIVE = "active"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    LAPSED = "lapsed"
+    """The notification letter ran out before the permit was issued (no validity ever began)."""
 
 
 class PermitStandard(StrEnum):
@@ -146,6 +148,9 @@ class PermitRecord(Contract):
         if has("status", "valid_until") and self.status in (
                 PermitStatus.ACTIVE, PermitStatus.EXPIRED) and self.valid_until is None:
             raise ValueError(f"a permit with status {self.status} needs valid_from/valid_until")
+        if has("status", "letter_issued_on") and (
+                self.status is PermitStatus.LAPSED and self.letter_issued_on is None):
+            raise ValueError("a lapsed permit needs letter_issued_on: only a letter lapses")
         if has("status", "cancelled_on") and (
                 self.status is PermitStatus.CANCELLED and self.cancelled_on is None):
             raise ValueError("a cancelled permit needs cancelled_on")
@@ -201,6 +206,12 @@ class NotificationLetterIssuedData(PermitPayload):
     letter_no: str = Field(min_length=1, max_length=40)
 
 
+class NotificationLetterLapsedData(PermitPayload):
+    """The letter's validity ran out before the permit was issued after entry."""
+
+    letter_valid_until: date = Field(description="the letter's last valid day")
+
+
 class PermitIssuedData(PermitPayload):
     """The permit became active after entry, with its validity."""
 
@@ -245,6 +256,9 @@ P = TypeVar("P", bound=PermitPayload)
 class PermitLifecycleEvent(CloudEvent[P], Generic[P]):
     """Subject: the number of the permit whose record the event carries."""
 
+    VERSION: ClassVar[int] = 2
+    """v2: the record's status may be `lapsed` (schemas/compatibility.toml)."""
+
     def subject_rule(self) -> tuple[str, str]:
         """The permit number in `data.permit`."""
         return "data.permit.permit_no", self.data.permit.permit_no
@@ -254,6 +268,13 @@ class NotificationLetterIssued(PermitLifecycleEvent[NotificationLetterIssuedData
     EVENT_TYPE: ClassVar[str] = _TYPE + "NotificationLetterIssued"
     SOURCE: ClassVar[str] = AUTHORITY_SOURCE
     type: Literal["cn.mohrss.workpermit.NotificationLetterIssued"]
+
+
+class NotificationLetterLapsed(PermitLifecycleEvent[NotificationLetterLapsedData]):
+    EVENT_TYPE: ClassVar[str] = _TYPE + "NotificationLetterLapsed"
+    VERSION: ClassVar[int] = 1
+    SOURCE: ClassVar[str] = AUTHORITY_SOURCE
+    type: Literal["cn.mohrss.workpermit.NotificationLetterLapsed"]
 
 
 class PermitIssued(PermitLifecycleEvent[PermitIssuedData]):
@@ -307,6 +328,7 @@ PermitEvent = (
     | PermitExpired
     | LegacyPermitRegistered
     | PermitMigrated
+    | NotificationLetterLapsed
 )
 
 PERMIT_EVENT_TYPES: tuple[type[CloudEvent[Any]], ...] = (
@@ -318,4 +340,5 @@ PERMIT_EVENT_TYPES: tuple[type[CloudEvent[Any]], ...] = (
     PermitExpired,
     LegacyPermitRegistered,
     PermitMigrated,
+    NotificationLetterLapsed,
 )

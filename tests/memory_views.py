@@ -133,6 +133,15 @@ class MemoryCardView:
         self.physical[card.permit_no] = card
         return True
 
+    async def move_physical_card(self, ssn: str, permit_no: str,
+                                 ecard_id: str | None) -> PhysicalCard:
+        """Carry the SSN's physical card over to another permit (and its e-card)."""
+        old = next(c for c in self.physical.values() if c.ssn == ssn)
+        del self.physical[old.permit_no]
+        card = old._replace(permit_no=permit_no, ecard_id=ecard_id)
+        self.physical[permit_no] = card
+        return card
+
     async def record_notice(self, notice: Notice) -> bool:
         """Store a notice; False if its (permit, dedup key) was stored before."""
         key = (notice.permit_no, notice.dedup_key)

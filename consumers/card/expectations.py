@@ -30,9 +30,13 @@ _CARD_NOTICE: Reads = {"time": "string(date-time)?"}
 _CARD_STATUS_MESSAGE: Mapping[str, Reads] = {  # rules.status_message, per event type
     "PermitChanged": {"data.changes[].field": "string"},
     "PermitCancelled": {"data.permit.cancelled_on": "string(date)?"},
+    # The one type whose record is lapsed: rules.permit_refusal and qr refuse it.
+    "NotificationLetterLapsed": {"data.letter_valid_until": "string(date)",
+                                 "data.permit.status": "string{lapsed}"},
 }
 _CARD_NOTIFIED = ("PermitIssued", "PermitExtended", "PermitChanged", "PermitCancelled",
-                  "PermitExpired", "PermitMigrated")  # service.NOTIFIED_PERMIT_EVENTS
+                  "PermitExpired", "PermitMigrated", "NotificationLetterLapsed",
+                  "NotificationLetterIssued")  # service.NOTIFIED_PERMIT_EVENTS
 
 
 def reads() -> dict[str, Reads]:
@@ -55,6 +59,11 @@ def reads() -> dict[str, Reads]:
         "data.permit_no": "string",
         "data.ssn": "string",
         "data.issued_on": "string(date)",
+    }
+    reads["InsuranceRegistered"] = ENVELOPE | {  # handlers.link_registered_ssn
+        "data.permit_no": "string",
+        "data.ssn": "string",
+        "data.registered_on": "string(date)",
     }
     reads["ExpiryReminderSweepRequested"] = ENVELOPE | {  # handlers.send_expiry_reminders
         "data.as_of": "string(date)",

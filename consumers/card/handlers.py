@@ -3,9 +3,13 @@
 - Permit lifecycle → the card's copy of the permit (`card_permit`), and a
   PermitNotificationSent to the e-card holder on each change (`notify_permit_change`).
 - ECardRegistrationRequested → ECardIssued with the permit's information and a QR token,
-  or ECardRejected with a reason the person can act on (`register_ecard`).
+  or ECardRejected with a reason the person can act on (`register_ecard`); a request
+  naming a permit or SSN not known yet is held until it arrives or the hold ends.
 - SocialSecurityNumberIssued → PhysicalCardIssued, the SSN linked to the e-card
   (`issue_physical_card`).
+- InsuranceRegistered → the registration's SSN linked to the permit's e-card, and the
+  person's physical card carried over to the permit once, when the SSN is not yet the
+  permit's (a change of employer: `link_registered_ssn`).
 - ExpiryReminderSweepRequested → PermitNotificationSent to every e-card holder whose
   permit is due an expiry reminder (`send_expiry_reminders`): when the extension window
   opens (90 days before the end), when it is about to close (the card's
@@ -20,12 +24,12 @@ e-card (so no QR code and no notifications) until it is extended, changed or mig
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from consumers.card import rules
 from consumers.card.ports import CardViewPort
 from consumers.card.records import CardPermit, ECard, Notice, PhysicalCard
-from hub.dispatch import Emit
+from hub.dispatch import Emit, Hold, Received
 from hub.logging import get_logger
 from hub.redaction import NoPersonalData
 from schemas.card import (
@@ -44,8 +48,9 @@ from schemas.card import (
     QrReference,
     VerificationResult,
 )
+from schemas.envelope import CloudEvent
 from schemas.permits import EXTENSION_WINDOW, PermitEvent, PermitStatus
-from schemas.social_insurance import SocialSecurityNumberIssued
+from schemas.social_insurance import InsuranceRegistered, SocialSecurityNumberIssued
 
 if TYPE_CHECKING:
     from consumers.card.issuer import QrIssuer
@@ -81,17 +86,33 @@ def card_permit(event: PermitEvent) -> CardPermit:
 
 
 async def register_ecard(
-    event: ECardRegistrationRequested, view: CardViewPort, *, issuer: QrIssuer,
-    closing_days: int,
-) -> list[Emit]:
+    event: ECardRegistrationRequested, view: CardViewPort, received: Received | None = None,
+    *, issuer: QrIssuer, closing_days: int,
+) -> list[Emit] | Hold:
     """Issue the e-card with the permit's information and a QR token, or say why not.
 
     Checks in this order, so a failed face check reveals nothing about the permit:
     verification, the permit (by number or SSN), the name, the permit's status and
     standard, an existing e-card. 'Today' is the request's time, in China. A permit due
     an expiry reminder gets it with the card (`closing_days`: see `send_expiry_reminders`).
+
+    A request naming a permit (or an SSN) the card service does not know yet is held
+    (`Hold`, keyed by the number it names), not refused: the permit's event is on another
+    topic and may still be on its way. The router decides it again when that number's
+    event is applied, and past the card's `hold_hours` (`received.final`) it is refused as
+    unknown. Without `received` (a direct call) the request is decided at once.
     """
     req = event.data
+    if req.verification.result is VerificationResult.PASSED and (
+            received is not None and not received.final):
+        named = req.permit_no
+        if named is None:
+            assert req.ssn is not None  # the contract requires one of the two
+            named = await view.permit_no_of_ssn(req.ssn)
+            if named is None:
+                return Hold(req.ssn, R.UNKNOWN_SSN.value)
+        if await view.permit(named) is None:
+            return Hold(named, R.UNKNOWN_PERMIT.value)
     if not await view.claim_request(req.request_id, event.id, event.subject):
         log.warning("e-card request already answered; no second outcome",
                     request_id=str(req.request_id), event_id=str(event.id))
@@ -105,7 +126,7 @@ async def register_ecard(
     permit = await view.permit(permit_no) if permit_no is not None else None
     if permit is None:
         unknown = R.UNKNOWN_PERMIT if req.permit_no is not None else R.UNKNOWN_SSN
-        return await _reject(event, view, unknown, permit_no)
+        return await _reject(event, view, unknown, permit_no, waited=received is not None)
     if not rules.names_match(req.name, permit.holder_name):
         return await _reject(event, view, R.NAME_MISMATCH, permit_no, permit)
     refusal = rules.permit_refusal(permit, rules.china_date(event.time))
@@ -121,6 +142,7 @@ async def register_ecard(
 async def _reject(
     event: ECardRegistrationRequested, view: CardViewPort, reason: ECardRejectionReason,
     permit_no: str | None, permit: CardPermit | None = None, card_id: str | None = None,
+    *, waited: bool = False,
 ) -> list[Emit]:
     req = event.data
     await view.settle_request(req.request_id, "rejected", reason.value)
@@ -128,7 +150,7 @@ async def _reject(
     shown_no = permit_no if reason is not R.UNKNOWN_SSN else None
     data = ECardRejectedData(
         request_id=req.request_id, reason=reason, permit_no=shown_no,
-        message=rules.rejection_message(reason, shown_no, permit, card_id),
+        message=rules.rejection_message(reason, shown_no, permit, card_id, waited=waited),
     )
     log.info("e-card rejected", request_id=str(req.request_id), reason=reason.value)
     return [Emit(ECardRejected, shown_no or event.subject, data)]
@@ -182,25 +204,59 @@ async def issue_physical_card(event: SocialSecurityNumberIssued, view: CardViewP
     d = event.data
     if d.permit_no != event.subject:
         raise CardConflict(f"subject {event.subject!r} is not the permit number {d.permit_no!r}")
-    held = await view.physical_card(d.permit_no)
-    if held is not None and held.ssn == d.ssn:
+    return await _physical_card(view, d.permit_no, d.ssn, d.issued_on, event, follow=False)
+
+
+async def link_registered_ssn(event: InsuranceRegistered, view: CardViewPort) -> list[Emit]:
+    """The SSN of a registration follows the person to this permit's e-card.
+
+    Social insurance reuses a person's SSN when they register again under a new permit
+    (after a change of employer) and then issues no SocialSecurityNumberIssued: the
+    registration's `ssn` is the only news. The person's physical card (one per SSN) is
+    carried over to the new permit and linked to its e-card, and PhysicalCardIssued is
+    published once for the new permit, with the card's number and first issue date. A
+    registration whose SSN the card already holds for this permit changes nothing (the
+    first registration, which SocialSecurityNumberIssued follows, or a duplicate); an SSN
+    the card never heard of gets its physical card here, as on SocialSecurityNumberIssued.
+    """
+    d = event.data
+    if d.permit_no != event.subject:
+        raise CardConflict(f"subject {event.subject!r} is not the permit number {d.permit_no!r}")
+    return await _physical_card(view, d.permit_no, d.ssn, d.registered_on, event, follow=True)
+
+
+async def _physical_card(
+    view: CardViewPort, permit_no: str, ssn: str, issued_on: date, event: CloudEvent[Any],
+    *, follow: bool,
+) -> list[Emit]:
+    """The permit's physical card for this SSN, issued (or, with `follow`, carried over
+    from the person's earlier permit) once, and linked to the permit's e-card."""
+    held = await view.physical_card(permit_no)
+    ecard = await view.ecard(permit_no)
+    if held is not None and held.ssn == ssn:
+        if ecard is not None and ecard.ssn != ssn:
+            await view.link_ssn(permit_no, ssn, ecard.card_id)
         log.info("physical card already issued for this SSN; nothing to do",
                  card_no=held.card_no, event_id=str(event.id))
         return []
     if held is not None:
-        raise CardConflict(f"permit {d.permit_no} already has a physical card for another SSN")
-    other = await view.permit_no_of_ssn(d.ssn)
-    if other is not None:
+        raise CardConflict(f"permit {permit_no} already has a physical card for another SSN")
+    other = await view.permit_no_of_ssn(ssn)
+    ecard_id = ecard.card_id if ecard else None
+    if other is not None and not follow:
         raise CardConflict(f"the SSN is already on the physical card of permit {other}")
-    ecard = await view.ecard(d.permit_no)
-    card = PhysicalCard(d.permit_no, d.ssn, rules.physical_card_no(d.ssn), d.issued_on,
-                        ecard.card_id if ecard else None)
-    await view.add_physical_card(card)
+    if other is not None:
+        card = await view.move_physical_card(ssn, permit_no, ecard_id)
+        log.info("physical card follows its holder to a new permit", card_no=card.card_no,
+                 event_id=str(event.id))
+    else:
+        card = PhysicalCard(permit_no, ssn, rules.physical_card_no(ssn), issued_on, ecard_id)
+        await view.add_physical_card(card)
     if ecard is not None:
-        await view.link_ssn(d.permit_no, d.ssn, ecard.card_id)
-    data = PhysicalCardIssuedData(permit_no=d.permit_no, ssn=d.ssn, card_no=card.card_no,
-                                  issued_on=d.issued_on, ecard_id=card.ecard_id)
-    return [Emit(PhysicalCardIssued, d.permit_no, data)]
+        await view.link_ssn(permit_no, ssn, ecard.card_id)
+    data = PhysicalCardIssuedData(permit_no=permit_no, ssn=ssn, card_no=card.card_no,
+                                  issued_on=card.issued_on, ecard_id=card.ecard_id)
+    return [Emit(PhysicalCardIssued, permit_no, data)]
 
 
 # notifications --------------------------------------------------------------------------

@@ -50,6 +50,11 @@ class CardViewPort(Protocol):
     async def add_physical_card(self, card: PhysicalCard) -> bool:
         """Store a new physical card; False if the permit or the SSN already has one."""
 
+    async def move_physical_card(self, ssn: str, permit_no: str,
+                                 ecard_id: str | None) -> PhysicalCard:
+        """Carry the SSN's physical card over to another permit, linked to its e-card (if
+        any); the card as it is now."""
+
     async def record_notice(self, notice: Notice) -> bool:
         """Store a notification; False if the same one (permit, dedup key) was sent before."""
 

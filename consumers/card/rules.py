@@ -13,6 +13,8 @@ from schemas.card import CardPermitInfo, ECardRejectionReason
 from schemas.permits import (
     EXTENSION_WINDOW,
     Category,
+    NotificationLetterIssued,
+    NotificationLetterLapsed,
     PermitCancelled,
     PermitChanged,
     PermitEvent,
@@ -76,10 +78,13 @@ def permit_refusal(p: CardPermit, today: date) -> ECardRejectionReason | None:
 
     A notification-letter permit can: the letter's QR code is what registers the e-SSC.
     A legacy permit cannot until it is extended, changed or migrated ("No Change, No
-    Replacement"): it stays honoured as the physical permit it is.
+    Replacement"): it stays honoured as the physical permit it is. A permit whose letter
+    lapsed never started: refused as expired (the message says the letter lapsed).
     """
     if p.status == PermitStatus.CANCELLED:
         return R.PERMIT_CANCELLED
+    if p.status == PermitStatus.LAPSED:
+        return R.PERMIT_EXPIRED
     if p.status == PermitStatus.EXPIRED or (p.valid_until is not None and p.valid_until < today):
         return R.PERMIT_EXPIRED
     if p.standard == PermitStandard.LEGACY:
@@ -132,11 +137,20 @@ def reminder_due(p: CardPermit, today: date, closing_days: int) -> DueReminder |
 
 def rejection_message(
     reason: ECardRejectionReason, permit_no: str | None, permit: CardPermit | None = None,
-    card_id: str | None = None,
+    card_id: str | None = None, *, waited: bool = False,
 ) -> str:
-    """What the person is told, and what they can do about it."""
+    """What the person is told, and what they can do about it (`waited`: the request was
+    held for the permit or SSN to arrive, which did not)."""
     no = permit_no or "named"
     until = permit.valid_until if permit is not None else None
+    if waited and reason is R.UNKNOWN_PERMIT:
+        return (f"No work permit {no} reached the card service while your request waited for "
+                "it. Check the 18 digits on your Notification Letter or permit, and ask your "
+                "employer whether the permit was approved; then register again.")
+    if waited and reason is R.UNKNOWN_SSN:
+        return ("The social security number given did not reach the card service while your "
+                "request waited for it. Register with your work permit number instead, or "
+                "check the number with the social insurance agency.")
     messages = {
         R.VERIFICATION_FAILED: "The real-person (face) verification did not pass. Retry it in "
         "the e-SSC app in good light without glasses or a mask, or register at a social "
@@ -151,8 +165,13 @@ def rejection_message(
         "name exactly as printed in your passport, surname and given names.",
         R.PERMIT_CANCELLED: f"Work permit {no} has been cancelled, so no e-card can be issued "
         "for it. If you have a new employer, they apply for a new work permit.",
-        R.PERMIT_EXPIRED: f"Work permit {no} expired{f' on {until}' if until else ''}, so no "
-        "e-card can be issued for it. Ask your employer to apply for a new work permit.",
+        R.PERMIT_EXPIRED: (
+            f"The notification letter of work permit {no} lapsed before the permit was issued, "
+            "so no e-card can be issued for it. Ask your employer to apply again; you keep "
+            "the same permit number."
+            if permit is not None and permit.status == PermitStatus.LAPSED else
+            f"Work permit {no} expired{f' on {until}' if until else ''}, so no e-card can be "
+            "issued for it. Ask your employer to apply for a new work permit."),
         R.LEGACY_NOT_MIGRATED: f"Work permit {no} is a physical permit from before the "
         "integration. It stays valid as it is (No Change, No Replacement). The e-card with "
         "the permit QR code becomes available after the permit is extended or changed, or "
@@ -182,6 +201,14 @@ def status_message(event: PermitEvent) -> str:
     if isinstance(event, PermitExpired):
         return (f"Your work permit {no} expired on {p.valid_until}. The permit QR code on your "
                 "e-card is no longer valid.")
+    if isinstance(event, NotificationLetterIssued):
+        return (f"A new application under your work permit number {no} was approved and its "
+                "Notification Letter issued: your e-card and its permit QR code are valid again "
+                "for the new period, which starts when the permit is issued after entry.")
+    if isinstance(event, NotificationLetterLapsed):
+        return (f"The notification letter of your work permit {no} lapsed: it was valid until "
+                f"{event.data.letter_valid_until} and the permit was not issued. The permit QR "
+                "code on your e-card is no longer valid; your employer can apply again.")
     if isinstance(event, PermitMigrated):
         return f"Your work permit {no} moved onto the integrated electronic standard."
     return f"Your work permit {no} is now {p.status.value}."

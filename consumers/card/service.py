@@ -2,7 +2,8 @@
 
 The card group consumes three topics: the permit lifecycle (its view of the permits),
 `card.requests.v1` (e-card registrations, the daily reminder sweep) and
-`socialinsurance.insurance-events.v1` (SocialSecurityNumberIssued). Its outcomes go to
+`socialinsurance.insurance-events.v1` (SocialSecurityNumberIssued, and InsuranceRegistered
+for the SSN a registration under a new permit reuses). Its outcomes go to
 `card.card-events.v1` through the card database's outbox, relayed by `hub run card`.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from datetime import timedelta
 
 import typer
 
@@ -31,6 +33,8 @@ from schemas.card import (
     ExpiryReminderSweepRequested,
 )
 from schemas.permits import (
+    NotificationLetterIssued,
+    NotificationLetterLapsed,
     PermitCancelled,
     PermitChanged,
     PermitExpired,
@@ -39,27 +43,38 @@ from schemas.permits import (
     PermitMigrated,
 )
 from schemas.registry import ALL_EVENT_TYPES
-from schemas.social_insurance import SocialSecurityNumberIssued
+from schemas.social_insurance import InsuranceRegistered, SocialSecurityNumberIssued
 
 NOTIFIED_PERMIT_EVENTS = (
     PermitIssued, PermitExtended, PermitChanged, PermitCancelled, PermitExpired, PermitMigrated,
+    NotificationLetterLapsed, NotificationLetterIssued,
 )
-"""Permit events an e-card holder is told about (the first events of a permit cannot be:
-no e-card exists before them)."""
+"""Permit events an e-card holder is told about. A permit's first letter finds no e-card
+(none exists before it): only the letter of a new period under the holder's number, after
+the permit ended, reaches a holder whose e-card is valid again."""
 
 
 def router(
     settings: Settings, issuer: QrIssuer, own: CardSettings | None = None
 ) -> Router[CardView]:
     """What the agency does with each event type it consumes, except the notifications."""
-    closing_days = (own or CardSettings()).closing_reminder_days
+    own = own or CardSettings()
+    closing_days = own.closing_reminder_days
     r: Router[CardView] = Router(
         outcome_topic=settings.topic(topics.CARD_EVENTS), view_factory=CardView
     )
     r.project(PERMIT_EVENT_TYPES, PERMITS, handlers.card_permit)
-    r.on(ECardRegistrationRequested, functools.partial(
-        handlers.register_ecard, issuer=issuer, closing_days=closing_days))
+    # A registration naming a permit or SSN not known yet waits for it (handlers.register_ecard):
+    # a permit event releases its number (its subject), an SSN's events release the SSN.
+    # The same request id and data get the same answer again (on_request).
+    r.on_request(ECardRegistrationRequested, functools.partial(
+        handlers.register_ecard, issuer=issuer, closing_days=closing_days),
+        request_id=lambda e: str(e.data.request_id))
+    r.hold_for(ECardRegistrationRequested, timedelta(hours=own.hold_hours))
+    r.releases(SocialSecurityNumberIssued, lambda e: (e.data.ssn,))
+    r.releases(InsuranceRegistered, lambda e: (e.data.ssn,))
     r.on(SocialSecurityNumberIssued, handlers.issue_physical_card)
+    r.on(InsuranceRegistered, handlers.link_registered_ssn)
     r.on(ExpiryReminderSweepRequested, functools.partial(
         handlers.send_expiry_reminders, closing_days=closing_days))
     return r
@@ -132,7 +147,8 @@ AGENCY = Agency(
     # Every type of the contract: the group reads shared topics (the insurance events) whose
     # other types it ignores; a type the contract does not know is dead-lettered.
     accepts=tuple(dict.fromkeys(
-        (*PERMIT_EVENT_TYPES, *CARD_REQUEST_TYPES, SocialSecurityNumberIssued, *ALL_EVENT_TYPES))),
+        (*PERMIT_EVENT_TYPES, *CARD_REQUEST_TYPES, SocialSecurityNumberIssued,
+         InsuranceRegistered, *ALL_EVENT_TYPES))),
     view=PermitView(PERMITS, handlers.card_permit),
     build=build,
     expectations=expectations.reads(),

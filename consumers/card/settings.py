@@ -23,3 +23,11 @@ class CardSettings(BaseSettings):
         f"that the extension window closes ({_CLOSES} days before the end); inside the window, "
         f"after the reminder that it opened ({_OPENS} days before), so the two never coincide",
     )
+    hold_hours: int = Field(
+        default=72,
+        ge=1,
+        le=30 * 24,
+        description="hours an e-card registration naming a permit (or SSN) the card service "
+        "does not know yet waits for it (the authority's event and the app's request travel "
+        "on different topics) before it is refused as unknown",
+    )

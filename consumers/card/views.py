@@ -130,6 +130,19 @@ class CardView:
         )
         return bool(added)
 
+    async def move_physical_card(self, ssn: str, permit_no: str,
+                                 ecard_id: str | None) -> PhysicalCard:
+        """Carry the SSN's physical card over to another permit, linked to its e-card (if
+        any); the card as it is now. The caller checked that the permit has no card."""
+        row = await self.conn.fetchrow(
+            "UPDATE card_physical_cards SET permit_no = $2, ecard_id = $3 WHERE ssn = $1"
+            f" RETURNING {', '.join(PhysicalCard._fields)}",
+            ssn, permit_no, ecard_id,
+        )
+        if row is None:
+            raise LookupError("no physical card carries this SSN")
+        return PhysicalCard(*row)
+
     # notifications ---------------------------------------------------------------------
 
     async def record_notice(self, notice: Notice) -> bool:

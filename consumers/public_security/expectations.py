@@ -29,6 +29,8 @@ _PS_PERMIT: Reads = {  # handlers.checked_permit, and rules.check_permit on the 
 def reads() -> dict[str, Reads]:
     """Per event type (class name), the paths public security reads and their types."""
     reads: dict[str, Reads] = {t.__name__: ENVELOPE | _PS_PERMIT for t in PERMIT_EVENT_TYPES}
+    # rules.check_permit refuses a lapsed letter's permit; only this type's record is lapsed
+    reads["NotificationLetterLapsed"] |= {"data.permit.status": "string{lapsed}"}
     # on_permit_cancelled asserts cancelled_on, which the permit's validator guarantees for
     # a cancelled permit; JSON Schema cannot say so per status, hence `?`.
     reads["ResidencePermitApplied"] = ENVELOPE | {  # on_application, rules.decide, view.record

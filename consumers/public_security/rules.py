@@ -99,6 +99,10 @@ def check_permit(permit: PermitFacts | None, permit_no: str, *, by_token: bool) 
         return Refuse(ResidenceRejection.PERMIT_NOT_ACTIVE,
                       f"work permit {permit_no} is at the notification-letter stage; verify the "
                       "documents on site so that the permit is issued, then apply")
+    if permit.status == "lapsed":
+        return Refuse(ResidenceRejection.PERMIT_NOT_ACTIVE,
+                      f"the notification letter of work permit {permit_no} lapsed before the "
+                      "permit was issued; apply once a new application is approved and issued")
     if permit.status == "cancelled":
         return Refuse(ResidenceRejection.PERMIT_CANCELLED, f"work permit {permit_no} is cancelled")
     if permit.status == "expired" or permit.valid_until is None:

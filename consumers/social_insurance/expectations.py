@@ -31,6 +31,8 @@ _SI_HANDLERS: Mapping[str, Reads] = {
     # on_permit_cancelled / on_permit_expired assert the date (see public security's note)
     "PermitCancelled": {"data.permit.cancelled_on": "string(date)?", "data.reason": "string"},
     "PermitChanged": {"data.changes[].field": "string{holder.passport_no}"},  # on_permit_changed
+    # rules.check_permit refuses a lapsed letter's permit; only this type's record is lapsed
+    "NotificationLetterLapsed": {"data.permit.status": "string{lapsed}"},
 }
 
 

@@ -94,6 +94,10 @@ def check_permit(permit: PermitFacts, on: date | None = None) -> Refuse | None:
         return Refuse(InsuranceRejection.PERMIT_NOT_ACTIVE,
                       f"permit {no} is at the notification-letter stage; register once it is "
                       "issued after entry (the 30 days count from then)")
+    if permit.status == "lapsed":
+        return Refuse(InsuranceRejection.PERMIT_NOT_ACTIVE,
+                      f"the notification letter of permit {no} lapsed before the permit was "
+                      "issued; register once a new application is approved and issued")
     if permit.status == "cancelled":
         return Refuse(InsuranceRejection.PERMIT_CANCELLED, f"permit {no} is cancelled")
     if permit.status == "expired":

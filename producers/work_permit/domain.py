@@ -19,6 +19,7 @@ from schemas.permits import (
     Holder,
     LegacyPermitRegisteredData,
     NotificationLetterIssuedData,
+    NotificationLetterLapsedData,
     PermitCancelledData,
     PermitChangedData,
     PermitExpiredData,
@@ -33,8 +34,10 @@ from schemas.permits import (
 )
 
 LETTER_VALIDITY_MONTHS = 6
-"""A Notification Letter is valid 6 months from its issue (2017 template, docs/domain.md §2):
-the holder must enter, and the permit start, within them."""
+"""A Notification Letter is valid 6 months from its issue (2017 Notification Letter template
+[C], docs/domain.md §2; the post-2024 rule is unconfirmed [U], so this is the one place to
+correct it): the holder must enter, and the permit start, within them; after them the
+authority's calendar lapses the letter (`lapse`)."""
 
 ENTRY_DISTANCE = timedelta(days=30)
 """How far the start of a permit (the holder's entry) may lie from the day it is issued:
@@ -102,6 +105,55 @@ def notification_letter(
         family=family,
     )
     return NotificationLetterIssuedData(permit=record, letter_no=letter_no)
+
+
+def reapply(
+    record: PermitRecord,
+    *,
+    letter_no: str,
+    holder: Holder,
+    employer: Employer,
+    category: Category,
+    position: str,
+    approved_months: int,
+    family: tuple[FamilyMember, ...] = (),
+    today: date,
+) -> NotificationLetterIssuedData:
+    """Approve a new application by a former holder under the number they keep for life.
+
+    The permit must have ended (cancelled, expired, or its letter lapsed): a person holds
+    one permit at a time, and a new employer means cancel, then apply anew. The applicant
+    must be its holder: the same date of birth and nationality (a passport renewal changes
+    the passport, not the person; a change of nationality ended the permit with reason
+    `nationality_changed`, and only then may the nationality differ). A holder who died
+    has no new application. The new period starts like any: a letter, no validity yet.
+    """
+    _require_status(record, PermitStatus.CANCELLED, PermitStatus.EXPIRED, PermitStatus.LAPSED)
+    _require_dated_after_record(record, today, "the new application")
+    no = record.permit_no
+    if record.cancelled_on is not None and today < record.cancelled_on:
+        raise PermitRuleViolation(
+            f"the new application under permit {no} is dated {today}, before its"
+            f" cancellation on {record.cancelled_on}")
+    if record.status is PermitStatus.EXPIRED and record.valid_until is not None \
+            and today <= record.valid_until:
+        raise PermitRuleViolation(
+            f"the new application under permit {no} is dated {today}, before its end on"
+            f" {record.valid_until}")
+    reason = record.cancellation_reason
+    if reason is CancellationReason.DEATH:
+        raise PermitRuleViolation(f"permit {no} was cancelled on its holder's death")
+    same_nationality = (holder.nationality == record.holder.nationality
+                        or reason is CancellationReason.NATIONALITY_CHANGED)
+    if holder.date_of_birth != record.holder.date_of_birth or not same_nationality:
+        # Which of the two differs is not said: both are the holder's personal data.
+        raise PermitRuleViolation(
+            f"the applicant is not the former holder of permit {no}: a permit number is kept"
+            " only by the person it was issued to")
+    return notification_letter(
+        permit_no=no, letter_no=letter_no, holder=holder, employer=employer,
+        category=category, position=position, approved_months=approved_months,
+        family=family, today=today)
 
 
 def issue(record: PermitRecord, *, valid_from: date, today: date) -> PermitIssuedData:
@@ -237,6 +289,23 @@ def expire(record: PermitRecord, *, today: date) -> PermitExpiredData:
     return PermitExpiredData(permit=_evolve(record, status=PermitStatus.EXPIRED))
 
 
+def lapse(record: PermitRecord, *, today: date) -> NotificationLetterLapsedData:
+    """A letter not followed by the permit within its validity lapses on the day after its
+    last valid day: the permit never started, and the holder can no longer enter on it."""
+    _require_status(record, PermitStatus.LETTER_ISSUED)
+    _require_dated_after_record(record, today, "the lapse")
+    last = letter_valid_until(record)
+    if last is None:
+        raise PermitRuleViolation(f"permit {record.permit_no} has no letter to lapse")
+    if today <= last:
+        raise PermitRuleViolation(
+            f"the notification letter of permit {record.permit_no} is valid until {last};"
+            f" it does not lapse on {today}"
+        )
+    return NotificationLetterLapsedData(permit=_evolve(record, status=PermitStatus.LAPSED),
+                                        letter_valid_until=last)
+
+
 def legacy(record: PermitRecord) -> LegacyPermitRegisteredData:
     """Register a pre-integration physical permit exactly as it is."""
     if record.standard is not PermitStandard.LEGACY:
@@ -261,6 +330,7 @@ def _evolve(record: PermitRecord, **updates: object) -> PermitRecord:
 __all__ = [
     "LegacyPermitRegisteredData",
     "NotificationLetterIssuedData",
+    "NotificationLetterLapsedData",
     "PermitCancelledData",
     "PermitChangedData",
     "PermitExpiredData",
@@ -274,8 +344,10 @@ __all__ = [
     "expire",
     "extend",
     "issue",
+    "lapse",
     "legacy",
     "letter_valid_until",
     "migrate",
     "notification_letter",
+    "reapply",
 ]

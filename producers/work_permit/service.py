@@ -3,7 +3,8 @@
 The authority publishes the permit lifecycle from its outbox (relayed by `hub run
 workpermit`) and holds the permits' records every agency view is compared with. It
 consumes nothing. Its calendar, run by `hub run workpermit` on the clock, expires the
-permits whose end has passed.
+permits whose end has passed and lapses the notification letters whose validity ran out
+before the permit was issued.
 """
 
 from __future__ import annotations
@@ -32,12 +33,17 @@ async def authority(settings: Settings) -> AsyncIterator[Authority]:
 
 
 def calendar(settings: Settings) -> CalendarWork:
-    """The authority's day: every active permit past its end expires (PermitExpired through
-    the outbox, as any command); idempotent, so `hub run` repeats it at every tick."""
+    """The authority's day: every active permit past its end expires (PermitExpired), and
+    every letter past its validity without the permit issued lapses
+    (NotificationLetterLapsed), each through the outbox as any command; idempotent, so
+    `hub run` repeats it at every tick."""
     topic = settings.topic(topics.PERMIT_EVENTS)
 
     async def work(pool: asyncpg.Pool, today: date) -> int:
-        return len(await Authority(pool, topic=topic).expire_ended(today))
+        authority = Authority(pool, topic=topic)
+        expired = await authority.expire_ended(today)
+        lapsed = await authority.lapse_ended(today)
+        return len(expired) + len(lapsed)
 
     return work
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from hub import tracing
 from hub.db import Connection
 from hub.outbox import OutgoingMessage, enqueue
 from producers.work_permit import domain
@@ -25,6 +26,7 @@ from schemas.permits import (
     Holder,
     LegacyPermitRegistered,
     NotificationLetterIssued,
+    NotificationLetterLapsed,
     PermitCancelled,
     PermitChanged,
     PermitExpired,
@@ -38,6 +40,7 @@ from schemas.permits import (
 
 EVENT_OF: dict[type[PermitPayload], type[CloudEvent[Any]]] = {
     domain.NotificationLetterIssuedData: NotificationLetterIssued,
+    domain.NotificationLetterLapsedData: NotificationLetterLapsed,
     domain.PermitIssuedData: PermitIssued,
     domain.PermitExtendedData: PermitExtended,
     domain.PermitChangedData: PermitChanged,
@@ -69,8 +72,23 @@ class Authority:
         approved_months: int,
         family: tuple[FamilyMember, ...] = (),
         today: date,
+        previous_permit_no: str | None = None,
     ) -> PermitRecord:
-        """Approve an overseas application: a new permit number and its notification letter."""
+        """Approve an overseas application: a new permit number and its notification letter.
+
+        An application by a former holder names their earlier permit (`previous_permit_no`,
+        as the application form asks for it): the person keeps that number for life, and
+        the new period is the same permit's next events (`domain.reapply`); its letter is
+        numbered `NL<permit no>-<sequence>`, so each period's letter has its own number.
+        """
+        if previous_permit_no is not None:
+            def decide(record: PermitRecord, sequence: int) -> PermitPayload:
+                return domain.reapply(
+                    record, letter_no=f"NL{record.permit_no}-{sequence}", holder=holder,
+                    employer=employer, category=category, position=position,
+                    approved_months=approved_months, family=family, today=today)
+
+            return await self._command_at(previous_permit_no, decide)
         async with self.pool.acquire() as conn, conn.transaction():
             number = await conn.fetchval("SELECT nextval('permit_no_seq')")
             permit_no = f"{number:018d}"
@@ -147,6 +165,36 @@ class Authority:
             PermitStatus.ACTIVE.value, today)
         return [r["permit_no"] for r in rows]
 
+    async def lapse(self, permit_no: str, *, today: date) -> PermitRecord:
+        """Lapse a permit's notification letter that ran out before the permit was issued."""
+        return await self._command(permit_no, lambda r: domain.lapse(r, today=today))
+
+    async def lapse_ended(self, today: date) -> list[str]:
+        """Lapse every letter whose validity ended before `today` without the permit being
+        issued: the numbers lapsed. One command per permit, as `expire_ended`, so a second
+        run on the same day finds nothing left, and a permit issued between the search and
+        its row lock is refused by the rule (`domain.lapse`) and skipped."""
+        lapsed = []
+        for permit_no in await self.letters_ended(today):
+            try:
+                await self.lapse(permit_no, today=today)
+            except domain.PermitRuleViolation:
+                continue
+            lapsed.append(permit_no)
+        return lapsed
+
+    async def letters_ended(self, today: date) -> list[str]:
+        """The permits still at the letter stage whose letter's last valid day is before
+        `today` (`domain.letter_valid_until`: the day before the issue date plus
+        `LETTER_VALIDITY_MONTHS`; Postgres adds months as `add_months` does, the month's
+        last day when the day does not exist), by number."""
+        rows = await self.pool.fetch(
+            "SELECT permit_no FROM permits WHERE status = $1"
+            " AND ((record->>'letter_issued_on')::date + make_interval(months => $3))::date"
+            " <= $2 ORDER BY permit_no",
+            PermitStatus.LETTER_ISSUED.value, today, domain.LETTER_VALIDITY_MONTHS)
+        return [r["permit_no"] for r in rows]
+
     async def migrate(self, permit_no: str) -> PermitRecord:
         """Move a legacy permit onto the integrated standard."""
         return await self._command(permit_no, domain.migrate)
@@ -171,14 +219,21 @@ class Authority:
     async def _command(
         self, permit_no: str, decide: Callable[[PermitRecord], PermitPayload]
     ) -> PermitRecord:
+        return await self._command_at(permit_no, lambda record, _: decide(record))
+
+    async def _command_at(
+        self, permit_no: str, decide: Callable[[PermitRecord, int], PermitPayload]
+    ) -> PermitRecord:
+        """Lock the permit, decide on its record and the sequence its event will carry."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT record, sequence FROM permits WHERE permit_no = $1 FOR UPDATE", permit_no
             )
             if row is None:
                 raise UnknownPermit(f"no permit {permit_no}")
-            data = decide(PermitRecord.model_validate_json(row["record"]))
-            await self._write(conn, data, sequence=row["sequence"] + 1, insert=False)
+            sequence = row["sequence"] + 1
+            data = decide(PermitRecord.model_validate_json(row["record"]), sequence)
+            await self._write(conn, data, sequence=sequence, insert=False)
         return data.permit
 
     async def _write(
@@ -194,5 +249,11 @@ class Authority:
         await conn.execute(
             sql, record.permit_no, sequence, record.status.value, record.model_dump_json()
         )
-        event = EVENT_OF[type(data)].create(subject=record.permit_no, sequence=sequence, data=data)
+        event_type = EVENT_OF[type(data)]
+        # The decision starts a trace (or joins the caller's): every agency's work on the
+        # event, and each outcome of that work, carries it (hub.tracing).
+        with tracing.span(f"decide {event_type.EVENT_TYPE}", kind=tracing.SpanKind.PRODUCER,
+                          attributes={"cloudevents.event_type": event_type.EVENT_TYPE}) as trace:
+            event = event_type.create(subject=record.permit_no, sequence=sequence, data=data,
+                                      **trace.as_event_fields())
         await enqueue(conn, [OutgoingMessage.of_event(self.topic, event)])

@@ -80,3 +80,50 @@ async def test_the_clock_expires_ended_permits_once_and_the_card_view_shows_it(
 
             await eventually(ticked_twice, what="two more ticks of the calendar")
         assert await _events_and_outbox(settings) == (before, waiting)
+
+
+async def _view_status(settings: Settings, agency: str, table: str, permit_no: str) -> Any:
+    async with bootstrap.pool(settings, agency, max_size=1) as p:
+        return await p.fetchval(f"SELECT status FROM {table} WHERE permit_no = $1", permit_no)
+
+
+async def test_the_clock_lapses_letters_past_their_six_months_once_in_every_view(
+    hub_settings: Settings,
+) -> None:
+    """A letter issued 2025-11-01 is valid until 2026-04-30: on the clock's day (2026-06-01)
+    it lapses (NotificationLetterLapsed), and the card, public security and social insurance
+    views show it lapsed; a letter of 2026-05-01 and an issued permit stay; ticking again on
+    the same day publishes nothing more."""
+    settings = hub_settings.model_copy(update={"clock_interval_s": 0.2})
+    clock = FixedClock(DAY)
+    async with authority(settings) as auth:
+        old = await _permit(auth, "Ngozi Okafor", date(2025, 11, 1), issue=False)
+        young = await _permit(auth, "Kenji Sato", date(2026, 5, 1), issue=False)
+        issued = await _permit(auth, "Anna Schmidt", date(2025, 11, 1))  # until 2026-11-09
+        views = (("card", "card_permits"), ("public_security", "ps_permits"),
+                 ("social_insurance", "si_permits"))
+
+        async def lapsed_in_every_view() -> bool:
+            return all([await _view_status(settings, a, t, old) == "lapsed" for a, t in views])
+
+        async with bootstrap.running_consumer(settings, "card"), \
+                bootstrap.running_consumer(settings, "public_security"), \
+                bootstrap.running_consumer(settings, "social_insurance"), \
+                bootstrap.running_agency(settings, "workpermit", clock=clock):
+            await eventually(lapsed_in_every_view, what="NotificationLetterLapsed in the views")
+        states = {no: (await auth.get(no)) for no in (old, young, issued)}
+        assert {no: s[0].status for no, s in states.items() if s} == {
+            old: PermitStatus.LAPSED, young: PermitStatus.LETTER_ISSUED,
+            issued: PermitStatus.ACTIVE}
+        before, waiting = await _events_and_outbox(settings)
+        assert before[old] == 2  # letter, lapse: lapsed exactly once
+
+        async with bootstrap.running_calendar(
+                settings, installed().get("workpermit"), clock) as calendar:
+            done_ticks = calendar.ticks
+
+            async def ticked_twice() -> bool:
+                return calendar.ticks >= done_ticks + 2
+
+            await eventually(ticked_twice, what="two more ticks of the calendar")
+        assert await _events_and_outbox(settings) == (before, waiting)

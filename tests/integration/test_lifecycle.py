@@ -55,15 +55,24 @@ def bootstrap_date(rng: random.Random) -> Any:
 async def _random_command(auth: Authority, record: Any, rng: random.Random) -> None:
     no = record.permit_no
     if record.status is PermitStatus.LETTER_ISSUED:
-        if rng.random() < 0.9:
+        roll = rng.random()
+        if roll < 0.8:
             day = record.letter_issued_on + timedelta(days=rng.randrange(5, 60))
             await auth.issue(no, valid_from=day, today=day)
-        else:
+        elif roll < 0.9:
             await auth.cancel(no, reason=CancellationReason.EMPLOYER_APPLICATION,
                               today=record.letter_issued_on)
+        else:  # never entered: the letter lapses after its 6 months
+            await auth.lapse(no, today=record.letter_issued_on + timedelta(days=200))
         return
-    if record.valid_until is None:
-        return  # cancelled before it was ever issued: nothing more can happen to it
+    if record.status in (PermitStatus.CANCELLED, PermitStatus.EXPIRED, PermitStatus.LAPSED):
+        if rng.random() < 0.3:  # the former holder applies again, keeping the number
+            ended = record.cancelled_on or record.valid_until or record.letter_issued_on
+            await auth.apply(holder=record.holder, employer=_employer(rng),
+                             category=record.category, position="Engineer",
+                             approved_months=12, today=ended + timedelta(days=190),
+                             previous_permit_no=no)
+        return
     roll = rng.random()
     if roll < 0.35:
         await auth.extend(no, new_valid_until=record.valid_until + timedelta(days=365),

@@ -21,7 +21,7 @@ from consumers.card import AGENCY, documents, handlers
 from consumers.card.issuer import QrIssuer
 from consumers.card.requests import registration_request, sweep_request
 from consumers.card.settings import CardSettings
-from hub.dispatch import Emit
+from hub.dispatch import Emit, Hold, Received
 from hub.signing import SigningKey
 from producers.work_permit import domain
 from schemas import DecodeError, DecodeFailure
@@ -43,6 +43,7 @@ from schemas.permits import (
     CancellationReason,
     LegacyPermitRegistered,
     NotificationLetterIssued,
+    NotificationLetterLapsed,
     PermitCancelled,
     PermitChanged,
     PermitEvent,
@@ -54,7 +55,12 @@ from schemas.permits import (
     PermitStandard,
     PermitStatus,
 )
-from schemas.social_insurance import SocialSecurityNumberIssued, SocialSecurityNumberIssuedData
+from schemas.social_insurance import (
+    InsuranceRegistered,
+    InsuranceRegisteredData,
+    SocialSecurityNumberIssued,
+    SocialSecurityNumberIssuedData,
+)
 from tests.factories import active_record, holder
 from tests.memory_views import MemoryCardView
 
@@ -166,6 +172,100 @@ async def test_a_letter_stage_permit_can_register() -> None:
     view.project(permit_event(NotificationLetterIssued, letter, 1))
     data = only(await register(view), ECardIssued)
     assert data.permit.status is PermitStatus.LETTER_ISSUED
+
+
+def _letter_view() -> tuple[MemoryCardView, PermitRecord]:
+    letter = domain.notification_letter(
+        permit_no=PERMIT, letter_no="L1", holder=holder(name=NAME), employer=record().employer,
+        category=record().category, position="Engineer", approved_months=12,
+        today=TODAY - timedelta(days=200))
+    view = MemoryCardView()
+    view.project(permit_event(NotificationLetterIssued, letter, 1))
+    return view, letter.permit
+
+
+async def test_a_lapsed_letter_gets_no_ecard_and_its_holder_is_told() -> None:
+    """A letter past its 6 months lapses: a carded holder is told once that the QR code is
+    void; a registration afterwards is refused, saying the letter lapsed and the number stays."""
+    view, letter = _letter_view()
+    await register(view)
+    lapsed = permit_event(NotificationLetterLapsed, domain.lapse(letter, today=TODAY), 2)
+    view.project(lapsed)
+    notice = only(await notify(lapsed, view), PermitNotificationSent)
+    assert notice.status is PermitStatus.LAPSED
+    assert "lapsed" in notice.message
+    assert "no longer valid" in notice.message
+    assert await notify(lapsed, view) == []
+    fresh = MemoryCardView()
+    fresh.project(lapsed)
+    refused = rejection(await register(fresh))
+    assert refused.reason is R.PERMIT_EXPIRED
+    assert "lapsed" in refused.message
+    assert "same permit number" in refused.message
+
+
+async def test_a_new_period_under_the_holders_number_reactivates_the_same_ecard() -> None:
+    """Cancelled (new employer), then a new application keeps the number: the e-card of the
+    number serves the new period (no second card, no second registration); its holder is
+    told of the new letter and of the new issue; the card shows the new period."""
+    view = view_with(record())
+    card_id = only(await register(view), ECardIssued).card_id
+    cancelled = domain.cancel(record(), reason=CancellationReason.NEW_EMPLOYER, today=TODAY)
+    view.project(permit_event(PermitCancelled, cancelled, 3))
+    assert rejection(await register(view)).reason is R.PERMIT_CANCELLED
+    letter = domain.reapply(cancelled.permit, letter_no="NL2", holder=record().holder,
+                            employer=record().employer, category=record().category,
+                            position="Director", approved_months=12, today=TODAY)
+    letter_event = permit_event(NotificationLetterIssued, letter, 4)
+    view.project(letter_event)
+    notice = only(await notify(letter_event, view), PermitNotificationSent)
+    assert notice.status is PermitStatus.LETTER_ISSUED
+    assert "valid again" in notice.message
+    issued = domain.issue(letter.permit, valid_from=TODAY, today=TODAY)
+    issued_event = permit_event(PermitIssued, issued, 5)
+    view.project(issued_event)
+    assert only(await notify(issued_event, view), PermitNotificationSent).card_id == card_id
+    again = rejection(await register(view))
+    assert again.reason is R.ALREADY_REGISTERED
+    assert card_id in again.message
+    assert list(view.ecards) == [PERMIT]
+    assert view.permits[PERMIT].position == "Director"
+    assert view.permits[PERMIT].valid_until == issued.permit.valid_until
+
+
+async def test_a_request_for_a_permit_not_known_yet_is_held_then_decided() -> None:
+    """Held (keyed by the permit number) while the permit may still arrive; once it has,
+    the card; past the hold period still unknown: refused, saying the request waited."""
+    waiting = Received(NOW)
+    view = view_with(None)
+    event = registration_request(NAME, permit_no=PERMIT, at=NOW)
+    call = handlers.register_ecard
+    held = await call(event, view, waiting, issuer=ISSUER, closing_days=CLOSING)
+    assert held == Hold(PERMIT, "unknown_permit")
+    assert view.requests == {}  # not claimed: the request id is still open
+    view.project(permit_event(PermitIssued, domain.PermitIssuedData(permit=record()), 2))
+    again = Received(NOW, held_since=NOW)
+    assert only(list(await call(event, view, again, issuer=ISSUER, closing_days=CLOSING)),
+                ECardIssued)
+    late = registration_request(NAME, permit_no="156000000000000099", at=NOW)
+    final = Received(NOW, held_since=NOW, final=True)
+    refused = rejection(list(await call(late, view, final, issuer=ISSUER,
+                                        closing_days=CLOSING)))
+    assert refused.reason is R.UNKNOWN_PERMIT
+    assert "waited" in refused.message
+
+
+async def test_an_unknown_ssn_is_held_on_the_ssn_and_a_failed_face_check_never_waits() -> None:
+    view = view_with(record())
+    by_ssn = registration_request(NAME, ssn="SSN0000077", at=NOW)
+    assert await handlers.register_ecard(by_ssn, view, Received(NOW), issuer=ISSUER,
+                                         closing_days=CLOSING) == Hold("SSN0000077",
+                                                                       "unknown_ssn")
+    unverified = registration_request(NAME, permit_no="156000000000000098", verified=False,
+                                      at=NOW)
+    refused = await handlers.register_ecard(unverified, view, Received(NOW), issuer=ISSUER,
+                                            closing_days=CLOSING)
+    assert rejection(list(refused)).reason is R.VERIFICATION_FAILED
 
 
 def _cancelled() -> PermitRecord:
@@ -349,6 +449,66 @@ async def test_an_ssn_already_on_another_permits_card_is_a_conflict() -> None:
     with pytest.raises(handlers.CardConflict, match="already on the physical card"):
         await physical(
             ssn_issued("SSN0000007", "156000000000000009"), view)
+
+
+NEW_PERMIT = "156000000000000002"
+
+
+def insurance_registered(ssn: str, permit_no: str = PERMIT) -> InsuranceRegistered:
+    event = InsuranceRegistered.create(
+        subject=permit_no, sequence=1, data=InsuranceRegisteredData(
+            request_id="EMP-1", permit_no=permit_no, ssn=ssn, requester="employer",
+            employer_credit_code=record().employer.credit_code, insured=("medical",),
+            exempt=(), agreement=None, registered_on=TODAY, deadline=TODAY, late=False))
+    assert isinstance(event, InsuranceRegistered)
+    return event
+
+
+async def test_the_ssn_follows_the_person_to_the_new_permits_ecard() -> None:
+    """Change of employer under a new number: social insurance reuses the SSN and says so
+    only in InsuranceRegistered. The new e-card gets the SSN, the physical card is carried
+    over (same card number) and announced once for the new permit; registration by SSN now
+    finds the new permit. Before, the registration's SSN was ignored."""
+    view = view_with(record())
+    await register(view)
+    first = only(await physical(ssn_issued("SSN0000010"), view), PhysicalCardIssued)
+    view.project(permit_event(PermitIssued, domain.PermitIssuedData(
+        permit=record().model_copy(update={"permit_no": NEW_PERMIT})), 2))
+    new_card = only(await register(view, permit_no=NEW_PERMIT), ECardIssued).card_id
+    event = insurance_registered("SSN0000010", NEW_PERMIT)
+    carried = only(await handlers.link_registered_ssn(event, view), PhysicalCardIssued)
+    assert (carried.permit_no, carried.ssn, carried.ecard_id) == (
+        NEW_PERMIT, "SSN0000010", new_card)
+    assert (carried.card_no, carried.issued_on) == (first.card_no, first.issued_on)
+    assert view.ecards[NEW_PERMIT].ssn == "SSN0000010"
+    assert await view.permit_no_of_ssn("SSN0000010") == NEW_PERMIT
+    assert await handlers.link_registered_ssn(insurance_registered("SSN0000010", NEW_PERMIT),
+                                              view) == []  # a duplicate: nothing more
+    assert len(view.physical) == 1
+
+
+async def test_a_first_registration_and_its_ssn_issue_give_one_physical_card() -> None:
+    """The first registration (InsuranceRegistered, then SocialSecurityNumberIssued for a new
+    SSN), in either order: one PhysicalCardIssued, the e-card linked."""
+    for order in ("registered-first", "ssn-first"):
+        view = view_with(record())
+        card_id = only(await register(view), ECardIssued).card_id
+        steps = [handlers.link_registered_ssn(insurance_registered("SSN0000011"), view),
+                 physical(ssn_issued("SSN0000011"), view)]
+        if order == "ssn-first":
+            steps.reverse()
+        outcomes = [await step for step in steps]
+        assert [len(o) for o in outcomes] == [1, 0], order
+        assert view.ecards[PERMIT].ssn == "SSN0000011"
+        assert view.physical[PERMIT].ecard_id == card_id
+
+
+async def test_a_registration_with_another_ssn_than_the_permits_card_is_a_conflict() -> None:
+    """The permit's card carries one SSN: another is dead-lettered, never a second card."""
+    view = view_with(record())
+    await physical(ssn_issued("SSN0000012"), view)
+    with pytest.raises(handlers.CardConflict, match="another SSN"):
+        await handlers.link_registered_ssn(insurance_registered("SSN0000013"), view)
 
 
 # notifications --------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def test_the_envelope_carries_the_cloudevents_attributes() -> None:
     assert body["source"] == "/cn/mohrss/work-permit"
     assert body["type"] == "cn.mohrss.workpermit.PermitIssued"
     assert body["subject"] == "156000000000000001"
-    assert body["dataschema"] == "urn:permit-hub:schema:cn.mohrss.workpermit.PermitIssued:1"
+    assert body["dataschema"] == "urn:permit-hub:schema:cn.mohrss.workpermit.PermitIssued:2"
     assert body["sequence"] == 7
     assert body["datacontenttype"] == "application/json"
     assert body["time"].endswith("Z") or "+" in body["time"]
@@ -84,9 +84,33 @@ def test_unknown_fields_are_ignored_by_readers() -> None:
     """A reader accepts an event carrying a field added after it was built (tolerant reader)."""
     body = json.loads(issued_event().to_json())
     body["data"]["permit"]["new_optional_field"] = "x"
-    body["traceparent"] = "00-abc-def-01"
+    body["newextension"] = "x"
     decoded = CODEC.decode(json.dumps(body).encode())
     assert decoded.data.permit.status is PermitStatus.ACTIVE
+
+
+@pytest.mark.parametrize("traceparent", [
+    "00-abc-def-01", "00-" + "0" * 32 + "-" + "b" * 16 + "-01", 17, "x" * 60])
+def test_a_malformed_traceparent_is_dropped_never_refused(traceparent: object) -> None:
+    """W3C Trace Context: a reader that cannot parse a traceparent starts a new trace; the
+    event is decoded as if it had none."""
+    body = json.loads(issued_event().to_json())
+    body["traceparent"], body["tracestate"] = traceparent, "vendor=1"
+    decoded = CODEC.decode(json.dumps(body).encode())
+    assert decoded.traceparent is None
+    assert decoded.tracestate is None
+    assert b"traceparent" not in decoded.to_json()
+
+
+def test_a_traceparent_is_carried_and_absent_when_there_is_none() -> None:
+    parent = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    body = json.loads(issued_event().to_json())
+    assert "traceparent" not in body
+    assert "tracestate" not in body
+    body["traceparent"], body["tracestate"] = parent, "vendor=1"
+    decoded = CODEC.decode(json.dumps(body).encode())
+    assert (decoded.traceparent, decoded.tracestate) == (parent, "vendor=1")
+    assert json.loads(decoded.to_json())["traceparent"] == parent
 
 
 @pytest.mark.parametrize(
@@ -149,7 +173,7 @@ def test_a_schema_violation_names_the_field() -> None:
 
 def test_every_permit_event_type_decodes_to_its_own_class() -> None:
     """The codec's discriminator routes each type string to its model."""
-    assert len(CODEC.types) == len(PERMIT_EVENT_TYPES) == 8
+    assert len(CODEC.types) == len(PERMIT_EVENT_TYPES) == 9
     for event_type in PERMIT_EVENT_TYPES:
         assert CODEC.types[event_type.EVENT_TYPE] is event_type
 

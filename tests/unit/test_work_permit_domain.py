@@ -48,6 +48,8 @@ def in_status(status: PermitStatus) -> PermitRecord:
     """A permit in this status, otherwise valid."""
     if status is PermitStatus.LETTER_ISSUED:
         return letter()
+    if status is PermitStatus.LAPSED:
+        return domain.lapse(letter(), today=TODAY + timedelta(days=200)).permit
     if status is PermitStatus.CANCELLED:
         return active(status=status, cancelled_on=TODAY,
                       cancellation_reason=CancellationReason.REVOKED)
@@ -113,6 +115,8 @@ DECISIONS: dict[str, tuple[Callable[[PermitRecord], object], set[PermitStatus]]]
                {PermitStatus.LETTER_ISSUED, PermitStatus.ACTIVE}),
     "expire": (lambda r: domain.expire(r, today=UNTIL + timedelta(days=1)),
                {PermitStatus.ACTIVE}),
+    "lapse": (lambda r: domain.lapse(r, today=UNTIL + timedelta(days=1)),
+              {PermitStatus.LETTER_ISSUED}),
 }
 
 
@@ -121,8 +125,8 @@ DECISIONS: dict[str, tuple[Callable[[PermitRecord], object], set[PermitStatus]]]
 def test_each_decision_is_allowed_only_from_its_statuses(
     decision: str, status: PermitStatus
 ) -> None:
-    """Issue a letter; extend and expire an active permit; change or cancel either; nothing
-    more for a cancelled or expired one."""
+    """Issue or lapse a letter; extend and expire an active permit; change or cancel either;
+    nothing more for a cancelled, expired or lapsed one."""
     apply, allowed = DECISIONS[decision]
     if status in allowed:
         apply(in_status(status))
@@ -343,3 +347,85 @@ def test_a_permit_past_its_end_expires_and_is_not_cancelled() -> None:
     with pytest.raises(PermitRuleViolation, match="ended on 2026-03-02; on 2026-03-03 it expires"):
         domain.cancel(active(), reason=CancellationReason.CONTRACT_ENDED,
                       today=UNTIL + timedelta(days=1))
+
+
+# the letter's lapse -------------------------------------------------------------------------
+
+
+def test_a_letter_lapses_the_day_after_its_six_months() -> None:
+    """Issued 2025-03-03, valid until 2025-09-02 (6 months, 2017 template): still valid on its
+    last day, lapsed the day after, with no validity ever begun."""
+    last = date(2025, 9, 2)
+    with pytest.raises(PermitRuleViolation, match="valid until 2025-09-02"):
+        domain.lapse(letter(), today=last)
+    lapsed = domain.lapse(letter(), today=last + timedelta(days=1))
+    assert lapsed.permit.status is PermitStatus.LAPSED
+    assert lapsed.letter_valid_until == last
+    assert (lapsed.permit.valid_from, lapsed.permit.valid_until) == (None, None)
+
+
+def test_a_lapsed_record_needs_its_letter() -> None:
+    """Only a letter lapses: a lapsed record without the letter's date is refused."""
+    with pytest.raises(ValueError, match="lapsed permit needs letter_issued_on"):
+        PermitRecord.model_validate(
+            {**letter().model_dump(), "status": "lapsed", "letter_issued_on": None})
+
+
+# a new application by a former holder: the number is the person's for life ----------------
+
+
+def _reapply(record: PermitRecord, today: date, **holder_overrides: Any) -> PermitRecord:
+    person = record.holder.model_copy(update=holder_overrides)
+    return domain.reapply(
+        record, letter_no="NL2", holder=person, employer=record.employer,
+        category=Category.A, position="Director", approved_months=24, today=today).permit
+
+
+@pytest.mark.parametrize("status", list(PermitStatus))
+def test_only_an_ended_permit_takes_a_new_application(status: PermitStatus) -> None:
+    """Cancelled, expired or lapsed: a new letter under the same number, with no trace of
+    the earlier period's validity; a letter or an active permit: one permit at a time."""
+    later = UNTIL + timedelta(days=400)
+    ended = {PermitStatus.CANCELLED, PermitStatus.EXPIRED, PermitStatus.LAPSED}
+    if status not in ended:
+        with pytest.raises(PermitRuleViolation, match=f"is {status.value}; this needs"):
+            _reapply(in_status(status), later)
+        return
+    new = _reapply(in_status(status), later)
+    assert new.permit_no == in_status(status).permit_no
+    assert new.status is PermitStatus.LETTER_ISSUED
+    assert (new.letter_issued_on, new.category, new.approved_months) == (later, Category.A, 24)
+    assert (new.issued_on, new.valid_from, new.valid_until) == (None, None, None)
+    assert (new.cancelled_on, new.cancellation_reason) == (None, None)
+
+
+def test_a_renewed_passport_keeps_the_number_another_person_does_not() -> None:
+    """The holder is the same date of birth and nationality; the passport may be new."""
+    cancelled = in_status(PermitStatus.CANCELLED)
+    later = TODAY + timedelta(days=30)
+    assert _reapply(cancelled, later, passport_no="NEW12345").holder.passport_no == "NEW12345"
+    for other in ({"date_of_birth": date(1990, 1, 2)}, {"nationality": "FR"}):
+        with pytest.raises(PermitRuleViolation, match="not the former holder") as caught:
+            _reapply(cancelled, later, **other)
+        assert str(other[next(iter(other))]) not in str(caught.value)  # no personal data
+
+
+def test_a_nationality_change_keeps_the_number_a_death_ends_it() -> None:
+    """A change of nationality is a cancellation (Shanghai): the person may apply again
+    with the new nationality; a permit cancelled on death takes no new application."""
+    changed = domain.cancel(active(), reason=CancellationReason.NATIONALITY_CHANGED,
+                            today=TODAY).permit
+    assert _reapply(changed, TODAY, nationality="FR").holder.nationality == "FR"
+    died = domain.cancel(active(), reason=CancellationReason.DEATH, today=TODAY).permit
+    with pytest.raises(PermitRuleViolation, match="holder's death"):
+        _reapply(died, TODAY)
+
+
+def test_a_new_application_is_not_dated_before_the_end_of_the_last_period() -> None:
+    """Before the cancellation, or before the end of an expired permit: a wrong date."""
+    cancelled = domain.cancel(active(), reason=CancellationReason.NEW_EMPLOYER,
+                              today=TODAY + timedelta(days=10)).permit
+    with pytest.raises(PermitRuleViolation, match="before its cancellation"):
+        _reapply(cancelled, TODAY + timedelta(days=9))
+    with pytest.raises(PermitRuleViolation, match="before its end"):
+        _reapply(in_status(PermitStatus.EXPIRED), UNTIL)
