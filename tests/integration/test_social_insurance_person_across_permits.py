@@ -11,9 +11,9 @@ from datetime import date, timedelta
 import pytest
 
 from hub.settings import Settings
-from producers.work_permit import Authority, domain
+from producers.work_permit import Authority
 from schemas import topics
-from schemas.permits import CancellationReason, Category, Employer, PermitPayload, PermitRecord
+from schemas.permits import CancellationReason, Category, Employer, PermitRecord
 from tests.integration.agency_requests import (
     HANSA,
     agency_running,
@@ -48,17 +48,13 @@ NEW_ENTRY = date(2025, 10, 20)
 
 
 async def applied_again(auth: Authority, permit_no: str, *, today: date) -> PermitRecord:
-    """A former holder's new application under the number they keep for life: the
-    authority's next event on the permit is a new notification letter (written here through
-    the store's command path, as the authority's re-application does)."""
-
-    def letter(record: PermitRecord) -> PermitPayload:
-        return domain.notification_letter(
-            permit_no=record.permit_no, letter_no=f"NL{record.permit_no}-2",
-            holder=record.holder, employer=record.employer, category=Category.B,
-            position="Engineer", approved_months=12, today=today)
-
-    await auth._command(permit_no, letter)
+    """A former holder's new application, naming the earlier permit: the person keeps the
+    number for life, its sequence continues with a new letter; issued on entry."""
+    record, _ = await auth.get(permit_no) or (None, 0)
+    assert record is not None
+    await auth.apply(holder=record.holder, employer=record.employer, category=Category.B,
+                     position="Engineer", approved_months=12, today=today,
+                     previous_permit_no=permit_no)
     return await auth.issue(permit_no, valid_from=NEW_ENTRY, today=NEW_ENTRY)
 
 
