@@ -13,7 +13,11 @@ from schemas.public_security import (
     PUBLIC_SECURITY_REQUEST_TYPES,
     RESIDENCE_EVENT_TYPES,
 )
-from schemas.social_insurance import INSURANCE_EVENT_TYPES, SOCIAL_INSURANCE_REQUEST_TYPES
+from schemas.social_insurance import (
+    INSURANCE_EVENT_TYPES,
+    SOCIAL_INSURANCE_DECISION_TYPES,
+    SOCIAL_INSURANCE_REQUEST_TYPES,
+)
 
 ALL_EVENT_TYPES: tuple[type[CloudEvent[Any]], ...] = (
     *PERMIT_EVENT_TYPES,
@@ -23,6 +27,7 @@ ALL_EVENT_TYPES: tuple[type[CloudEvent[Any]], ...] = (
     *PUBLIC_SECURITY_DECISION_TYPES,
     *SOCIAL_INSURANCE_REQUEST_TYPES,
     *INSURANCE_EVENT_TYPES,
+    *SOCIAL_INSURANCE_DECISION_TYPES,
     *EVIDENCE_EVENT_TYPES,
 )
 """Each event family adds its types here."""

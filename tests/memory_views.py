@@ -29,13 +29,16 @@ from consumers.public_security.rules import PermitFacts as ResidencePermitFacts
 from consumers.social_insurance.handlers import insured_permit
 from consumers.social_insurance.identity import PersonKeys
 from consumers.social_insurance.ports import AmbiguousPerson
-from consumers.social_insurance.records import InsuredPermit
+from consumers.social_insurance.records import InsuredPermit, Referral, Review
 from consumers.social_insurance.rules import Cover
 from consumers.social_insurance.rules import PermitFacts as InsurancePermitFacts
 from schemas.permit_token import Claims
 from schemas.permits import PermitEvent
 from schemas.public_security import ResidencePermitAppliedData
-from schemas.social_insurance import InsuranceRegistrationRequestedData
+from schemas.social_insurance import (
+    InsuranceRegistrationRequestedData,
+    InsuranceReviewDecidedData,
+)
 
 if TYPE_CHECKING:
     from consumers.card.ports import CardViewPort
@@ -456,6 +459,16 @@ class StoredRequest:
     outcome: str
     reason: str | None
     message: str | None
+    request: InsuranceRegistrationRequestedData | None = None
+
+
+@dataclass(frozen=True)
+class StoredReview:
+    """A row of `si_reviews`."""
+
+    event_id: uuid.UUID
+    decision: InsuranceReviewDecidedData
+    outcome: str
 
 
 _REQUEST_OUTCOMES = ("registered", "rejected", "referred")
@@ -477,6 +490,7 @@ class MemorySocialInsuranceView:
         self.person_keys: dict[str, str] = {}
         self.registrations: dict[str, StoredRegistration] = {}  # by request_id
         self.requests: list[StoredRequest] = []
+        self.reviews: dict[str, StoredReview] = {}  # by request_id
 
     def project(self, event: PermitEvent) -> None:
         """Apply a permit event as the router's projection would."""
@@ -491,12 +505,21 @@ class MemorySocialInsuranceView:
         if p is None:
             return None
         return InsurancePermitFacts(p.permit_no, p.status, p.standard, p.nationality,
-                                    p.employer_credit_code, p.issued_on, p.valid_from)
+                                    p.employer_credit_code, p.issued_on, p.valid_from,
+                                    p.valid_until)
 
     async def holder_key(self, permit_no: str) -> str | None:
         """The holder's passport person key."""
         p = self.permits.get(permit_no)
         return None if p is None else p.holder_key
+
+    async def permits_in_force_of(self, keys: Sequence[str]) -> list[InsurancePermitFacts]:
+        """The person's permits not yet ended, by their keys and their account's keys."""
+        accounts = {self.person_keys[k] for k in keys if k in self.person_keys}
+        known = set(keys) | {k for k, ssn in self.person_keys.items() if ssn in accounts}
+        found = [await self.permit(no) for no, p in sorted(self.permits.items())
+                 if p.holder_key in known and p.status in ("letter_issued", "active")]
+        return [f for f in found if f is not None]
 
     async def permit_of_letter(self, letter_no: str) -> str | None:
         """The permit a letter names."""
@@ -533,8 +556,38 @@ class MemorySocialInsuranceView:
                      if r.permit_no == permit_no and r.status == "active"), None)
 
     async def review_pending(self, permit_no: str) -> bool:
-        """Whether a request for this permit was referred."""
-        return any(r.permit_no == permit_no and r.outcome == "referred" for r in self.requests)
+        """Whether a request for this permit was referred and no reviewer decided it yet."""
+        return any(r.permit_no == permit_no and r.outcome == "referred"
+                   and r.request_id not in self.reviews for r in self.requests)
+
+    async def referral(self, request_id: str) -> Referral | None:
+        """The request with this id, if it was referred."""
+        row = self._decision(request_id)
+        if row is None or row.outcome != "referred" or row.permit_no is None:
+            return None
+        assert row.request is not None
+        return Referral(row.request, row.permit_no)
+
+    async def review_of(self, request_id: str) -> Review | None:
+        """The reviewer's decision applied to this request id."""
+        found = self.reviews.get(request_id)
+        if found is None:
+            return None
+        d = found.decision
+        return Review(found.event_id, d.decision.value, tuple(i.value for i in d.exempt),
+                      found.outcome)
+
+    async def record_review(
+        self, event_id: uuid.UUID, decision: InsuranceReviewDecidedData, *, outcome: str
+    ) -> None:
+        """Store the review: one per request id, and one per event id."""
+        if outcome not in ("registered", "rejected"):
+            raise ConstraintViolation(f"outcome {outcome!r}")
+        if decision.request_id in self.reviews:
+            raise ConstraintViolation(f"request {decision.request_id} is reviewed")
+        if any(r.event_id == event_id for r in self.reviews.values()):
+            raise ConstraintViolation(f"event {event_id} is recorded")
+        self.reviews[decision.request_id] = StoredReview(event_id, decision, outcome)
 
     async def record(
         self,
@@ -555,7 +608,8 @@ class MemorySocialInsuranceView:
         if reason != "duplicate_request" and self._decision(request.request_id):
             raise ConstraintViolation(f"request {request.request_id} is decided")
         self.requests.append(StoredRequest(event_id, request.request_id, request.reference.kind,
-                                           reference, permit_no, outcome, reason, message))
+                                           reference, permit_no, outcome, reason, message,
+                                           request))
 
     async def register(
         self,

@@ -53,6 +53,15 @@ def reads() -> dict[str, Reads]:
         "data.requested_on": "string(date)",
         "data.certificate_of_coverage": "boolean?",
     }
+    reads["InsuranceReviewDecided"] = ENVELOPE | {  # on_review_decided
+        "data.request_id": "string",
+        "data.permit_no": "string",
+        "data.decision": "string{approve,refuse}",
+        "data.exempt[]": "string?",
+        "data.officer_id": "string",
+        "data.decided_at": "string(date-time)",
+        "data.reason": "string",
+    }
     reads["ECardIssued"] = ENVELOPE | {  # on_ecard_issued
         "data.card_id": "string",
         "data.permit.permit_no": "string",

@@ -11,9 +11,13 @@ from datetime import date
 from typing import Protocol
 from uuid import UUID
 
+from consumers.social_insurance.records import Referral, Review
 from consumers.social_insurance.rules import Cover, PermitFacts
 from hub.redaction import NoPersonalData
-from schemas.social_insurance import InsuranceRegistrationRequestedData
+from schemas.social_insurance import (
+    InsuranceRegistrationRequestedData,
+    InsuranceReviewDecidedData,
+)
 
 
 class AmbiguousPerson(NoPersonalData, ValueError):
@@ -28,6 +32,10 @@ class SocialInsuranceViewPort(Protocol):
 
     async def holder_key(self, permit_no: str) -> str | None:
         """The passport person key of the permit's holder, if known."""
+
+    async def permits_in_force_of(self, keys: Sequence[str]) -> list[PermitFacts]:
+        """The permits not yet ended (`rules.IN_FORCE`) whose holder key is one of `keys` or
+        a key of an account one of `keys` names, by permit number."""
 
     async def permit_of_letter(self, letter_no: str) -> str | None:
         """The permit a notification letter was issued for."""
@@ -48,7 +56,19 @@ class SocialInsuranceViewPort(Protocol):
         """The SSN of the permit's registration in force, if any."""
 
     async def review_pending(self, permit_no: str) -> bool:
-        """True when a request for this permit waits in manual review."""
+        """True when a request for this permit waits in manual review (referred, and no
+        reviewer's decision on it yet)."""
+
+    async def referral(self, request_id: str) -> Referral | None:
+        """The request with this id, if it was referred to manual review."""
+
+    async def review_of(self, request_id: str) -> Review | None:
+        """The reviewer's decision applied to this request id, if any."""
+
+    async def record_review(
+        self, event_id: UUID, decision: InsuranceReviewDecidedData, *, outcome: str
+    ) -> None:
+        """Store a reviewer's decision and its outcome (one per request id)."""
 
     async def record(
         self,

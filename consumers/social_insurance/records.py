@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 from typing import NamedTuple
+from uuid import UUID
+
+from schemas.social_insurance import InsuranceRegistrationRequestedData
 
 
 class InsuredPermit(NamedTuple):
@@ -23,3 +26,19 @@ class InsuredPermit(NamedTuple):
     issued_on: date | None
     valid_from: date | None
     valid_until: date | None
+
+
+class Referral(NamedTuple):
+    """A request waiting in manual review: as it was asked, and the permit it named."""
+
+    request: InsuranceRegistrationRequestedData
+    permit_no: str
+
+
+class Review(NamedTuple):
+    """A reviewer's decision as the agency applied it."""
+
+    event_id: UUID
+    decision: str
+    exempt: tuple[str, ...]
+    outcome: str

@@ -40,6 +40,11 @@ class PermitFacts:
     employer_credit_code: str
     issued_on: date | None
     valid_from: date | None
+    valid_until: date | None = None
+
+
+IN_FORCE = ("letter_issued", "active")
+"""The statuses of a permit that has not ended (the letter stage is refused, but is current)."""
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,10 @@ class Register:
 Decision = Refuse | Refer | Register
 
 
-def check_permit(permit: PermitFacts) -> Refuse | None:
-    """Refuse unless the permit is in force (issued after entry, not cancelled or expired)."""
+def check_permit(permit: PermitFacts, on: date | None = None) -> Refuse | None:
+    """Refuse unless the permit is in force (issued after entry, not cancelled or expired)
+    and, when `on` is given, not past its last day on that date: the authority's calendar
+    may expire it a day later, but a registration never runs past the permit's end."""
     no = permit.permit_no
     if permit.status == "letter_issued":
         return Refuse(InsuranceRejection.PERMIT_NOT_ACTIVE,
@@ -95,6 +102,10 @@ def check_permit(permit: PermitFacts) -> Refuse | None:
         return Refuse(InsuranceRejection.PERMIT_CANCELLED, f"permit {no} is cancelled")
     if permit.status == "expired":
         return Refuse(InsuranceRejection.PERMIT_EXPIRED, f"permit {no} has expired")
+    if on is not None and permit.valid_until is not None and on > permit.valid_until:
+        return Refuse(InsuranceRejection.PERMIT_EXPIRED,
+                      f"permit {no} ended on {permit.valid_until.isoformat()}; a registration"
+                      f" on {on.isoformat()} would run past its end")
     return None
 
 
@@ -111,7 +122,7 @@ def decide(
     `registered`: the permit has a registration in force; `in_review`: a request for it
     waits in manual review. Both are told only to the permit's own employer.
     """
-    refused = check_permit(permit)
+    refused = check_permit(permit, request.requested_on)
     if refused is not None:
         return refused
     if request.employer_credit_code != permit.employer_credit_code:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import typer
 
 from consumers.social_insurance import expectations
 from consumers.social_insurance.agreements import load_agreements
@@ -16,15 +19,16 @@ from consumers.social_insurance.handlers import (
     on_permit_changed,
     on_permit_expired,
     on_registration_requested,
+    on_review_decided,
     permit_row,
 )
 from consumers.social_insurance.identity import PersonKeys
 from consumers.social_insurance.pepper import load_person_keys
 from consumers.social_insurance.settings import SocialInsuranceSettings
 from consumers.social_insurance.views import PERMITS, SocialInsuranceView
-from hub.agency import Agency, Channel, PermitView
+from hub.agency import Agency, Channel, CommandContext, PermitView
 from hub.delivery import BatchHandler
-from hub.dispatch import Emit, Router
+from hub.dispatch import Emit, Hold, Received, Router
 from hub.retention import Forget, Kept, Retention
 from hub.settings import Settings
 from schemas import PERMIT_EVENT_TYPES, topics
@@ -32,8 +36,10 @@ from schemas.card import CARD_OUTCOME_TYPES, ECardIssued
 from schemas.permits import NotificationLetterIssued, PermitCancelled, PermitChanged, PermitExpired
 from schemas.social_insurance import (
     INSURANCE_EVENT_TYPES,
+    SOCIAL_INSURANCE_DECISION_TYPES,
     SOCIAL_INSURANCE_REQUEST_TYPES,
     InsuranceRegistrationRequested,
+    InsuranceReviewDecided,
 )
 
 
@@ -52,7 +58,7 @@ def policy(settings: Settings, own: SocialInsuranceSettings | None = None) -> Po
     """The handlers' policy: the agreements table and the pepper, loaded (and checked) now."""
     own = own or SocialInsuranceSettings()
     return Policy(agreements=load_agreements(own.agreements_file),
-                  keys=person_keys(settings, own))
+                  keys=person_keys(settings, own), hold=timedelta(hours=own.hold_hours))
 
 
 def router(
@@ -65,19 +71,36 @@ def router(
     )
     r.project(PERMIT_EVENT_TYPES, PERMITS, permit_row(p.keys))
 
-    async def requested(event: Any, view: SocialInsuranceView) -> Sequence[Emit]:
-        return await on_registration_requested(event, view, p)
+    async def requested(
+        event: Any, view: SocialInsuranceView, received: Received
+    ) -> Sequence[Emit] | Hold:
+        return await on_registration_requested(event, view, p, received)
 
     async def changed(event: Any, view: SocialInsuranceView) -> Sequence[Emit]:
         return await on_permit_changed(event, view, p)
 
-    r.on(InsuranceRegistrationRequested, requested)
+    async def reviewed(event: Any, view: SocialInsuranceView) -> Sequence[Emit]:
+        return await on_review_decided(event, view, p)
+
+    # Early requests wait for what they name; one request id, one answer.
+    r.on_request(InsuranceRegistrationRequested, requested,
+                 request_id=lambda e: e.data.request_id)
+    r.hold_for(InsuranceRegistrationRequested, p.hold)
+    r.releases(NotificationLetterIssued, lambda e: [e.data.letter_no])
+    r.releases(ECardIssued, lambda e: [e.data.card_id])
+    r.on(InsuranceReviewDecided, reviewed)
     r.on(NotificationLetterIssued, on_letter_issued)
     r.on(ECardIssued, on_ecard_issued)
     r.on(PermitCancelled, on_permit_cancelled)
     r.on(PermitExpired, on_permit_expired)
     r.on(PermitChanged, changed)
     return r
+
+
+def _commands(context: CommandContext) -> Sequence[tuple[str, typer.Typer]]:
+    from consumers.social_insurance.cli import commands  # loads only when commands are mounted
+
+    return commands(context)
 
 
 def build(settings: Settings) -> BatchHandler:
@@ -93,11 +116,17 @@ AGENCY = Agency(
                       "The social insurance agency's outcomes, from its outbox."),
     requests=Channel(topics.SOCIAL_INSURANCE_REQUESTS, SOCIAL_INSURANCE_REQUEST_TYPES,
                      "Insurance registration requests from the social insurance front door."),
-    reads=(topics.PERMIT_EVENTS, topics.CARD_EVENTS, topics.SOCIAL_INSURANCE_REQUESTS),
+    decisions=Channel(topics.SOCIAL_INSURANCE_DECISIONS, SOCIAL_INSURANCE_DECISION_TYPES,
+                      "Reviewers' decisions on referred registrations, from the agency's desk"
+                      " (`hub social_insurance decide`)."),
+    reads=(topics.PERMIT_EVENTS, topics.CARD_EVENTS, topics.SOCIAL_INSURANCE_REQUESTS,
+           topics.SOCIAL_INSURANCE_DECISIONS),
     # Every type the card topic carries is known, so those it ignores are not dead letters.
-    accepts=(*PERMIT_EVENT_TYPES, *CARD_OUTCOME_TYPES, *SOCIAL_INSURANCE_REQUEST_TYPES),
+    accepts=(*PERMIT_EVENT_TYPES, *CARD_OUTCOME_TYPES, *SOCIAL_INSURANCE_REQUEST_TYPES,
+             *SOCIAL_INSURANCE_DECISION_TYPES),
     view=PermitView(PERMITS, bind=lambda settings: permit_row(person_keys(settings))),
     build=build,
+    commands=_commands,
     expectations=expectations.reads(),
     settings=SocialInsuranceSettings,
     secret_files=secret_files,
@@ -114,6 +143,8 @@ AGENCY = Agency(
             Kept("si_accounts", "the person's insurance account outlives the permit"),
             Kept("si_registrations", "insured periods: the basis of the person's benefits"),
             Kept("si_person_keys", "keyed digests naming the account (section 6)"),
+            Kept("si_reviews", "the reviewer's decision: the legal record of the request's"
+                 " outcome (a staff id and a ground, no personal data)"),
         ),
     ),
 )

@@ -32,6 +32,13 @@ class SocialInsuranceSettings(BaseSettings):
         f"<home>/{DEFAULT_PEPPER.as_posix()}, where `hub init` makes it if missing",
     )
 
+    hold_hours: float = Field(
+        default=72, gt=0, le=24 * 30,
+        description="how long a registration request naming a permit, letter or e-card not"
+        " yet known waits for it (hours, fractions allowed, on the stream's clock) before it"
+        " is refused as unknown",
+    )
+
     def pepper_path(self, settings: Settings) -> Path:
         """The pepper's file under the hub's settings."""
         return self.pepper_file or settings.home / DEFAULT_PEPPER

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from consumers.social_insurance.ports import AmbiguousPerson
-from consumers.social_insurance.records import InsuredPermit
-from consumers.social_insurance.rules import Cover, PermitFacts
+from consumers.social_insurance.records import InsuredPermit, Referral, Review
+from consumers.social_insurance.rules import IN_FORCE, Cover, PermitFacts
 from hub.db import Connection
 from hub.projection import ViewTable
-from schemas.social_insurance import InsuranceRegistrationRequestedData
+from schemas.social_insurance import (
+    InsuranceRegistrationRequestedData,
+    InsuranceReviewDecidedData,
+)
 
 PERMITS = ViewTable("si_permits", InsuredPermit._fields)
 
@@ -29,7 +32,7 @@ class SocialInsuranceView:
         """The permit as the agency's view holds it."""
         row = await self.conn.fetchrow(
             "SELECT permit_no, status, standard, nationality, employer_credit_code, issued_on,"
-            " valid_from FROM si_permits WHERE permit_no = $1", permit_no)
+            " valid_from, valid_until FROM si_permits WHERE permit_no = $1", permit_no)
         return PermitFacts(**dict(row)) if row is not None else None
 
     async def holder_key(self, permit_no: str) -> str | None:
@@ -37,6 +40,18 @@ class SocialInsuranceView:
         found: str | None = await self.conn.fetchval(
             "SELECT holder_key FROM si_permits WHERE permit_no = $1", permit_no)
         return found
+
+    async def permits_in_force_of(self, keys: Sequence[str]) -> list[PermitFacts]:
+        """The permits not yet ended whose holder is the person these keys name: by the keys
+        themselves, or by any key of the account one of them names."""
+        rows = await self.conn.fetch(
+            "SELECT permit_no, status, standard, nationality, employer_credit_code, issued_on,"
+            " valid_from, valid_until FROM si_permits WHERE status = ANY($2::text[])"
+            " AND holder_key IN (SELECT unnest($1::text[]) UNION SELECT k.person_key"
+            " FROM si_person_keys k JOIN si_person_keys m ON m.ssn = k.ssn"
+            " WHERE m.person_key = ANY($1::text[])) ORDER BY permit_no",
+            list(keys), list(IN_FORCE))
+        return [PermitFacts(**dict(r)) for r in rows]
 
     async def permit_of_letter(self, letter_no: str) -> str | None:
         """The permit a notification letter was issued for."""
@@ -81,8 +96,54 @@ class SocialInsuranceView:
     async def review_pending(self, permit_no: str) -> bool:
         """True when a request for this permit waits in manual review."""
         return bool(await self.conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM si_requests WHERE permit_no = $1"
-            " AND outcome = 'referred')", permit_no))
+            "SELECT EXISTS (SELECT 1 FROM si_requests q WHERE q.permit_no = $1"
+            " AND q.outcome = 'referred' AND NOT EXISTS (SELECT 1 FROM si_reviews r"
+            " WHERE r.request_id = q.request_id))", permit_no))
+
+    async def referral(self, request_id: str) -> Referral | None:
+        """The request with this id, if it was referred to manual review."""
+        row = await self.conn.fetchrow(
+            "SELECT q.request_id, q.requester, q.reference_kind, q.reference, q.permit_no,"
+            " q.requested_on, q.certificate,"
+            " coalesce(q.employer_credit_code, p.employer_credit_code) AS employer"
+            " FROM si_requests q LEFT JOIN si_permits p ON p.permit_no = q.permit_no"
+            " WHERE q.request_id = $1 AND q.outcome = 'referred'", request_id)
+        if row is None:
+            return None
+        return Referral(_request_of(row), row["permit_no"])
+
+    async def review_of(self, request_id: str) -> Review | None:
+        """The reviewer's decision applied to this request id, if any."""
+        row = await self.conn.fetchrow(
+            "SELECT event_id, decision, exempt, outcome FROM si_reviews WHERE request_id = $1",
+            request_id)
+        if row is None:
+            return None
+        return Review(row["event_id"], row["decision"], tuple(row["exempt"]), row["outcome"])
+
+    async def record_review(
+        self, event_id: UUID, decision: InsuranceReviewDecidedData, *, outcome: str
+    ) -> None:
+        """Store a reviewer's decision and its outcome (one per request id)."""
+        await self.conn.execute(
+            "INSERT INTO si_reviews (request_id, event_id, permit_no, decision, exempt,"
+            " officer_id, decided_at, reason, outcome)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            decision.request_id, event_id, decision.permit_no, decision.decision.value,
+            [i.value for i in decision.exempt], decision.officer_id, decision.decided_at,
+            decision.reason, outcome)
+
+    async def pending_reviews(self) -> list[dict[str, Any]]:
+        """The requests waiting in manual review, oldest first: what a reviewer needs to
+        decide (the permit, the holder's nationality, the certificate, the referral)."""
+        rows = await self.conn.fetch(
+            "SELECT q.request_id, q.permit_no, q.requester, q.reference_kind,"
+            " q.requested_on, q.certificate, q.reason AS referral, q.message,"
+            " q.decided_at AS referred_at, p.nationality, p.status AS permit_status"
+            " FROM si_requests q LEFT JOIN si_permits p ON p.permit_no = q.permit_no"
+            " WHERE q.outcome = 'referred' AND NOT EXISTS (SELECT 1 FROM si_reviews r"
+            " WHERE r.request_id = q.request_id) ORDER BY q.decided_at, q.request_id")
+        return [dict(r) for r in rows]
 
     async def record(
         self,
@@ -98,11 +159,11 @@ class SocialInsuranceView:
         """Store a request and its decision."""
         await self.conn.execute(
             "INSERT INTO si_requests (event_id, request_id, requester, reference_kind,"
-            " reference, permit_no, requested_on, certificate, outcome, reason, message)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            " reference, permit_no, requested_on, certificate, outcome, reason, message,"
+            " employer_credit_code) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             event_id, request.request_id, request.requester.value, request.reference.kind,
             reference, permit_no, request.requested_on, request.certificate_of_coverage,
-            outcome, reason, message)
+            outcome, reason, message, request.employer_credit_code)
 
     async def register(
         self,
@@ -177,6 +238,16 @@ class SocialInsuranceView:
                 ssn, today, permit_no)
             if opened:
                 return ssn
+
+
+def _request_of(row: Any) -> InsuranceRegistrationRequestedData:
+    """A stored request as it was asked (the reference by its kind)."""
+    key = {"permit_no": "permit_no", "letter_no": "letter_no", "ecard": "card_id"}
+    return InsuranceRegistrationRequestedData.model_validate({
+        "request_id": row["request_id"], "requester": row["requester"],
+        "reference": {"kind": row["reference_kind"], key[row["reference_kind"]]: row["reference"]},
+        "employer_credit_code": row["employer"], "requested_on": row["requested_on"],
+        "certificate_of_coverage": row["certificate"]})
 
 
 if TYPE_CHECKING:

@@ -156,10 +156,13 @@ async def test_a_permit_named_by_number_letter_or_ecard_is_registered_with_one_s
     assert all(":" in r["person_key"] and "P0000000" not in r["person_key"] for r in keys)
 
 
-async def test_each_rejection_reason_and_the_bilateral_agreements(hub_settings: Settings) -> None:
+async def test_each_rejection_reason_and_the_bilateral_agreements(
+    hub_settings: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A German secondee is exempt from pension and unemployment; a Korean one goes to manual
     review (no SSN); a late registration is accepted and flagged; every other request gets
-    its rejection reason."""
+    its rejection reason (the unknown references once their hold period, 9 s here, ends)."""
+    monkeypatch.setenv("HUB_SOCIAL_INSURANCE_HOLD_HOURS", "0.0025")
     async with agency_running(hub_settings, AGENCY) as auth:
         german = await issued_permit(auth, holder(11, "DE"), entry=ENTRY)
         korean = await issued_permit(auth, holder(12, "KR"), entry=ENTRY)
@@ -222,6 +225,7 @@ async def test_each_rejection_reason_and_the_bilateral_agreements(hub_settings: 
     assert {e.subject for e in ssn_events} == {german.permit_no, late.permit_no}, (
         "no SSN for the Korean in review")
     unresolved = decided["R-no-letter"][0]
+    assert "waited 9 s" in unresolved.data.message
     assert unresolved.subject == "NL-NOPE"
     assert unresolved.data.permit_no is None
     stored = await rows(hub_settings, AGENCY, "SELECT outcome FROM si_requests")

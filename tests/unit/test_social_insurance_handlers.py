@@ -97,17 +97,19 @@ class Authority:
         return event
 
     def letter(self, who: Holder, permit_no: str = PERMIT, months: int = 24,
-               entry: date = ENTRY) -> PermitEvent:
-        """A notification letter three weeks before entry, numbered NL<permit>."""
+               entry: date = ENTRY, employer: Employer = HANSA,
+               letter_no: str | None = None) -> PermitEvent:
+        """A notification letter three weeks before entry, numbered NL<permit> by default."""
         return self.publish(domain.notification_letter(
-            permit_no=permit_no, letter_no=f"NL{permit_no}", holder=who, employer=HANSA,
+            permit_no=permit_no, letter_no=letter_no or f"NL{permit_no}", holder=who,
+            employer=employer,
             category=Category.B, position="Engineer", approved_months=months,
             today=entry - timedelta(days=21)))
 
     def issued(self, who: Holder, permit_no: str = PERMIT, months: int = 24,
-               entry: date = ENTRY) -> PermitRecord:
+               entry: date = ENTRY, employer: Employer = HANSA) -> PermitRecord:
         """A permit issued on the entry date."""
-        letter = self.letter(who, permit_no, months, entry).data.permit
+        letter = self.letter(who, permit_no, months, entry, employer).data.permit
         return self.publish(domain.issue(letter, valid_from=entry, today=entry)).data.permit
 
     def legacy(self, permit_no: str = PERMIT) -> PermitRecord:
