@@ -17,6 +17,8 @@ from typing import Any
 from consumers.card import qr
 from consumers.card.cli import permit_download, verify_image
 from consumers.card.requests import registration_request, sweep_request
+from consumers.public_security import cli as ps_desk
+from consumers.social_insurance import cli as si_desk
 from hub import bootstrap
 from hub.kafka import publish
 from hub.kafka_credentials import front_door
@@ -34,9 +36,11 @@ from schemas.social_insurance import (
     ByECard,
     ByLetterNo,
     ByPermitNo,
+    Insurance,
     InsuranceRegistrationRequested,
     InsuranceRegistrationRequestedData,
     Requester,
+    ReviewDecision,
 )
 
 
@@ -51,6 +55,12 @@ class Casebook:
     reminder: str = ""
     held: str = ""
     """What happened to the e-card request that reached the card before its permit."""
+    reviewed: str = ""
+    """The reviewer's decision on the registration referred to manual review."""
+    closed: str = ""
+    """The officer's closing of a residence-permit cancellation case."""
+    new_employer: str = ""
+    """The SSN and the cards after a change of employer."""
 
 
 async def send(settings: Settings, topic: str, events: Iterable[CloudEvent[Any]]) -> None:
@@ -176,6 +186,73 @@ async def held_request(settings: Settings, person: Any, book: Casebook,
     book.held = (f"held by the card ({held['reason']}, until {held['hold_until']:%Y-%m-%d %H:%M}"
                  f" UTC at the latest); decided when her permit arrived: "
                  + (f"e-card {card}" if card else "refused"))
+
+
+async def officers_decide(settings: Settings, people: dict[str, Any], book: Casebook) -> None:
+    """Decisions taken by people, through each agency's desk: social insurance's reviewer
+    approves Min-jun's referred registration (his home country's agreement is not confirmed
+    in the table: a person checks his certificate of coverage); public security's officer
+    closes the cancellation case of Maria's residence permit."""
+    minjun, maria = people["minjun"], people["maria"]
+    review = await si_desk.decision_for(
+        settings, f"SI-{minjun.permit_no}", officer="si-reviewer-17",
+        decision=ReviewDecision.APPROVE, exempt=(Insurance.PENSION, Insurance.UNEMPLOYMENT),
+        reason="Certificate of coverage checked against the China-Korea agreement")
+    await bootstrap.submit_decisions(settings, "social_insurance", [review])
+    async with bootstrap.pool(settings, "public_security", max_size=1) as p:
+        residence = await p.fetchval(
+            "SELECT residence_permit_no FROM ps_residence_permits WHERE permit_no = $1"
+            " AND status = 'cancellation_required'", maria.permit_no)
+    cancelled = maria.valid_from + timedelta(days=200)  # as `consequences` cancelled it
+    if residence is not None:
+        await ps_desk.close(
+            bootstrap.command_context(), settings, residence, cancelled_on=cancelled,
+            officer="ps-officer-204", reason="Work permit cancelled: residence permit cancelled",
+            now=datetime.combine(cancelled + timedelta(days=3), datetime.min.time(), UTC))
+    await synced(settings)
+    async with bootstrap.pool(settings, "social_insurance", max_size=1) as p:
+        reg = await p.fetchrow("SELECT insured, exempt FROM si_registrations"
+                               " WHERE permit_no = $1", minjun.permit_no)
+    book.reviewed = (f"approved by si-reviewer-17: insured {','.join(reg['insured'])}, exempt"
+                     f" {','.join(reg['exempt'])}" if reg else "no registration (see the log)")
+    async with bootstrap.pool(settings, "public_security", max_size=1) as p:
+        status = await p.fetchval("SELECT status FROM ps_residence_permits"
+                                  " WHERE residence_permit_no = $1", residence)
+    book.closed = (f"residence permit {residence}: closed by ps-officer-204, now {status}"
+                   if residence else "no open case")
+
+
+async def change_employer(settings: Settings, auth: Any, maria: Any, employer: Any,
+                          book: Casebook) -> None:
+    """Maria's contract ended and her permit was cancelled; a new employer hires her. She
+    keeps her permit number (the person's for life) and her SSN: the new registration
+    reuses her account, and the card links the SSN to her e-card of the new period."""
+    async with bootstrap.pool(settings, "social_insurance", max_size=1) as p:
+        before = await p.fetchval("SELECT ssn FROM si_registrations WHERE permit_no = $1"
+                                  " ORDER BY registered_on LIMIT 1", maria.permit_no)
+    cancelled = maria.valid_from + timedelta(days=200)
+    await auth.apply(holder=maria.holder, employer=employer, category=maria.category,
+                     position="Lead product designer", approved_months=24,
+                     today=cancelled + timedelta(days=14), previous_permit_no=maria.permit_no)
+    entry = cancelled + timedelta(days=21)
+    await auth.issue(maria.permit_no, valid_from=entry, today=entry)
+    await synced(settings)
+    await send(settings, topics.SOCIAL_INSURANCE_REQUESTS, [
+        _insure(maria.permit_no, f"SI-{maria.permit_no}-2", ByPermitNo(permit_no=maria.permit_no),
+                employer.credit_code, entry + timedelta(days=3))])
+    await synced(settings)
+    async with bootstrap.pool(settings, "social_insurance", max_size=1) as p:
+        after = await p.fetchrow("SELECT ssn, employer_credit_code FROM si_registrations"
+                                 " WHERE permit_no = $1 AND status = 'active'", maria.permit_no)
+    async with bootstrap.pool(settings, "card", max_size=1) as p:
+        card = await p.fetchrow("SELECT card_id, ssn FROM card_ecards WHERE permit_no = $1",
+                                maria.permit_no)
+    same = after is not None and after["ssn"] == before
+    book.new_employer = (
+        f"permit {maria.permit_no} kept; SSN before {before}, with {employer.name}:"
+        f" {after['ssn'] if after else '(not registered)'}"
+        f" ({'the same' if same else 'DIFFERENT'}); her e-card {card['card_id'] if card else '-'}"
+        f" now carries SSN {card['ssn'] if card else '-'}")
 
 
 class Pausable:

@@ -3,6 +3,9 @@
 Several foreigners go through notification letter, issue, the expiry reminder that opens
 the extension window, extension, change and cancellation; a holder of a pre-integration
 physical permit stays legacy until the extension moves them onto the integrated standard.
+An e-card request that overtakes its permit is held, then decided; a reviewer and an officer
+decide what the rules refer to people; a change of employer keeps the permit number and the
+SSN.
 The run exits non-zero if any agency's view disagrees with the authority once the stream
 has settled.
 """
@@ -22,7 +25,9 @@ from demo.procedures import (
     Pausable,
     apply_for_everything,
     casebook,
+    change_employer,
     held_request,
+    officers_decide,
     register_john_again,
     remind,
     synced,
@@ -340,6 +345,8 @@ async def tell(settings: Settings, out_dir: Path) -> Told:
                      anna.valid_until - EXTENSION_WINDOW[1], book)
         await consequences(auth, people)
         await synced(settings)
+        await officers_decide(settings, people, book)
+        await change_employer(settings, auth, people["maria"], HANSA, book)
         await register_john_again(settings, people["john"])
         after = await card_standard(settings, john)
         found = await settle(settings)
@@ -372,6 +379,10 @@ async def play(settings: Settings, *, keep_running: bool = True) -> int:
               "\n  she applies 30 days later, within the window, and the extension is granted")
         print(f"\n{LATE.holder.name}'s e-card request reached the card before her permit:"
               f"\n  {book.held}")
+        print(f"\nDecisions taken by people, through each agency's desk:"
+              f"\n  Kim Min-jun's registration, referred to manual review: {book.reviewed}"
+              f"\n  Maria's residence permit cancellation case: {book.closed}")
+        print(f"\nMaria changes employer after her contract ended:\n  {book.new_employer}")
         print(f"\nAnna's permit with its QR code: {png}"
               f"\n  scanned by public security: {book.qr_verdict}"
               f"\n  check it yourself: .venv/bin/hub qr verify {book.qr_png}")
