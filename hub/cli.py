@@ -177,6 +177,7 @@ def run(
             # Spans are exported by OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
             if tracing.configure(f"permit-hub-{agency}"):
                 serving.callback(tracing.shutdown)
+                log.info("spans exported by OTLP", agency=agency)
             if port is not None:
                 server = MetricsServer(settings.metrics_address, port)
                 serving.callback(server.close)

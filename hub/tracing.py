@@ -167,5 +167,8 @@ def _carrier(context: TraceContext | None) -> dict[str, str]:
 
 
 def _new_trace() -> TraceContext:
-    """A new trace id with a random parent id, where no span is recorded (W3C: sampled off)."""
-    return TraceContext(f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00")
+    """A new trace id with a random parent id, where no span is recorded. Marked sampled, so
+    that the agencies that do record spans record their part of it: the default sampler
+    follows the parent's flag, and an agency that records nothing must not stop the others
+    (an agency may choose otherwise with OTEL_TRACES_SAMPLER)."""
+    return TraceContext(f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01")

@@ -1,18 +1,20 @@
 """Each long-running process's Prometheus endpoint, scraped during a lifecycle on the real
 broker and database, against what happened (hub/metrics.py, `hub run --metrics-port`).
 
-The authority (`hub run workpermit`) and the card service (`hub run card`) run as their own
-processes, each with its endpoint; the test makes permits through the authority's command
-path and puts one unsigned and one undecodable record on the card's permit topic. Then:
-what the authority's relay published per topic is what the topics hold; what the card
-applied from its permit topic is every record there but the two refused; the two are
-counted as dead letters by reason, the unsigned one as a signature failure; lag is 0 once
-caught up, the newest applied event's age and the relay's backlog are exposed.
+Every agency runs as its own process (`hub run AGENCY`), each with its endpoint and its
+spans exported by OTLP/HTTP to a receiver the test runs. The test makes permits through the
+authority's command path and puts one unsigned and one undecodable record on the card's
+permit topic. Then: what the authority's relay published per topic is what the topics
+hold; what each agency applied from its permit topic is every record there but the two
+refused; the two are counted as dead letters by reason, the unsigned one as a signature
+failure; lag is 0 once caught up, the newest applied event's age and the relay's backlog
+are exposed; and the spans reached the receiver.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -21,6 +23,7 @@ from collections.abc import AsyncIterator
 from datetime import date, timedelta
 
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub import bootstrap
@@ -60,12 +63,27 @@ def total(samples: Samples, name: str, **labels: str) -> float:
                if n == name and set(labels.items()) <= ls)
 
 
-@pytest.fixture
-async def processes(hub_settings: Settings) -> AsyncIterator[dict[str, int]]:
-    """`hub run workpermit` and `hub run card`, each with a metrics port of its own."""
-    env = {**os.environ, **settings_env(hub_settings), "HUB_BATCH_TIMEOUT_MS": "50",
-           "HUB_LOG_FORMAT": "json"}
-    ports = dict(zip(("workpermit", "card"), free_ports(2), strict=True))
+AGENCIES = ("workpermit", "card", "public_security", "social_insurance")
+
+
+class OtlpReceiver:
+    """A stand-in OpenTelemetry collector's OTLP/HTTP endpoint: it keeps what is posted."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, str, bytes]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.posts.append((request.path, request.content_type, await request.read()))
+        return web.Response(status=200)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, otlp: int) -> AsyncIterator[dict[str, int]]:
+    """`hub run AGENCY` for every agency, each with a metrics port of its own and spans
+    exported to the OTLP endpoint on `otlp`; stopped (SIGTERM) on exit."""
+    env = {**os.environ, **settings_env(settings), "HUB_BATCH_TIMEOUT_MS": "50",
+           "HUB_LOG_FORMAT": "json", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp}"}
+    ports = dict(zip(AGENCIES, free_ports(len(AGENCIES)), strict=True))
     procs = [await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hub", "run", agency, "--metrics-port", str(port), env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
@@ -76,7 +94,7 @@ async def processes(hub_settings: Settings) -> AsyncIterator[dict[str, int]]:
                 return all(scrape(p) for p in ports.values())
             except OSError:
                 return False
-        await eventually(serving, timeout=60, what="both metrics endpoints")
+        await eventually(serving, timeout=90, what="every metrics endpoint")
         yield ports
     finally:
         for p in procs:
@@ -85,12 +103,38 @@ async def processes(hub_settings: Settings) -> AsyncIterator[dict[str, int]]:
         for p in procs:
             _, err = await asyncio.wait_for(p.communicate(), 60)
             print(err.decode()[-3000:], file=sys.stderr)  # shown when the test fails
+        assert [p.returncode for p in procs] == [0] * len(procs)
 
 
-async def test_each_process_exposes_what_it_did(
-    hub_settings: Settings, processes: dict[str, int]
-) -> None:
+async def test_each_process_exposes_what_it_did(hub_settings: Settings) -> None:
     settings = hub_settings
+    receiver = OtlpReceiver()
+    app = web.Application()
+    app.router.add_post("/v1/traces", receiver.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    [otlp] = free_ports(1)
+    await web.TCPSite(runner, "127.0.0.1", otlp).start()
+    try:
+        async with running(settings, otlp) as processes:
+            await _lifecycle_and_scrape(settings, processes)
+    finally:
+        await runner.cleanup()
+    # Spans went to the collector by OTLP/HTTP (protobuf), flushed at the latest on SIGTERM.
+    assert receiver.posts
+    assert {(path, kind) for path, kind, _ in receiver.posts} == {
+        ("/v1/traces", "application/x-protobuf")}
+    sent = b"".join(body for _, _, body in receiver.posts)
+    # Each process names itself as the service: the authority's relay publishing (its
+    # decisions were taken in this process), and social insurance's work on the letters
+    # (the card handled no request here: it records no span).
+    assert b"permit-hub-workpermit" in sent
+    assert b"publish workpermit" in sent
+    assert b"permit-hub-social_insurance" in sent
+    assert b"handle " in sent
+
+
+async def _lifecycle_and_scrape(settings: Settings, processes: dict[str, int]) -> None:
     card = installed().get("card")
     group, card_topic = card.group_id(settings), permit_topic(settings, "card")
     # Recent dates: `hub run workpermit`'s calendar (today's date) expires none of them.
@@ -133,6 +177,14 @@ async def test_each_process_exposes_what_it_did(
     assert events == 7
     assert held[card_topic] - 2 == events
 
+    # Every consuming process: what it applied from its own permit topic is what that topic
+    # holds (the two bad records were put on the card's alone).
+    for agency in ("public_security", "social_insurance"):
+        topic = permit_topic(settings, agency)
+        end = sum((await end_offsets(settings, [topic], ADMIN)).values())
+        samples = scrape(processes[agency])
+        assert total(samples, "hub_events_applied_total",
+                     group=installed().get(agency).group_id(settings), topic=topic) == end == 7
     card_samples = scrape(processes["card"])
     applied = total(card_samples, "hub_events_applied_total", group=group, topic=card_topic)
     assert applied == held[card_topic] - 2
