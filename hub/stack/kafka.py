@@ -26,11 +26,12 @@ from hub.stack.tls import NodeTls, ensure_node_tls, node_principal
 __all__ = ["ClusterMember", "KafkaNode", "KafkaNodeError", "NodeSecurity", "Quorum", "Voter",
            "new_cluster_id"]
 
-# The official start script uses 1G; half of that is plenty for a test broker on 2 cores,
-# and fixed -Xms avoids heap resizing pauses during benchmarks.
+# The official start script's 1G. A test session's broker keeps every test's topics (each
+# test has a prefix of its own: some 25 topics of 6 partitions) and ran out of a 512m heap
+# after ~120 such tests. A fixed -Xms avoids heap resizing pauses during benchmarks.
 JVM_OPTS: tuple[str, ...] = (
-    "-Xmx512m",
-    "-Xms512m",
+    "-Xmx1g",
+    "-Xms1g",
     "-server",
     "-XX:+UseG1GC",
     "-XX:MaxGCPauseMillis=20",
