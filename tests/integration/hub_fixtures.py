@@ -7,12 +7,14 @@ import asyncio
 import secrets
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from hub import bootstrap
@@ -56,9 +58,28 @@ def writer_of(topic: str) -> str:
 
 
 @pytest.fixture
-async def hub_settings(stack_settings: Settings) -> Settings:
-    """Settings with a fresh prefix: new topics, groups and databases for this test."""
-    return await fresh_hub(stack_settings)
+async def hub_settings(stack_settings: Settings) -> AsyncIterator[Settings]:
+    """Settings with a fresh prefix: new topics, groups and databases for this test; its
+    topics are deleted after it."""
+    settings = await fresh_hub(stack_settings)
+    yield settings
+    await drop_topics(settings)
+
+
+async def drop_topics(settings: Settings) -> None:
+    """Delete every topic under the settings' prefix. The session's one broker would
+    otherwise keep every test's topics (some 25 of 6 partitions each), and grow slow to
+    restart and short of heap as the session goes on."""
+    admin = AIOKafkaAdminClient(**client_options(settings, ADMIN), client_id="test-cleanup")
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+        if names:
+            await admin.delete_topics(names)
+    except KafkaError as exc:  # the test's result stands; the broker keeps the topics
+        print(f"could not delete the test's topics: {type(exc).__name__}")
+    finally:
+        await admin.close()
 
 
 async def fresh_hub(stack_settings: Settings) -> Settings:
