@@ -36,8 +36,10 @@ from hub.settings import Settings
 Kind = Literal["replaced_tables", "qr_tokens", "ended_permits", "evidence_values"]
 KINDS: tuple[Kind, ...] = ("replaced_tables", "qr_tokens", "ended_permits", "evidence_values")
 
-ENDED_STATUSES = ("cancelled", "expired")
-"""The permit statuses after which nothing more is expected of a permit (schemas.permits)."""
+ENDED_STATUSES = ("cancelled", "expired", "lapsed")
+"""The permit statuses after which nothing more is expected of a permit (schemas.permits):
+a lapsed letter was never followed by its permit. (A former holder's new application under
+the same number brings newer events, which an erasure's tombstone lets through.)"""
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,8 @@ def ended_on(status: str, valid_until: date | None, cancelled_on: date | None) -
     """The day a permit ended, as its view row tells (None: it has not ended)."""
     if status == "expired":
         return valid_until
-    if status == "cancelled":
-        return cancelled_on
+    if status in ("cancelled", "lapsed"):
+        return cancelled_on  # the view's day the cancellation or lapse was applied
     return None
 
 

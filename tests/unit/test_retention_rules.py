@@ -43,11 +43,13 @@ def test_a_day_counts_from_its_end() -> None:
     ("active", date(2026, 1, 31), None, None),
     ("letter_issued", None, None, None),
     ("cancelled", None, None, None),
+    ("lapsed", None, date(2026, 7, 1), date(2026, 7, 1)),
 ])
-def test_a_permit_ends_on_expiry_or_cancellation_only(
+def test_a_permit_ends_on_expiry_cancellation_or_lapse_only(
     status: str, valid_until: date | None, cancelled_on: date | None, end: date | None,
 ) -> None:
-    """Expired: its last valid day; cancelled: its cancellation day; otherwise not ended."""
+    """Expired: its last valid day; cancelled or lapsed: the day that was applied;
+    otherwise not ended."""
     assert ended_on(status, valid_until, cancelled_on) == end
 
 
