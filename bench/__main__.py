@@ -87,17 +87,27 @@ async def checkpoint(stack: BenchStack) -> None:
 
 async def reset_agency_database(stack: BenchStack, agency: str) -> None:
     """Empty every table of one agency's database: views, stored offsets, handled events,
-    outbox, evidence log (TRUNCATE: new files, no dead rows), as before its first rebuild.
+    outbox, evidence log and the other append-only records (TRUNCATE: new files, no dead
+    rows), as before its first rebuild.
     As the owner: the runtime role may not truncate, and the evidence log refuses it to
     anyone until its owner switches the append-only trigger off (a bench database only)."""
     async with bootstrap.pool(stack.settings, agency, max_size=1, role="owner") as p, \
             p.acquire() as conn, conn.transaction():
         tables = [r["t"] for r in await conn.fetch(
             "SELECT quote_ident(tablename) AS t FROM pg_tables WHERE schemaname = 'public'")]
+        # Every append-only record (evidence, looks, retention runs) refuses TRUNCATE
+        # through a user trigger.
+        guarded = [r["t"] for r in await conn.fetch(
+            "SELECT DISTINCT quote_ident(c.relname) AS t FROM pg_trigger t"
+            " JOIN pg_class c ON c.oid = t.tgrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND NOT t.tgisinternal")]
         if tables:
-            await conn.execute("ALTER TABLE hub_evidence DISABLE TRIGGER USER")
+            for table in guarded:
+                await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
             await conn.execute(f"TRUNCATE {', '.join(tables)}")
-            await conn.execute("ALTER TABLE hub_evidence ENABLE TRIGGER USER")
+            for table in guarded:
+                await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
 
 
 async def view_rows(stack: BenchStack, agency: str) -> int:
