@@ -78,6 +78,9 @@ test-cluster: setup
 unit: $(VENV)/.installed
 	$(BIN)/pytest tests/unit tests/contract
 
+# One run measures every figure of issue 13 (ceilings, FastStream peer, rebuilds, scale
+# 100k-400k, latency curve) in ~25-35 min on the 2-core machine; it writes
+# docs/bench/bench.json and the PNG charts beside it (matplotlib, from '.[dev]').
 bench: setup
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

@@ -53,9 +53,12 @@ def audience_labels(settings: Settings) -> dict[str, str]:
 
 
 async def fill(
-    settings: Settings, events: int, *, seed: int = 7, linger_ms: int = 20
+    settings: Settings, events: int, *, seed: int = 7, linger_ms: int = 20, first_chunk: int = 0
 ) -> dict[str, Any]:
-    """Produce `events` synthetic events to every audience topic; return counts and rates."""
+    """Produce `events` synthetic events to every audience topic; return counts and rates.
+
+    `first_chunk` continues an earlier fill (the `chunks` it returned, summed): its chunks
+    get new permit numbers and seeds, so the topics grow by new permits."""
     registry = installed()
     # As the authority, the one principal that writes the permit audience topics.
     authority = registry.authority().name
@@ -65,7 +68,8 @@ async def fill(
     # Signed as the authority's relay signs them (one JWS per batch of RELAY_BATCH outbox
     # rows over the Merkle root of all their copies): the consumers verify every record.
     signer = bootstrap.signing_key(settings, "workpermit")
-    produced = permits = chunk = records = 0
+    produced = permits = records = 0
+    chunk = first_chunk
     generate_s = project_s = send_s = 0.0
     value_bytes = 0
     audience_records = dict.fromkeys(labels.values(), 0)
@@ -126,9 +130,47 @@ async def fill(
                                                / max(audience_records[agency], 1))}
             for topic, agency in labels.items()},
         "linger_ms": linger_ms,
+        "chunks": chunk - first_chunk,
         "generate_s": round(generate_s, 2),
         "project_s": round(project_s, 2),
         "send_s": round(send_s, 2),
         "events_per_s": round(produced / send_s, 1),
+        "records_per_s": round(records / send_s, 1),
+    }
+
+
+def merge_fills(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One fill result for several consecutive fills (a topic grown step by step): counts
+    and times summed, means and rates over the sums."""
+    if len(parts) == 1:
+        return parts[0]
+    events = sum(p["events"] for p in parts)
+    permits = sum(p["permits"] for p in parts)
+    records = sum(p["records"] for p in parts)
+    send_s = sum(p["send_s"] for p in parts)
+    audiences: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for agency, a in part["audiences"].items():
+            into = audiences.setdefault(agency, {"topic": a["topic"], "records": 0, "bytes": 0})
+            into["records"] += a["records"]
+            into["bytes"] += a["records"] * a["mean_value_bytes"]
+    return {
+        "events": events,
+        "permits": permits,
+        "events_per_permit": round(events / permits, 2),
+        "mean_value_bytes": round(sum(p["events"] * p["mean_value_bytes"] for p in parts)
+                                  / events),
+        "records": records,
+        "records_per_event": round(records / events, 2),
+        "audiences": {agency: {"topic": a["topic"], "records": a["records"],
+                               "mean_value_bytes": round(a["bytes"] / max(a["records"], 1))}
+                      for agency, a in audiences.items()},
+        "linger_ms": parts[0]["linger_ms"],
+        "chunks": sum(p["chunks"] for p in parts),
+        "steps": len(parts),
+        "generate_s": round(sum(p["generate_s"] for p in parts), 2),
+        "project_s": round(sum(p["project_s"] for p in parts), 2),
+        "send_s": round(send_s, 2),
+        "events_per_s": round(events / send_s, 1),
         "records_per_s": round(records / send_s, 1),
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import platform
 import re
@@ -128,3 +130,60 @@ async def durable_commit_ms(server_url: str, commits: int = 200) -> dict[str, fl
         "p99_ms": round(times[int(len(times) * 0.99) - 1], 3),
         "settings": settings,  # type: ignore[dict-item]
     }
+
+
+class LoadSampler:
+    """The machine's load over a whole run: the 1-minute load average every `interval`
+    seconds, and the machine's busy CPU from start to end (psutil, all processes)."""
+
+    def __init__(self, interval: float = 5.0) -> None:
+        self.interval = interval
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+        self._cpu0: Any = None
+        self._wall0 = 0.0
+
+    async def _loop(self) -> None:
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        """Start sampling (on the running loop)."""
+        self._cpu0 = psutil.cpu_times()
+        self._wall0 = time.perf_counter()
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> dict[str, Any]:
+        """Stop sampling; the load average's min/mean/max and the machine's busy cores."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.samples.append(os.getloadavg()[0])
+        wall = time.perf_counter() - self._wall0
+        now = psutil.cpu_times()
+        idle = (now.idle - self._cpu0.idle) + (
+            getattr(now, "iowait", 0.0) - getattr(self._cpu0, "iowait", 0.0))
+        busy = max(0.0, sum(now) - sum(self._cpu0) - idle)
+        return summarize_load(self.samples, wall, busy)
+
+
+def summarize_load(samples: list[float], wall_s: float, busy_cpu_s: float) -> dict[str, Any]:
+    """The load figures of a run from its load-average samples and busy CPU seconds."""
+    return {
+        "loadavg_1m": {"min": round(min(samples), 2), "mean": round(sum(samples) / len(samples), 2),
+                       "max": round(max(samples), 2)} if samples else {},
+        "wall_s": round(wall_s, 1),
+        "machine_busy_cpu_s": round(busy_cpu_s, 1),
+        "machine_busy_cores": round(busy_cpu_s / wall_s, 2) if wall_s else 0.0,
+    }
+
+
+def others_cpu(phases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Other processes' CPU (outside the benchmark's) over the measured phases, from each
+    phase's CpuMonitor result: CPU seconds, the phases' wall seconds, and the mean cores."""
+    other = sum(p.get("other_s", 0.0) for p in phases)
+    wall = sum(p.get("wall_s", 0.0) for p in phases)
+    return {"other_cpu_s": round(other, 1), "measured_wall_s": round(wall, 1),
+            "other_cores": round(other / wall, 2) if wall else 0.0, "phases": len(phases)}
