@@ -118,15 +118,18 @@ def write_charts(results: dict[str, Any], out_dir: Path) -> list[str]:
         ax2 = ax.twinx()
         ax2.plot(offered, [p["achieved"] for p in points], "^--", color="#6a994e",
                  label="achieved/s")
-        ax2.plot(offered, offered, color="#6a994e", linewidth=0.5, alpha=0.5)
+        ax2.plot(offered, offered, color="#6a994e", linewidth=0.5, alpha=0.5,
+                 label="achieved = offered")
         ax2.set_xscale("log")
         ax2.set_yscale("log")
         ax2.set_ylabel("achieved commands/s")
         lines = ax.get_legend_handles_labels()
         lines2 = ax2.get_legend_handles_labels()
-        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="upper left")
+        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="best",
+                  framealpha=0.8)
         best = results.get("highest_sustainable_rate")
-        ax.set_title(f"Live latency vs offered rate (highest sustainable: {best} /s)\n"
+        best_text = f"{best:g}/s" if best else "none"
+        ax.set_title(f"Live latency vs offered rate (highest sustainable: {best_text})\n"
                      f"{subtitle}", fontsize=10)
         fig.tight_layout()
         path = out_dir / "latency.png"

@@ -96,12 +96,12 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
                                 cpu, cpu <= t["live_cpu_ms_per_command"]))
     if "highest_sustainable_rate" in results:
         out.append(_verdict("highest sustainable rate (commands/s)",
-                            results["highest_sustainable_rate"] or 0, None))
+                            results["highest_sustainable_rate"] or "none", None))
     scale = results.get("scale", [])
     if scale:
         out.append(_verdict(
             "scale: rebuild time linear in N or better (rate at each N >= 0.9 x smallest N's)",
-            " / ".join(f"{p['events'] // 1000}k {p['wall_s']:.0f} s" for p in scale),
+            " / ".join(f"{p['events']:,}: {p['wall_s']:.1f} s" for p in scale),
             curve.scale_linear(scale)))
     peaks = _consumer_peaks(results)
     if peaks:
@@ -345,7 +345,7 @@ def _curve(results: dict[str, Any]) -> str:
     return (f"\nLatency curve (authority commit -> commit in all 3 views, ms); sustained = "
             f">= {rule.get('achieved_share', 0.99):.0%} achieved, no failure, p99 <= "
             f"{rule.get('max_p99_ms', '?')} ms. Highest sustainable: "
-            f"{results.get('highest_sustainable_rate')} commands/s\n"
+            f"{results.get('highest_sustainable_rate') or 'none'} commands/s\n"
             + table(["offered/s", "achieved/s", "p50", "p99", "cpu ms/cmd", "relay MB",
                      "sustained"], rows))
 

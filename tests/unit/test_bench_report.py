@@ -142,7 +142,7 @@ def test_the_report_renders_every_section() -> None:
     del r["fill"]  # its section is the old one's
     text = render(r)
     for needle in ("kcat (C, librdkafka", "bare aiokafka fetch", "FastStream peer",
-                   "Scale: the card view", "Latency curve", "Highest sustainable: 1000.0",
+                   "Scale: the card view", "Latency curve", "Highest sustainable: 1000.0 commands",
                    "Machine load during the run", "Targets"):
         assert needle in text, needle
 
