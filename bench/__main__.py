@@ -305,6 +305,7 @@ async def run(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
     log_dir.mkdir(exist_ok=True)
     load = machine.LoadSampler()
     load.start()
+    clock = machine.PhaseClock()
     results: dict[str, Any] = {
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -328,6 +329,7 @@ async def run(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
         f"(durable), {settings.partitions} partitions, {settings.replication_factor} "
         f"replicas (min in sync {settings.min_insync_replicas}); one durable commit p50 "
         f"{results['durable_commit']['p50_ms']} ms")
+    clock.lap("stack and probes")
 
     # The topics grow step by step: the scale points below --events (card rebuilt at each;
     # the batch-size sweep runs at the first step), --events itself (every measurement but
@@ -343,6 +345,7 @@ async def run(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
     best = args.batch_sizes[0]
     for n in below:
         await fill_to(stack, state, n, args)
+        clock.lap("fills")
         if n == below[0] and len(args.batch_sizes) > 1:
             say(f"rebuild: batch-size sweep on card at {n:,} events: {args.batch_sizes}")
             sweep = []
@@ -357,10 +360,12 @@ async def run(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
             best = chosen["batch_max_records"]
             if n != args.events and n in args.scale:
                 scale.append(scale_point(chosen))
+            clock.lap("batch-size sweep")
         elif n != args.events:
             say(f"scale: card rebuild at {n:,} events")
             scale.append(scale_point(await rebuild_one(stack, "card", best, log_dir, timeout)))
             await reset_agency_database(stack, "card")
+            clock.lap("scale rebuilds")
     results["fill"] = merge_fills(state["fills"])
 
     results["ceilings"] = await ceilings(stack, args, log_dir, timeout)
@@ -369,8 +374,10 @@ async def run(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
     results["reference"] = await run_child_measured(
         stack, "reference", "bench.reference", ["card"], env, log_dir, timeout)
     say(f"  {results['reference']['events_per_s']:,.0f} events/s")
+    clock.lap("ceilings and reference")
     if args.peer_seconds > 0:
         results["peer"] = await peer_run(stack, args, log_dir)
+        clock.lap("FastStream peer")
 
     rebuild["batch_max_records"] = best
     say(f"rebuild: each view from offset 0, max {best} records per batch")
@@ -388,6 +395,7 @@ async def run(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
         if r["agency"] == "card" and args.events in args.scale:
             scale.append(scale_point(r))
     results["rebuild"] = rebuild
+    clock.lap("rebuild of the views")
 
     # `hub replay` after the rebuild: the card's evidence log now proves every record it
     # verified and applied, so the replay checks digests and key status, not Ed25519.
@@ -395,6 +403,7 @@ async def run(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
     results["replay"] = await replay_measured(settings, "card")
     say(f"  {results['replay']['events_per_s']:,.0f} events/s, status"
         f" {results['replay']['status']}")
+    clock.lap("replay")
 
     if args.latency_seconds > 0 and args.rates:
         runs = await latency_curve(stack, args, log_dir)
@@ -412,17 +421,21 @@ async def run(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
             results["live"] = main_run["live"]
         else:
             results["live_error"] = main_run["error"]
+        clock.lap("latency curve")
 
     for n in above:
         await fill_to(stack, state, n, args)
+        clock.lap("fills")
         # The card's database holds the live phase's state: empty it, rebuild from 0 (the
         # topic now also holds the live phase's events, counted in N).
         await reset_agency_database(stack, "card")
         say(f"scale: card rebuild at {n:,} events")
         scale.append(scale_point(await rebuild_one(stack, "card", best, log_dir, timeout)))
+        clock.lap("scale rebuilds")
     if scale:
         results["scale"] = sorted(scale, key=lambda p: p["events"])
 
+    results["phase_wall_s"] = clock.phases
     results["load"] = await load.stop()
     results["load"]["others"] = machine.others_cpu(phase_cpu(results))
     results["targets"] = verdicts(results)

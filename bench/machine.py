@@ -187,3 +187,18 @@ def others_cpu(phases: list[dict[str, Any]]) -> dict[str, Any]:
     wall = sum(p.get("wall_s", 0.0) for p in phases)
     return {"other_cpu_s": round(other, 1), "measured_wall_s": round(wall, 1),
             "other_cores": round(other / wall, 2) if wall else 0.0, "phases": len(phases)}
+
+
+class PhaseClock:
+    """Wall seconds per phase of a run: `lap(name)` adds the time since the previous lap to
+    that phase (a phase met several times, such as the fills, adds up)."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        """Close the current span under `name`."""
+        now = time.perf_counter()
+        self.phases[name] = round(self.phases.get(name, 0.0) + now - self._last, 1)
+        self._last = now

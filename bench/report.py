@@ -384,6 +384,10 @@ def render(results: dict[str, Any]) -> str:
         parts.append(f"\nLive phase failed: {results['live_error']}")
     if results.get("load"):
         parts.append(_load(results["load"]))
+    if results.get("phase_wall_s"):
+        parts.append("Wall time per phase (s): " + ", ".join(
+            f"{name} {sec:,.0f}" for name, sec in results["phase_wall_s"].items())
+            + f"; total {sum(results['phase_wall_s'].values()):,.0f}")
     if results.get("targets"):
         parts.append("\nTargets\n" + table(["", "measured", ""], [
             [v["target"], _measured(v["measured"]), _ok(v["met"])] for v in results["targets"]]))

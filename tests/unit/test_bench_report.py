@@ -69,6 +69,7 @@ def results() -> dict[str, Any]:
              "live": live_run(1500, 1100, 900)},
         ],
         "highest_sustainable_rate": 1000.0,
+        "phase_wall_s": {"fills": 120.0, "latency curve": 600.0},
         "sustain_rule": {"achieved_share": 0.99, "max_p99_ms": 500},
         "live": live_run(1000, 995, 90),
         "load": {"loadavg_1m": {"min": 1.0, "mean": 2.0, "max": 3.0}, "wall_s": 1500,
@@ -143,7 +144,8 @@ def test_the_report_renders_every_section() -> None:
     text = render(r)
     for needle in ("kcat (C, librdkafka", "bare aiokafka fetch", "FastStream peer",
                    "Scale: the card view", "Latency curve", "Highest sustainable: 1000.0 commands",
-                   "Machine load during the run", "Targets"):
+                   "Machine load during the run", "Targets",
+                   "Wall time per phase (s): fills 120, latency curve 600; total 720"):
         assert needle in text, needle
 
 
@@ -193,3 +195,12 @@ def test_load_summary() -> None:
     others = machine.others_cpu([{"other_s": 10, "wall_s": 50}, {"other_s": 20, "wall_s": 50}])
     assert others == {"other_cpu_s": 30, "measured_wall_s": 100, "other_cores": 0.3,
                       "phases": 2}
+
+
+def test_the_phase_clock_adds_up_phases_met_twice() -> None:
+    clock = machine.PhaseClock()
+    clock.lap("fills")
+    clock.lap("sweep")
+    clock.lap("fills")
+    assert list(clock.phases) == ["fills", "sweep"]
+    assert all(v >= 0 for v in clock.phases.values())
