@@ -129,7 +129,7 @@ async def append(conn: Connection, entries: Sequence[Entry]) -> None:
 
 _ORDER = ("digest", "direction", "event_id", "event_type", "jws", "kid", "offset", "outcome",
           "partition", "recorded_at", "seq", "signer", "subject", "topic", "tree")
-if _ORDER != tuple(sorted(ENTRY_FIELDS)):  # pragma: no cover - a changed chain format
+if tuple(sorted(ENTRY_FIELDS)) != _ORDER:  # pragma: no cover - a changed chain format
     raise RuntimeError("hub.evidence's entry template no longer matches ENTRY_FIELDS")
 _TEMPLATE = "{" + ",".join(f'"{k}":%s' for k in _ORDER) + "}"
 
