@@ -19,6 +19,12 @@ Guarantees, and where they come from:
 - Every record of the batch, with its outcome (applied, a peer's chain head recorded, or
   dead-lettered and why), is appended to the agency's evidence log in that same
   transaction (`hub.evidence`).
+- Batches are pipelined: while one batch's transaction is in flight, the next is fetched and
+  accepted (verified, decoded), never applied. Its transaction starts only once the one
+  before has committed, and it drops the records of partitions no longer assigned (their
+  owner, or this member after a new assignment, seeks to the stored offset). A crash or a
+  cancellation drops the accepted batch with the transaction in flight: neither stored its
+  offsets, so both are delivered again.
 - Transient faults (Postgres or Kafka unreachable) are retried with backoff, never
   dead-lettered, never skipped. A batch still failing after the retry window
   (`HUB_RETRY_WINDOW_S`) with a fault of a healthy connection (a deadlock, the server out of
@@ -179,6 +185,8 @@ class ViewConsumer:
         self._newest_event_time: float | None = None
         self._committed: _Committed | None = None
         self._idle_since = time.monotonic()
+        self._landing: asyncio.Task[None] | None = None
+        """The transaction of the batch in flight (`_land`), while the next is accepted."""
         metrics.watch_consumer(self)
 
     # lifecycle -------------------------------------------------------------------------
@@ -204,19 +212,45 @@ class ViewConsumer:
                     timeout_ms=self.timeout_ms, max_records=self.max_records
                 )
                 if batch:
-                    await self.process(batch)
+                    # Accepting this batch overlaps the transaction of the one before.
+                    taken = await self._accept(batch)
+                    await self._drain()
+                    self._landing = asyncio.create_task(self._land(taken))
                     self._idle_since = time.monotonic()
-                elif self._stuck():
+                    continue
+                await self._drain()
+                if self._stuck():
                     await self._restart_kafka_consumer()
                 elif time.monotonic() - self._idle_since > self.IDLE_TICK_S:
                     await self._tick()
                 if self.outside and time.monotonic() >= self._recheck_at:
                     await self._place(list(self.outside))
+            await self._drain()  # stopping: the batch in hand lands
         finally:
+            await self._abandon()
             if self._mirror_task is not None:
                 self._mirror_task.cancel()
             await self._consumer.stop()
             log.info("consumer stopped", group=self.spec.group_id)
+
+    async def _drain(self) -> None:
+        """Wait for the batch in flight to commit (its failure is the loop's)."""
+        landing, self._landing = self._landing, None
+        if landing is not None:
+            await landing
+
+    async def _abandon(self) -> None:
+        """Roll back the batch in flight, if the loop ends without draining it (a crash, a
+        cancellation): its offsets were not stored, so it is delivered again."""
+        landing, self._landing = self._landing, None
+        if landing is None:
+            return
+        landing.cancel()
+        await asyncio.wait([landing])
+        if not landing.cancelled() and landing.exception() is not None:
+            log.warning("batch in flight failed as the consumer stopped",
+                        group=self.spec.group_id,
+                        error_class=type(landing.exception()).__name__)
 
     def _new_kafka_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -399,8 +433,30 @@ class ViewConsumer:
 
     async def process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Apply one fetched batch exactly once, retrying transient faults until it lands."""
+        await self._land(await self._accept(batch))
+
+    ACCEPT_SLICE = 250
+    """Records accepted between two yields to the event loop, so that the transaction in
+    flight moves on (its next statement is sent) while the next batch is accepted."""
+
+    async def _accept(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> _Taken:
+        """Verify and decode a fetched batch, yielding to the transaction in flight."""
         started = time.perf_counter()
-        deliveries, dead = self._decode(batch)
+        deliveries: list[Delivery] = []
+        dead: list[DeadLetter] = []
+        for tp, records in batch.items():
+            for i in range(0, len(records), self.ACCEPT_SLICE):
+                taken, refused = self._decode({tp: records[i:i + self.ACCEPT_SLICE]})
+                deliveries += taken
+                dead += refused
+                await asyncio.sleep(0)
+        return _Taken(batch, deliveries, dead, started)
+
+    async def _land(self, taken: _Taken) -> None:
+        """Apply an accepted batch exactly once, retrying transient faults until it lands."""
+        batch, deliveries, dead = self._assigned_only(taken)
+        if not batch:
+            return
         ends = {(tp.topic, tp.partition): records[-1].offset + 1 for tp, records in batch.items()}
         starts = {(tp.topic, tp.partition): records[0].offset for tp, records in batch.items()}
         try:
@@ -430,8 +486,30 @@ class ViewConsumer:
         self.stats.batches += 1
         self.stats.last_commit_monotonic = time.monotonic()
         self._applied_to.update({k: ahead.get(k, v) for k, v in ends.items()})
-        self._observe(started, sum(len(r) for r in batch.values()))
+        self._observe(taken.started, sum(len(r) for r in batch.values()))
         self._mirror_to_kafka(ends, ahead)
+
+    def _assigned_only(
+        self, taken: _Taken
+    ) -> tuple[dict[TopicPartition, list[ConsumerRecord]], list[Delivery], list[DeadLetter]]:
+        """The batch without the partitions revoked, or stopped (`OutsideLog`), since it
+        was fetched.
+
+        Dropping them skips nothing: a partition that is not ours is continued by its new
+        owner from the stored offset, one assigned to us again was sought there
+        (`seek_to_stored`), and a stopped one is sought there when it resumes (`_place`).
+        """
+        mine = self._consumer.assignment() - self.outside.keys()
+        if all(tp in mine for tp in taken.batch):
+            return taken.batch, taken.deliveries, taken.dead
+        batch = {tp: r for tp, r in taken.batch.items() if tp in mine}
+        keep = {(tp.topic, tp.partition) for tp in batch}
+        log.info("records of revoked or stopped partitions dropped before their transaction",
+                 group=self.spec.group_id,
+                 partitions=sorted(f"{tp.topic}:{tp.partition}"
+                                   for tp in taken.batch if tp not in mine))
+        return (batch, [d for d in taken.deliveries if (d.topic, d.partition) in keep],
+                [d for d in taken.dead if (d.topic, d.partition) in keep])
 
     def _observe(self, started: float, records: int) -> None:
         """Count what the committed batch did (`hub.metrics`)."""
@@ -642,6 +720,17 @@ class ViewConsumer:
             await asyncio.wait_for(self._consumer.commit(offsets), timeout=10)
         except Exception as exc:  # the database holds the truth; Kafka's copy may lag
             log.debug("kafka offset mirror skipped", error_class=type(exc).__name__)
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """A fetched batch, accepted: what its transaction will apply and dead-letter."""
+
+    batch: dict[TopicPartition, list[ConsumerRecord]]
+    deliveries: list[Delivery]
+    dead: list[DeadLetter]
+    started: float
+    """When its acceptance began (`time.perf_counter`), for the batch duration metric."""
 
 
 @dataclass(frozen=True)

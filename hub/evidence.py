@@ -25,14 +25,16 @@ checks the key's status but does not repeat the Ed25519 verification.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, Literal
 
 from hub.db import Connection
 from hub.delivery import Delivery
-from hub.evidence_chain import GENESIS, TREE_HEADER, chain, entry_digest
+from hub.evidence_chain import ENTRY_FIELDS, GENESIS, TREE_HEADER, chain
 from hub.kafka import DeadLetter, Headers
 from hub.redaction import NoPersonalData
 from hub.signing import SIGNATURE_HEADER
@@ -106,23 +108,51 @@ async def append(conn: Connection, entries: Sequence[Entry]) -> None:
         "SELECT seq, row_hash FROM hub_evidence ORDER BY seq DESC LIMIT 1")
     seq, prev = (head["seq"], bytes(head["row_hash"])) if head else (0, GENESIS)
     now = datetime.now(UTC)
-    stamp = _stamp(now)
+    stamp = _json(_stamp(now))
     rows = []
     for e in entries:
         seq += 1
         digest = hashlib.sha256(e.value).digest()
-        fields: dict[str, Any] = {
-            "seq": seq, "recorded_at": stamp, "direction": e.direction, "outcome": e.outcome,
-            "topic": e.topic, "partition": e.partition, "offset": e.offset,
-            "event_id": e.event_id, "event_type": e.event_type, "subject": e.subject,
-            "signer": e.signer, "kid": e.kid, "jws": e.jws, "tree": e.tree,
-            "digest": digest.hex()}
-        row_hash = chain(prev, entry_digest(fields))
+        row_hash = chain(prev, _entry_digest(e, seq, stamp, digest.hex()))
         rows.append((seq, now, e.direction, e.outcome, e.topic, e.partition, e.offset,
                      e.event_id, e.event_type, e.subject, e.signer, e.kid, e.jws, e.tree,
                      digest, e.value, prev, row_hash))
         prev = row_hash
     await conn.copy_records_to_table("hub_evidence", records=rows, columns=COLUMNS)
+
+
+# An entry's digest is `hub.evidence_chain.entry_digest` of its fields: SHA-256 of their
+# canonical JSON (keys sorted, no spaces, ASCII). Appending computes the same bytes without
+# building a dict per entry and running the general encoder over it: the keys' order is
+# fixed, so the text is one template filled with each value as `json.dumps` writes it.
+# tests/unit/test_evidence_chain.py holds the two to the same bytes.
+
+_ORDER = ("digest", "direction", "event_id", "event_type", "jws", "kid", "offset", "outcome",
+          "partition", "recorded_at", "seq", "signer", "subject", "topic", "tree")
+if tuple(sorted(ENTRY_FIELDS)) != _ORDER:  # pragma: no cover - a changed chain format
+    raise RuntimeError("hub.evidence's entry template no longer matches ENTRY_FIELDS")
+_TEMPLATE = "{" + ",".join(f'"{k}":%s' for k in _ORDER) + "}"
+
+
+def _json(value: object) -> str:
+    """One value as `json.dumps(..., ensure_ascii=True)` writes it inside an object."""
+    if value is None:
+        return "null"
+    if type(value) is str:
+        return _quote(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _entry_digest(e: Entry, seq: int, stamp: str, digest: str) -> bytes:
+    """`entry_digest` of the entry `e` at `seq`, recorded at `stamp` (its JSON text), whose
+    value's SHA-256 is `digest` (hex)."""
+    text = _TEMPLATE % (
+        _quote(digest), _json(e.direction), _json(e.event_id), _json(e.event_type),
+        _json(e.jws), _json(e.kid), _json(e.offset), _json(e.outcome), _json(e.partition),
+        stamp, _json(seq), _json(e.signer), _json(e.subject), _json(e.topic), _json(e.tree))
+    return hashlib.sha256(text.encode("ascii")).digest()
 
 
 def row_entry(row: Mapping[str, Any] | Any) -> dict[str, Any]:
