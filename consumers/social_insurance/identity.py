@@ -24,6 +24,7 @@ does not encode the passport, the nationality or the permit, so it reveals nothi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -49,10 +50,10 @@ class PersonKeys:
         if len(self.pepper) < PEPPER_BYTES:
             raise ValueError(f"a pepper needs at least {PEPPER_BYTES} bytes")
 
-    @property
+    @functools.cached_property
     def kid(self) -> str:
         """The pepper's id, in every key it made: 8 hex characters of a keyed hash of a
-        constant, so it names the pepper without revealing it."""
+        constant, so it names the pepper without revealing it (made once)."""
         return self._mac(b"key id", b"")[:8]
 
     def passport(self, nationality: str, passport_no: str, date_of_birth: date) -> str:
