@@ -329,7 +329,9 @@ class Router(Generic[V]):
             release = self.releasers.get(d.event.type)
             if release is not None:
                 keys.update(release(d.event))
-        now = max((Received.of(d).at for d in deliveries), default=datetime.now(UTC))
+        newest = max((d.timestamp_ms for d in deliveries), default=None)
+        now = (datetime.now(UTC) if newest is None
+               else datetime.fromtimestamp(newest / 1000, UTC))
         rows = await conn.fetch(
             "DELETE FROM hub_held_requests WHERE hold_key = ANY($1::text[]) OR hold_until <= $2"
             " RETURNING position, event_type, event, received_at, held_at, hold_until",
