@@ -106,6 +106,12 @@ and may hold a request it cannot decide yet (`Hold`)."""
 Keys = Callable[[Any], Iterable[str]]
 """The keys an applied event releases (`Router.releases`)."""
 
+Prefetch = Callable[[V, Sequence[CloudEvent[Any]]], Awaitable[None]]
+"""Reads a batch's handlers will make, done at once for the batch (`Router.prefetch`)."""
+
+Finish = Callable[[V], Awaitable[None]]
+"""Writes the view deferred to the end of the batch (`Router.finish`)."""
+
 
 class HoldRefused(RuntimeError):
     """A handler held a request it was told to decide (`Received.final`), or one of several
@@ -147,6 +153,8 @@ class Router(Generic[V]):
         default_factory=dict)
     releasers: dict[str, Keys] = field(default_factory=dict)
     request_ids: dict[str, Callable[[Any], str]] = field(default_factory=dict)
+    prefetchers: list[Prefetch[V]] = field(default_factory=list)
+    finishers: list[Finish[V]] = field(default_factory=list)
 
     def project(
         self,
@@ -191,6 +199,18 @@ class Router(Generic[V]):
         are decided again (besides its subject, when the type is projected)."""
         self.releasers[event_type.EVENT_TYPE] = keys
 
+    def prefetch(self, reads: Prefetch[V]) -> None:
+        """Before a batch's handlers run, give `reads` the view and the events about to be
+        handled (first seen, in arrival order), so that it can read in one statement what
+        they would read one by one. The view must keep such reads true for the rest of the
+        batch (its own writes update or forget them), so handlers decide exactly as without."""
+        self.prefetchers.append(reads)
+
+    def finish(self, writes: Finish[V]) -> None:
+        """After a batch's handlers (and released requests) ran, let the view write what it
+        deferred (in bulk), still in the batch's transaction."""
+        self.finishers.append(writes)
+
     def batch_handler(self) -> BatchHandler:
         """The runtime's view of this router: apply a batch in the caller's transaction."""
 
@@ -204,6 +224,11 @@ class Router(Generic[V]):
         first = await _first_times(conn, [d.event for d in deliveries
                                           if d.event.type in self.handlers])
         view: V | None = None
+        if self.prefetchers and first:
+            handled = _handled_once(deliveries, first)
+            view = self.view_factory(conn)
+            for reads in self.prefetchers:
+                await reads(view, handled)
         for step in self.plan(deliveries, first):
             if isinstance(step, Merge):
                 for table, rows in step.rows:
@@ -213,8 +238,12 @@ class Router(Generic[V]):
                 view = self.view_factory(conn)
             await self._decide(conn, view, step.event, step.handlers, step.received)
         if self.hold_periods:
-            await self._release(conn, view if view is not None else self.view_factory(conn),
-                                deliveries)
+            if view is None:
+                view = self.view_factory(conn)
+            await self._release(conn, view, deliveries)
+        if view is not None:
+            for writes in self.finishers:
+                await writes(view)
 
     async def _decide(
         self, conn: Connection, view: V, event: CloudEvent[Any],
@@ -236,9 +265,10 @@ class Router(Generic[V]):
         by an id, answer a resubmission with the first answer."""
         request_id = self.request_ids.get(event.type)
         rid = request_id(event) if request_id is not None else None
-        digest = hashlib.sha256(event.data.model_dump_json().encode()).digest()
         answered = False
+        digest = b""
         if rid is not None:
+            digest = hashlib.sha256(event.data.model_dump_json().encode()).digest()
             answer = await conn.fetchrow(
                 "SELECT digest, topics, keys, \"values\" FROM hub_request_answers"
                 " WHERE event_type = $1 AND request_id = $2", event.type, rid)
@@ -299,7 +329,9 @@ class Router(Generic[V]):
             release = self.releasers.get(d.event.type)
             if release is not None:
                 keys.update(release(d.event))
-        now = max((Received.of(d).at for d in deliveries), default=datetime.now(UTC))
+        newest = max((d.timestamp_ms for d in deliveries), default=None)
+        now = (datetime.now(UTC) if newest is None
+               else datetime.fromtimestamp(newest / 1000, UTC))
         rows = await conn.fetch(
             "DELETE FROM hub_held_requests WHERE hold_key = ANY($1::text[]) OR hold_until <= $2"
             " RETURNING position, event_type, event, received_at, held_at, hold_until",
@@ -368,6 +400,19 @@ def _merge(pending: dict[str, tuple[ViewTable, list[tuple[Any, ...]]]]) -> Merge
     step = Merge(tuple((table, tuple(rows)) for table, rows in pending.values()))
     pending.clear()
     return step
+
+
+def _handled_once(
+    deliveries: Sequence[Delivery], first: Set[Any]
+) -> list[CloudEvent[Any]]:
+    """The events of the batch its handlers will see, each once, in arrival order."""
+    unseen = set(first)
+    events = []
+    for d in deliveries:
+        if d.event.id in unseen:
+            unseen.discard(d.event.id)
+            events.append(d.event)
+    return events
 
 
 async def _first_times(conn: Connection, events: Sequence[CloudEvent[Any]]) -> set[Any]:

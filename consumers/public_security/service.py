@@ -84,7 +84,19 @@ def router(
     r.on(PermitChanged, on_permit_changed)
     r.on(ResidenceApplicationDecided, on_application_decision)
     r.on(ResidencePermitCancellationDecided, on_cancellation_decision)
+    r.prefetch(_residences_ahead)
     return r
+
+
+_READ_RESIDENCE = frozenset(t.EVENT_TYPE for t in (PermitCancelled, PermitExtended, PermitChanged))
+"""The permit events whose handlers read the residence permit on their work permit."""
+
+
+async def _residences_ahead(view: PublicSecurityView, events: Sequence[Any]) -> None:
+    """The residence permits the batch's permit events will look at, read in one statement."""
+    permit_nos = [e.data.permit.permit_no for e in events if e.type in _READ_RESIDENCE]
+    if permit_nos:
+        await view.read_residences(permit_nos)
 
 
 def _commands(context: CommandContext) -> Sequence[tuple[str, typer.Typer]]:

@@ -27,6 +27,42 @@ class PublicSecurityView:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._residences: dict[str, ResidenceFacts | None] = {}
+        """The latest residence permit of each work permit read ahead (`read_residences`),
+        locked like `residence` locks it; an entry goes as soon as this view writes to it."""
+        self._read_on: dict[str, str] = {}
+        """The work permit of each residence permit in `_residences`."""
+
+    async def read_residences(self, permit_nos: Sequence[str]) -> None:
+        """Read (and lock) the latest residence permit of each of these work permits in one
+        statement, for `residence` to answer from until this view writes to one of them."""
+        todo = sorted({p for p in permit_nos if p not in self._residences})
+        if not todo:
+            return
+        rows = await self.conn.fetch(
+            "SELECT permit_no, residence_permit_no, status, valid_from, valid_until"
+            " FROM ps_residence_permits r WHERE permit_no = ANY($1::text[])"
+            " AND residence_permit_no = (SELECT max(residence_permit_no)"
+            " FROM ps_residence_permits l WHERE l.permit_no = r.permit_no)"
+            " ORDER BY permit_no FOR UPDATE", todo)
+        found = {r["permit_no"]: ResidenceFacts(r["residence_permit_no"], r["status"],
+                                                r["valid_from"], r["valid_until"])
+                 for r in rows}
+        for permit_no in todo:
+            facts = found.get(permit_no)
+            self._residences[permit_no] = facts
+            if facts is not None:
+                self._read_on[facts.residence_permit_no] = permit_no
+
+    def _forget(self, *, permit_no: str | None = None,
+                residence_permit_no: str | None = None) -> None:
+        """Drop what was read ahead of a work permit, or of the one a residence permit is on."""
+        if residence_permit_no is not None:
+            permit_no = self._read_on.pop(residence_permit_no, None)
+        if permit_no is not None:
+            facts = self._residences.pop(permit_no, None)
+            if facts is not None:
+                self._read_on.pop(facts.residence_permit_no, None)
 
     async def permit(self, permit_no: str) -> PermitFacts | None:
         """The work permit as public security's view holds it."""
@@ -38,8 +74,11 @@ class PublicSecurityView:
     async def residence(self, permit_no: str) -> ResidenceFacts | None:
         """The latest residence permit issued on this work permit, locked for this decision.
 
-        Numbers are given in order (`issue`), so the latest is the highest.
+        Numbers are given in order (`issue`), so the latest is the highest. Read ahead
+        (`read_residences`, already locked) when the batch asked for it.
         """
+        if permit_no in self._residences:
+            return self._residences[permit_no]
         row = await self.conn.fetchrow(
             "SELECT residence_permit_no, status, valid_from, valid_until FROM ps_residence_permits"
             " WHERE permit_no = $1 ORDER BY residence_permit_no DESC LIMIT 1 FOR UPDATE",
@@ -94,6 +133,7 @@ class PublicSecurityView:
         A residence permit of an earlier validity period of the same work permit that is
         still marked issued, but ended before this one starts, is marked expired.
         """
+        self._forget(permit_no=permit_no)
         await self.conn.execute(
             "UPDATE ps_residence_permits SET status = 'expired', updated_at = clock_timestamp()"
             " WHERE permit_no = $1 AND status = 'issued' AND valid_until < $2",
@@ -108,6 +148,7 @@ class PublicSecurityView:
 
     async def extend(self, residence_permit_no: str, valid_until: date) -> None:
         """Move a residence permit's end after an extension was granted."""
+        self._forget(residence_permit_no=residence_permit_no)
         await self.conn.execute(
             "UPDATE ps_residence_permits SET valid_until = $2, extension_available_until = NULL,"
             " updated_at = clock_timestamp() WHERE residence_permit_no = $1",
@@ -115,6 +156,7 @@ class PublicSecurityView:
 
     async def offer_extension(self, residence_permit_no: str, until: date) -> None:
         """Note that the holder may now apply to extend up to `until`."""
+        self._forget(residence_permit_no=residence_permit_no)
         await self.conn.execute(
             "UPDATE ps_residence_permits SET extension_available_until = $2,"
             " updated_at = clock_timestamp() WHERE residence_permit_no = $1",
@@ -124,6 +166,7 @@ class PublicSecurityView:
         self, residence_permit_no: str, cancel_by: date | None, work_permit_cancelled_on: date
     ) -> None:
         """Mark a residence permit whose work permit was cancelled: a case opens."""
+        self._forget(residence_permit_no=residence_permit_no)
         await self.conn.execute(
             "UPDATE ps_residence_permits SET status = 'cancellation_required', cancel_by = $2,"
             " work_permit_cancelled_on = $3, updated_at = clock_timestamp()"
@@ -176,6 +219,7 @@ class PublicSecurityView:
 
     async def close_cancellation(self, residence_permit_no: str, cancelled_on: date) -> None:
         """Close the case: the residence permit is cancelled on `cancelled_on`."""
+        self._forget(residence_permit_no=residence_permit_no)
         await self.conn.execute(
             "UPDATE ps_residence_permits SET status = 'cancelled', cancelled_on = $2,"
             " updated_at = clock_timestamp() WHERE residence_permit_no = $1"
@@ -192,6 +236,7 @@ class PublicSecurityView:
     ) -> None:
         """Note particulars the holder must have changed on the residence permit (art. 33);
         particulars still outstanding from an earlier change stay listed."""
+        self._forget(residence_permit_no=residence_permit_no)
         await self.conn.execute(
             "UPDATE ps_residence_permits SET changed_particulars = ARRAY(SELECT DISTINCT f FROM"
             " unnest(coalesce(changed_particulars, '{}') || $2::text[]) AS f ORDER BY f),"

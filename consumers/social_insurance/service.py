@@ -94,7 +94,27 @@ def router(
     r.on(PermitCancelled, on_permit_cancelled)
     r.on(PermitExpired, on_permit_expired)
     r.on(PermitChanged, changed)
+    r.prefetch(_in_force_ahead)
+    r.finish(SocialInsuranceView.flush)
     return r
+
+
+_SUSPENDING = frozenset(t.EVENT_TYPE for t in (PermitCancelled, PermitExpired))
+
+
+def _reads_in_force(event: Any) -> bool:
+    """Whether this permit event's handler looks at the permit's registration in force."""
+    if event.type in _SUSPENDING:
+        return True
+    return event.type == PermitChanged.EVENT_TYPE and any(
+        c.field == "holder.passport_no" for c in event.data.changes)
+
+
+async def _in_force_ahead(view: SocialInsuranceView, events: Sequence[Any]) -> None:
+    """The registrations in force the batch's permit events will look at, in one statement."""
+    permit_nos = [e.data.permit.permit_no for e in events if _reads_in_force(e)]
+    if permit_nos:
+        await view.read_in_force(permit_nos)
 
 
 def _commands(context: CommandContext) -> Sequence[tuple[str, typer.Typer]]:

@@ -25,6 +25,42 @@ class SocialInsuranceView:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._letters: dict[str, str] = {}
+        """Letters remembered but not written yet (`flush`), the first per number kept."""
+        self._cards: dict[str, str] = {}
+        """E-cards remembered but not written yet (`flush`), the first per id kept."""
+        self._in_force: dict[str, str | None] = {}
+        """The SSN of each permit's registration in force, read ahead (`read_in_force`);
+        an entry goes as soon as this view writes a registration of its permit."""
+
+    async def flush(self) -> None:
+        """Write the letters and e-cards remembered so far, in one statement each: before
+        anything reads them, and at the end of the batch."""
+        if self._letters:
+            letters, self._letters = self._letters, {}
+            await self.conn.execute(
+                "INSERT INTO si_letters (letter_no, permit_no)"
+                " SELECT * FROM unnest($1::text[], $2::text[])"
+                " ON CONFLICT (letter_no) DO NOTHING", list(letters), list(letters.values()))
+        if self._cards:
+            cards, self._cards = self._cards, {}
+            await self.conn.execute(
+                "INSERT INTO si_ecards (card_id, permit_no)"
+                " SELECT * FROM unnest($1::text[], $2::text[])"
+                " ON CONFLICT (card_id) DO NOTHING", list(cards), list(cards.values()))
+
+    async def read_in_force(self, permit_nos: Sequence[str]) -> None:
+        """Read the registration in force of each of these permits in one statement, for
+        `registration_in_force` and `suspend` to answer from until this view writes one."""
+        todo = sorted({p for p in permit_nos if p not in self._in_force})
+        if not todo:
+            return
+        rows = await self.conn.fetch(
+            "SELECT permit_no, ssn FROM si_registrations WHERE permit_no = ANY($1::text[])"
+            " AND status = 'active'", todo)
+        found = {r["permit_no"]: r["ssn"] for r in rows}
+        for permit_no in todo:
+            self._in_force[permit_no] = found.get(permit_no)
 
     # the permits and how requests name them ----------------------------------------------
 
@@ -55,27 +91,27 @@ class SocialInsuranceView:
 
     async def permit_of_letter(self, letter_no: str) -> str | None:
         """The permit a notification letter was issued for."""
+        await self.flush()
         found: str | None = await self.conn.fetchval(
             "SELECT permit_no FROM si_letters WHERE letter_no = $1", letter_no)
         return found
 
     async def permit_of_card(self, card_id: str) -> str | None:
         """The permit an e-card shows."""
+        await self.flush()
         found: str | None = await self.conn.fetchval(
             "SELECT permit_no FROM si_ecards WHERE card_id = $1", card_id)
         return found
 
     async def remember_letter(self, letter_no: str, permit_no: str) -> None:
-        """Record which permit a notification letter names."""
-        await self.conn.execute(
-            "INSERT INTO si_letters (letter_no, permit_no) VALUES ($1, $2)"
-            " ON CONFLICT (letter_no) DO NOTHING", letter_no, permit_no)
+        """Record which permit a notification letter names (the first one stays): written
+        with the batch's other letters (`flush`)."""
+        self._letters.setdefault(letter_no, permit_no)
 
     async def remember_card(self, card_id: str, permit_no: str) -> None:
-        """Record which permit an e-card shows."""
-        await self.conn.execute(
-            "INSERT INTO si_ecards (card_id, permit_no) VALUES ($1, $2)"
-            " ON CONFLICT (card_id) DO NOTHING", card_id, permit_no)
+        """Record which permit an e-card shows (the first one stays): written with the
+        batch's other e-cards (`flush`)."""
+        self._cards.setdefault(card_id, permit_no)
 
     # requests and registrations -------------------------------------------------------
 
@@ -88,6 +124,8 @@ class SocialInsuranceView:
 
     async def registration_in_force(self, permit_no: str) -> str | None:
         """The SSN of the permit's registration in force, if any."""
+        if permit_no in self._in_force:
+            return self._in_force[permit_no]
         found: str | None = await self.conn.fetchval(
             "SELECT ssn FROM si_registrations WHERE permit_no = $1 AND status = 'active'",
             permit_no)
@@ -176,6 +214,7 @@ class SocialInsuranceView:
         late: bool,
     ) -> None:
         """Store a registration in force, and make its account active on this permit."""
+        self._in_force.pop(permit_no, None)
         await self.conn.execute(
             "INSERT INTO si_registrations (request_id, permit_no, ssn, requester,"
             " employer_credit_code, insured, exempt, agreement, registered_on, deadline, late,"
@@ -190,6 +229,9 @@ class SocialInsuranceView:
 
     async def suspend(self, permit_no: str, on: date, cause: str) -> str | None:
         """Suspend the permit's registration in force; return its SSN, or None if none."""
+        if permit_no in self._in_force and self._in_force[permit_no] is None:
+            return None  # read ahead: none in force
+        self._in_force.pop(permit_no, None)
         ssn: str | None = await self.conn.fetchval(
             "UPDATE si_registrations SET status = 'suspended', suspended_on = $2,"
             " suspension_cause = $3 WHERE permit_no = $1 AND status = 'active' RETURNING ssn",

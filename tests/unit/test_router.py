@@ -337,3 +337,52 @@ async def test_a_handler_that_asks_gets_the_record_time_and_plain_ones_do_not() 
     r.on(ExpiryReminderSweepRequested, plain)
     await r.apply(cast(Any, FakeConnection()), [Delivery("topic", 0, 0, 1767225600000, s)])
     assert seen == [datetime(2026, 1, 1, tzinfo=UTC), "plain"]
+
+
+async def test_prefetch_sees_each_new_event_once_in_order_before_any_handler() -> None:
+    """`prefetch` gets the batch's first-seen handled events (each once, arrival order)
+    before the first handler runs; `finish` runs once after the last."""
+    c1, s, c2, old = cancelled(1), sweep(1), cancelled(2), sweep(2)
+    calls: list[Any] = []
+
+    async def note(event: Any, view: Any) -> Sequence[Emit]:
+        calls.append(("handle", event.id))
+        return []
+
+    async def reads(view: Any, events: Sequence[CloudEvent[Any]]) -> None:
+        calls.append(("prefetch", [e.id for e in events]))
+
+    async def writes(view: Any) -> None:
+        calls.append(("finish",))
+
+    r: Router[Any] = Router(outcome_topic="outcomes", view_factory=lambda conn: conn)
+    r.project([PermitCancelled], PERMITS, row)
+    r.on(PermitCancelled, note)
+    r.on(ExpiryReminderSweepRequested, note)
+    r.prefetch(reads)
+    r.finish(writes)
+    conn = FakeConnection()
+    conn.handled.add(old.id)  # handled in an earlier batch
+    await r.apply(cast(Any, conn), deliveries(c1, s, old, c1, c2, issued(3)))
+    assert calls == [("prefetch", [c1.id, s.id, c2.id]), ("handle", c1.id), ("handle", s.id),
+                     ("handle", c2.id), ("finish",)]
+
+
+async def test_a_batch_with_nothing_new_to_handle_prefetches_nothing() -> None:
+    """Only redeliveries and projections: no read ahead, no handler, nothing to finish."""
+    c = cancelled(1)
+    calls: list[str] = []
+
+    async def reads(view: Any, events: Sequence[CloudEvent[Any]]) -> None:
+        calls.append("prefetch")
+
+    async def writes(view: Any) -> None:
+        calls.append("finish")
+
+    r = router()
+    r.prefetch(reads)
+    r.finish(writes)
+    conn = FakeConnection()
+    conn.handled.add(c.id)
+    await r.apply(cast(Any, conn), deliveries(c, issued(2)))
+    assert calls == []
