@@ -155,39 +155,46 @@ commits one after the other and group commit cannot help them."""
 
 
 class RelayWaker:
-    """Wakes a database's outbox relay after commits, outside them (`_WAKE`).
+    """Wakes a database's outbox relay after commits, outside them (`_WAKE`), in the
+    background: a command never waits for it (the NOTIFY may wait for Postgres' notify lock,
+    held by other databases' writers through their fsync).
 
-    `wake(conn)` after each commit that wrote outbox rows, on the connection that made it
-    (a writer's pool may be busy with the next commands: a wake-up queued behind them would
-    come late). One NOTIFY is in flight at a time: a commit made while one is in flight is
-    covered by one more, sent when it returns, so the relay's next look after the last
-    wake-up finds every commit that asked for one, and under load it gets a wake-up per round
-    trip, not per commit. The one that sends them sends at most `ROUNDS` (then it returns: a
-    relay that found rows looks again after `OutboxRelay.BUSY_POLL_S`). A failed NOTIFY is
-    logged at debug and not retried: the relay polls."""
+    `wake()` after each commit that wrote outbox rows. One NOTIFY is in flight at a time, on
+    a connection of the writer's pool; the commits made while it is in flight are covered by
+    one more after it, so the relay's look after the last wake-up finds every commit that
+    asked for one, and under load it gets a wake-up per round trip, not per commit. A
+    wake-up comes late when the pool is busy: a relay that found rows looks again after
+    `OutboxRelay.BUSY_POLL_S` anyway. A failed NOTIFY is logged at debug and not retried:
+    the relay polls."""
 
-    ROUNDS = 4
-
-    def __init__(self) -> None:
-        self._in_flight = False
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._task: asyncio.Task[None] | None = None
         self._again = False
 
-    async def wake(self, conn: Connection) -> None:
-        """Wake the relay: its next look finds the commits made before this call."""
-        if self._in_flight:
+    def wake(self) -> None:
+        """Wake the relay soon: its next look finds the commits made before this call."""
+        if self._task is not None and not self._task.done():
             self._again = True
             return
-        self._in_flight = True
-        try:
-            for _ in range(self.ROUNDS):
-                self._again = False
-                await conn.execute(_WAKE)
-                if not self._again:
-                    return
-        except Exception as exc:  # the relay polls
-            log.debug("relay wake-up not sent", error_class=type(exc).__name__)
-        finally:
-            self._in_flight = False
+        self._again = False
+        self._task = asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        while True:
+            try:
+                await self.pool.execute(_WAKE)
+            except Exception as exc:  # the relay polls; a closing pool ends here too
+                log.debug("relay wake-up not sent", error_class=type(exc).__name__)
+                return
+            if not self._again:
+                return
+            self._again = False
+
+    async def flush(self) -> None:
+        """Wait for the wake-up in flight, if any (before closing the pool)."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 def _headers_json(headers: Headers) -> str:

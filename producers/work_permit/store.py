@@ -85,7 +85,7 @@ class Authority:
     def __init__(self, pool: asyncpg.Pool, *, topic: str = topics.PERMIT_EVENTS) -> None:
         self.pool = pool
         self.topic = topic
-        self.waker = RelayWaker()
+        self.waker = RelayWaker(pool)
         """Wakes the outbox relay after each command's commit."""
 
     async def apply(
@@ -130,7 +130,7 @@ class Authority:
                 today=today,
             )
             await self._write(conn, data, sequence=1, insert=True)
-            await self.waker.wake(conn)
+        self.waker.wake()
         return data.permit
 
     async def register_legacy(self, record: PermitRecord) -> PermitRecord:
@@ -138,7 +138,7 @@ class Authority:
         data = domain.legacy(record)
         async with self.pool.acquire() as conn:
             await self._write(conn, data, sequence=1, insert=True)
-            await self.waker.wake(conn)
+        self.waker.wake()
         return data.permit
 
     async def issue(self, permit_no: str, *, valid_from: date, today: date) -> PermitRecord:
@@ -174,8 +174,8 @@ class Authority:
 
         Each permit is its own command and transaction, so a crash half-way leaves the rest
         for the next run, and a second run on the same day finds nothing left. A permit
-        extended or cancelled between the search and its row lock is refused by the rule
-        (`domain.expire`) under the lock, and skipped."""
+        extended or cancelled after the search is refused by the rule (`domain.expire`),
+        decided on the record its write is conditional on, and skipped."""
         expired = []
         for permit_no in await self.ended(today):
             try:
@@ -200,8 +200,8 @@ class Authority:
     async def lapse_ended(self, today: date) -> list[str]:
         """Lapse every letter whose validity ended before `today` without the permit being
         issued: the numbers lapsed. One command per permit, as `expire_ended`, so a second
-        run on the same day finds nothing left, and a permit issued between the search and
-        its row lock is refused by the rule (`domain.lapse`) and skipped."""
+        run on the same day finds nothing left, and a permit issued after the search is
+        refused by the rule (`domain.lapse`) and skipped."""
         lapsed = []
         for permit_no in await self.letters_ended(today):
             try:
@@ -265,7 +265,7 @@ class Authority:
                     data, sequence = _decide(permit_no, row, decide)
                     written = await self._write(conn, data, sequence=sequence, insert=False)
                     assert written, "the row is locked"
-            await self.waker.wake(conn)
+        self.waker.wake()
         return data.permit
 
     async def _write(
