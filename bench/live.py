@@ -205,6 +205,7 @@ class LivePhase:
                 monitor = CpuMonitor(self._cpu_roots(), alone=("bench driver",))
                 async with monitor:
                     await self._drive(commands)
+                await self._auth.waker.flush()
                 drained_s = await self._wait_caught_up(wait_s=900)
             results = await self._measure(commands, start_offsets)
             results["cpu"] = cpu = monitor.result()

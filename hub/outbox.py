@@ -8,7 +8,10 @@ dies mid-way the rows are still there and are sent again; consumers drop the dup
 its `sequence`.
 
 One relay is active per database at a time (a session advisory lock); others wait as hot
-standbys. NOTIFY wakes the active relay as soon as a transaction commits.
+standbys. NOTIFY wakes the active relay as soon as a transaction commits: sent in the
+writer's transaction by `enqueue`, or after the commit by `RelayWaker` (module docstring of
+`_WAKE` for why); without one the relay looks again `BUSY_POLL_S` after a look that found
+rows, and every `IDLE_POLL_S` otherwise.
 
 The relay never blocks on one row. A row Kafka refuses for the record itself (larger than
 the producer's `max_request_size`, found before the batch is signed; or refused by the
@@ -116,15 +119,82 @@ async def enqueue(conn: Connection, messages: Sequence[OutgoingMessage]) -> None
     `EventTooLarge` (the caller's transaction then rolls back) for one over MAX_EVENT_BYTES."""
     if not messages:
         return
-    for m in messages:
-        if len(m.value) > MAX_EVENT_BYTES:
-            raise EventTooLarge(f"an event for {m.topic} encodes to {len(m.value):,} bytes,"
-                                f" over the outbox's limit of {MAX_EVENT_BYTES:,}")
     await conn.executemany(
         "INSERT INTO hub_outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4::jsonb)",
-        [(m.topic, m.key, m.value, _headers_json(m.headers)) for m in messages],
+        [outbox_row(m) for m in messages],
     )
     await conn.execute(f"NOTIFY {CHANNEL}")
+
+
+OutboxRow = tuple[str, bytes | None, bytes, str]
+"""An outbox row's topic, key, value and headers (JSON), in `OUTBOX_COLUMNS`' order."""
+
+OUTBOX_COLUMNS = "hub_outbox (topic, key, value, headers)"
+"""The columns an `OutboxRow` fills, for a statement that writes its own state change and the
+outbox row at once (`INSERT INTO {OUTBOX_COLUMNS} SELECT $5, $6, $7, $8::jsonb FROM changed`,
+the work-permit authority's commands): one statement is one transaction, so the row and the
+change commit together as `enqueue`'s do. Such a writer wakes the relay after its commit
+(`RelayWaker`)."""
+
+
+def outbox_row(m: OutgoingMessage) -> OutboxRow:
+    """The outbox row of one message; `EventTooLarge` for one over MAX_EVENT_BYTES (raised
+    before anything is written, so the caller's change is not made either)."""
+    if len(m.value) > MAX_EVENT_BYTES:
+        raise EventTooLarge(f"an event for {m.topic} encodes to {len(m.value):,} bytes,"
+                            f" over the outbox's limit of {MAX_EVENT_BYTES:,}")
+    return (m.topic, m.key, m.value, _headers_json(m.headers))
+
+
+_WAKE = f"SELECT set_config('synchronous_commit', 'off', true), pg_notify('{CHANNEL}', '')"
+"""A NOTIFY in a transaction of its own that does not wait for its commit to reach the disk:
+a wake-up lost to a crash costs the relay's poll interval at most (it polls every second and
+relays everything on start), while a NOTIFY inside a writer's transaction holds Postgres'
+cluster-wide notify lock through that transaction's fsync, so every writer that notifies
+commits one after the other and group commit cannot help them."""
+
+
+class RelayWaker:
+    """Wakes a database's outbox relay after commits, outside them (`_WAKE`), in the
+    background: a command never waits for it (the NOTIFY may wait for Postgres' notify lock,
+    held by other databases' writers through their fsync).
+
+    `wake()` after each commit that wrote outbox rows. One NOTIFY is in flight at a time, on
+    a connection of the writer's pool; the commits made while it is in flight are covered by
+    one more after it, so the relay's look after the last wake-up finds every commit that
+    asked for one, and under load it gets a wake-up per round trip, not per commit. A
+    wake-up comes late when the pool is busy: a relay that found rows looks again after
+    `OutboxRelay.BUSY_POLL_S` anyway. A failed NOTIFY is logged at debug and not retried:
+    the relay polls."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+
+    def wake(self) -> None:
+        """Wake the relay soon: its next look finds the commits made before this call."""
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return
+        self._again = False
+        self._task = asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        while True:
+            try:
+                await self.pool.execute(_WAKE)
+            except Exception as exc:  # the relay polls; a closing pool ends here too
+                log.debug("relay wake-up not sent", error_class=type(exc).__name__)
+                return
+            if not self._again:
+                return
+            self._again = False
+
+    async def flush(self) -> None:
+        """Wait for the wake-up in flight, if any (before closing the pool)."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 def _headers_json(headers: Headers) -> str:
@@ -206,8 +276,10 @@ class OutboxRelay:
             while not self._stopping.is_set():
                 sent = await self._relay_once(conn)
                 await self._look(conn)
-                if sent < self.batch_size:
-                    await self._sleep_until_woken(1.0)
+                if sent == 0:
+                    await self._sleep_until_woken(self.IDLE_POLL_S)
+                elif sent < self.batch_size:
+                    await self._sleep_until_woken(self.BUSY_POLL_S)
         finally:
             self.active.clear()
             await conn.close(timeout=5)
@@ -221,6 +293,13 @@ class OutboxRelay:
                 log.info("another outbox relay is active; standing by")
                 announced = True
             await asyncio.sleep(0.5)
+
+    IDLE_POLL_S = 1.0
+    """How long the relay waits for a NOTIFY after a look that found nothing."""
+
+    BUSY_POLL_S = 0.01
+    """How long it waits after a look that found rows (and fewer than a batch): while commits
+    keep coming it looks again soon even if a wake-up is late or lost (`RelayWaker`)."""
 
     LOOK_EVERY_S = 2.0
     """How often the relay counts its outbox for `hub.metrics` (a scrape never queries)."""

@@ -1,7 +1,12 @@
 """The work-permit authority's own database: permits and the transactional outbox.
 
-Every command locks the permit row, decides with `domain`, and writes the new record and
-its event in one transaction, so the permits table and the published stream never disagree.
+Every command reads the permit, decides with `domain`, and writes the new record and its
+event in one statement (one transaction), so the permits table and the published stream
+never disagree. The write is conditional on the sequence the decision was made at: a command
+that another one overtook reads again and decides again, and after `OPTIMISTIC_TRIES` such
+rounds it takes the row lock (`SELECT … FOR UPDATE`) as every command once did. A command is
+thus two round trips (read, write) instead of a transaction's six or more, and its commit
+holds no lock but its row's; the relay is woken after the commit (`hub.outbox.RelayWaker`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import asyncpg
 
 from hub import tracing
 from hub.db import Connection
-from hub.outbox import OutgoingMessage, enqueue
+from hub.outbox import OUTBOX_COLUMNS, OutgoingMessage, RelayWaker, outbox_row
 from producers.work_permit import domain
 from schemas import topics
 from schemas.envelope import CloudEvent
@@ -51,6 +56,25 @@ EVENT_OF: dict[type[PermitPayload], type[CloudEvent[Any]]] = {
 }
 
 
+OPTIMISTIC_TRIES = 3
+"""Reads and conditional writes a command tries before it takes the permit's row lock."""
+
+_INSERT = (
+    "WITH written AS (INSERT INTO permits (permit_no, sequence, status, record)"
+    " VALUES ($1, $2, $3, $4) RETURNING permit_no)"
+    f" INSERT INTO {OUTBOX_COLUMNS} SELECT $5, $6, $7, $8::jsonb FROM written RETURNING id")
+"""A new permit and its event's outbox row, in one statement."""
+
+_UPDATE = (
+    "WITH written AS (UPDATE permits SET sequence = $2, status = $3, record = $4,"
+    " updated_at = now() WHERE permit_no = $1 AND sequence = $2 - 1 RETURNING permit_no)"
+    f" INSERT INTO {OUTBOX_COLUMNS} SELECT $5, $6, $7, $8::jsonb FROM written RETURNING id")
+"""A permit's next version and its event's outbox row, in one statement; nothing written
+unless the permit is still at the sequence before (the one the decision was made on)."""
+
+_READ = "SELECT record, sequence FROM permits WHERE permit_no = $1"
+
+
 class UnknownPermit(LookupError):
     """No permit with this number exists at the authority."""
 
@@ -61,6 +85,8 @@ class Authority:
     def __init__(self, pool: asyncpg.Pool, *, topic: str = topics.PERMIT_EVENTS) -> None:
         self.pool = pool
         self.topic = topic
+        self.waker = RelayWaker(pool)
+        """Wakes the outbox relay after each command's commit."""
 
     async def apply(
         self,
@@ -89,7 +115,7 @@ class Authority:
                     approved_months=approved_months, family=family, today=today)
 
             return await self._command_at(previous_permit_no, decide)
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:
             number = await conn.fetchval("SELECT nextval('permit_no_seq')")
             permit_no = f"{number:018d}"
             data = domain.notification_letter(
@@ -104,13 +130,15 @@ class Authority:
                 today=today,
             )
             await self._write(conn, data, sequence=1, insert=True)
+        self.waker.wake()
         return data.permit
 
     async def register_legacy(self, record: PermitRecord) -> PermitRecord:
         """Register a pre-integration physical permit under its existing number."""
         data = domain.legacy(record)
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:
             await self._write(conn, data, sequence=1, insert=True)
+        self.waker.wake()
         return data.permit
 
     async def issue(self, permit_no: str, *, valid_from: date, today: date) -> PermitRecord:
@@ -146,8 +174,8 @@ class Authority:
 
         Each permit is its own command and transaction, so a crash half-way leaves the rest
         for the next run, and a second run on the same day finds nothing left. A permit
-        extended or cancelled between the search and its row lock is refused by the rule
-        (`domain.expire`) under the lock, and skipped."""
+        extended or cancelled after the search is refused by the rule (`domain.expire`),
+        decided on the record its write is conditional on, and skipped."""
         expired = []
         for permit_no in await self.ended(today):
             try:
@@ -172,8 +200,8 @@ class Authority:
     async def lapse_ended(self, today: date) -> list[str]:
         """Lapse every letter whose validity ended before `today` without the permit being
         issued: the numbers lapsed. One command per permit, as `expire_ended`, so a second
-        run on the same day finds nothing left, and a permit issued between the search and
-        its row lock is refused by the rule (`domain.lapse`) and skipped."""
+        run on the same day finds nothing left, and a permit issued after the search is
+        refused by the rule (`domain.lapse`) and skipped."""
         lapsed = []
         for permit_no in await self.letters_ended(today):
             try:
@@ -224,31 +252,28 @@ class Authority:
     async def _command_at(
         self, permit_no: str, decide: Callable[[PermitRecord, int], PermitPayload]
     ) -> PermitRecord:
-        """Lock the permit, decide on its record and the sequence its event will carry."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT record, sequence FROM permits WHERE permit_no = $1 FOR UPDATE", permit_no
-            )
-            if row is None:
-                raise UnknownPermit(f"no permit {permit_no}")
-            sequence = row["sequence"] + 1
-            data = decide(PermitRecord.model_validate_json(row["record"]), sequence)
-            await self._write(conn, data, sequence=sequence, insert=False)
+        """Decide on the permit's record and the sequence its event will carry, and write
+        both if no other command wrote the permit meanwhile (module docstring)."""
+        async with self.pool.acquire() as conn:
+            for _ in range(OPTIMISTIC_TRIES):
+                data, sequence = _decide(permit_no, await conn.fetchrow(_READ, permit_no), decide)
+                if await self._write(conn, data, sequence=sequence, insert=False):
+                    break
+            else:
+                async with conn.transaction():
+                    row = await conn.fetchrow(f"{_READ} FOR UPDATE", permit_no)
+                    data, sequence = _decide(permit_no, row, decide)
+                    written = await self._write(conn, data, sequence=sequence, insert=False)
+                    assert written, "the row is locked"
+        self.waker.wake()
         return data.permit
 
     async def _write(
         self, conn: Connection, data: PermitPayload, *, sequence: int, insert: bool
-    ) -> None:
+    ) -> bool:
+        """Write the permit's new version and its event's outbox row in one statement: True
+        if written, False if the permit is no longer at `sequence - 1` (an update only)."""
         record = data.permit
-        sql = (
-            "INSERT INTO permits (permit_no, sequence, status, record) VALUES ($1, $2, $3, $4)"
-            if insert
-            else "UPDATE permits SET sequence = $2, status = $3, record = $4, updated_at = now()"
-            " WHERE permit_no = $1"
-        )
-        await conn.execute(
-            sql, record.permit_no, sequence, record.status.value, record.model_dump_json()
-        )
         event_type = EVENT_OF[type(data)]
         # The decision starts a trace (or joins the caller's): every agency's work on the
         # event, and each outcome of that work, carries it (hub.tracing).
@@ -256,4 +281,19 @@ class Authority:
                           attributes={"cloudevents.event_type": event_type.EVENT_TYPE}) as trace:
             event = event_type.create(subject=record.permit_no, sequence=sequence, data=data,
                                       **trace.as_event_fields())
-        await enqueue(conn, [OutgoingMessage.of_event(self.topic, event)])
+        row = outbox_row(OutgoingMessage.of_event(self.topic, event))
+        written = await conn.fetchval(
+            _INSERT if insert else _UPDATE,
+            record.permit_no, sequence, record.status.value, record.model_dump_json(), *row)
+        return written is not None
+
+
+def _decide(
+    permit_no: str, row: asyncpg.Record | None,
+    decide: Callable[[PermitRecord, int], PermitPayload],
+) -> tuple[PermitPayload, int]:
+    """The decision on the permit's record as read, and the sequence its event carries."""
+    if row is None:
+        raise UnknownPermit(f"no permit {permit_no}")
+    sequence: int = row["sequence"] + 1
+    return decide(PermitRecord.model_validate_json(row["record"]), sequence), sequence
