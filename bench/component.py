@@ -8,7 +8,7 @@ counters, CPU time and peak RSS as the result line.
 `BENCH_WHATIF` (comma-separated, for measuring a change to the consumer before making it;
 the result line names the ones applied) patches a consumer from outside:
 
-- `fetch_wait=MS`: the Kafka consumer's `fetch_max_wait_ms` (the hub's is 50);
+- `fetch_wait=MS`: the Kafka consumer's `fetch_max_wait_ms` (the hub's is 500);
 - `min_bytes=N`: its `fetch_min_bytes` (1): the broker holds a fetch until N bytes or the
   wait, so a live view takes fewer, larger batches (a transaction and fsync each);
 - `gc`: `gc.freeze()` once started and `gc.set_threshold(50_000, 20, 100)`;

@@ -60,7 +60,7 @@ async def reference(agency: str = DEFAULT_AGENCY, *, decode_values: bool = True)
         isolation_level="read_committed",
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=32 * 1024 * 1024,
-        fetch_max_wait_ms=50,
+        fetch_max_wait_ms=500,
     )
     await consumer.start()
     try:

@@ -116,15 +116,19 @@ class ViewTable:
         )
         await conn.copy_records_to_table(staging, records=newest.values(), columns=self.columns)
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns[1:])
+        # One round trip (the simple query protocol runs both). The staging rows go with
+        # DELETE, not TRUNCATE: a temp table's TRUNCATE gives it a new file and a catalog
+        # update every time, and ON COMMIT DELETE ROWS empties it at commit anyway; emptying
+        # it here is for a second merge of this table in the same transaction.
         await conn.execute(
             f"INSERT INTO {self.name} AS v ({cols}, applied_at)"
             f" SELECT {cols}, clock_timestamp() FROM {staging} s"
             f" WHERE NOT EXISTS (SELECT 1 FROM hub_erasures e"
             f"  WHERE e.subject = s.{self.key}::text AND e.sequence >= s.sequence)"
             f" ON CONFLICT ({self.key}) DO UPDATE SET {updates}, applied_at = EXCLUDED.applied_at"
-            f" WHERE v.sequence < EXCLUDED.sequence"
+            f" WHERE v.sequence < EXCLUDED.sequence;"
+            f" DELETE FROM {staging}"
         )
-        await conn.execute(f"TRUNCATE {staging}")
 
 
 async def fetch_one(
