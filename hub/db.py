@@ -20,12 +20,28 @@ else:
 
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool's connection, released without asyncpg's reset statement.
+
+    asyncpg sends `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every
+    release: a round trip per borrowed connection, as many as an authority command's own.
+    The hub keeps no session state on pooled connections (its advisory locks are
+    transaction locks, its settings `SET LOCAL`/`set_config(…, true)`, LISTEN and session
+    locks use connections of their own), and asyncpg still rolls back an open transaction
+    and drops listeners on release; `tests/integration/test_db_pool.py` holds the pool to it.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
     """A connection pool, retried while the server is still starting."""
 
     async def connect() -> asyncpg.Pool:
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, command_timeout=60
+            dsn, min_size=min_size, max_size=max_size, command_timeout=60,
+            connection_class=PooledConnection,
         )
         assert pool is not None
         return pool
