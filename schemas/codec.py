@@ -7,10 +7,13 @@ from enum import StrEnum
 from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails, from_json
 
 from schemas.envelope import (
     SEQUENCE_OUT_OF_RANGE,
     SOURCE_MISMATCH,
+    SPECVERSION_MISSING,
+    SPECVERSION_MISSING_MESSAGE,
     SUBJECT_MISMATCH,
     CloudEvent,
 )
@@ -49,6 +52,14 @@ _ENVELOPE_RULES = {f.value: f for f in (DecodeFailure.SOURCE, DecodeFailure.SUBJ
                                         DecodeFailure.SEQUENCE)}
 
 
+_SPECVERSION_MISSING: ErrorDetails = {
+    "type": SPECVERSION_MISSING, "loc": (), "msg": SPECVERSION_MISSING_MESSAGE, "input": None}
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, str) else None
+
+
 class Codec:
     """Decodes the event types one consumer understands, in one validation pass."""
 
@@ -69,9 +80,9 @@ class Codec:
         try:
             return self._adapter.validate_json(value)
         except ValidationError as exc:
-            raise self._classify(exc) from None
+            raise self._classify(exc, value) from None
 
-    def _classify(self, exc: ValidationError) -> DecodeError:
+    def _classify(self, exc: ValidationError, value: bytes) -> DecodeError:
         errors = exc.errors(include_url=False)
         for err in errors:
             # The first location part is the union's tag (the event type): left out.
@@ -82,7 +93,22 @@ class Codec:
         tags = [e.get("ctx", {}).get("tag") for e in errors if e["type"] in _TAG_ERRORS]
         if tags:
             return DecodeError(DecodeFailure.UNKNOWN_TYPE, describe_type(tags[0], self._namespaces))
+        if self._lacks_specversion(value):
+            # Whatever else is wrong, a message that is not a CloudEvent is refused for that
+            # alone (the model checks it only once its fields are valid).
+            errors = [_SPECVERSION_MISSING]
+            kinds = {SPECVERSION_MISSING}
         broken = sorted(kinds & _ENVELOPE_RULES.keys())
         if broken:  # raised only once the schema passed, so it is the one error
             return DecodeError(_ENVELOPE_RULES[broken[0]], describe_errors(errors))
         return DecodeError(DecodeFailure.SCHEMA, describe_errors(errors))
+
+    def _lacks_specversion(self, value: bytes) -> bool:
+        """Whether the message is an object without `specversion`, of a type this codec
+        reads (or any, with one type): one the model was chosen for, which it refuses."""
+        try:
+            document = from_json(value)
+        except ValueError:
+            return False
+        return (isinstance(document, dict) and "specversion" not in document
+                and (len(self.types) == 1 or _hashable(document.get("type")) in self.types))

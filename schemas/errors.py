@@ -19,13 +19,18 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from schemas.envelope import SEQUENCE_OUT_OF_RANGE, SOURCE_MISMATCH, SUBJECT_MISMATCH
+from schemas.envelope import (
+    SEQUENCE_OUT_OF_RANGE,
+    SOURCE_MISMATCH,
+    SPECVERSION_MISSING,
+    SUBJECT_MISMATCH,
+)
 
 _LOC_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}")
 """A location part worth showing: a field name or a union tag (a known event type). Others
 (a dict key a sender chose) are shown as `?`."""
 
-_RULES = frozenset({"specversion_missing", SOURCE_MISMATCH, SEQUENCE_OUT_OF_RANGE,
+_RULES = frozenset({SPECVERSION_MISSING, SOURCE_MISMATCH, SEQUENCE_OUT_OF_RANGE,
                     SUBJECT_MISMATCH})
 """The envelope's own errors: their messages name rules, never the values (they are
 written so), and are kept as they are."""

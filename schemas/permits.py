@@ -6,12 +6,13 @@ changed, so a consumer never needs an earlier event to apply a later one.
 
 from __future__ import annotations
 
+import functools
 from datetime import date, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 import pycountry
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from schemas.envelope import CloudEvent, Contract
 
@@ -28,8 +29,13 @@ because two agencies follow it: the authority decides by it, and the card servic
 reminders by it so that each one comes while the holder can still act."""
 
 
+_COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
+"""Every ISO 3166-1 alpha-2 code, read once: a lookup in pycountry per event costs more than
+the rest of the record's validation."""
+
+
 def _iso_country(code: str) -> str:
-    if pycountry.countries.get(alpha_2=code) is None:
+    if code not in _COUNTRIES:
         raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code")
     return code
 
@@ -139,27 +145,32 @@ class PermitRecord(Contract):
     def _check_validity(self) -> PermitRecord:
         # An agency decodes the record narrowed to the fields it reads (schemas.audiences):
         # each rule is checked when its fields are there, whichever agency reads it.
-        def has(*names: str) -> bool:
-            return all(n in type(self).model_fields for n in names)
-
-        if has("valid_from", "valid_until") and (
-                (self.valid_from is None) != (self.valid_until is None)):
+        has = _fields_of(type(self))
+        period = "valid_from" in has and "valid_until" in has
+        if period and (self.valid_from is None) != (self.valid_until is None):
             raise ValueError("valid_from and valid_until are given together or not at all")
-        if has("status", "valid_until") and self.status in (
-                PermitStatus.ACTIVE, PermitStatus.EXPIRED) and self.valid_until is None:
-            raise ValueError(f"a permit with status {self.status} needs valid_from/valid_until")
-        if has("status", "letter_issued_on") and (
-                self.status is PermitStatus.LAPSED and self.letter_issued_on is None):
-            raise ValueError("a lapsed permit needs letter_issued_on: only a letter lapses")
-        if has("status", "cancelled_on") and (
-                self.status is PermitStatus.CANCELLED and self.cancelled_on is None):
-            raise ValueError("a cancelled permit needs cancelled_on")
-        if has("valid_from", "valid_until") and self.valid_from is not None \
-                and self.valid_until is not None:
-            expiry = (self.holder.passport_expiry if has("holder")
-                      and "passport_expiry" in type(self.holder).model_fields else None)
+        if "status" in has:
+            status = self.status
+            if status in (PermitStatus.ACTIVE, PermitStatus.EXPIRED) and "valid_until" in has \
+                    and self.valid_until is None:
+                raise ValueError(f"a permit with status {status} needs valid_from/valid_until")
+            if status is PermitStatus.LAPSED and "letter_issued_on" in has \
+                    and self.letter_issued_on is None:
+                raise ValueError("a lapsed permit needs letter_issued_on: only a letter lapses")
+            if status is PermitStatus.CANCELLED and "cancelled_on" in has \
+                    and self.cancelled_on is None:
+                raise ValueError("a cancelled permit needs cancelled_on")
+        if period and self.valid_from is not None and self.valid_until is not None:
+            expiry = (self.holder.passport_expiry if "holder" in has
+                      and "passport_expiry" in _fields_of(type(self.holder)) else None)
             _check_period(self.valid_from, self.valid_until, expiry)
         return self
+
+
+@functools.cache
+def _fields_of(model: type[BaseModel]) -> frozenset[str]:
+    """The fields a (possibly narrowed) model has, looked up once per model."""
+    return frozenset(model.model_fields)
 
 
 def _check_period(valid_from: date, valid_until: date, passport_expiry: date | None) -> None:

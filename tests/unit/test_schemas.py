@@ -141,6 +141,42 @@ def test_a_required_cloudevents_attribute_is_never_defaulted(attribute: str) -> 
     assert attribute in caught.value.detail
 
 
+@pytest.mark.parametrize("also", [{"sequence": "one"}, {"source": "/elsewhere"},
+                                  {"data": {}}, {}])
+def test_a_missing_specversion_is_the_one_error_reported(also: dict[str, object]) -> None:
+    """An object of a known type without specversion is refused for that alone, whatever
+    else is wrong with it: it is not a CloudEvent."""
+    body = json.loads(issued_event().to_json()) | also
+    del body["specversion"]
+    with pytest.raises(DecodeError) as caught:
+        CODEC.decode(json.dumps(body).encode())
+    assert caught.value.failure is DecodeFailure.SCHEMA
+    assert caught.value.detail == (
+        "message: specversion is required (CloudEvents 1.0) [specversion_missing]")
+
+
+def test_without_specversion_or_type_the_type_is_what_is_reported() -> None:
+    """The type picks the model; a message without either names the missing type."""
+    body = json.loads(issued_event().to_json())
+    del body["specversion"], body["type"]
+    with pytest.raises(DecodeError) as caught:
+        CODEC.decode(json.dumps(body).encode())
+    assert caught.value.failure is DecodeFailure.SCHEMA
+    assert "specversion" not in caught.value.detail
+
+
+@pytest.mark.parametrize("traceparent", [None, "00-abc-def-01", 5])
+def test_a_tracestate_without_a_valid_traceparent_is_ignored(traceparent: object) -> None:
+    """A trace state belongs to its traceparent: alone, or beside a malformed one, it is
+    dropped (and the event decoded)."""
+    body = json.loads(issued_event().to_json()) | {"tracestate": "vendor=1"}
+    if traceparent is not None:
+        body["traceparent"] = traceparent
+    decoded = CODEC.decode(json.dumps(body).encode())
+    assert (decoded.traceparent, decoded.tracestate) == (None, None)
+    assert b"tracestate" not in decoded.to_json()
+
+
 @pytest.mark.parametrize("depth", [300, 100_000])
 def test_deeply_nested_json_is_undecodable_not_a_recursion_error(depth: int) -> None:
     """JSON nested beyond the parser's limit is an undecodable message, never RecursionError."""
