@@ -11,7 +11,8 @@ the result line names the ones applied) patches a consumer from outside:
 - `fetch_wait=MS`: the Kafka consumer's `fetch_max_wait_ms` (the hub's is 500);
 - `min_bytes=N`: its `fetch_min_bytes` (1): the broker holds a fetch until N bytes or the
   wait, so a live view takes fewer, larger batches (a transaction and fsync each);
-- `gc`: `gc.freeze()` once started and `gc.set_threshold(50_000, 20, 100)`;
+- `gc_defaults`: CPython's garbage collector as it comes, not `hub.consumer.tune_gc` (which
+  `hub run` and this child otherwise apply once started);
 - `quiet_enqueue`: the view's outcome events are written to its outbox without the NOTIFY
   in its transaction (which holds Postgres' cluster-wide notify lock through the commit's
   fsync, so every notifying commit waits for the others'); its relay, if one ran, would
@@ -22,13 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gc
 import os
 import sys
 from typing import Any
 
 from bench.child import cpu_seconds, emit, install_stop_signal, peak_rss_mb
 from hub.bootstrap import running_consumer, running_relay
+from hub.consumer import tune_gc
 from hub.logging import configure_logging
 from hub.settings import Settings
 
@@ -66,8 +67,8 @@ def what_if(spec: str) -> list[str]:
             kafka["fetch_max_wait_ms"] = int(value)
         elif name == "min_bytes":
             kafka["fetch_min_bytes"] = int(value)
-        elif name == "gc":
-            gc.set_threshold(50_000, 20, 100)
+        elif name == "gc_defaults":
+            pass  # `run` leaves the collector alone
         elif name == "quiet_enqueue":
             setattr(hub.dispatch, "enqueue", _quiet_enqueue)  # noqa: B010 - a patch
         else:
@@ -85,8 +86,8 @@ async def run(component: str) -> dict[str, Any]:
     """Run the component until stopped; return its counters."""
     settings = Settings()
     whatif = what_if(os.environ.get("BENCH_WHATIF", "")) if component != "relay" else []
-    if "gc" in whatif:
-        gc.freeze()
+    if "gc_defaults" not in whatif:
+        tune_gc()  # as `hub run` does
     configure_logging(settings.log_format, settings.log_level)
     stop = asyncio.Event()
     install_stop_signal(stop)

@@ -23,8 +23,9 @@ What is measured:
   `overlap_s` is the time both ran, `waiting_for_kafka` the time neither did.
   The wrappers only read the clock a few times per batch.
 
-BENCH_GC (what-if experiments, never set by `python -m bench`) tunes the garbage collector
-of this process first: `freeze`, `threshold=N`, or both comma-separated.
+The garbage collector is set as `hub run` sets it (`hub.consumer.tune_gc`). BENCH_GC (what-if
+experiments, never set by `python -m bench`) sets it otherwise: `defaults` (CPython's),
+or `freeze`, `threshold=N`, or both comma-separated.
 
 With BENCH_PROFILE=path set and pyinstrument importable, the rebuild runs under
 pyinstrument and its report is written to path (text) and path.html.
@@ -48,7 +49,7 @@ from aiokafka.structs import ConsumerRecord
 
 from bench.child import cpu_seconds, emit, peak_rss_mb
 from hub.bootstrap import running_consumer
-from hub.consumer import ViewConsumer
+from hub.consumer import ViewConsumer, tune_gc
 from hub.delivery import Delivery
 from hub.kafka import end_offsets
 from hub.kafka_credentials import OPS
@@ -189,11 +190,17 @@ async def rebuild(agency: str) -> dict[str, Any]:
 
 
 def _gc_experiment(spec: str) -> None:
-    """BENCH_GC, for what-if runs only: `freeze` and/or `threshold=N` (gen0 threshold)."""
+    """BENCH_GC, for what-if runs only: `defaults`, or `freeze` and/or `threshold=N` (gen0
+    threshold); unset, the collector is set as `hub run` sets it."""
+    if not spec:
+        tune_gc()
+        return
     for part in filter(None, (p.strip() for p in spec.split(","))):
         if part == "freeze":
             gc.collect()
             gc.freeze()
+        elif part == "defaults":
+            pass
         elif part.startswith("threshold="):
             gc.set_threshold(int(part.split("=", 1)[1]), *gc.get_threshold()[1:])
         else:

@@ -162,6 +162,7 @@ def run(
     `hub init` has not migrated exits 1. Metrics with --metrics-port (or HUB_METRICS_PORT);
     spans exported by OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set."""
     from hub import bootstrap
+    from hub.consumer import tune_gc
 
     async def go(settings: Settings) -> None:
         # An agency that is not installed exits 2, nothing started.
@@ -183,6 +184,7 @@ def run(
                 serving.callback(server.close)
                 log.info("metrics endpoint listening", agency=agency,
                          address=settings.metrics_address, port=server.port)
+            tune_gc()  # as every long-running hub process (hub.consumer)
             # The agency's calendar (if it keeps one) on the real day, Beijing time.
             async with bootstrap.running_agency(settings, agency, clock=SystemClock()) as done:
                 await _until(stop, *done)

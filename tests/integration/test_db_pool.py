@@ -33,13 +33,16 @@ async def test_a_release_sends_no_reset_statement(stack_settings: Settings) -> N
 async def test_a_borrowers_transaction_does_not_reach_the_next(stack_settings: Settings) -> None:
     pool = await create_pool(stack_settings.server_url(), min_size=1, max_size=1)
     try:
-        with pytest.raises(RuntimeError):
+        async def borrow_and_fail() -> None:
             async with pool.acquire() as conn:
                 tx = conn.transaction()
                 await tx.start()
                 await conn.execute("SET LOCAL statement_timeout = '1234ms'")
                 await conn.execute("CREATE TEMP TABLE left_behind (x int)")
                 raise RuntimeError("the borrower fails inside its transaction")
+
+        with pytest.raises(RuntimeError):
+            await borrow_and_fail()
         async with pool.acquire() as conn:
             assert not conn.is_in_transaction()
             assert await conn.fetchval("SHOW statement_timeout") != "1234ms"
