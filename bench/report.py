@@ -260,8 +260,8 @@ def _rebuild(results: dict[str, Any]) -> str:
         s = r.get("split_s")
         cpu = r.get("cpu", {})
         per = cpu.get("cpu_s", {})
-        keys = ("decode", "projection", "offsets_commit_rest", "waiting_for_kafka")
-        split = [f"{s[k]:.2f}" for k in keys] if s else ["-"] * len(keys)
+        keys = ("decode", "projection", "offsets_commit_rest", "overlap_s", "waiting_for_kafka")
+        split = [f"{s.get(k, 0):.2f}" for k in keys] if s else ["-"] * len(keys)
         split_rows.append([
             label, *split,
             f"{per.get('consumer', 0):.1f}", f"{per.get('postgres', 0):.1f}",
@@ -270,7 +270,7 @@ def _rebuild(results: dict[str, Any]) -> str:
         ])
     parts.append(
         "  where the wall time goes inside the consumer (s), and CPU s per process tree\n"
-        + table(["", "decode", "projection", "offs+commit", "wait kafka", "cpu consumer",
+        + table(["", "decode", "projection", "offs+commit", "overlap", "wait kafka", "cpu consumer",
                  "cpu postgres", "cpu kafka", "cpu others'", "phase wall s"], split_rows))
     if rb.get("sweep"):
         events = rb["sweep"][0]["events_in_topic"]
