@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.kcat import kcat_login  # kcat's login: one place, the bench's and the tests'
 from hub.kafka_credentials import password
 from hub.registry import installed
 from hub.roles import provision
@@ -180,20 +181,6 @@ def _librdkafka_version(kcat: str) -> tuple[int, ...]:
     out = subprocess.run([kcat, "-V"], capture_output=True, text=True, check=False, timeout=30)
     found = re.search(r"librdkafka (\d+)\.(\d+)\.(\d+)", out.stdout + out.stderr)
     return tuple(int(n) for n in found.groups()) if found else (0,)
-
-
-def kcat_login(settings: Settings, principal: str) -> list[str]:
-    """kcat's options to reach the broker as `principal` over SASL_SSL. The password goes in
-    a 0600 properties file (`-F`), so it never shows in the process list."""
-    secret = settings.home / "kcat" / f"{principal}.properties"
-    if not secret.exists():
-        secret.parent.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(f"sasl.password={password(settings, principal)}\n")
-    return ["-b", settings.bootstrap, "-X", "security.protocol=SASL_SSL",
-            "-X", "sasl.mechanisms=SCRAM-SHA-512", "-X", f"ssl.ca.location={settings.kafka_ca()}",
-            "-X", f"sasl.username={principal}", "-F", str(secret)]
 
 
 def java_client_config(settings: Settings, principal: str) -> Path:
