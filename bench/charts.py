@@ -63,6 +63,14 @@ def scale_series(results: dict[str, Any]) -> list[dict[str, Any]]:
 COLORS = {"ceiling": "#9e9e9e", "peer": "#f4a261", "hub": "#2a6f97"}
 
 
+def _save(plt: Any, fig: Any, path: Path) -> str:
+    """Lay out, write and close one chart; the line the run prints for it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"wrote {path}"
+
+
 def write_charts(results: dict[str, Any], out_dir: Path) -> list[str]:
     """Draw every chart the results have data for into out_dir; one line per chart."""
     try:
@@ -98,11 +106,7 @@ def write_charts(results: dict[str, Any], out_dir: Path) -> list[str]:
         n = results.get("fill", {}).get("events")
         ax.set_title(f"Rebuild from offset 0 beside the ceilings ({n:,} events)\n{subtitle}"
                      if n else "Rebuild from offset 0 beside the ceilings", fontsize=10)
-        fig.tight_layout()
-        path = out_dir / "rebuild.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        said.append(f"wrote {path}")
+        said.append(_save(plt, fig, out_dir / "rebuild.png"))
 
     points = latency_series(results)
     if points:
@@ -133,11 +137,7 @@ def write_charts(results: dict[str, Any], out_dir: Path) -> list[str]:
         best_text = f"{best:g}/s" if best else "none"
         ax.set_title(f"Live latency vs offered rate (highest sustainable: {best_text})\n"
                      f"{subtitle}", fontsize=10)
-        fig.tight_layout()
-        path = out_dir / "latency.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        said.append(f"wrote {path}")
+        said.append(_save(plt, fig, out_dir / "latency.png"))
 
     scale = scale_series(results)
     if scale:
@@ -160,9 +160,5 @@ def write_charts(results: dict[str, Any], out_dir: Path) -> list[str]:
         lines2 = ax2.get_legend_handles_labels()
         ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="upper left")
         ax.set_title(f"Card rebuild at growing N\n{subtitle}", fontsize=10)
-        fig.tight_layout()
-        path = out_dir / "scale.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        said.append(f"wrote {path}")
+        said.append(_save(plt, fig, out_dir / "scale.png"))
     return said
